@@ -1,0 +1,183 @@
+// Package netns creates, enters and removes named network namespaces without
+// ever moving the calling goroutine's thread (cilium / containernetworking
+// style). A namespace created here is bind-mounted at /run/netns/<name>, so the
+// real tools see it: `ip netns exec <name> ...` works on it.
+//
+// Go schedules goroutines over OS threads, and a network namespace belongs to a
+// thread. Do therefore runs its function on a fresh goroutine locked to its
+// thread; if switching that thread back fails, the thread stays locked and the
+// runtime retires it when the goroutine exits, so no other goroutine ever runs
+// in the wrong namespace.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is where named namespaces are mounted, as iproute2 does.
+const Dir = "/run/netns"
+
+// NS is a handle to a named network namespace.
+type NS struct {
+	name string
+	fd   vnetns.NsHandle
+}
+
+// Name is the namespace's name under /run/netns.
+func (n *NS) Name() string { return n.name }
+
+// Path is the namespace's bind mount, usable with `nsenter --net=`.
+func (n *NS) Path() string { return filepath.Join(Dir, n.name) }
+
+// Handle is an open file descriptor of the namespace, valid until Close or
+// Delete; netlink.NewHandleAt and ipvs.NewInNamespace take it.
+func (n *NS) Handle() vnetns.NsHandle { return n.fd }
+
+// New creates the named namespace (`ip netns add name`). The caller's thread
+// is left in its own namespace.
+func New(name string) (*NS, error) {
+	if err := os.MkdirAll(Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", Dir, err)
+	}
+	var fd vnetns.NsHandle
+	errc := make(chan error, 1)
+	go func() {
+		// This goroutine's thread enters the new namespace and is never
+		// returned to the pool: it is retired when the goroutine exits.
+		runtime.LockOSThread()
+		h, err := vnetns.NewNamed(name)
+		if err != nil {
+			errc <- fmt.Errorf("create netns %s: %w", name, err)
+			return
+		}
+		fd = h
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	ns := &NS{name: name, fd: fd}
+	// Bring up loopback: IPVS and local listeners need it.
+	if err := ns.Do(func() error { return setLoUp() }); err != nil {
+		_ = ns.Delete()
+		return nil, err
+	}
+	return ns, nil
+}
+
+// Get opens an existing named namespace.
+func Get(name string) (*NS, error) {
+	h, err := vnetns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("open netns %s: %w", name, err)
+	}
+	return &NS{name: name, fd: h}, nil
+}
+
+// Exists reports whether /run/netns/name exists.
+func Exists(name string) bool {
+	_, err := os.Stat(filepath.Join(Dir, name))
+	return err == nil
+}
+
+// Do runs f with the calling context's network namespace switched to n. f runs
+// on a separate goroutine locked to its OS thread. Commands started with
+// os/exec inside f, and sockets created inside f, belong to n.
+func (n *NS) Do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := vnetns.Set(n.fd); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", n.name, err)
+			return
+		}
+		ferr := f()
+		if err := vnetns.Set(orig); err != nil {
+			// Leave the thread locked: the runtime destroys it.
+			errc <- errors.Join(ferr, fmt.Errorf("return from netns %s: %w", n.name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Close releases the handle; the namespace itself stays.
+func (n *NS) Close() error {
+	if n.fd >= 0 {
+		err := n.fd.Close()
+		n.fd = -1
+		return err
+	}
+	return nil
+}
+
+// Delete closes the handle and removes the namespace (`ip netns del`). The
+// kernel frees it once no process or socket holds it any more.
+func (n *NS) Delete() error {
+	cerr := n.Close()
+	return errors.Join(cerr, DeleteNamed(n.name))
+}
+
+// DeleteNamed unmounts and removes /run/netns/name. A missing namespace is not
+// an error.
+func DeleteNamed(name string) error {
+	p := filepath.Join(Dir, name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// List returns the names of all namespaces under /run/netns.
+func List() ([]string, error) {
+	ents, err := os.ReadDir(Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", Dir, err)
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+func setLoUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+// Package results defines the versioned JSON files that scenarios and
+// benchmarks write into a results directory, and that package report renders.
+//
+// Layout of a results directory:
+//
+//	scenario-<scenario>--<mode>.json   one Result per scenario and datapath
+//	bench-<datapath>--<metric>.json    one Bench per datapath and metric
+//	env-<lane>.json                    the Env of each lane that wrote results
+//
+// Readers must reject files whose Schema is newer than SchemaVersion.
+package results
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the version written into every file. Bump it when a field
+// changes meaning or is removed; adding optional fields does not need a bump.
+const SchemaVersion = 1
+
+// Status is the outcome of one scenario on one datapath.
+type Status string
+
+// Outcomes.
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	Skip Status = "skip"
+)
+
+// Groups, in the seed's order; a scenario belongs to one.
+const (
+	GroupService      = "Service"
+	GroupSelectorless = "Service without a selector"
+	GroupProxyModes   = "Virtual IPs and proxy modes"
+	GroupMultiPort    = "Multi-port Services"
+	GroupDiscovery    = "Service discovery"
+	GroupHeadless     = "Headless Services"
+	GroupPublishing   = "Publishing Services"
+	GroupIngress      = "Ingress"
+	GroupIsolation    = "Isolation"
+	GroupScale        = "Scale and rule-update latency"
+)
+
+// Env describes where a result was measured.
+type Env struct {
+	// Lane is "host" or "vm:<kernel>" for the qemu kernel lane.
+	Lane     string    `json:"lane"`
+	Kernel   string    `json:"kernel"`
+	CPU      string    `json:"cpu"`
+	CPUs     int       `json:"cpus"`
+	Iptables string    `json:"iptables,omitempty"`
+	Nft      string    `json:"nft,omitempty"`
+	Ipvsadm  string    `json:"ipvsadm,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// Assertion is one checked fact of a scenario.
+type Assertion struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Figure is one measured number.
+type Figure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit,omitempty"`
+}
+
+// BackendCount is how many requests one backend received.
+type BackendCount struct {
+	Backend  string  `json:"backend"`
+	Count    int     `json:"count"`
+	Expected float64 `json:"expected"`
+}
+
+// Distribution is a load-distribution measurement and its statistical test.
+type Distribution struct {
+	Requests int            `json:"requests"`
+	Backends []BackendCount `json:"backends"`
+	// Test names the test, e.g. "chi-square goodness of fit vs uniform".
+	Test      string  `json:"test,omitempty"`
+	Statistic float64 `json:"statistic,omitempty"`
+	DF        int     `json:"df,omitempty"`
+	PValue    float64 `json:"pValue,omitempty"`
+	// Alpha is the significance level the scenario asserted against.
+	Alpha float64 `json:"alpha,omitempty"`
+	// RoundRobin is set for modes expected to rotate exactly; Exact then
+	// says whether counts differed by at most one and followed the rotation.
+	RoundRobin bool `json:"roundRobin,omitempty"`
+	Exact      bool `json:"exact,omitempty"`
+}
+
+// Affinity is a session-affinity measurement.
+type Affinity struct {
+	Requests       int     `json:"requests"`
+	OnPinned       int     `json:"onPinned"`
+	Stickiness     float64 `json:"stickiness"`
+	TimeoutSeconds int     `json:"timeoutSeconds"`
+	// ObservedExpirySeconds is the idle time after which a request first
+	// reached a different backend (0 if not measured).
+	ObservedExpirySeconds float64 `json:"observedExpirySeconds,omitempty"`
+}
+
+// Result is one scenario run on one datapath.
+type Result struct {
+	Schema   int    `json:"schema"`
+	Scenario string `json:"scenario"`
+	Title    string `json:"title"`
+	Group    string `json:"group"`
+	Mode     string `json:"mode"`
+	Status   Status `json:"status"`
+	// Reason explains a skip or a failure.
+	Reason       string        `json:"reason,omitempty"`
+	Started      time.Time     `json:"started"`
+	Seconds      float64       `json:"seconds"`
+	Env          Env           `json:"env"`
+	Assertions   []Assertion   `json:"assertions,omitempty"`
+	Figures      []Figure      `json:"figures,omitempty"`
+	Distribution *Distribution `json:"distribution,omitempty"`
+	Affinity     *Affinity     `json:"affinity,omitempty"`
+	// KernelState is an excerpt of the node's rules for one Service, as the
+	// real tool prints it (iptables-save, nft list ruleset, ipvsadm -Ln).
+	KernelState string `json:"kernelState,omitempty"`
+}
+
+// Point is one x position of a benchmark series, summarising Reps runs.
+type Point struct {
+	// N is the x value (number of Services, usually).
+	N      int     `json:"n"`
+	Reps   int     `json:"reps"`
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	P90    float64 `json:"p90,omitempty"`
+	P99    float64 `json:"p99,omitempty"`
+	// Extra holds side figures (rule counts, kernel memory, ratio to floor).
+	Extra map[string]float64 `json:"extra,omitempty"`
+}
+
+// Bench is one metric measured on one datapath over a sweep.
+type Bench struct {
+	Schema   int    `json:"schema"`
+	Datapath string `json:"datapath"`
+	// Metric names what was measured, e.g. "full-sync", "endpoint-change",
+	// "floor-restore", "first-packet", "convergence", "rps-keepalive".
+	Metric string  `json:"metric"`
+	Unit   string  `json:"unit"`
+	XLabel string  `json:"xLabel,omitempty"`
+	Env    Env     `json:"env"`
+	Points []Point `json:"points"`
+	Note   string  `json:"note,omitempty"`
+}
+
+// Set is everything read from one results directory.
+type Set struct {
+	Envs    []Env
+	Results []Result
+	Benches []Bench
+}
+
+// Safe turns a mode or scenario name into a file-name fragment.
+func Safe(s string) string {
+	return strings.NewReplacer("/", "_", " ", "_", ":", "_").Replace(s)
+}
+
+// WriteResult stores r in dir as scenario-<scenario>--<mode>.json.
+func WriteResult(dir string, r Result) error {
+	r.Schema = SchemaVersion
+	return writeJSON(dir, fmt.Sprintf("scenario-%s--%s.json", Safe(r.Scenario), Safe(r.Mode)), r)
+}
+
+// WriteBench stores b in dir as bench-<datapath>--<metric>.json.
+func WriteBench(dir string, b Bench) error {
+	b.Schema = SchemaVersion
+	return writeJSON(dir, fmt.Sprintf("bench-%s--%s.json", Safe(b.Datapath), Safe(b.Metric)), b)
+}
+
+// WriteEnv stores e in dir as env-<lane>.json.
+func WriteEnv(dir string, e Env) error {
+	return writeJSON(dir, fmt.Sprintf("env-%s.json", Safe(e.Lane)), struct {
+		Schema int `json:"schema"`
+		Env
+	}{SchemaVersion, e})
+}
+
+func writeJSON(dir, name string, v any) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create results dir: %w", err)
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// ReadDir loads every results file in dir, sorted by scenario then mode.
+func ReadDir(dir string) (*Set, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read results dir: %w", err)
+	}
+	set := &Set{}
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var head struct {
+			Schema int `json:"schema"`
+		}
+		if err := json.Unmarshal(b, &head); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if head.Schema > SchemaVersion {
+			errs = append(errs, fmt.Errorf("%s: schema %d is newer than %d", name, head.Schema, SchemaVersion))
+			continue
+		}
+		switch {
+		case strings.HasPrefix(name, "scenario-"):
+			var r Result
+			if err := json.Unmarshal(b, &r); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+			set.Results = append(set.Results, r)
+		case strings.HasPrefix(name, "bench-"):
+			var bb Bench
+			if err := json.Unmarshal(b, &bb); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+			set.Benches = append(set.Benches, bb)
+		case strings.HasPrefix(name, "env-"):
+			var en Env
+			if err := json.Unmarshal(b, &en); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				continue
+			}
+			set.Envs = append(set.Envs, en)
+		}
+	}
+	sort.Slice(set.Results, func(i, j int) bool {
+		a, b := set.Results[i], set.Results[j]
+		if a.Scenario != b.Scenario {
+			return a.Scenario < b.Scenario
+		}
+		return a.Mode < b.Mode
+	})
+	sort.Slice(set.Benches, func(i, j int) bool {
+		a, b := set.Benches[i], set.Benches[j]
+		if a.Metric != b.Metric {
+			return a.Metric < b.Metric
+		}
+		return a.Datapath < b.Datapath
+	})
+	return set, errors.Join(errs...)
+}

@@ -1,0 +1,162 @@
+// Package state holds the desired state that the control plane (package sim)
+// hands to each node's proxy: the Service ports a node must implement and their
+// endpoints. It has no dependency on Kubernetes types so that the proxy modes,
+// which only consume it, build fast and can be driven by other programs: the
+// JSON encoding of NodeState is the wire format of the node proxy feed.
+//
+// Values are treated as immutable once built: producers build a fresh NodeState
+// for every change and consumers never modify one they were given.
+package state
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+)
+
+// Protocol is a transport protocol of a Service port.
+type Protocol string
+
+// The protocols svcsim implements.
+const (
+	TCP Protocol = "TCP"
+	UDP Protocol = "UDP"
+)
+
+// DefaultAffinityTimeout is the API server's default for
+// spec.sessionAffinityConfig.clientIP.timeoutSeconds (3 hours).
+const DefaultAffinityTimeout = 10800
+
+// NodeState is everything one node's proxy needs to program its kernel.
+type NodeState struct {
+	// Node is the node's name (e.g. "node1").
+	Node string `json:"node"`
+	// Generation increases with every change of the cluster; a proxy can use
+	// it to report which state it has programmed.
+	Generation uint64 `json:"generation"`
+	// NodeIPs are this node's own addresses; NodePorts are served on each.
+	NodeIPs []netip.Addr `json:"nodeIPs"`
+	// PodCIDR is the range of this node's pods (its cni0 bridge network).
+	PodCIDR netip.Prefix `json:"podCIDR"`
+	// ClusterCIDR covers every pod of the cluster (kube-proxy's --cluster-cidr):
+	// traffic to a Service from outside it is masqueraded.
+	ClusterCIDR netip.Prefix `json:"clusterCIDR"`
+	// ServiceCIDR is the range ClusterIPs are allocated from.
+	ServiceCIDR netip.Prefix `json:"serviceCIDR"`
+	// Services lists every non-headless Service port, sorted by ID.
+	Services []ServicePort `json:"services"`
+}
+
+// ServicePort is one port of one Service, the unit kube-proxy programs
+// (kube-proxy's ServicePortName plus its ServicePort info).
+type ServicePort struct {
+	Namespace string   `json:"namespace"`
+	Name      string   `json:"name"`
+	PortName  string   `json:"portName,omitempty"`
+	Protocol  Protocol `json:"protocol"`
+	// ClusterIP is the Service's virtual IP. Headless Services are not
+	// included in NodeState at all.
+	ClusterIP netip.Addr `json:"clusterIP"`
+	Port      int32      `json:"port"`
+	// NodePort is 0 unless the Service is of type NodePort or LoadBalancer.
+	NodePort int32 `json:"nodePort,omitempty"`
+	// ExternalIPs are extra VIPs (spec.externalIPs) served like the ClusterIP.
+	ExternalIPs []netip.Addr `json:"externalIPs,omitempty"`
+	// SessionAffinity is true for sessionAffinity: ClientIP.
+	SessionAffinity bool `json:"sessionAffinity,omitempty"`
+	// AffinityTimeout is timeoutSeconds of ClientIP affinity (seconds).
+	AffinityTimeout int32 `json:"affinityTimeout,omitempty"`
+	// Scheduler is an optional load-balancing hint for modes that have one
+	// (IPVS: "rr", "wrr", "lc", "sh", ...). Empty means the mode's default.
+	Scheduler string `json:"scheduler,omitempty"`
+	// Endpoints are the ready backends, sorted by address then port.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one backend of a ServicePort.
+type Endpoint struct {
+	IP   netip.Addr `json:"ip"`
+	Port int32      `json:"port"`
+	// Node is the node the backend runs on; empty for addresses outside
+	// the cluster (Endpoints of a Service without a selector).
+	Node string `json:"node,omitempty"`
+	// Pod is the backing pod's name, when there is one.
+	Pod string `json:"pod,omitempty"`
+}
+
+// ID names the Service port like kube-proxy does: "ns/name:port" or "ns/name"
+// when the port has no name.
+func (s *ServicePort) ID() string {
+	if s.PortName == "" {
+		return s.Namespace + "/" + s.Name
+	}
+	return s.Namespace + "/" + s.Name + ":" + s.PortName
+}
+
+// Key is ID plus protocol, unique within a NodeState ("ns/name:port/TCP").
+func (s *ServicePort) Key() string { return s.ID() + "/" + string(s.Protocol) }
+
+// Timeout returns the affinity timeout in seconds, defaulted.
+func (s *ServicePort) Timeout() int32 {
+	if s.AffinityTimeout <= 0 {
+		return DefaultAffinityTimeout
+	}
+	return s.AffinityTimeout
+}
+
+// String renders an endpoint as "ip:port".
+func (e Endpoint) String() string {
+	return netip.AddrPortFrom(e.IP, uint16(e.Port)).String()
+}
+
+// Sort puts Services and their endpoints into canonical order so that two
+// equal states encode to the same bytes.
+func (n *NodeState) Sort() {
+	sort.Slice(n.Services, func(i, j int) bool { return n.Services[i].Key() < n.Services[j].Key() })
+	for i := range n.Services {
+		eps := n.Services[i].Endpoints
+		sort.Slice(eps, func(a, b int) bool {
+			if c := eps[a].IP.Compare(eps[b].IP); c != 0 {
+				return c < 0
+			}
+			return eps[a].Port < eps[b].Port
+		})
+	}
+}
+
+// Validate checks the invariants modes rely on.
+func (n *NodeState) Validate() error {
+	seen := make(map[string]bool, len(n.Services))
+	for i := range n.Services {
+		s := &n.Services[i]
+		if seen[s.Key()] {
+			return fmt.Errorf("service port %s listed twice", s.Key())
+		}
+		seen[s.Key()] = true
+		if !s.ClusterIP.Is4() {
+			return fmt.Errorf("service port %s: clusterIP %v is not IPv4", s.Key(), s.ClusterIP)
+		}
+		if s.Protocol != TCP && s.Protocol != UDP {
+			return fmt.Errorf("service port %s: unsupported protocol %q", s.Key(), s.Protocol)
+		}
+		if s.Port < 1 || s.Port > 65535 {
+			return fmt.Errorf("service port %s: port %d out of range", s.Key(), s.Port)
+		}
+		for _, e := range s.Endpoints {
+			if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 {
+				return fmt.Errorf("service port %s: bad endpoint %v:%d", s.Key(), e.IP, e.Port)
+			}
+		}
+	}
+	return nil
+}
+
+// Service returns the ServicePort with the given Key, or nil.
+func (n *NodeState) Service(key string) *ServicePort {
+	for i := range n.Services {
+		if n.Services[i].Key() == key {
+			return &n.Services[i]
+		}
+	}
+	return nil
+}
