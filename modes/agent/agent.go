@@ -1,0 +1,197 @@
+// Package agent is the node proxy process: one per node, started inside the
+// node's network namespace, programming that node's kernel with one proxy mode
+// (like kube-proxy on a real node). The control plane feeds it desired state
+// over a unix socket.
+//
+// The feed is plain HTTP/1.1 over a unix socket so that any program can speak
+// it (curl --unix-socket works):
+//
+//	GET  /v1/healthz  -> 200 {"mode":"iptables/nft","node":"node1","pid":123,"generation":7}
+//	PUT  /v1/state    body: state.NodeState JSON -> 200 SyncReply after the kernel is programmed,
+//	                  400 for undecodable or invalid state, 500 with the sync error
+//	GET  /v1/dump     -> 200 text/plain, the mode's kernel state as the real tool prints it
+//	POST /v1/cleanup  -> 200 once everything the mode programmed is removed
+//
+// The process stops (after Cleanup) on SIGTERM/SIGINT, or when its standard
+// input reaches EOF: the parent holds the other end of that pipe, so a parent
+// killed with SIGKILL takes its proxies with it.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/svcsim/svcsim/internal/reexec"
+	"github.com/svcsim/svcsim/modes"
+	_ "github.com/svcsim/svcsim/modes/all" // register every mode
+	"github.com/svcsim/svcsim/sim/state"
+)
+
+// EntryPoint is the reexec name of the node proxy process.
+const EntryPoint = "svcsim-node-proxy"
+
+func init() { reexec.Register(EntryPoint, mainEntry) }
+
+// SyncReply is the answer to PUT /v1/state.
+type SyncReply struct {
+	Mode       string  `json:"mode"`
+	Node       string  `json:"node"`
+	Generation uint64  `json:"generation"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// Health is the answer to GET /v1/healthz.
+type Health struct {
+	Mode       string `json:"mode"`
+	Node       string `json:"node"`
+	PID        int    `json:"pid"`
+	Generation uint64 `json:"generation"`
+}
+
+func mainEntry() {
+	fs := flag.NewFlagSet(EntryPoint, flag.ExitOnError)
+	mode := fs.String("mode", "iptables", "proxy mode")
+	node := fs.String("node", "", "node name")
+	sock := fs.String("socket", "", "unix socket to serve the feed on")
+	sched := fs.String("scheduler", "", "IPVS scheduler")
+	_ = fs.Parse(os.Args[1:])
+	log.SetPrefix(fmt.Sprintf("node-proxy[%s %s] ", *node, *mode))
+	if err := Serve(context.Background(), Config{Mode: *mode, Node: *node, Socket: *sock, Scheduler: *sched, WatchStdin: true}); err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+// Config configures Serve.
+type Config struct {
+	Mode, Node, Socket, Scheduler string
+	// WatchStdin stops the server when standard input reaches EOF.
+	WatchStdin bool
+}
+
+// Serve runs the feed server in the calling process's network namespace until
+// ctx ends, a signal arrives, or (with WatchStdin) stdin closes. It always
+// runs the mode's Cleanup before returning.
+func Serve(ctx context.Context, cfg Config) error {
+	p, err := modes.New(cfg.Mode, modes.Options{Node: cfg.Node, Scheduler: cfg.Scheduler})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	if cfg.WatchStdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			cancel()
+		}()
+	}
+	_ = os.Remove(cfg.Socket)
+	ln, err := net.Listen("unix", cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Socket, err)
+	}
+	s := &server{p: p, node: cfg.Node}
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	_ = srv.Shutdown(shutCtx)
+	_ = os.Remove(cfg.Socket)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cerr := p.Cleanup(shutCtx); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("cleanup %s: %w", p.Name(), cerr))
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+type server struct {
+	p    modes.Proxier
+	node string
+	mu   sync.Mutex // serialises Sync, Dump and Cleanup
+	gen  uint64
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		h := Health{Mode: s.p.Name(), Node: s.node, PID: os.Getpid(), Generation: s.gen}
+		s.mu.Unlock()
+		writeJSON(w, h)
+	})
+	mux.HandleFunc("PUT /v1/state", func(w http.ResponseWriter, r *http.Request) {
+		var st state.NodeState
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 512<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&st); err != nil {
+			http.Error(w, "decode state: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := st.Validate(); err != nil {
+			http.Error(w, "invalid state: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		start := time.Now()
+		if err := s.p.Sync(r.Context(), &st); err != nil {
+			http.Error(w, fmt.Sprintf("sync %s on %s: %v", s.p.Name(), s.node, err), http.StatusInternalServerError)
+			return
+		}
+		s.gen = st.Generation
+		writeJSON(w, SyncReply{Mode: s.p.Name(), Node: s.node, Generation: st.Generation, Seconds: time.Since(start).Seconds()})
+	})
+	mux.HandleFunc("GET /v1/dump", func(w http.ResponseWriter, r *http.Request) {
+		d, ok := s.p.(modes.Dumper)
+		if !ok {
+			http.Error(w, s.p.Name()+" cannot dump its state", http.StatusNotImplemented)
+			return
+		}
+		s.mu.Lock()
+		out, err := d.Dump(r.Context())
+		s.mu.Unlock()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, out)
+	})
+	mux.HandleFunc("POST /v1/cleanup", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.p.Cleanup(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		s.gen = 0
+		w.WriteHeader(http.StatusOK)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,3 @@
+// Package all links every proxy mode into a binary; import it for its side
+// effect of registering them with package modes.
+package all
