@@ -1,0 +1,310 @@
+package nftables
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/svcsim/svcsim/sim/state"
+)
+
+// Object names inside the table. Everything lives in one table, so the names
+// need no "kube-" prefix; they are the ones kube-proxy uses, so that a dump
+// reads like a real node's.
+const (
+	tableName = "kube-proxy"
+
+	filterInputChain          = "filter-input"
+	filterForwardChain        = "filter-forward"
+	filterOutputChain         = "filter-output"
+	filterOutputPostDNATChain = "filter-output-post-dnat"
+	natPreroutingChain        = "nat-prerouting"
+	natOutputChain            = "nat-output"
+	natPostroutingChain       = "nat-postrouting"
+
+	servicesChain               = "services"
+	serviceEndpointsCheckChain  = "service-endpoints-check"
+	nodePortEndpointsCheckChain = "nodeport-endpoints-check"
+	clusterIPsCheckChain        = "cluster-ips-check"
+	rejectChain                 = "reject-chain"
+	markMasqChain               = "mark-for-masquerade"
+	masqueradingChain           = "masquerading"
+
+	serviceIPsMap          = "service-ips"
+	serviceNodePortsMap    = "service-nodeports"
+	noEndpointServicesMap  = "no-endpoint-services"
+	noEndpointNodePortsMap = "no-endpoint-nodeports"
+	clusterIPsSet          = "cluster-ips"
+
+	// masqMark is the packet mark bit (kube-proxy's default --masquerade-bit
+	// 14) that tells the masquerading chain to SNAT a packet.
+	masqMark = "0x4000"
+
+	servicePrefix  = "service-"
+	externalPrefix = "external-"
+	endpointPrefix = "endpoint-"
+	affinityPrefix = "affinity-"
+)
+
+// maxPrefixLen bounds the prefixes above ("service-", "endpoint-", ...), so
+// that a hashed base name plus any prefix fits in an nftables name.
+const maxPrefixLen = 16
+
+// hashedBase returns name prefixed by 8 base32 characters of its SHA-256, cut
+// to fit an nftables object name. The hash keeps a cut name unique and makes
+// chains of one service with nearly equal names easy to tell apart.
+func hashedBase(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	out := base32.StdEncoding.EncodeToString(sum[:])[:8] + "-" + name
+	if limit := knftables.NameLengthMax - maxPrefixLen; len(out) > limit {
+		out = out[:limit-3] + "..."
+	}
+	return out
+}
+
+// proto is the lower-case protocol as nft writes it ("tcp", "udp").
+func proto(p state.Protocol) string { return strings.ToLower(string(p)) }
+
+// serviceBase is "HASH-ns/name/proto/portName", the common part of the
+// service and external chain names of a service port. Namespace, name and
+// port name are DNS labels, so "/" cannot occur inside them.
+func serviceBase(sp *state.ServicePort) string {
+	return hashedBase(fmt.Sprintf("%s/%s/%s/%s", sp.Namespace, sp.Name, proto(sp.Protocol), sp.PortName))
+}
+
+// endpointBase is "HASH-ns/name/proto/portName__ip/port", the common part of
+// an endpoint's chain and affinity set names.
+func endpointBase(sp *state.ServicePort, ep state.Endpoint) string {
+	return hashedBase(fmt.Sprintf("%s/%s/%s/%s__%s/%d", sp.Namespace, sp.Name, proto(sp.Protocol), sp.PortName, ep.IP, ep.Port))
+}
+
+// isServiceChain tells chains built per service port (all contain "/") from
+// the fixed ones.
+func isServiceChain(name string) bool { return strings.Contains(name, "/") }
+
+// isAffinitySet tells per-endpoint affinity sets from the fixed sets.
+func isAffinitySet(name string) bool { return strings.HasPrefix(name, affinityPrefix) }
+
+// globals are the node-wide inputs of the rules. When they change every
+// service chain may change, so the next sync is a full one.
+type globals struct {
+	clusterCIDR netip.Prefix
+	serviceCIDR netip.Prefix
+}
+
+func globalsOf(st *state.NodeState) globals {
+	return globals{clusterCIDR: st.ClusterCIDR, serviceCIDR: st.ServiceCIDR}
+}
+
+// chainPlan is one regular chain with the rules it must hold, in order.
+type chainPlan struct {
+	name  string
+	rules []string
+}
+
+// setPlan is one per-endpoint ClientIP affinity set.
+type setPlan struct {
+	name    string
+	timeout int32
+}
+
+// elemPlan is one element of one of the fixed maps or sets.
+type elemPlan struct {
+	set, mapName string
+	key          []string
+	value        string // map verdict, "" for set elements
+	comment      string
+}
+
+// id identifies the element inside its container.
+func (e *elemPlan) id() elemID {
+	c := "map " + e.mapName
+	if e.set != "" {
+		c = "set " + e.set
+	}
+	return elemID{container: c, key: strings.Join(e.key, " . ")}
+}
+
+type elemID struct{ container, key string }
+
+// elemState is what distinguishes two elements with the same id.
+type elemState struct{ value, comment string }
+
+func (e *elemPlan) object(withValue bool) *knftables.Element {
+	el := &knftables.Element{Set: e.set, Map: e.mapName, Key: e.key}
+	if withValue {
+		if e.value != "" {
+			el.Value = []string{e.value}
+		}
+		if e.comment != "" {
+			el.Comment = knftables.PtrTo(e.comment)
+		}
+	}
+	return el
+}
+
+// servicePlan is everything one service port puts into the table: its own
+// chains and affinity sets, and its elements in the shared maps and sets.
+type servicePlan struct {
+	sp     state.ServicePort
+	chains []chainPlan
+	sets   []setPlan
+	elems  []elemPlan
+}
+
+func (p *servicePlan) hasChain(name string) bool {
+	for i := range p.chains {
+		if p.chains[i].name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *servicePlan) set(name string) *setPlan {
+	for i := range p.sets {
+		if p.sets[i].name == name {
+			return &p.sets[i]
+		}
+	}
+	return nil
+}
+
+// buildPlan computes what one service port needs, following kube-proxy's
+// nftables mode with the "Cluster" traffic policies (the only ones svcsim's
+// state carries):
+//
+//   - ClusterIP . proto . port in service-ips -> goto service-X; service-X
+//     marks traffic from outside the cluster CIDR for masquerade, honours
+//     ClientIP affinity, then picks an endpoint with numgen random;
+//   - NodePort (proto . nodePort in service-nodeports) and external IPs go to
+//     external-X, which marks everything for masquerade and goes to service-X;
+//   - endpoint-X marks hairpin traffic (the endpoint talking to itself through
+//     the service), records affinity, and DNATs;
+//   - without endpoints the same keys go to no-endpoint-services /
+//     no-endpoint-nodeports, whose verdict is "goto reject-chain".
+func buildPlan(src *state.ServicePort, g globals) *servicePlan {
+	sp := *src
+	sp.Endpoints = append([]state.Endpoint(nil), src.Endpoints...)
+	sp.ExternalIPs = append([]netip.Addr(nil), src.ExternalIPs...)
+	plan := &servicePlan{sp: sp}
+	// An IPv4 proxier ignores IPv6 addresses, as kube-proxy's does.
+	var externalIPs []netip.Addr
+	for _, ip := range sp.ExternalIPs {
+		if ip.Is4() {
+			externalIPs = append(externalIPs, ip)
+		}
+	}
+
+	pr := proto(sp.Protocol)
+	port := strconv.Itoa(int(sp.Port))
+	base := serviceBase(&sp)
+	svcChain := servicePrefix + base
+	extChain := externalPrefix + base
+	hasEndpoints := len(sp.Endpoints) > 0
+	external := sp.NodePort != 0 || len(externalIPs) > 0
+	name := sp.ID()
+
+	plan.elems = append(plan.elems, elemPlan{set: clusterIPsSet, key: []string{sp.ClusterIP.String()}})
+	dest := func(ip netip.Addr) []string { return []string{ip.String(), pr, port} }
+	if !hasEndpoints {
+		reject := "goto " + rejectChain
+		plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(sp.ClusterIP), value: reject, comment: name})
+		for _, ip := range externalIPs {
+			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(ip), value: reject, comment: name})
+		}
+		if sp.NodePort != 0 {
+			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointNodePortsMap,
+				key: []string{pr, strconv.Itoa(int(sp.NodePort))}, value: reject, comment: name})
+		}
+		return plan
+	}
+
+	plan.elems = append(plan.elems, elemPlan{mapName: serviceIPsMap, key: dest(sp.ClusterIP), value: "goto " + svcChain})
+	for _, ip := range externalIPs {
+		plan.elems = append(plan.elems, elemPlan{mapName: serviceIPsMap, key: dest(ip), value: "goto " + extChain})
+	}
+	if sp.NodePort != 0 {
+		plan.elems = append(plan.elems, elemPlan{mapName: serviceNodePortsMap,
+			key: []string{pr, strconv.Itoa(int(sp.NodePort))}, value: "goto " + extChain})
+	}
+
+	// The service chain.
+	svc := chainPlan{name: svcChain}
+	if g.clusterCIDR.IsValid() {
+		svc.rules = append(svc.rules, knftables.Concat(
+			"ip daddr", sp.ClusterIP.String(), pr, "dport", port,
+			"ip saddr !=", g.clusterCIDR.Masked().String(), "jump", markMasqChain))
+	}
+	epChains := make([]string, len(sp.Endpoints))
+	for i, ep := range sp.Endpoints {
+		epChains[i] = endpointPrefix + endpointBase(&sp, ep)
+	}
+	if sp.SessionAffinity {
+		for i, ep := range sp.Endpoints {
+			set := affinityPrefix + endpointBase(&sp, ep)
+			plan.sets = append(plan.sets, setPlan{name: set, timeout: sp.Timeout()})
+			svc.rules = append(svc.rules, knftables.Concat("ip saddr", "@", set, "goto", epChains[i]))
+		}
+	}
+	var vmap []string
+	for i, c := range epChains {
+		if i > 0 {
+			vmap = append(vmap, ",")
+		}
+		vmap = append(vmap, strconv.Itoa(i), ":", "goto", c)
+	}
+	svc.rules = append(svc.rules, knftables.Concat("numgen random mod", len(epChains), "vmap {", vmap, "}"))
+
+	// The external chain: NodePort and external-IP traffic may leave the
+	// node towards a remote endpoint, so it is always masqueraded.
+	if external {
+		plan.chains = append(plan.chains, chainPlan{name: extChain, rules: []string{
+			"jump " + markMasqChain,
+			"goto " + svcChain,
+		}})
+	}
+	plan.chains = append(plan.chains, svc)
+
+	for i, ep := range sp.Endpoints {
+		c := chainPlan{name: epChains[i]}
+		c.rules = append(c.rules, knftables.Concat("ip saddr", ep.IP.String(), "jump", markMasqChain))
+		if sp.SessionAffinity {
+			c.rules = append(c.rules, knftables.Concat("update", "@", plan.sets[i].name, "{ ip saddr }"))
+		}
+		c.rules = append(c.rules, knftables.Concat("meta l4proto", pr, "dnat to", ep.String()))
+		plan.chains = append(plan.chains, c)
+	}
+	return plan
+}
+
+// sameRules reports whether two service ports produce the same chains, sets
+// and elements (fields that do not reach the rules, such as Scheduler or an
+// endpoint's pod name, are ignored).
+func sameRules(a, b *state.ServicePort) bool {
+	if a.Namespace != b.Namespace || a.Name != b.Name || a.PortName != b.PortName ||
+		a.Protocol != b.Protocol || a.ClusterIP != b.ClusterIP || a.Port != b.Port ||
+		a.NodePort != b.NodePort || a.SessionAffinity != b.SessionAffinity ||
+		len(a.ExternalIPs) != len(b.ExternalIPs) || len(a.Endpoints) != len(b.Endpoints) {
+		return false
+	}
+	if a.SessionAffinity && a.Timeout() != b.Timeout() {
+		return false
+	}
+	for i := range a.ExternalIPs {
+		if a.ExternalIPs[i] != b.ExternalIPs[i] {
+			return false
+		}
+	}
+	for i := range a.Endpoints {
+		if a.Endpoints[i].IP != b.Endpoints[i].IP || a.Endpoints[i].Port != b.Endpoints[i].Port {
+			return false
+		}
+	}
+	return true
+}
