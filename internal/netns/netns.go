@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -180,4 +181,69 @@ func setLoUp() error {
 		return fmt.Errorf("set lo up: %w", err)
 	}
 	return nil
+}
+
+// Inode is the namespace's identity: the inode number that
+// /proc/<pid>/ns/net of every process inside it links to ("net:[<inode>]").
+func (n *NS) Inode() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(n.fd), &st); err != nil {
+		return 0, fmt.Errorf("stat netns %s: %w", n.name, err)
+	}
+	return st.Ino, nil
+}
+
+// InodeOf returns the inode of the named namespace without opening a handle.
+func InodeOf(name string) (uint64, error) {
+	var st unix.Stat_t
+	p := filepath.Join(Dir, name)
+	if err := unix.Stat(p, &st); err != nil {
+		return 0, fmt.Errorf("stat netns %s: %w", p, err)
+	}
+	return st.Ino, nil
+}
+
+// SetSysctl writes a sysctl of the namespace, e.g.
+// SetSysctl("net.ipv4.ip_forward", "1") (`ip netns exec n sysctl -w ...`).
+// The files under /proc/sys/net belong to the namespace of the thread that
+// opens them, so the write happens inside Do.
+func (n *NS) SetSysctl(key, value string) error {
+	return n.Do(func() error { return WriteSysctl(key, value) })
+}
+
+// Sysctl reads a sysctl of the namespace.
+func (n *NS) Sysctl(key string) (string, error) {
+	var v string
+	err := n.Do(func() error {
+		var err error
+		v, err = ReadSysctl(key)
+		return err
+	})
+	return v, err
+}
+
+// WriteSysctl writes key (dotted form) in the calling thread's namespace.
+func WriteSysctl(key, value string) error {
+	p := sysctlPath(key)
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	return nil
+}
+
+// ReadSysctl reads key (dotted form) in the calling thread's namespace.
+func ReadSysctl(key string) (string, error) {
+	b, err := os.ReadFile(sysctlPath(key))
+	if err != nil {
+		return "", fmt.Errorf("sysctl %s: %w", key, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// sysctlPath maps "net.ipv4.conf.eth0.rp_filter" to its /proc/sys file. As
+// in sysctl(8), a '/' in the key stands for a dot inside a component (an
+// interface named "eth0.1" is written "net.ipv4.conf.eth0/1.rp_filter").
+func sysctlPath(key string) string {
+	swap := strings.NewReplacer(".", "/", "/", ".")
+	return filepath.Join("/proc/sys", swap.Replace(key))
 }
