@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/svcsim/svcsim/internal/controlplane"
+	"github.com/svcsim/svcsim/internal/daemon"
+	"github.com/svcsim/svcsim/internal/reexec"
+	"github.com/svcsim/svcsim/internal/rundir"
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/sim"
+	"github.com/svcsim/svcsim/topology"
+)
+
+// clusterFlags are shared by up and the hidden daemon verb.
+type clusterFlags struct {
+	nodes     int
+	mode      string
+	scheduler string
+	network   string
+}
+
+func (f *clusterFlags) add(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.nodes, "nodes", 2, "number of nodes (node1..nodeN)")
+	cmd.Flags().StringVar(&f.mode, "mode", "iptables", "proxy mode: "+strings.Join(modes.Names(), ", "))
+	cmd.Flags().StringVar(&f.scheduler, "scheduler", "", "IPVS scheduler (rr, wrr, lc, sh, ...)")
+	cmd.Flags().StringVar(&f.network, "node-network", "198.18.0.0/24", "node (underlay) network; node i gets host .10+i, the external client .100 (e.g. the seed's 172.188.2.0/24)")
+}
+
+func (f *clusterFlags) config() (controlplane.Config, error) {
+	if f.nodes < 1 || f.nodes > 200 {
+		return controlplane.Config{}, fmt.Errorf("--nodes must be 1..200, got %d", f.nodes)
+	}
+	pfx, err := netip.ParsePrefix(f.network)
+	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 24 {
+		return controlplane.Config{}, fmt.Errorf("--node-network must be an IPv4 prefix of /24 or wider, got %q", f.network)
+	}
+	pfx = pfx.Masked()
+	cfg := controlplane.DefaultConfig(f.mode, f.nodes)
+	cfg.Scheduler = f.scheduler
+	cfg.Underlay = pfx
+	base := pfx.Addr().As4()
+	at := func(host int) netip.Addr {
+		a := base
+		a[3] = byte(host)
+		return netip.AddrFrom4(a)
+	}
+	cfg.ExternalIP = at(100)
+	for i := range cfg.Sim.Nodes {
+		cfg.Sim.Nodes[i].IP = at(11 + i)
+	}
+	return cfg, nil
+}
+
+func newUp() *cobra.Command {
+	var cf clusterFlags
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "up [-f manifests]",
+		Short: "Start a simulated cluster in the background and apply manifests",
+		Example: `  sudo svcsim up -f sim/testdata/seed
+  sudo svcsim up --mode nftables --nodes 3 -f my-app.yaml
+  sudo svcsim up --node-network 172.188.2.0/24 -f sim/testdata/seed`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot("up"); err != nil {
+				return err
+			}
+			if _, err := cf.config(); err != nil {
+				return err
+			}
+			if _, err := modes.New(cf.mode, modes.Options{}); err != nil {
+				return err
+			}
+			// Refuse to start over a live simulation.
+			if id, err := daemon.Current(); err == nil {
+				if run, err := rundir.Open(id); err == nil && run.Alive() {
+					return fmt.Errorf("simulation %s is already running: use `svcsim apply`, or `svcsim down` first", id)
+				}
+			}
+			// Load manifests first: bad input changes nothing.
+			var paths []string
+			for _, f := range files {
+				abs, err := filepath.Abs(f)
+				if err != nil {
+					return err
+				}
+				paths = append(paths, abs)
+			}
+			if len(paths) > 0 {
+				if _, err := sim.Load(paths...); err != nil {
+					return err
+				}
+			}
+			id, err := startDaemon(cmd.Context(), cf, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if len(paths) == 0 {
+				return nil
+			}
+			c, err := daemon.Dial(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			out, err := c.Apply(cmd.Context(), daemon.ApplyRequest{Paths: paths})
+			if err != nil {
+				return fmt.Errorf("%w\n(the cluster is up with nothing applied; fix the manifests and run `svcsim apply -f`)", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (repeatable)")
+	return cmd
+}
+
+// startDaemon re-executes svcsim as a detached daemon, shows its progress
+// until it is ready, and returns the run ID.
+func startDaemon(ctx context.Context, cf clusterFlags, out io.Writer) (string, error) {
+	if err := os.MkdirAll(rundir.Root(), 0o755); err != nil {
+		return "", err
+	}
+	logf, err := os.CreateTemp(rundir.Root(), "daemon-*.log")
+	if err != nil {
+		return "", fmt.Errorf("create daemon log: %w", err)
+	}
+	defer logf.Close()
+	cmd, err := reexec.Command("svcsim-daemon", "--nodes", fmt.Sprint(cf.nodes), "--mode", cf.mode,
+		"--scheduler", cf.scheduler, "--node-network", cf.network, "--log", logf.Name())
+	if err != nil {
+		return "", err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Follow the log until "ready" or the daemon's exit.
+	printed := 0
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(logf.Name())
+		if i := strings.LastIndexByte(string(b), '\n'); i >= printed {
+			chunk := string(b[printed : i+1])
+			printed = i + 1
+			fmt.Fprint(out, chunk)
+			for _, line := range strings.Split(chunk, "\n") {
+				// "run <id>: ready (<mode> mode, <n> nodes)"
+				if f := strings.Fields(line); len(f) > 2 && f[0] == "run" && f[2] == "ready" {
+					return strings.TrimSuffix(f[1], ":"), nil
+				}
+			}
+		}
+		select {
+		case werr := <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			fmt.Fprint(out, string(b[printed:]))
+			return "", fmt.Errorf("the simulation failed to start (%v); log: %s", werr, logf.Name())
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			return "", fmt.Errorf("the simulation did not become ready within 2 minutes; log: %s", logf.Name())
+		}
+	}
+}
+
+func init() {
+	reexec.Register("svcsim-daemon", func() {
+		cmd := newDaemon()
+		cmd.SetArgs(os.Args[1:])
+		if err := cmd.Execute(); err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+			os.Exit(1)
+		}
+	})
+}
+
+func newDaemon() *cobra.Command {
+	var cf clusterFlags
+	var logPath string
+	cmd := &cobra.Command{
+		Use:    "daemon",
+		Short:  "Run a simulation in the foreground (what `up` starts in the background)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot("daemon"); err != nil {
+				return err
+			}
+			cfg, err := cf.config()
+			if err != nil {
+				return err
+			}
+			cfg.Log = cmd.OutOrStdout()
+			err = daemon.Serve(context.Background(), cfg)
+			if err == nil && logPath != "" {
+				_ = os.Remove(logPath) // a clean exit leaves no log behind
+			}
+			return err
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&logPath, "log", "", "log file to remove on a clean exit")
+	return cmd
+}
+
+func newDown() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the running simulation and remove leftovers of killed runs",
+		Long: `down stops the current simulation (its proxies clean up their rules, its
+namespaces are removed) and then garbage-collects whatever runs that were killed
+left behind: namespaces, processes and run directories named with a svcsim run ID
+whose owner is dead. Runs of live processes are left alone unless --all is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot("down"); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if id, err := daemon.Current(); err == nil {
+				if c, err := daemon.Dial(ctx, id); err == nil {
+					if err := c.Down(ctx); err != nil {
+						return err
+					}
+					// Wait for the daemon to finish tearing down.
+					for i := 0; i < 600; i++ {
+						run, err := rundir.Open(id)
+						if err != nil || !run.Alive() {
+							break
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "simulation %s stopped\n", id)
+				}
+				_ = os.Remove(filepath.Join(rundir.Root(), daemon.CurrentFile))
+			}
+			removed, err := topology.GC(ctx, all)
+			removed = append(removed, removeStaleLogs()...)
+			for _, r := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "also remove live runs of other svcsim processes (running tests, say)")
+	return cmd
+}
+
+// removeStaleLogs deletes logs of daemons that no process holds open any
+// more (daemons killed before they could remove their own).
+func removeStaleLogs() []string {
+	logs, _ := filepath.Glob(filepath.Join(rundir.Root(), "daemon-*.log"))
+	if len(logs) == 0 {
+		return nil
+	}
+	open := map[string]bool{}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil {
+			open[target] = true
+		}
+	}
+	var removed []string
+	for _, l := range logs {
+		if !open[l] && os.Remove(l) == nil {
+			removed = append(removed, l)
+		}
+	}
+	return removed
+}

@@ -1,0 +1,73 @@
+// Command svcsim runs a simulated Kubernetes cluster's Service networking on
+// this host's real kernel, with kubectl's verbs: up, apply, get, patch,
+// scale, delete, label, exec, down; plus report and the hidden daemon.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+
+	"github.com/spf13/cobra"
+
+	"github.com/svcsim/svcsim/internal/reexec"
+	_ "github.com/svcsim/svcsim/modes/agent" // node proxy entry point and every mode
+)
+
+func main() {
+	if reexec.Init() {
+		return
+	}
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries a command's exit status through cobra (svcsim exec).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "svcsim",
+		Short: "Kubernetes Service networking on real kernel datapaths, on one host",
+		Long: `svcsim builds a simulated cluster out of network namespaces (nodes, pods and an
+external client), runs a real proxy datapath (iptables, nftables, IPVS, userspace)
+inside every node, and lets you drive it with kubectl's verbs.
+
+  sudo svcsim up -f sim/testdata/seed
+  sudo svcsim get pods -o wide
+  sudo svcsim exec external -- curl http://198.18.0.11:30080/info
+  sudo svcsim down`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("run", "", "ID of the simulation to talk to (default: the current one)")
+	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newPatch(), newScale(), newDelete(),
+		newLabel(), newExec(), newDump(), newDown(), newReport())
+	return root
+}
+
+func needRoot(verb string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("svcsim %s needs root (it manages network namespaces): run it with sudo", verb)
+	}
+	return nil
+}
+
+// runStatus turns a finished command's error into svcsim's exit status.
+func runStatus(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &exitError{code: ee.ExitCode()}
+	}
+	return err
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/svcsim/svcsim/internal/daemon"
+	"github.com/svcsim/svcsim/internal/netns"
+)
+
+func dial(cmd *cobra.Command) (*daemon.Client, error) {
+	id, _ := cmd.Flags().GetString("run")
+	return daemon.Dial(cmd.Context(), id)
+}
+
+// kindName splits kubectl's "TYPE NAME" or "TYPE/NAME" argument forms.
+func kindName(args []string) (kind, name string, err error) {
+	switch {
+	case len(args) == 1 && strings.Contains(args[0], "/"):
+		kind, name, _ = strings.Cut(args[0], "/")
+	case len(args) == 2:
+		kind, name = args[0], args[1]
+	default:
+		return "", "", fmt.Errorf("want TYPE NAME or TYPE/NAME, got %q", strings.Join(args, " "))
+	}
+	if kind == "" || name == "" {
+		return "", "", fmt.Errorf("want TYPE NAME or TYPE/NAME, got %q", strings.Join(args, " "))
+	}
+	return kind, name, nil
+}
+
+func print(cmd *cobra.Command, out string, err error) error {
+	if err != nil {
+		return err
+	}
+	if out != "" {
+		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimRight(out, "\n"))
+	}
+	return nil
+}
+
+func newApply() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILENAME",
+		Short: "Apply manifests to the running simulation (all or nothing)",
+		Long: `apply validates every object first, as the API server does; if any object is
+invalid, nothing changes and every error is listed with its field path.`,
+		Example: `  sudo svcsim apply -f myhttp-v2-service.yaml
+  cat svc.yaml | sudo svcsim apply -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return fmt.Errorf("must specify -f (a file, a directory, or - for stdin)")
+			}
+			var req daemon.ApplyRequest
+			for _, f := range files {
+				if f == "-" {
+					b, err := io.ReadAll(cmd.InOrStdin())
+					if err != nil {
+						return err
+					}
+					req.Stdin += string(b) + "\n---\n"
+					continue
+				}
+				abs, err := filepath.Abs(f)
+				if err != nil {
+					return err
+				}
+				req.Paths = append(req.Paths, abs)
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return print(cmd, c.Apply(cmd.Context(), req))
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory, or - (repeatable)")
+	return cmd
+}
+
+func newGet() *cobra.Command {
+	var output, namespace, selector string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get TYPE [NAME]",
+		Short: "Show nodes, pods, services, endpoints, deployments, daemonsets or ingresses",
+		Example: `  sudo svcsim get pods -o wide -l app=getip
+  sudo svcsim get svc -o wide -n ingress-nginx
+  sudo svcsim get ingress -o wide`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, name := args[0], ""
+			if len(args) == 2 {
+				name = args[1]
+			} else if k, n, ok := strings.Cut(kind, "/"); ok {
+				kind, name = k, n
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			q := url.Values{"kind": {kind}, "name": {name}, "namespace": {namespace}, "output": {output}, "selector": {selector}}
+			if all {
+				q.Set("all", "true")
+			}
+			return print(cmd, c.Get(cmd.Context(), q))
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, yaml, json")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, e.g. app=getip")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
+	return cmd
+}
+
+func newPatch() *cobra.Command {
+	var patch, namespace string
+	cmd := &cobra.Command{
+		Use:     "patch TYPE NAME -p PATCH",
+		Short:   "Update fields of an object with a strategic merge patch",
+		Example: `  sudo svcsim patch svc getip-service -p '{"spec":{"sessionAffinity":"ClientIP"}}'`,
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, name, err := kindName(args)
+			if err != nil {
+				return err
+			}
+			if patch == "" {
+				return fmt.Errorf("must specify -p")
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return print(cmd, c.Patch(cmd.Context(), kind, namespace, name, []byte(patch)))
+		},
+	}
+	cmd.Flags().StringVarP(&patch, "patch", "p", "", "the patch, as JSON or YAML")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	return cmd
+}
+
+func newScale() *cobra.Command {
+	var replicas int
+	var namespace string
+	cmd := &cobra.Command{
+		Use:     "scale TYPE NAME --replicas=N",
+		Short:   "Set a Deployment's number of replicas",
+		Example: `  sudo svcsim scale deployment getip-deployment --replicas 3`,
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, name, err := kindName(args)
+			if err != nil {
+				return err
+			}
+			if replicas < 0 {
+				return fmt.Errorf("--replicas is required and must be >= 0")
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return print(cmd, c.Scale(cmd.Context(), kind, namespace, name, replicas))
+		},
+	}
+	cmd.Flags().IntVar(&replicas, "replicas", -1, "the new number of replicas")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	return cmd
+}
+
+func newDelete() *cobra.Command {
+	var namespace string
+	cmd := &cobra.Command{
+		Use:     "delete TYPE NAME",
+		Short:   "Delete an object (a pod's Deployment replaces it)",
+		Example: `  sudo svcsim delete pod getip-deployment-c6b88c56b-pks5t`,
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, name, err := kindName(args)
+			if err != nil {
+				return err
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return print(cmd, c.Delete(cmd.Context(), kind, namespace, name))
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	return cmd
+}
+
+func newLabel() *cobra.Command {
+	var namespace string
+	cmd := &cobra.Command{
+		Use:     "label TYPE NAME KEY=VALUE... | KEY-",
+		Short:   "Set or remove labels (a node's labels steer DaemonSets)",
+		Example: `  sudo svcsim label node node1 isIngress="true"`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var kind, name string
+			var labels []string
+			if strings.Contains(args[0], "/") {
+				kind, name, _ = strings.Cut(args[0], "/")
+				labels = args[1:]
+			} else {
+				if len(args) < 3 {
+					return fmt.Errorf("want TYPE NAME KEY=VALUE...")
+				}
+				kind, name, labels = args[0], args[1], args[2:]
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return print(cmd, c.Label(cmd.Context(), kind, namespace, name, labels))
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
+	return cmd
+}
+
+func newExec() *cobra.Command {
+	var namespace string
+	cmd := &cobra.Command{
+		Use:   "exec TARGET -- COMMAND [ARGS...]",
+		Short: "Run a real command inside a pod, a node or the external client's namespace",
+		Long: `exec runs COMMAND in TARGET's network namespace with your terminal attached and
+exits with its status. TARGET is a pod name, a node name (node1) or "external"
+(the client outside the cluster that reaches NodePorts).`,
+		Example: `  sudo svcsim exec external -- curl http://198.18.0.11:30080/info
+  sudo svcsim exec node1 -- iptables-save -t nat
+  sudo svcsim exec client -- curl http://getip-service/info`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needRoot("exec"); err != nil {
+				return err
+			}
+			if cmd.ArgsLenAtDash() != 1 {
+				return fmt.Errorf("want TARGET -- COMMAND [ARGS...]")
+			}
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			name, err := c.Target(cmd.Context(), args[0], namespace)
+			if err != nil {
+				return err
+			}
+			return execIn(cmd.Context(), name, args[1], args[2:]...)
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "the pod's namespace (default \"default\")")
+	return cmd
+}
+
+// execIn runs a command inside the named network namespace with this
+// process's stdio.
+func execIn(ctx context.Context, nsName, name string, args ...string) error {
+	ns, err := netns.Get(nsName)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	c := exec.CommandContext(ctx, name, args...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return runStatus(ns.Do(c.Run))
+}
+
+func newDump() *cobra.Command {
+	return &cobra.Command{
+		Use:     "dump NODE",
+		Short:   "Print a node's proxy rules as the real tool shows them",
+		Example: `  sudo svcsim dump node1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return print(cmd, c.Dump(cmd.Context(), args[0]))
+		},
+	}
+}

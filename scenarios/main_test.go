@@ -1,0 +1,52 @@
+// Package scenarios holds svcsim's conformance scenarios: each builds its own
+// simulated cluster per datapath, applies manifests, sends real traffic and
+// asserts what a user of Kubernetes Services would see. Run as root:
+//
+//	sudo go test ./scenarios/...
+//
+// Without root every scenario skips with a message saying so. SVCSIM_MODES
+// narrows the datapaths (e.g. SVCSIM_MODES=iptables/nft); results land in
+// $SVCSIM_RESULTS_DIR (default: results/ at the repository root).
+package scenarios
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/svcsim/svcsim/internal/hostinfo"
+	"github.com/svcsim/svcsim/internal/reexec"
+	_ "github.com/svcsim/svcsim/modes/agent" // the node proxy entry point
+	"github.com/svcsim/svcsim/report/results"
+	"github.com/svcsim/svcsim/scenarios/harness"
+	"github.com/svcsim/svcsim/topology/hostcheck"
+)
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run())
+	}
+	before, err := hostcheck.Snapshot()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "snapshot host network state: %v\n", err)
+		os.Exit(1)
+	}
+	if err := results.WriteEnv(harness.ResultsDir(), hostinfo.Collect(hostinfo.Lane())); err != nil {
+		fmt.Fprintf(os.Stderr, "write env: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	after, err := hostcheck.Snapshot()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "snapshot host network state: %v\n", err)
+		os.Exit(1)
+	}
+	if d := hostcheck.Diff(before, after); d != "" {
+		fmt.Fprintf(os.Stderr, "FAIL: the host's own network state changed during the run:\n%s\n", d)
+		code = 1
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,387 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/svcsim/svcsim/internal/stats"
+	"github.com/svcsim/svcsim/report/results"
+	"github.com/svcsim/svcsim/scenarios/harness"
+)
+
+// roundRobin says whether a datapath's default scheduler rotates exactly.
+func roundRobin(mode string) bool { return mode == "userspace" || mode == "ipvs" }
+
+// alpha is the significance level of every distribution test.
+const alpha = 0.001
+
+// clusterIP returns "ip:port" of a Service's first port.
+func clusterIP(h *harness.H, name string) string {
+	h.T.Helper()
+	for _, s := range h.CP.Cluster().Services() {
+		if s.Namespace == "default" && s.Name == name {
+			return netip.AddrPortFrom(netip.MustParseAddr(s.Spec.ClusterIP), uint16(s.Spec.Ports[0].Port)).String()
+		}
+	}
+	h.Fatalf("no service default/%s", name)
+	return ""
+}
+
+// podIPs returns the IPs of the pods whose name starts with prefix.
+func podIPs(h *harness.H, prefix string) map[string]string {
+	out := map[string]string{}
+	for _, p := range h.CP.Cluster().Pods() {
+		if strings.HasPrefix(p.Name, prefix) {
+			out[p.IP.String()] = p.Name
+		}
+	}
+	return out
+}
+
+func client(h *harness.H, pod string) *harness.Client {
+	h.T.Helper()
+	p := h.CP.Topology().Pod("default/" + pod)
+	if p == nil {
+		h.Fatalf("no pod default/%s in the topology", pod)
+	}
+	return harness.NewClient(pod, p.NS)
+}
+
+func external(h *harness.H) *harness.Client {
+	return harness.NewClient("external", h.CP.Topology().External())
+}
+
+// TestClusterIPDistribution: 600 requests from a client pod to a ClusterIP
+// with three backends reach every backend, in proportions consistent with a
+// uniform choice (chi-square, alpha 0.001); round-robin datapaths rotate
+// exactly.
+func TestClusterIPDistribution(t *testing.T) {
+	sc := harness.Scenario{Name: "clusterip-distribution", Title: "ClusterIP spreads load over every backend", Group: results.GroupService}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(3, "")}}, func(h *harness.H) {
+		const n = 600
+		vip := clusterIP(h, "getip-service")
+		backends := podIPs(h, "getip-deployment-")
+		h.Check(len(backends) == 3, "three backends", "%d getip pods", len(backends))
+
+		counts, order, err := client(h, "client").Tally(h.Ctx, vip, n)
+		if err != nil {
+			h.Fatalf("traffic: %v", err)
+		}
+		ips := make([]string, 0, len(backends))
+		for ip := range backends {
+			ips = append(ips, ip)
+		}
+		sort.Strings(ips)
+		obs := make([]int, len(ips))
+		dist := &results.Distribution{Requests: n, Test: "chi-square goodness of fit vs uniform", Alpha: alpha}
+		for i, ip := range ips {
+			obs[i] = counts[ip]
+			dist.Backends = append(dist.Backends, results.BackendCount{Backend: backends[ip] + " (" + ip + ")", Count: counts[ip], Expected: float64(n) / float64(len(ips))})
+		}
+		other := n
+		for _, c := range obs {
+			other -= c
+		}
+		h.Check(other == 0, "only backends answer", "%d answers from outside the backend set", other)
+		cs, err := stats.ChiSquareUniform(obs)
+		if err != nil {
+			h.Fatalf("chi-square: %v", err)
+		}
+		dist.Statistic, dist.DF, dist.PValue = cs.Statistic, cs.DF, cs.P
+		h.Result.Distribution = dist
+		for i, ip := range ips {
+			h.Check(obs[i] > 0, "backend used", "%s got %d of %d", backends[ip], obs[i], n)
+		}
+		h.Check(cs.P >= alpha, "uniform", "chi-square %.3f (df %d), p = %.4g, alpha %g, counts %v", cs.Statistic, cs.DF, cs.P, alpha, obs)
+		if roundRobin(h.Mode) {
+			dist.RoundRobin = true
+			exact := rotates(order, len(ips))
+			dist.Exact = exact
+			h.Check(exact, "exact rotation", "round-robin: counts %v, every window of %d requests covers every backend", obs, len(ips))
+		}
+	})
+}
+
+// rotates reports whether order cycles through k distinct values in a fixed
+// order (so counts differ by at most one).
+func rotates(order []string, k int) bool {
+	if len(order) < k {
+		return false
+	}
+	for i := k; i < len(order); i++ {
+		if order[i] != order[i-k] {
+			return false
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range order[:k] {
+		seen[o] = true
+	}
+	return len(seen) == k
+}
+
+// TestNodePort: the seed's myhttp-v2-service (8800 -> 80, nodePort 30080),
+// applied as written, answers from the external namespace on every node's
+// address, via real curl; a NodePort left unset is allocated in range and
+// works too.
+func TestNodePort(t *testing.T) {
+	sc := harness.Scenario{Name: "nodeport", Title: "NodePort reached from outside on every node", Group: results.GroupPublishing}
+	harness.Run(t, sc, harness.Options{Manifests: []string{myHTTPv2, seedMyHTTPv2Service, getipApp(2, "  type: NodePort\n")}}, func(h *harness.H) {
+		ext := external(h)
+		backends := podIPs(h, "myhttp-v2-")
+		h.Check(len(backends) == 2, "two myhttp-v2 pods", "%v", backends)
+		for _, node := range h.CP.Topology().Nodes() {
+			url := fmt.Sprintf("http://%s:30080/info", node.IP)
+			seen := map[string]bool{}
+			for i := 0; i < 10; i++ {
+				out, err := ext.Exec(h.Ctx, "curl", "-sS", "--max-time", "3", url)
+				if err != nil {
+					h.Fatalf("curl %s from external: %v", url, err)
+				}
+				var in harness.Info
+				if err := json.Unmarshal([]byte(out), &in); err != nil || in.Code != 0 || in.Msg != "success" {
+					h.Fatalf("curl %s: answer %q is not the getip JSON (%v)", url, out, err)
+				}
+				if _, ok := backends[in.IP()]; !ok {
+					h.Fatalf("curl %s answered from %s, not a myhttp-v2 pod", url, in.IP())
+				}
+				seen[in.IP()] = true
+			}
+			h.Check(true, "nodePort 30080 on "+node.Name, "curl %s: 10 answers from %d pod(s)", url, len(seen))
+		}
+		// The ClusterIP side of the same Service, from a pod.
+		vip := clusterIP(h, "myhttp-v2-service")
+		in, _, err := client(h, "client").GetInfo(h.Ctx, vip)
+		h.Check(err == nil && backends[in.IP()] != "", "clusterIP port 8800", "GET %s/info from client pod: %v %v", vip, in.IP(), err)
+
+		// An unset nodePort is allocated in 30000-32767 and serves.
+		var np int32
+		for _, s := range h.CP.Cluster().Services() {
+			if s.Name == "getip-service" {
+				np = s.Spec.Ports[0].NodePort
+			}
+		}
+		h.Check(np >= 30000 && np <= 32767, "nodePort allocated in range", "getip-service got nodePort %d", np)
+		h.Figure("allocated nodePort", float64(np), "")
+		node2 := h.CP.Topology().Nodes()[1]
+		in, _, err = ext.GetInfo(h.Ctx, fmt.Sprintf("%s:%d", node2.IP, np))
+		h.Check(err == nil && strings.HasPrefix(in.IP(), "10.244."), "allocated nodePort serves", "GET %s:%d/info from external: %s %v", node2.IP, np, in.IP(), err)
+	})
+}
+
+// TestSessionAffinity: the seed's loop (/info on every request) returns one
+// pod for every request once `patch svc getip-service -p
+// '{"spec":{"sessionAffinity":"ClientIP"}}'` is applied, spreads again when
+// it is switched off, and with a small timeoutSeconds the pin expires after
+// idle.
+func TestSessionAffinity(t *testing.T) {
+	sc := harness.Scenario{Name: "session-affinity", Title: "sessionAffinity: ClientIP pins, unpins and expires", Group: results.GroupService}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(3, "  type: NodePort\n")}}, func(h *harness.H) {
+		c := client(h, "client")
+		vip := clusterIP(h, "getip-service")
+		patch := func(p string) {
+			if err := h.CP.Patch(h.Ctx, "svc", "default", "getip-service", []byte(p)); err != nil {
+				h.Fatalf("patch %s: %v", p, err)
+			}
+		}
+		patch(`{"spec":{"sessionAffinity":"ClientIP"}}`)
+		const pinnedN = 60
+		counts, _, err := c.Tally(h.Ctx, vip, pinnedN)
+		if err != nil {
+			h.Fatalf("traffic: %v", err)
+		}
+		h.Check(len(counts) == 1, "ClientIP pins the pod client", "%d requests answered by %v", pinnedN, counts)
+		var pinned string
+		for ip := range counts {
+			pinned = ip
+		}
+		aff := &results.Affinity{Requests: pinnedN, OnPinned: counts[pinned], Stickiness: float64(counts[pinned]) / pinnedN, TimeoutSeconds: 10800}
+		h.Result.Affinity = aff
+
+		// The seed's loop from outside, through the NodePort, with real curl.
+		var np int32
+		for _, s := range h.CP.Cluster().Services() {
+			if s.Name == "getip-service" {
+				np = s.Spec.Ports[0].NodePort
+			}
+		}
+		url := fmt.Sprintf("http://%s:%d/info", h.CP.Topology().Nodes()[0].IP, np)
+		seen := map[string]int{}
+		for i := 0; i < 10; i++ {
+			out, err := external(h).Exec(h.Ctx, "curl", "-sS", "--max-time", "3", url)
+			if err != nil {
+				h.Fatalf("%v", err)
+			}
+			var in harness.Info
+			if err := json.Unmarshal([]byte(out), &in); err != nil {
+				h.Fatalf("decode %q: %v", out, err)
+			}
+			seen[in.IP()+" "+in.IpInfo[0].Mac]++
+		}
+		h.Check(len(seen) == 1, "the seed's curl loop sees one pod (IP and MAC)", "%v", seen)
+
+		patch(`{"spec":{"sessionAffinity":"None"}}`)
+		counts, _, err = c.Tally(h.Ctx, vip, 150)
+		if err != nil {
+			h.Fatalf("traffic: %v", err)
+		}
+		h.Check(len(counts) == 3, "affinity off spreads again", "150 requests answered by %v", counts)
+
+		// Small timeout: stays pinned while busy, expires after idle.
+		const timeout = 2
+		patch(fmt.Sprintf(`{"spec":{"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":%d}}}}`, timeout))
+		aff.TimeoutSeconds = timeout
+		counts, _, err = c.Tally(h.Ctx, vip, 20)
+		if err != nil {
+			h.Fatalf("traffic: %v", err)
+		}
+		h.Check(len(counts) == 1, "pinned with timeoutSeconds 2", "%v", counts)
+		first := ""
+		for ip := range counts {
+			first = ip
+		}
+		// Each round: stay idle for longer than the timeout, then ask again.
+		// A fresh choice lands elsewhere with probability >= 2/3 per round,
+		// so 12 rounds miss a change with probability <= 1.9e-6.
+		var expired time.Duration
+		prev := first
+		idleStart := time.Now()
+		for round := 0; round < 12 && expired == 0; round++ {
+			time.Sleep(time.Duration(timeout)*time.Second + 1500*time.Millisecond)
+			in, _, err := c.GetInfo(h.Ctx, vip)
+			if err != nil {
+				h.Fatalf("traffic: %v", err)
+			}
+			if in.IP() != prev {
+				expired = time.Since(idleStart)
+			}
+			prev = in.IP()
+			idleStart = time.Now()
+		}
+		h.Check(expired > 0, "affinity expires after idle", "a new backend after %.1fs idle (timeoutSeconds %d)", expired.Seconds(), timeout)
+		aff.ObservedExpirySeconds = expired.Seconds()
+		h.Figure("observed affinity expiry", expired.Seconds(), "s")
+	})
+}
+
+// sample is one request of a background traffic loop.
+type sample struct {
+	at  time.Time
+	ip  string
+	err error
+}
+
+// loop sends requests from c to vip until stop is closed, at most max
+// requests or for at most limit; it returns what it saw.
+func loop(ctx context.Context, c *harness.Client, vip string, stop <-chan struct{}, max int, limit time.Duration) <-chan []sample {
+	out := make(chan []sample, 1)
+	go func() {
+		var got []sample
+		deadline := time.Now().Add(limit)
+		for i := 0; i < max && time.Now().Before(deadline); i++ {
+			select {
+			case <-stop:
+				out <- got
+				return
+			default:
+			}
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			in, _, err := c.GetInfo(rctx, vip)
+			cancel()
+			got = append(got, sample{at: time.Now(), ip: in.IP(), err: err})
+			if err != nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		out <- got
+	}()
+	return out
+}
+
+// TestEndpointChanges: scaling a Deployment from 2 to 3 puts the new pod in
+// rotation, deleting a pod takes it out; the time from the change to the
+// first request that observes it is recorded (convergence).
+func TestEndpointChanges(t *testing.T) {
+	sc := harness.Scenario{Name: "endpoint-changes", Title: "Scale up and pod deletion converge", Group: results.GroupService}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(2, "")}}, func(h *harness.H) {
+		c := client(h, "client")
+		vip := clusterIP(h, "getip-service")
+		before := podIPs(h, "getip-deployment-")
+		h.Check(len(before) == 2, "two backends", "%v", before)
+
+		stop := make(chan struct{})
+		var once sync.Once
+		halt := func() { once.Do(func() { close(stop) }) }
+		defer halt()
+		res := loop(h.Ctx, c, vip, stop, 20000, 60*time.Second)
+		time.Sleep(200 * time.Millisecond)
+		t0 := time.Now()
+		if err := h.CP.Scale(h.Ctx, "deployment", "default", "getip-deployment", 3); err != nil {
+			h.Fatalf("scale: %v", err)
+		}
+		programmed := time.Since(t0)
+		after := podIPs(h, "getip-deployment-")
+		var newIP string
+		for ip := range after {
+			if _, ok := before[ip]; !ok {
+				newIP = ip
+			}
+		}
+		h.Check(newIP != "", "a third pod exists", "%v", after)
+		// Let the loop run until it has seen the new pod (bounded).
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			time.Sleep(300 * time.Millisecond)
+			if counts, _, err := c.Tally(h.Ctx, vip, 30); err == nil && counts[newIP] > 0 {
+				break
+			}
+		}
+		halt()
+		samples := <-res
+		var firstNew time.Time
+		errs := 0
+		for _, s := range samples {
+			if s.err != nil {
+				errs++
+				continue
+			}
+			if s.ip == newIP && firstNew.IsZero() {
+				firstNew = s.at
+			}
+		}
+		h.Check(!firstNew.IsZero(), "new pod receives traffic", "background loop: %d requests, first answer from %s after %v", len(samples), after[newIP], firstNew.Sub(t0))
+		h.Figure("scale-up programmed (all nodes)", programmed.Seconds(), "s")
+		h.Figure("scale-up convergence (first request on new pod)", firstNew.Sub(t0).Seconds(), "s")
+		h.Figure("failed requests during scale-up", float64(errs), "")
+
+		// Delete one of the original pods: afterwards no request reaches it.
+		var victimIP, victim string
+		for ip, name := range before {
+			victimIP, victim = ip, name
+			break
+		}
+		t1 := time.Now()
+		if err := h.CP.Delete(h.Ctx, "pod", "default", victim); err != nil {
+			h.Fatalf("delete pod %s: %v", victim, err)
+		}
+		h.Figure("pod deletion programmed (all nodes)", time.Since(t1).Seconds(), "s")
+		// The Deployment replaces the pod; count where the next requests go.
+		counts, _, err := c.Tally(h.Ctx, vip, 300)
+		if err != nil {
+			h.Fatalf("traffic after delete: %v", err)
+		}
+		h.Check(counts[victimIP] == 0, "deleted pod gets no traffic", "300 requests after deleting %s (%s): %v", victim, victimIP, counts)
+		now := podIPs(h, "getip-deployment-")
+		h.Check(len(now) == 3, "deployment replaced the pod", "%v", now)
+		for ip := range now {
+			h.Check(counts[ip] > 0, "every live pod used", "%s (%s) got %d of 300", now[ip], ip, counts[ip])
+		}
+	})
+}
