@@ -47,12 +47,12 @@ type pkt struct {
 
 // outcome is how one walk ended.
 type outcome struct {
-	Verdict  string // "accept", "drop", "reject"
-	Dest     string // destination after DNAT, "ip:port"
-	DNAT     bool
-	Masq     bool
-	Path     string // "input", "forward" or "output"
-	updates  []string
+	Verdict string // "accept", "drop", "reject"
+	Dest    string // destination after DNAT, "ip:port"
+	DNAT    bool
+	Masq    bool
+	Path    string // "input", "forward" or "output"
+	updates []string
 }
 
 func (o outcome) String() string {
