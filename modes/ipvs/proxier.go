@@ -1,0 +1,778 @@
+// Package ipvs is the IPVS proxy mode, after kube-proxy's: every ClusterIP and
+// external IP is bound to the dummy interface kube-ipvs0 (so it is local and
+// IPVS, hooked at LOCAL_IN/LOCAL_OUT, sees packets to it), each
+// ClusterIP:port, external IP:port and node IP:NodePort is an IPVS virtual
+// server whose real servers are the endpoints (masquerading forward, weight
+// 1), and the masquerading IPVS cannot do itself is done by a few fixed
+// iptables rules matching ipsets.
+//
+// Sync is incremental: it reads the kernel's virtual servers back (one
+// netlink dump), reads the real servers only of virtual servers that are new
+// or whose endpoints changed since the last sync, and writes only what
+// differs, so one endpoint change costs the same few netlink requests however
+// many Services exist. The ipsets are diffed against what the last sync wrote
+// and the iptables text is rewritten only when it changes. After a failed
+// sync (or a fresh start) the next one reads every real server back.
+//
+// Removed real servers terminate gracefully, like kube-proxy: a TCP real
+// server with connections is set to weight 0 (no new connections, existing
+// ones continue) and deleted once its connection counters reach zero, checked
+// on every sync and by a background reaper; UDP real servers and TCP ones
+// without connections are deleted at once.
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/ipvs/ipset"
+	"github.com/svcsim/svcsim/modes/ipvs/iptrestore"
+	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
+	"github.com/svcsim/svcsim/modes/ipvs/netdev"
+	"github.com/svcsim/svcsim/sim/state"
+)
+
+// Name is the mode's registry and datapath name.
+const Name = "ipvs"
+
+// DummyDevice holds the service addresses.
+const DummyDevice = "kube-ipvs0"
+
+// DefaultScheduler is used when neither the Service nor the options name one.
+const DefaultScheduler = "rr"
+
+func init() {
+	modes.Register(Name, func(o modes.Options) (modes.Proxier, error) { return NewReal(o) })
+}
+
+// Sysctl sets kernel parameters of the calling namespace.
+type Sysctl interface {
+	// Set writes value to the parameter ("net.ipv4.vs.conntrack").
+	Set(name, value string) error
+}
+
+// ProcSysctl implements Sysctl through /proc/sys of the calling thread's
+// network namespace.
+type ProcSysctl struct{}
+
+// Set implements Sysctl.
+func (ProcSysctl) Set(name, value string) error {
+	p := filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("set sysctl %s=%s: %w", name, value, err)
+	}
+	return nil
+}
+
+// sysctls IPVS mode needs in the node's namespace: conntrack for IPVS
+// connections (so iptables can masquerade them), expiry of connections to
+// deleted real servers and of persistence templates of weight-0 ones.
+var sysctls = [][2]string{
+	{"net.ipv4.vs.conntrack", "1"},
+	{"net.ipv4.vs.expire_nodest_conn", "1"},
+	{"net.ipv4.vs.expire_quiescent_template", "1"},
+}
+
+// Config wires a Proxier to its kernel interfaces.
+type Config struct {
+	// Node is the node's name, for messages.
+	Node string
+	// Scheduler is the default IPVS scheduler ("rr" when empty).
+	Scheduler string
+	IPVS      ipvsutil.Interface
+	Links     netdev.Interface
+	IPSet     ipset.Interface
+	IPTables  iptrestore.Interface
+	// Sysctl, when set, gets the IPVS sysctls on the first sync.
+	Sysctl Sysctl
+	// IPVSAdm is the ipvsadm binary Dump runs; empty renders the table
+	// from IPVS instead.
+	IPVSAdm string
+	// ReapInterval is how often a background goroutine deletes terminated
+	// real servers whose connections are gone; 0 reaps only during Sync.
+	ReapInterval time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Op kinds counted in SyncStats besides the ipvsutil.Op* names.
+const (
+	OpAddrList       = "addr-list"
+	OpAddrAdd        = "addr-add"
+	OpAddrDel        = "addr-del"
+	OpLinkEnsure     = "link-ensure"
+	OpIPSetRestore   = "ipset-restore"
+	OpIPSetAdd       = "ipset-add-entry"
+	OpIPSetDel       = "ipset-del-entry"
+	OpIPTablesSave   = "iptables-save"
+	OpIPTablesRestor = "iptables-restore"
+)
+
+// SyncStats describe one Sync.
+type SyncStats struct {
+	Duration time.Duration
+	// Ops counts kernel operations by kind (ipvsutil.Op* for IPVS netlink
+	// requests, Op* of this package for the rest).
+	Ops map[string]int
+}
+
+// IPVSOps is the number of IPVS netlink requests.
+func (s SyncStats) IPVSOps() int {
+	n := 0
+	for _, k := range []string{ipvsutil.OpListServices, ipvsutil.OpAddService, ipvsutil.OpUpdateService,
+		ipvsutil.OpDeleteService, ipvsutil.OpListDests, ipvsutil.OpAddDest, ipvsutil.OpUpdateDest,
+		ipvsutil.OpDeleteDest, ipvsutil.OpFlush} {
+		n += s.Ops[k]
+	}
+	return n
+}
+
+// NetlinkOps is IPVSOps plus link and address requests.
+func (s SyncStats) NetlinkOps() int {
+	return s.IPVSOps() + s.Ops[OpAddrList] + s.Ops[OpAddrAdd] + s.Ops[OpAddrDel] + s.Ops[OpLinkEnsure]
+}
+
+// terminatingVS tracks the weight-0 real servers of one virtual server.
+type terminatingVS struct {
+	vs    ipvsutil.VirtualServer
+	since map[netip.AddrPort]time.Time
+}
+
+// Proxier is the IPVS mode bound to one node's kernel.
+type Proxier struct {
+	cfg Config
+
+	mu sync.Mutex // serialises Sync, Cleanup, Dump and the reaper
+	// applied maps each virtual server we programmed to the fingerprint
+	// of the endpoints it was given.
+	applied map[ipvsutil.Key]string
+	// full makes the next sync read everything back and rewrite sets and
+	// rules (fresh proxier, after an error, after Cleanup).
+	full        bool
+	terminating map[ipvsutil.Key]*terminatingVS
+	nodeIPs     map[netip.Addr]bool        // every node IP synced: NodePort VS addresses are ours
+	setsApplied map[string]map[string]bool // ipset entries written; nil = unknown
+	rulesText   []byte                     // iptables text written; nil = unknown
+	sysctlsDone bool
+	last        SyncStats
+
+	reapStop chan struct{}
+	reapDone chan struct{}
+}
+
+var (
+	_ modes.Proxier = (*Proxier)(nil)
+	_ modes.Dumper  = (*Proxier)(nil)
+)
+
+// New returns a Proxier on the given interfaces.
+func New(cfg Config) (*Proxier, error) {
+	if cfg.IPVS == nil || cfg.Links == nil || cfg.IPSet == nil || cfg.IPTables == nil {
+		return nil, errors.New("ipvs proxier: IPVS, Links, IPSet and IPTables are required")
+	}
+	if cfg.Scheduler == "" {
+		cfg.Scheduler = DefaultScheduler
+	}
+	if !ipvsutil.KnownSchedulers[cfg.Scheduler] {
+		return nil, fmt.Errorf("ipvs proxier: unknown scheduler %q", cfg.Scheduler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Proxier{
+		cfg:         cfg,
+		applied:     map[ipvsutil.Key]string{},
+		full:        true,
+		terminating: map[ipvsutil.Key]*terminatingVS{},
+		nodeIPs:     map[netip.Addr]bool{},
+	}, nil
+}
+
+// NewReal returns a Proxier programming the calling thread's namespace: its
+// IPVS and netlink sockets are bound to it now, and ipset/iptables run in
+// the namespace of the thread calling Sync, so build and use it in the same
+// namespace.
+func NewReal(o modes.Options) (*Proxier, error) {
+	iv, err := ipvsutil.New("")
+	if err != nil {
+		return nil, err
+	}
+	nd, err := netdev.New()
+	if err != nil {
+		iv.Close()
+		return nil, err
+	}
+	p, err := New(Config{
+		Node: o.Node, Scheduler: o.Scheduler,
+		IPVS: iv, Links: nd, IPSet: &ipset.Exec{}, IPTables: iptrestore.Exec{},
+		Sysctl: ProcSysctl{}, IPVSAdm: "ipvsadm", ReapInterval: 5 * time.Second,
+	})
+	if err != nil {
+		iv.Close()
+		nd.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Name implements modes.Proxier.
+func (p *Proxier) Name() string { return Name }
+
+// LastSync returns the statistics of the last Sync.
+func (p *Proxier) LastSync() SyncStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.last
+	s.Ops = make(map[string]int, len(p.last.Ops))
+	for k, v := range p.last.Ops {
+		s.Ops[k] = v
+	}
+	return s
+}
+
+// counting wraps the IPVS interface and counts requests per kind.
+type counting struct {
+	ipvsutil.Interface
+	ops map[string]int
+}
+
+func (c counting) Services() ([]*ipvsutil.VirtualServer, error) {
+	c.ops[ipvsutil.OpListServices]++
+	return c.Interface.Services()
+}
+func (c counting) AddService(vs *ipvsutil.VirtualServer) error {
+	c.ops[ipvsutil.OpAddService]++
+	return c.Interface.AddService(vs)
+}
+func (c counting) UpdateService(vs *ipvsutil.VirtualServer) error {
+	c.ops[ipvsutil.OpUpdateService]++
+	return c.Interface.UpdateService(vs)
+}
+func (c counting) DeleteService(vs *ipvsutil.VirtualServer) error {
+	c.ops[ipvsutil.OpDeleteService]++
+	return c.Interface.DeleteService(vs)
+}
+func (c counting) Destinations(vs *ipvsutil.VirtualServer) ([]*ipvsutil.RealServer, error) {
+	c.ops[ipvsutil.OpListDests]++
+	return c.Interface.Destinations(vs)
+}
+func (c counting) AddDestination(vs *ipvsutil.VirtualServer, rs *ipvsutil.RealServer) error {
+	c.ops[ipvsutil.OpAddDest]++
+	return c.Interface.AddDestination(vs, rs)
+}
+func (c counting) UpdateDestination(vs *ipvsutil.VirtualServer, rs *ipvsutil.RealServer) error {
+	c.ops[ipvsutil.OpUpdateDest]++
+	return c.Interface.UpdateDestination(vs, rs)
+}
+func (c counting) DeleteDestination(vs *ipvsutil.VirtualServer, rs *ipvsutil.RealServer) error {
+	c.ops[ipvsutil.OpDeleteDest]++
+	return c.Interface.DeleteDestination(vs, rs)
+}
+
+// Sync implements modes.Proxier.
+func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("ipvs sync on %s: %w", p.cfg.Node, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	start := time.Now()
+	ops := map[string]int{}
+	err := p.sync(ctx, st, counting{p.cfg.IPVS, ops}, ops)
+	if err != nil {
+		// Trust nothing remembered: read and rewrite everything next time.
+		p.full, p.setsApplied, p.rulesText = true, nil, nil
+		err = fmt.Errorf("ipvs sync on %s: %w", p.cfg.Node, err)
+	}
+	p.last = SyncStats{Duration: time.Since(start), Ops: ops}
+	if err == nil && p.cfg.ReapInterval > 0 && p.reapStop == nil {
+		p.startReaper()
+	}
+	return err
+}
+
+func (p *Proxier) sync(ctx context.Context, st *state.NodeState, iv ipvsutil.Interface, ops map[string]int) error {
+	d := buildDesired(st, p.cfg.Scheduler)
+	if p.cfg.Sysctl != nil && !p.sysctlsDone {
+		for _, s := range sysctls {
+			if err := p.cfg.Sysctl.Set(s[0], s[1]); err != nil {
+				return err
+			}
+		}
+		p.sysctlsDone = true
+	}
+	for _, ip := range st.NodeIPs {
+		p.nodeIPs[ip] = true
+	}
+
+	// 1. The service addresses on kube-ipvs0.
+	ops[OpLinkEnsure]++
+	if err := p.cfg.Links.EnsureDummy(DummyDevice); err != nil {
+		return err
+	}
+	ops[OpAddrList]++
+	bound, err := p.cfg.Links.Addrs(DummyDevice)
+	if err != nil {
+		return err
+	}
+	owned := map[netip.Addr]bool{}
+	for ip := range p.nodeIPs {
+		owned[ip] = true
+	}
+	for _, ip := range bound {
+		owned[ip] = true
+	}
+	isBound := map[netip.Addr]bool{}
+	for _, ip := range bound {
+		isBound[ip] = true
+	}
+	for _, ip := range sortedAddrs(d.vips) {
+		owned[ip] = true
+		if !isBound[ip] {
+			ops[OpAddrAdd]++
+			if err := p.cfg.Links.AddAddr(DummyDevice, ip); err != nil {
+				return err
+			}
+		}
+	}
+
+	// 2. Virtual and real servers.
+	kernel, err := iv.Services()
+	if err != nil {
+		return err
+	}
+	current := make(map[ipvsutil.Key]*ipvsutil.VirtualServer, len(kernel))
+	for _, vs := range kernel {
+		current[vs.Key()] = vs
+		if _, want := d.vss[vs.Key()]; want || !owned[vs.Address] {
+			continue
+		}
+		if err := iv.DeleteService(vs); err != nil && !ipvsutil.IsNotFound(err) {
+			return err
+		}
+		delete(p.applied, vs.Key())
+		delete(p.terminating, vs.Key())
+	}
+	for k := range p.applied {
+		if _, want := d.vss[k]; !want {
+			delete(p.applied, k)
+		}
+	}
+	for k := range p.terminating {
+		if _, want := d.vss[k]; !want {
+			delete(p.terminating, k)
+		}
+	}
+	for _, k := range d.order {
+		want := d.vss[k]
+		cur, exists := current[k]
+		if !exists {
+			vs := want.vs
+			if err := iv.AddService(&vs); err != nil {
+				return err
+			}
+			for _, ep := range want.eps {
+				if err := iv.AddDestination(&vs, realServer(ep, 1)); err != nil {
+					return err
+				}
+			}
+			p.applied[k] = want.fp
+			continue
+		}
+		if cur.Scheduler != want.vs.Scheduler || cur.Flags != want.vs.Flags || cur.Timeout != want.vs.Timeout {
+			vs := want.vs
+			if err := iv.UpdateService(&vs); err != nil {
+				return err
+			}
+		}
+		fp, known := p.applied[k]
+		if p.full || !known || fp != want.fp || p.terminating[k] != nil {
+			if err := p.syncRealServers(iv, want); err != nil {
+				return err
+			}
+		}
+		p.applied[k] = want.fp
+	}
+
+	// 3. Addresses no longer used (after their virtual servers are gone).
+	for _, ip := range bound {
+		if !d.vips[ip] {
+			ops[OpAddrDel]++
+			if err := p.cfg.Links.DelAddr(DummyDevice, ip); err != nil {
+				return err
+			}
+		}
+	}
+
+	// 4. ipsets, then the iptables rules that reference them.
+	if err := p.syncSets(ctx, d, ops); err != nil {
+		return err
+	}
+	if err := p.syncRules(ctx, st.ClusterCIDR, ops); err != nil {
+		return err
+	}
+	p.full = false
+	return nil
+}
+
+func realServer(ap netip.AddrPort, weight int) *ipvsutil.RealServer {
+	return &ipvsutil.RealServer{Address: ap.Addr(), Port: ap.Port(), Weight: weight}
+}
+
+// syncRealServers makes the kernel's real servers of one virtual server match
+// want: missing ones are added, terminating ones that are wanted again get
+// weight 1 back, unwanted ones are retired.
+func (p *Proxier) syncRealServers(iv ipvsutil.Interface, want *desiredVS) error {
+	vs := want.vs
+	cur, err := iv.Destinations(&vs)
+	if err != nil {
+		return err
+	}
+	wanted := make(map[netip.AddrPort]bool, len(want.eps))
+	for _, ep := range want.eps {
+		wanted[ep] = true
+	}
+	present := make(map[netip.AddrPort]bool, len(cur))
+	for _, rs := range cur {
+		present[rs.Key()] = true
+		if wanted[rs.Key()] {
+			if rs.Weight != 1 {
+				if err := iv.UpdateDestination(&vs, realServer(rs.Key(), 1)); err != nil {
+					return err
+				}
+			}
+			p.untrack(vs.Key(), rs.Key())
+			continue
+		}
+		if err := p.retire(iv, &vs, rs); err != nil {
+			return err
+		}
+	}
+	for _, ep := range want.eps {
+		if !present[ep] {
+			if err := iv.AddDestination(&vs, realServer(ep, 1)); err != nil {
+				return err
+			}
+		}
+	}
+	// Forget terminating entries the kernel no longer has.
+	if t := p.terminating[vs.Key()]; t != nil {
+		for ap := range t.since {
+			if !present[ap] {
+				p.untrack(vs.Key(), ap)
+			}
+		}
+	}
+	return nil
+}
+
+// retire removes an unwanted real server: at once when it is UDP or has no
+// connections, else by setting weight 0 and tracking it until they are gone.
+func (p *Proxier) retire(iv ipvsutil.Interface, vs *ipvsutil.VirtualServer, rs *ipvsutil.RealServer) error {
+	if vs.Protocol == ipvsutil.UDP || rs.ActiveConn+rs.InactiveConn == 0 {
+		if err := iv.DeleteDestination(vs, realServer(rs.Key(), rs.Weight)); err != nil && !ipvsutil.IsNotFound(err) {
+			return err
+		}
+		p.untrack(vs.Key(), rs.Key())
+		return nil
+	}
+	if rs.Weight != 0 {
+		if err := iv.UpdateDestination(vs, realServer(rs.Key(), 0)); err != nil {
+			return err
+		}
+	}
+	t := p.terminating[vs.Key()]
+	if t == nil {
+		t = &terminatingVS{vs: *vs, since: map[netip.AddrPort]time.Time{}}
+		p.terminating[vs.Key()] = t
+	}
+	if _, ok := t.since[rs.Key()]; !ok {
+		t.since[rs.Key()] = p.cfg.Now()
+	}
+	return nil
+}
+
+func (p *Proxier) untrack(k ipvsutil.Key, ap netip.AddrPort) {
+	if t := p.terminating[k]; t != nil {
+		delete(t.since, ap)
+		if len(t.since) == 0 {
+			delete(p.terminating, k)
+		}
+	}
+}
+
+// Terminating lists the real servers waiting for their connections to end,
+// as "TCP 10.96.0.1:80 -> 10.244.1.5:8080", sorted.
+func (p *Proxier) Terminating() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for k, t := range p.terminating {
+		for ap := range t.since {
+			out = append(out, k.String()+" -> "+ap.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reap deletes terminating real servers whose connections are gone.
+func (p *Proxier) reap(iv ipvsutil.Interface) error {
+	var errs []error
+	keys := make([]ipvsutil.Key, 0, len(p.terminating))
+	for k := range p.terminating {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		t := p.terminating[k]
+		vs := t.vs
+		cur, err := iv.Destinations(&vs)
+		if ipvsutil.IsNotFound(err) {
+			delete(p.terminating, k)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		present := map[netip.AddrPort]bool{}
+		for _, rs := range cur {
+			present[rs.Key()] = true
+			if _, ok := t.since[rs.Key()]; ok {
+				if err := p.retire(iv, &vs, rs); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		for ap := range t.since {
+			if !present[ap] {
+				p.untrack(k, ap)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reap runs one round of the reaper now (tests, and callers without one).
+func (p *Proxier) Reap() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reap(p.cfg.IPVS)
+}
+
+func (p *Proxier) startReaper() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	p.reapStop, p.reapDone = stop, done
+	go func() {
+		defer close(done)
+		t := time.NewTicker(p.cfg.ReapInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				p.mu.Lock()
+				// An error here is retried on the next tick and
+				// by the next Sync, which re-reads these servers.
+				_ = p.reap(p.cfg.IPVS)
+				p.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// stopReaper stops the background goroutine; call without p.mu held.
+func (p *Proxier) stopReaper() {
+	p.mu.Lock()
+	stop, done := p.reapStop, p.reapDone
+	p.reapStop, p.reapDone = nil, nil
+	p.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+}
+
+// syncSets creates the sets on a full sync and writes the entry changes
+// since the last sync in one `ipset restore`.
+func (p *Proxier) syncSets(ctx context.Context, d *desired, ops map[string]int) error {
+	var b strings.Builder
+	for _, s := range ourSets {
+		want := d.sets[s.Name]
+		if p.setsApplied == nil {
+			b.WriteString(s.CreateLine() + "\n")
+			b.WriteString("flush " + s.Name + "\n")
+			for _, e := range sortedKeys(want) {
+				b.WriteString("add " + s.Name + " " + e + "\n")
+				ops[OpIPSetAdd]++
+			}
+			continue
+		}
+		have := p.setsApplied[s.Name]
+		for _, e := range sortedKeys(have) {
+			if !want[e] {
+				b.WriteString("del " + s.Name + " " + e + "\n")
+				ops[OpIPSetDel]++
+			}
+		}
+		for _, e := range sortedKeys(want) {
+			if !have[e] {
+				b.WriteString("add " + s.Name + " " + e + "\n")
+				ops[OpIPSetAdd]++
+			}
+		}
+	}
+	if b.Len() > 0 {
+		ops[OpIPSetRestore]++
+		if err := p.cfg.IPSet.Restore(ctx, []byte(b.String())); err != nil {
+			return err
+		}
+	}
+	p.setsApplied = d.sets
+	return nil
+}
+
+// syncRules writes the iptables rules when their text changed (or nothing is
+// known), adding the jumps from built-in chains that are missing.
+func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops map[string]int) error {
+	text := buildRules(clusterCIDR, nil)
+	if p.rulesText != nil && string(text) == string(p.rulesText) {
+		return nil
+	}
+	saved := map[string][]byte{}
+	for _, t := range []string{"nat", "filter"} {
+		ops[OpIPTablesSave]++
+		s, err := p.cfg.IPTables.Save(ctx, t)
+		if err != nil {
+			return err
+		}
+		saved[t] = s
+	}
+	ops[OpIPTablesRestor]++
+	if err := p.cfg.IPTables.Restore(ctx, buildRules(clusterCIDR, missingJumps(saved))); err != nil {
+		return err
+	}
+	p.rulesText = text
+	return nil
+}
+
+// Cleanup implements modes.Proxier: it removes the virtual servers we own
+// (on kube-ipvs0 addresses or node IPs), our iptables chains and jumps, our
+// ipsets and kube-ipvs0. It is idempotent.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.stopReaper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	owned := map[netip.Addr]bool{}
+	for ip := range p.nodeIPs {
+		owned[ip] = true
+	}
+	for k := range p.applied {
+		owned[k.Address] = true
+	}
+	bound, err := p.cfg.Links.Addrs(DummyDevice)
+	if err != nil && !errors.Is(err, netdev.ErrNoDevice) {
+		errs = append(errs, err)
+	}
+	for _, ip := range bound {
+		owned[ip] = true
+	}
+	if svcs, err := p.cfg.IPVS.Services(); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, vs := range svcs {
+			if owned[vs.Address] {
+				if err := p.cfg.IPVS.DeleteService(vs); err != nil && !ipvsutil.IsNotFound(err) {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	// Rules before sets: a set referenced by a rule cannot be destroyed.
+	saved := map[string][]byte{}
+	for _, t := range []string{"nat", "filter"} {
+		s, err := p.cfg.IPTables.Save(ctx, t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		saved[t] = s
+	}
+	if text := cleanupRules(saved); text != nil {
+		if err := p.cfg.IPTables.Restore(ctx, text); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if names, err := p.cfg.IPSet.ListSets(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		exists := map[string]bool{}
+		for _, n := range names {
+			exists[n] = true
+		}
+		for _, s := range ourSets {
+			if exists[s.Name] {
+				if err := p.cfg.IPSet.Destroy(ctx, s.Name); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := p.cfg.Links.DeleteDevice(DummyDevice); err != nil {
+		errs = append(errs, err)
+	}
+	p.applied = map[ipvsutil.Key]string{}
+	p.terminating = map[ipvsutil.Key]*terminatingVS{}
+	p.full, p.setsApplied, p.rulesText = true, nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("ipvs cleanup on %s: %w", p.cfg.Node, err)
+	}
+	return nil
+}
+
+// Close stops the reaper and releases the kernel handles that can be closed.
+// It does not clean up (see Cleanup).
+func (p *Proxier) Close() error {
+	p.stopReaper()
+	for _, h := range []any{p.cfg.IPVS, p.cfg.Links} {
+		switch c := h.(type) {
+		case interface{ Close() }:
+			c.Close()
+		case io.Closer:
+			if err := c.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sortedAddrs(m map[netip.Addr]bool) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
