@@ -1,0 +1,167 @@
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	vnetns "github.com/vishvananda/netns"
+)
+
+// Network makes the proxy's sockets. The real one (HostNetwork) uses the
+// kernel of the network namespace the listeners were created in; unit tests
+// use it on loopback or wrap it to inject failures.
+type Network interface {
+	// ListenTCP opens a TCP listener on a kernel-chosen port.
+	ListenTCP(ctx context.Context) (*net.TCPListener, error)
+	// ListenUDP opens a UDP socket on a kernel-chosen port.
+	ListenUDP(ctx context.Context) (*net.UDPConn, error)
+	// Dial connects to a backend ("tcp" or "udp") within timeout.
+	Dial(ctx context.Context, network string, backend netip.AddrPort, timeout time.Duration) (net.Conn, error)
+}
+
+// HostNetwork listens on ListenIP (all addresses when unset) with a random
+// port, as kube-proxy's userspace proxy did with --proxy-port-range unset.
+//
+// Sockets belong to the network namespace of the thread that creates them.
+// Listeners are created from Sync, which runs in the node's namespace, but the
+// goroutines that later accept connections and dial backends may run on any
+// thread. HostNetwork therefore records the namespace of the first listener
+// and, if it is not the namespace of the whole process (the in-process test
+// case: the node proxy process lives entirely inside its node), dials from a
+// thread switched into it, so backend sockets live beside the listener.
+type HostNetwork struct {
+	ListenIP netip.Addr
+
+	mu       sync.Mutex
+	captured bool
+	ns       vnetns.NsHandle // -1 when dialing needs no switch
+}
+
+// NewHostNetwork returns a HostNetwork listening on all addresses.
+func NewHostNetwork() *HostNetwork { return &HostNetwork{ns: -1} }
+
+func (h *HostNetwork) listenAddr() string {
+	ip := h.ListenIP
+	if !ip.IsValid() {
+		ip = netip.IPv4Unspecified()
+	}
+	return netip.AddrPortFrom(ip, 0).String()
+}
+
+// capture records the calling thread's namespace once.
+func (h *HostNetwork) capture() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.captured {
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cur, err := vnetns.Get()
+	if err != nil {
+		return fmt.Errorf("open current netns: %w", err)
+	}
+	proc, err := vnetns.GetFromPid(os.Getpid())
+	if err != nil {
+		cur.Close()
+		return fmt.Errorf("open process netns: %w", err)
+	}
+	defer proc.Close()
+	if cur.Equal(proc) {
+		cur.Close()
+	} else {
+		h.ns = cur
+	}
+	h.captured = true
+	return nil
+}
+
+// ListenTCP implements Network.
+func (h *HostNetwork) ListenTCP(ctx context.Context) (*net.TCPListener, error) {
+	if err := h.capture(); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp4", h.listenAddr())
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp %s: %w", h.listenAddr(), err)
+	}
+	return l.(*net.TCPListener), nil
+}
+
+// ListenUDP implements Network.
+func (h *HostNetwork) ListenUDP(ctx context.Context) (*net.UDPConn, error) {
+	if err := h.capture(); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	c, err := lc.ListenPacket(ctx, "udp4", h.listenAddr())
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %s: %w", h.listenAddr(), err)
+	}
+	return c.(*net.UDPConn), nil
+}
+
+// Dial implements Network.
+func (h *HostNetwork) Dial(ctx context.Context, network string, backend netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	h.mu.Lock()
+	ns := h.ns
+	h.mu.Unlock()
+	if ns < 0 {
+		return d.DialContext(ctx, network, backend.String())
+	}
+	// Dial on a thread inside the listener's namespace. The goroutine stays
+	// locked while connect waits; if switching back fails the thread stays
+	// locked and is retired by the runtime when the goroutine exits.
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			ch <- result{err: fmt.Errorf("open current netns: %w", err)}
+			return
+		}
+		defer orig.Close()
+		if err := vnetns.Set(ns); err != nil {
+			ch <- result{err: fmt.Errorf("enter proxy netns: %w", err)}
+			return
+		}
+		c, derr := d.DialContext(ctx, network, backend.String())
+		if err := vnetns.Set(orig); err != nil {
+			if c != nil {
+				c.Close()
+			}
+			ch <- result{err: errors.Join(derr, fmt.Errorf("leave proxy netns: %w", err))}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- result{c, derr}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// Close releases the recorded namespace handle.
+func (h *HostNetwork) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var err error
+	if h.ns >= 0 {
+		err = h.ns.Close()
+		h.ns = -1
+	}
+	h.captured = false
+	return err
+}

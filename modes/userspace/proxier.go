@@ -1,0 +1,414 @@
+// Package userspace is the userspace proxy mode (kube-proxy's
+// pkg/proxy/userspace, shipped until Kubernetes 1.26): for every Service port
+// the node's proxy process listens on a random local port, iptables nat rules
+// redirect the Service's ClusterIP, external IPs and NodePort to that port,
+// and the proxy copies each connection (TCP) or datagram session (UDP) to a
+// backend chosen round-robin. Backends therefore see the node's address as
+// the source, never the client's.
+//
+// The nat chains are kube-proxy's: KUBE-PORTALS-CONTAINER and
+// KUBE-NODEPORT-CONTAINER from PREROUTING (traffic from pods and other
+// hosts, REDIRECTed to the proxy port), KUBE-PORTALS-HOST and
+// KUBE-NODEPORT-HOST from OUTPUT (traffic of the node itself, DNATed to the
+// node's IP and the proxy port). Every Sync rewrites those chains in one
+// iptables-restore --noflush transaction; listeners of unchanged Service ports
+// are kept, so connections survive endpoint changes.
+package userspace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/sim/state"
+)
+
+// Name is the mode's registry and datapath name.
+const Name = "userspace"
+
+// DefaultUDPIdleTimeout ends a UDP session after this long without a
+// datagram in either direction: kube-proxy's --udp-timeout default (250ms).
+// Each session holds a socket and a goroutine, so it is kept short; a client
+// that pauses longer simply gets a new session (and, without affinity, the
+// next backend).
+const DefaultUDPIdleTimeout = 250 * time.Millisecond
+
+// DefaultDialTimeouts are the backend dial timeouts of successive attempts
+// for one connection (kube-proxy's endpointDialTimeout). Attempts beyond the
+// list reuse its last value.
+var DefaultDialTimeouts = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
+
+func init() {
+	modes.Register(Name, func(o modes.Options) (modes.Proxier, error) {
+		return New(Config{Node: o.Node}), nil
+	})
+}
+
+// Config configures a Proxier. Zero fields take the real kernel and the
+// defaults.
+type Config struct {
+	// Node is the node's name, for messages.
+	Node string
+	// Runner runs iptables-restore/iptables-save (ExecRunner by default).
+	Runner Runner
+	// Network makes listeners and dials backends (HostNetwork by default).
+	Network Network
+	// Conntrack clears UDP flows of added and removed Services
+	// (NetlinkConntrack by default).
+	Conntrack Conntrack
+	// Clock times session affinity (the real clock by default).
+	Clock Clock
+	// UDPIdleTimeout defaults to DefaultUDPIdleTimeout.
+	UDPIdleTimeout time.Duration
+	// DialTimeouts defaults to DefaultDialTimeouts.
+	DialTimeouts []time.Duration
+}
+
+// Proxier is the userspace proxy of one node.
+type Proxier struct {
+	cfg Config
+
+	mu       sync.Mutex
+	services map[string]*service // by ServicePort.Key
+	hostIP   netip.Addr          // node IP the host chains DNAT to
+}
+
+var (
+	_ modes.Proxier = (*Proxier)(nil)
+	_ modes.Dumper  = (*Proxier)(nil)
+)
+
+// New returns a Proxier that has programmed nothing yet.
+func New(cfg Config) *Proxier {
+	if cfg.Runner == nil {
+		cfg.Runner = ExecRunner{}
+	}
+	if cfg.Network == nil {
+		cfg.Network = NewHostNetwork()
+	}
+	if cfg.Conntrack == nil {
+		cfg.Conntrack = NetlinkConntrack{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.UDPIdleTimeout <= 0 {
+		cfg.UDPIdleTimeout = DefaultUDPIdleTimeout
+	}
+	if len(cfg.DialTimeouts) == 0 {
+		cfg.DialTimeouts = DefaultDialTimeouts
+	}
+	return &Proxier{cfg: cfg, services: map[string]*service{}}
+}
+
+// Name implements modes.Proxier.
+func (p *Proxier) Name() string { return Name }
+
+// Sync implements modes.Proxier. It must run in the node's network namespace:
+// new listeners, iptables rules and conntrack changes are made there.
+//
+// Order matters for traffic in flight: listeners of new Service ports open
+// before the rules that point at them, and listeners of removed ones close
+// only after the rules are gone. If writing the rules fails, removed Service
+// ports keep running and the next Sync retries.
+func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("userspace sync of node %s: %w", st.Node, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	var errs []error
+	want := make(map[string]bool, len(st.Services))
+	var added []*service
+	for i := range st.Services {
+		sp := &st.Services[i]
+		key := sp.Key()
+		want[key] = true
+		svc := p.services[key]
+		if svc == nil {
+			var err error
+			if svc, err = p.startService(ctx, sp); err != nil {
+				errs = append(errs, err)
+				want[key] = false
+				continue
+			}
+			p.services[key] = svc
+			added = append(added, svc)
+		}
+		svc.update(sp)
+	}
+
+	p.hostIP = netip.Addr{}
+	for _, ip := range st.NodeIPs {
+		if ip.Is4() {
+			p.hostIP = ip
+			break
+		}
+	}
+	if err := p.writeRules(ctx, want); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("userspace sync of node %s: %w", st.Node, err))...)
+	}
+
+	for key, svc := range p.services {
+		if want[key] {
+			svc.lb.ExpirePins()
+			continue
+		}
+		if err := svc.stop(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(p.services, key)
+		errs = append(errs, p.clearUDP(svc)...)
+	}
+	for _, svc := range added {
+		errs = append(errs, p.clearUDP(svc)...)
+	}
+	return errors.Join(errs...)
+}
+
+// clearUDP forgets conntrack flows to the VIPs of a UDP service that was
+// added or removed: they carry a NAT (or none) made for another proxy port.
+func (p *Proxier) clearUDP(svc *service) []error {
+	if svc.proto != state.UDP {
+		return nil
+	}
+	svc.mu.Lock()
+	vips := append([]netip.Addr{svc.spec.ClusterIP}, svc.spec.ExternalIPs...)
+	svc.mu.Unlock()
+	var errs []error
+	for _, vip := range vips {
+		if err := p.cfg.Conntrack.ClearUDP(vip); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+func (p *Proxier) startService(ctx context.Context, sp *state.ServicePort) (*service, error) {
+	sctx, cancel := context.WithCancel(context.Background())
+	svc := &service{
+		key:      sp.Key(),
+		proto:    sp.Protocol,
+		lb:       NewRoundRobin(p.cfg.Clock),
+		net:      p.cfg.Network,
+		dialT:    p.cfg.DialTimeouts,
+		idle:     p.cfg.UDPIdleTimeout,
+		ctx:      sctx,
+		cancel:   cancel,
+		open:     map[io.Closer]struct{}{},
+		stats:    map[netip.AddrPort]*backendCounters{},
+		sessions: map[netip.AddrPort]*udpSession{},
+	}
+	switch sp.Protocol {
+	case state.TCP:
+		l, err := p.cfg.Network.ListenTCP(ctx)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("proxy listener for %s: %w", sp.Key(), err)
+		}
+		svc.tcp = l
+		svc.port = int(l.Addr().(*net.TCPAddr).AddrPort().Port())
+		svc.wg.Add(1)
+		go svc.serveTCP()
+	case state.UDP:
+		c, err := p.cfg.Network.ListenUDP(ctx)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("proxy socket for %s: %w", sp.Key(), err)
+		}
+		svc.udp = c
+		svc.port = int(c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		svc.wg.Add(1)
+		go svc.serveUDP()
+	default:
+		cancel()
+		return nil, fmt.Errorf("service port %s: unsupported protocol %q", sp.Key(), sp.Protocol)
+	}
+	return svc, nil
+}
+
+// portalRules lists the rules of the services in want, sorted by key so the
+// restore text is deterministic.
+func (p *Proxier) portalRules(want map[string]bool) []portalRule {
+	keys := make([]string, 0, len(p.services))
+	for k := range p.services {
+		if want[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	rules := make([]portalRule, 0, len(keys))
+	for _, k := range keys {
+		svc := p.services[k]
+		svc.mu.Lock()
+		sp := svc.spec
+		svc.mu.Unlock()
+		rules = append(rules, portalRule{
+			comment:   sp.ID(),
+			proto:     strings.ToLower(string(sp.Protocol)),
+			vips:      append([]netip.Addr{sp.ClusterIP}, sp.ExternalIPs...),
+			port:      sp.Port,
+			nodePort:  sp.NodePort,
+			proxyPort: svc.port,
+		})
+	}
+	return rules
+}
+
+func (p *Proxier) writeRules(ctx context.Context, want map[string]bool) error {
+	save, err := p.cfg.Runner.SaveNAT(ctx)
+	if err != nil {
+		return err
+	}
+	data := buildRestore(p.portalRules(want), p.hostIP, parseNAT(save))
+	if err := p.cfg.Runner.Restore(ctx, data); err != nil {
+		return fmt.Errorf("write portal rules: %w", err)
+	}
+	return nil
+}
+
+// Cleanup implements modes.Proxier: it closes every listener, connection and
+// session, waits for all proxy goroutines to end, and removes the jump rules
+// and owned chains. Like Sync it must run in the node's namespace.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for key, svc := range p.services {
+		if err := svc.stop(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(p.services, key)
+		errs = append(errs, p.clearUDP(svc)...)
+	}
+	if c, ok := p.cfg.Network.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close proxy network: %w", err))
+		}
+	}
+	save, err := p.cfg.Runner.SaveNAT(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	} else if data := buildCleanup(parseNAT(save)); data != nil {
+		if err := p.cfg.Runner.Restore(ctx, data); err != nil {
+			errs = append(errs, fmt.Errorf("remove userspace chains: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("userspace cleanup of node %s: %w", p.cfg.Node, err)
+	}
+	return nil
+}
+
+// ServicePortInfo describes one proxied Service port.
+type ServicePortInfo struct {
+	Key       string
+	Protocol  state.Protocol
+	ProxyPort int
+	// Portals are the VIP:port pairs redirected to ProxyPort (ClusterIP
+	// first, then external IPs); NodePort is 0 when there is none.
+	Portals  []netip.AddrPort
+	NodePort int32
+	// Endpoints is the current rotation, in order.
+	Endpoints []netip.AddrPort
+	// Backends counts traffic per backend, current endpoints first.
+	Backends []BackendStats
+	// UDPSessions is the number of live UDP client sessions.
+	UDPSessions int
+}
+
+// ServicePorts describes every proxied Service port, sorted by key.
+func (p *Proxier) ServicePorts() []ServicePortInfo {
+	p.mu.Lock()
+	svcs := make([]*service, 0, len(p.services))
+	for _, s := range p.services {
+		svcs = append(svcs, s)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(svcs, func(a, b *service) int { return strings.Compare(a.key, b.key) })
+	out := make([]ServicePortInfo, 0, len(svcs))
+	for _, s := range svcs {
+		s.mu.Lock()
+		sp := s.spec
+		s.mu.Unlock()
+		info := ServicePortInfo{
+			Key:         s.key,
+			Protocol:    s.proto,
+			ProxyPort:   s.port,
+			NodePort:    sp.NodePort,
+			Endpoints:   s.lb.Endpoints(),
+			Backends:    s.backendStats(),
+			UDPSessions: s.activeSessions(),
+		}
+		for _, vip := range append([]netip.Addr{sp.ClusterIP}, sp.ExternalIPs...) {
+			info.Portals = append(info.Portals, netip.AddrPortFrom(vip, uint16(sp.Port)))
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// ProxyPort returns the local port proxying the Service port with the given
+// key ("ns/name:port/TCP").
+func (p *Proxier) ProxyPort(key string) (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.services[key]; s != nil {
+		return s.port, true
+	}
+	return 0, false
+}
+
+// Dump implements modes.Dumper: the mode's nat rules as iptables-save prints
+// them, then a table of Service port -> proxy port -> endpoints.
+func (p *Proxier) Dump(ctx context.Context) (string, error) {
+	save, err := p.cfg.Runner.SaveNAT(ctx)
+	if err != nil {
+		return "", fmt.Errorf("userspace dump of node %s: %w", p.cfg.Node, err)
+	}
+	var b bytes.Buffer
+	b.WriteString("# iptables-save -t nat (userspace chains and jumps)\n*nat\n")
+	for _, l := range parseNAT(save).lines {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	b.WriteString("COMMIT\n\n# userspace proxy: service port -> proxy port -> endpoints (connections/dial failures)\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE PORT\tPORTALS\tPROXY PORT\tENDPOINTS")
+	for _, s := range p.ServicePorts() {
+		portals := make([]string, 0, len(s.Portals)+1)
+		for _, pt := range s.Portals {
+			portals = append(portals, pt.String())
+		}
+		if s.NodePort != 0 {
+			portals = append(portals, fmt.Sprintf("nodePort %d", s.NodePort))
+		}
+		eps := make([]string, 0, len(s.Backends))
+		for _, bs := range s.Backends {
+			mark := ""
+			if !slices.Contains(s.Endpoints, bs.Endpoint) {
+				mark = " (removed)"
+			}
+			eps = append(eps, fmt.Sprintf("%s(%d/%d)%s", bs.Endpoint, bs.Connections, bs.DialFailures, mark))
+		}
+		if len(eps) == 0 {
+			eps = append(eps, "<none: connections closed, datagrams dropped>")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", s.Key, strings.Join(portals, ","), s.ProxyPort, strings.Join(eps, " "))
+	}
+	if err := tw.Flush(); err != nil {
+		return "", fmt.Errorf("render dump: %w", err)
+	}
+	return b.String(), nil
+}
