@@ -1,0 +1,658 @@
+// Package iptables is kube-proxy's iptables mode for svcsim: it programs one
+// node's nat and filter tables with kube-proxy's chain layout and semantics
+// (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, KUBE-EXT-*, KUBE-NODEPORTS,
+// KUBE-MARK-MASQ, KUBE-POSTROUTING, filter REJECT rules for services without
+// endpoints), writing the whole ruleset with one iptables-restore --noflush
+// per sync, on either iptables backend (legacy or nft).
+//
+// After a successful full sync, later syncs are partial like kube-proxy's
+// MinimizeIPTablesRestore (KEP-3453): the top-level chains are always
+// rewritten, but only the per-service chains of services that changed are.
+// The first sync, a sync after an error or after Cleanup, a change of the
+// cluster CIDR, and ForceFullSync make the next sync full.
+//
+// The kernel is reached only through Runner; ExecRunner runs the real tools
+// in the calling thread's network namespace, iptablestest.Fake is in memory.
+package iptables
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptables/ruleset"
+	"github.com/svcsim/svcsim/sim/state"
+)
+
+// Chains and constants shared with kube-proxy.
+const (
+	kubeServices         = "KUBE-SERVICES"
+	kubeExternalServices = "KUBE-EXTERNAL-SERVICES"
+	kubeForward          = "KUBE-FORWARD"
+	kubeNodePorts        = "KUBE-NODEPORTS"
+	kubePostrouting      = "KUBE-POSTROUTING"
+	kubeMarkMasq         = "KUBE-MARK-MASQ"
+
+	// masqMark is kube-proxy's default --iptables-masquerade-bit 14.
+	masqMark = "0x4000"
+
+	// largeClusterEndpoints is kube-proxy's threshold above which it drops
+	// the per-endpoint comments to keep the ruleset small.
+	largeClusterEndpoints = 1000
+)
+
+// jumpRule is a rule in a built-in chain that sends traffic to one of ours.
+type jumpRule struct {
+	table, from, to, comment string
+	extra                    []string
+}
+
+// args are the rule's words after "-A <from>", as iptables-save prints them.
+func (j jumpRule) args() []string {
+	return append(slices.Clone(j.extra), "-m", "comment", "--comment", j.comment, "-j", j.to)
+}
+
+var ctNew = []string{"-m", "conntrack", "--ctstate", "NEW"}
+
+// jumpRules are kube-proxy's jump rules (minus the load-balancer firewall and
+// health-check ones, which svcsim's state never needs), in the order
+// kube-proxy prepends them.
+var jumpRules = []jumpRule{
+	{"filter", "INPUT", kubeExternalServices, "kubernetes externally-visible service portals", ctNew},
+	{"filter", "FORWARD", kubeExternalServices, "kubernetes externally-visible service portals", ctNew},
+	{"filter", "FORWARD", kubeServices, "kubernetes service portals", ctNew},
+	{"filter", "OUTPUT", kubeServices, "kubernetes service portals", ctNew},
+	{"filter", "FORWARD", kubeForward, "kubernetes forwarding rules", nil},
+	{"nat", "OUTPUT", kubeServices, "kubernetes service portals", nil},
+	{"nat", "PREROUTING", kubeServices, "kubernetes service portals", nil},
+	{"nat", "POSTROUTING", kubePostrouting, "kubernetes postrouting rules", nil},
+}
+
+// Config configures a Proxier.
+type Config struct {
+	// Backend selects the iptables implementation; required unless Runner
+	// is set, and part of Name.
+	Backend Backend
+	// Runner reaches the kernel; nil means an ExecRunner for Backend.
+	Runner Runner
+	// Node is the node's name, for error messages.
+	Node string
+	// AlwaysFullSync turns partial syncs off (kube-proxy with
+	// MinimizeIPTablesRestore disabled).
+	AlwaysFullSync bool
+}
+
+// SyncStats describes the last Sync, for benchmarks and reports.
+type SyncStats struct {
+	// Full is true for a full sync, false for a partial one.
+	Full bool `json:"full"`
+	// Fallback is true when a partial sync failed and was redone in full.
+	Fallback bool `json:"fallback,omitempty"`
+	// Services is the number of service ports in the state.
+	Services int `json:"services"`
+	// Rewritten is the number of service ports whose chains were written.
+	Rewritten int `json:"rewritten"`
+	// StaleChains is the number of per-service chains deleted.
+	StaleChains int `json:"staleChains"`
+	// Lines and Bytes measure the iptables-restore input.
+	Lines int `json:"lines"`
+	Bytes int `json:"bytes"`
+	// Duration is the whole Sync; RestoreDuration the iptables-restore run
+	// (SaveDuration the iptables-save runs of a full sync).
+	Duration        time.Duration `json:"duration"`
+	RestoreDuration time.Duration `json:"restoreDuration"`
+	SaveDuration    time.Duration `json:"saveDuration,omitempty"`
+}
+
+// Proxier is the iptables mode bound to the kernel its Runner reaches.
+type Proxier struct {
+	cfg Config
+	run Runner
+
+	mu sync.Mutex
+	// needFull forces the next sync to be full.
+	needFull bool
+	// prev holds the service ports of the last successful sync, by Key.
+	prev map[string]*state.ServicePort
+	// prevCIDR is the cluster CIDR of the last successful sync.
+	prevCIDR string
+	// chains are the per-service chains in the kernel after the last
+	// successful sync.
+	chains map[string]bool
+	// largeCluster is kube-proxy's large cluster mode of the last sync.
+	largeCluster bool
+	stats        SyncStats
+
+	filterChains, filterRules, natChains, natRules lineBuffer
+	data                                           bytes.Buffer
+	probs                                          []string
+}
+
+var (
+	_ modes.Proxier = (*Proxier)(nil)
+	_ modes.Dumper  = (*Proxier)(nil)
+)
+
+// New returns a Proxier. With a nil cfg.Runner it checks that the backend's
+// binaries are installed.
+func New(cfg Config) (*Proxier, error) {
+	run := cfg.Runner
+	if run == nil {
+		r, err := NewExecRunner(cfg.Backend)
+		if err != nil {
+			return nil, err
+		}
+		run = r
+	}
+	if cfg.Backend != "" && !cfg.Backend.valid() {
+		return nil, fmt.Errorf("unknown iptables backend %q", cfg.Backend)
+	}
+	return &Proxier{cfg: cfg, run: run, needFull: true}, nil
+}
+
+// Name is "iptables/legacy" or "iptables/nft".
+func (p *Proxier) Name() string {
+	if p.cfg.Backend == "" {
+		return "iptables"
+	}
+	return "iptables/" + string(p.cfg.Backend)
+}
+
+// LastSync returns the figures of the last Sync.
+func (p *Proxier) LastSync() SyncStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// ForceFullSync makes the next Sync a full one.
+func (p *Proxier) ForceFullSync() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.needFull = true
+}
+
+// Sync makes the kernel's KUBE-* chains implement st. Rules of others in the
+// nat and filter tables are left alone.
+func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
+	if st == nil {
+		return errors.New("iptables sync: nil state")
+	}
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("iptables sync on node %s: %w", p.cfg.Node, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	start := time.Now()
+
+	total := 0
+	for i := range st.Services {
+		total += len(st.Services[i].Endpoints)
+	}
+	large := total > largeClusterEndpoints
+	cidr := prefixString(st.ClusterCIDR)
+	full := p.needFull || p.cfg.AlwaysFullSync || p.prev == nil ||
+		cidr != p.prevCIDR || large != p.largeCluster
+
+	stats, err := p.syncLocked(ctx, st, full, large)
+	if err != nil && !full {
+		// The partial input relied on chains being as we left them; start
+		// over from what the kernel really holds.
+		stats, err = p.syncLocked(ctx, st, true, large)
+		stats.Fallback = true
+	}
+	stats.Duration = time.Since(start)
+	p.stats = stats
+	if err != nil {
+		p.needFull = true
+		return fmt.Errorf("iptables sync on node %s: %w", p.cfg.Node, err)
+	}
+	p.needFull = false
+	p.prevCIDR = cidr
+	p.largeCluster = large
+	p.prev = make(map[string]*state.ServicePort, len(st.Services))
+	for i := range st.Services {
+		s := cloneServicePort(&st.Services[i])
+		p.prev[s.Key()] = s
+	}
+	return nil
+}
+
+// syncLocked builds and restores one sync's input. On success it records the
+// per-service chains now in the kernel.
+func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, large bool) (SyncStats, error) {
+	stats := SyncStats{Full: full, Services: len(st.Services)}
+
+	var existing map[string]*ruleset.Table // full syncs only: the kernel's tables
+	if full {
+		t0 := time.Now()
+		existing = map[string]*ruleset.Table{}
+		for _, table := range []string{"filter", "nat"} {
+			t, err := p.saveTable(ctx, table)
+			if err != nil {
+				return stats, err
+			}
+			existing[table] = t
+		}
+		stats.SaveDuration = time.Since(t0)
+	}
+	var changed map[string]bool
+	if !full {
+		changed = changedServices(p.prev, st)
+	}
+
+	p.filterChains.Reset()
+	p.filterRules.Reset()
+	p.natChains.Reset()
+	p.natRules.Reset()
+	for _, c := range []string{kubeServices, kubeExternalServices, kubeForward} {
+		p.filterChains.WriteChain(c)
+	}
+	for _, c := range []string{kubeServices, kubeNodePorts, kubePostrouting, kubeMarkMasq} {
+		p.natChains.WriteChain(c)
+	}
+	if full {
+		p.writeJumpRules(existing)
+	}
+
+	// Masquerade what leaves through KUBE-MARK-MASQ, once.
+	p.natRules.Write("-A", kubePostrouting, "-m", "mark", "!", "--mark", masqMark+"/"+masqMark, "-j", "RETURN")
+	p.natRules.Write("-A", kubePostrouting, "-j", "MARK", "--xor-mark", masqMark)
+	p.natRules.Write("-A", kubePostrouting, "-m", "comment", "--comment", `"kubernetes service traffic requiring SNAT"`,
+		"-j", "MASQUERADE", "--random-fully")
+	p.natRules.Write("-A", kubeMarkMasq, "-j", "MARK", "--or-mark", masqMark)
+
+	active := make(map[string]bool, 2*len(st.Services))
+	cidr := prefixString(st.ClusterCIDR)
+	for i := range st.Services {
+		s := &st.Services[i]
+		write := full || changed[s.Namespace+"/"+s.Name]
+		if write {
+			stats.Rewritten++
+		}
+		p.writeService(s, cidr, write, large, active)
+	}
+
+	// Delete per-service chains nothing uses any more: declaring a chain
+	// flushes it, so nothing in it still jumps elsewhere when it goes.
+	var stale []string
+	if full {
+		for name := range existing["nat"].Chains {
+			if isServiceChain(name) && !active[name] {
+				stale = append(stale, name)
+			}
+		}
+	} else {
+		for name := range p.chains {
+			if !active[name] {
+				stale = append(stale, name)
+			}
+		}
+	}
+	sort.Strings(stale)
+	for _, name := range stale {
+		p.natChains.WriteChain(name)
+		p.natRules.Write("-X", name)
+	}
+	stats.StaleChains = len(stale)
+
+	// NodePorts on every local address; must stay the last rule.
+	p.natRules.Write("-A", kubeServices,
+		"-m", "comment", "--comment", `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`,
+		"-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8", "-j", kubeNodePorts)
+
+	p.filterRules.Write("-A", kubeForward, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+	p.filterRules.Write("-A", kubeForward, "-m", "comment", "--comment", `"kubernetes forwarding rules"`,
+		"-m", "mark", "--mark", masqMark+"/"+masqMark, "-j", "ACCEPT")
+	p.filterRules.Write("-A", kubeForward, "-m", "comment", "--comment", `"kubernetes forwarding conntrack rule"`,
+		"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+
+	p.data.Reset()
+	p.data.WriteString("*filter\n")
+	p.data.Write(p.filterChains.Bytes())
+	p.data.Write(p.filterRules.Bytes())
+	p.data.WriteString("COMMIT\n*nat\n")
+	p.data.Write(p.natChains.Bytes())
+	p.data.Write(p.natRules.Bytes())
+	p.data.WriteString("COMMIT\n")
+	stats.Lines = 4 + p.filterChains.Lines() + p.filterRules.Lines() + p.natChains.Lines() + p.natRules.Lines()
+	stats.Bytes = p.data.Len()
+
+	t0 := time.Now()
+	err := p.run.Restore(ctx, p.data.Bytes(), true, true)
+	stats.RestoreDuration = time.Since(t0)
+	if err != nil {
+		return stats, fmt.Errorf("restore %d lines (%s sync): %w", stats.Lines, syncKind(full), err)
+	}
+	p.chains = active
+	return stats, nil
+}
+
+func syncKind(full bool) string {
+	if full {
+		return "full"
+	}
+	return "partial"
+}
+
+// writeJumpRules adds the jump rules missing from the built-in chains and
+// removes duplicates, so that there is exactly one of each.
+func (p *Proxier) writeJumpRules(existing map[string]*ruleset.Table) {
+	for _, j := range jumpRules {
+		args := j.args()
+		n := 0
+		if c := existing[j.table].Chain(j.from); c != nil {
+			for _, r := range c.Rules {
+				if slices.Equal(r.Args, args) {
+					n++
+				}
+			}
+		}
+		buf := &p.natRules
+		if j.table == "filter" {
+			buf = &p.filterRules
+		}
+		quoted := quoteAll(args)
+		switch {
+		case n == 0:
+			buf.Write("-I", j.from, "1", quoted)
+		case n > 1:
+			for range n - 1 {
+				buf.Write("-D", j.from, quoted)
+			}
+		}
+	}
+}
+
+// writeService writes one service port's rules in the top-level chains and,
+// when writeChains is set, its own SVC/EXT/SEP chains. It marks the chains
+// the port uses as active either way.
+func (p *Proxier) writeService(s *state.ServicePort, clusterCIDR string, writeChains, large bool, active map[string]bool) {
+	proto := strings.ToLower(string(s.Protocol))
+	id := s.ID()
+	port := strconv.Itoa(int(s.Port))
+	cip := s.ClusterIP.String()
+	svcChain := ServiceChain(s)
+	extChain := ExternalChain(s)
+	eps := uniqueEndpoints(s.Endpoints)
+	hasEndpoints := len(eps) > 0
+	external := s.NodePort != 0 || len(s.ExternalIPs) > 0
+	noEndpoints := `"` + id + ` has no endpoints"`
+
+	if hasEndpoints {
+		active[svcChain] = true
+		if external {
+			active[extChain] = true
+		}
+		for _, ep := range eps {
+			active[EndpointChain(s, ep)] = true
+		}
+		p.natRules.Write("-A", kubeServices, "-m", "comment", "--comment", `"`+id+` cluster IP"`,
+			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "-j", svcChain)
+	} else {
+		p.filterRules.Write("-A", kubeServices, "-m", "comment", "--comment", noEndpoints,
+			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "-j", "REJECT")
+	}
+	for _, eip := range s.ExternalIPs {
+		if hasEndpoints {
+			p.natRules.Write("-A", kubeServices, "-m", "comment", "--comment", `"`+id+` external IP"`,
+				"-m", proto, "-p", proto, "-d", eip.String(), "--dport", port, "-j", extChain)
+		} else {
+			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", noEndpoints,
+				"-m", proto, "-p", proto, "-d", eip.String(), "--dport", port, "-j", "REJECT")
+		}
+	}
+	if s.NodePort != 0 {
+		np := strconv.Itoa(int(s.NodePort))
+		if hasEndpoints {
+			p.natRules.Write("-A", kubeNodePorts, "-m", "comment", "--comment", id,
+				"-m", proto, "-p", proto, "--dport", np, "-j", extChain)
+		} else {
+			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", noEndpoints,
+				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", np, "-j", "REJECT")
+		}
+	}
+	if !writeChains || !hasEndpoints {
+		return
+	}
+
+	// Cluster IP traffic from outside the pod network is masqueraded, so
+	// replies come back through this node.
+	p.natChains.WriteChain(svcChain)
+	if clusterCIDR != "" {
+		p.natRules.Write("-A", svcChain, "-m", "comment", "--comment", `"`+id+` cluster IP"`,
+			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "!", "-s", clusterCIDR, "-j", kubeMarkMasq)
+	}
+	// NodePort and external IP traffic is always masqueraded
+	// (externalTrafficPolicy: Cluster).
+	if external {
+		p.natChains.WriteChain(extChain)
+		p.natRules.Write("-A", extChain, "-m", "comment", "--comment", `"masquerade traffic for `+id+` external destinations"`,
+			"-j", kubeMarkMasq)
+		p.natRules.Write("-A", extChain, "-j", svcChain)
+	}
+
+	comment := func(text string) []string {
+		if large {
+			return nil
+		}
+		return []string{"-m", "comment", "--comment", text}
+	}
+	if s.SessionAffinity {
+		timeout := strconv.Itoa(int(s.Timeout()))
+		for _, ep := range eps {
+			sep := EndpointChain(s, ep)
+			p.natRules.Write("-A", svcChain, comment(`"`+id+` -> `+ep.String()+`"`),
+				"-m", "recent", "--name", sep, "--rcheck", "--seconds", timeout, "--reap", "-j", sep)
+		}
+	}
+	n := len(eps)
+	for i, ep := range eps {
+		sep := EndpointChain(s, ep)
+		if i < n-1 {
+			p.natRules.Write("-A", svcChain, comment(`"`+id+` -> `+ep.String()+`"`),
+				"-m", "statistic", "--mode", "random", "--probability", p.probability(n-i), "-j", sep)
+		} else {
+			p.natRules.Write("-A", svcChain, comment(`"`+id+` -> `+ep.String()+`"`), "-j", sep)
+		}
+	}
+	for _, ep := range eps {
+		sep := EndpointChain(s, ep)
+		p.natChains.WriteChain(sep)
+		// Hairpin: a pod reaching itself through the service.
+		p.natRules.Write("-A", sep, comment(id), "-s", ep.IP.String(), "-j", kubeMarkMasq)
+		var affinity []string
+		if s.SessionAffinity {
+			affinity = []string{"-m", "recent", "--name", sep, "--set"}
+		}
+		p.natRules.Write("-A", sep, comment(id), affinity,
+			"-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.String())
+	}
+}
+
+// probability is kube-proxy's --probability for the i-th of n remaining
+// endpoints: 1/n printed with ten decimals.
+func (p *Proxier) probability(n int) string {
+	for len(p.probs) <= n {
+		k := len(p.probs)
+		if k == 0 {
+			p.probs = append(p.probs, "")
+			continue
+		}
+		p.probs = append(p.probs, fmt.Sprintf("%0.10f", 1.0/float64(k)))
+	}
+	return p.probs[n]
+}
+
+// Cleanup deletes every KUBE-* chain of the nat and filter tables and the
+// rules elsewhere that jump to them. Running it again finds nothing to do.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.needFull = true
+	p.prev = nil
+	p.chains = nil
+
+	var in bytes.Buffer
+	for _, table := range []string{"filter", "nat"} {
+		t, err := p.saveTable(ctx, table)
+		if err != nil {
+			return fmt.Errorf("iptables cleanup on node %s: %w", p.cfg.Node, err)
+		}
+		var kube []string
+		for name, c := range t.Chains {
+			if !c.Builtin && strings.HasPrefix(name, "KUBE-") {
+				kube = append(kube, name)
+			}
+		}
+		sort.Strings(kube)
+		var jumps []ruleset.Rule
+		for _, name := range t.ChainNames() {
+			if strings.HasPrefix(name, "KUBE-") && !t.Chains[name].Builtin {
+				continue
+			}
+			for _, r := range t.Chains[name].Rules {
+				if strings.HasPrefix(r.Target(), "KUBE-") {
+					jumps = append(jumps, r)
+				}
+			}
+		}
+		if len(kube) == 0 && len(jumps) == 0 {
+			continue
+		}
+		fmt.Fprintf(&in, "*%s\n", table)
+		for _, name := range kube {
+			fmt.Fprintf(&in, ":%s - [0:0]\n", name)
+		}
+		for _, r := range jumps {
+			fmt.Fprintf(&in, "-D %s %s\n", r.Chain, strings.Join(quoteAll(r.Args), " "))
+		}
+		for _, name := range kube {
+			fmt.Fprintf(&in, "-X %s\n", name)
+		}
+		in.WriteString("COMMIT\n")
+	}
+	if in.Len() == 0 {
+		return nil
+	}
+	if err := p.run.Restore(ctx, in.Bytes(), true, false); err != nil {
+		return fmt.Errorf("iptables cleanup on node %s: %w", p.cfg.Node, err)
+	}
+	return nil
+}
+
+// Dump prints the nat and filter tables as iptables-save does, keeping only
+// the KUBE-* chains, their rules and the rules that jump to them.
+func (p *Proxier) Dump(ctx context.Context) (string, error) {
+	var b strings.Builder
+	for _, table := range []string{"nat", "filter"} {
+		data, err := p.run.Save(ctx, table)
+		if err != nil {
+			return "", fmt.Errorf("iptables dump on node %s: %w", p.cfg.Node, err)
+		}
+		for line := range strings.Lines(string(data)) {
+			l := strings.TrimRight(line, "\n")
+			switch {
+			case strings.HasPrefix(l, "*"), l == "COMMIT",
+				strings.HasPrefix(l, ":KUBE-"), strings.HasPrefix(l, "-A KUBE-"),
+				strings.HasPrefix(l, "-A ") && strings.Contains(l, " -j KUBE-"):
+				b.WriteString(l)
+				b.WriteByte('\n')
+			}
+		}
+	}
+	return b.String(), nil
+}
+
+func (p *Proxier) saveTable(ctx context.Context, table string) (*ruleset.Table, error) {
+	data, err := p.run.Save(ctx, table)
+	if err != nil {
+		return nil, fmt.Errorf("save table %s: %w", table, err)
+	}
+	rs, err := ruleset.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse iptables-save -t %s: %w", table, err)
+	}
+	return rs.Table(table), nil
+}
+
+func quoteAll(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = ruleset.Quote(w)
+	}
+	return out
+}
+
+func prefixString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+// uniqueEndpoints drops repeated ip:port pairs (each gets one SEP chain).
+func uniqueEndpoints(eps []state.Endpoint) []state.Endpoint {
+	for i := 1; i < len(eps); i++ {
+		for j := 0; j < i; j++ {
+			if eps[i].IP == eps[j].IP && eps[i].Port == eps[j].Port {
+				seen := map[netip.AddrPort]bool{}
+				var out []state.Endpoint
+				for _, e := range eps {
+					ap := netip.AddrPortFrom(e.IP, uint16(e.Port))
+					if !seen[ap] {
+						seen[ap] = true
+						out = append(out, e)
+					}
+				}
+				return out
+			}
+		}
+	}
+	return eps
+}
+
+// changedServices returns the "ns/name" of every service with a port added,
+// removed or changed since prev (kube-proxy tracks changes per service too).
+func changedServices(prev map[string]*state.ServicePort, st *state.NodeState) map[string]bool {
+	changed := map[string]bool{}
+	seen := make(map[string]bool, len(st.Services))
+	for i := range st.Services {
+		s := &st.Services[i]
+		k := s.Key()
+		seen[k] = true
+		if old, ok := prev[k]; !ok || !sameServicePort(old, s) {
+			changed[s.Namespace+"/"+s.Name] = true
+		}
+	}
+	for k, old := range prev {
+		if !seen[k] {
+			changed[old.Namespace+"/"+old.Name] = true
+		}
+	}
+	return changed
+}
+
+func sameServicePort(a, b *state.ServicePort) bool {
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.PortName == b.PortName &&
+		a.Protocol == b.Protocol && a.ClusterIP == b.ClusterIP && a.Port == b.Port &&
+		a.NodePort == b.NodePort && a.SessionAffinity == b.SessionAffinity &&
+		a.Timeout() == b.Timeout() && slices.Equal(a.ExternalIPs, b.ExternalIPs) &&
+		slices.Equal(a.Endpoints, b.Endpoints)
+}
+
+func cloneServicePort(s *state.ServicePort) *state.ServicePort {
+	c := *s
+	c.ExternalIPs = slices.Clone(s.ExternalIPs)
+	c.Endpoints = slices.Clone(s.Endpoints)
+	return &c
+}
