@@ -1,0 +1,155 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/svcsim/svcsim/internal/rundir"
+)
+
+// NodeSpec is one node: its underlay address and its pod CIDR (the bridge
+// cni0 gets the CIDR's first address as the pods' gateway).
+type NodeSpec struct {
+	Name    string
+	IP      netip.Addr
+	PodCIDR netip.Prefix
+}
+
+// Spec describes a topology to build.
+//
+// Default address plan (DefaultSpec):
+//
+//	underlay     198.18.0.0/24 (bridge br0 in namespace <run>-underlay)
+//	node i       198.18.0.(10+i) on eth0, pods 10.244.i.0/24, cni0 10.244.i.1
+//	external     198.18.0.100 on eth0 (reaches node IPs only)
+//	services     10.96.0.0/12, routed from each node onto its eth0
+type Spec struct {
+	Run      *rundir.Run
+	Nodes    []NodeSpec
+	Underlay netip.Prefix
+	// ExternalIP is the external client namespace's address on the underlay.
+	ExternalIP netip.Addr
+	// ServiceCIDR gets a route onto eth0 in every node namespace, as a real
+	// node's default route would give it, so that traffic a node itself sends
+	// to a ClusterIP reaches the OUTPUT hook where a proxy rewrites it. The
+	// zero value means no such route.
+	ServiceCIDR netip.Prefix
+}
+
+// Default address plan.
+var (
+	DefaultUnderlay    = netip.MustParsePrefix("198.18.0.0/24")
+	DefaultExternalIP  = netip.MustParseAddr("198.18.0.100")
+	DefaultClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
+	DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+)
+
+// DefaultSpec is the default plan with nodes node1..nodeN.
+func DefaultSpec(run *rundir.Run, nodes int) Spec {
+	s := Spec{Run: run, Underlay: DefaultUnderlay, ExternalIP: DefaultExternalIP, ServiceCIDR: DefaultServiceCIDR}
+	for i := 1; i <= nodes; i++ {
+		s.Nodes = append(s.Nodes, NodeSpec{
+			Name:    fmt.Sprintf("node%d", i),
+			IP:      netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i)}),
+			PodCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24),
+		})
+	}
+	return s
+}
+
+// Validate checks the spec for everything Build would otherwise find out
+// half-way: names, address families, overlaps and collisions.
+func (s Spec) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if s.Run == nil {
+		bad("spec: no run")
+	}
+	if !s.Underlay.IsValid() || !s.Underlay.Addr().Is4() {
+		bad("spec: underlay %v: want an IPv4 prefix", s.Underlay)
+	} else if s.Underlay.Bits() > 30 {
+		bad("spec: underlay %v is too small", s.Underlay)
+	}
+	s.Underlay = s.Underlay.Masked()
+	if len(s.Nodes) == 0 {
+		bad("spec: no nodes")
+	}
+	usedIP := map[netip.Addr]string{}
+	useIP := func(ip netip.Addr, who string) {
+		if prev, ok := usedIP[ip]; ok {
+			bad("spec: %s: address %v already used by %s", who, ip, prev)
+			return
+		}
+		usedIP[ip] = who
+	}
+	onUnderlay := func(ip netip.Addr, who string) {
+		if !ip.IsValid() || !ip.Is4() {
+			bad("spec: %s: address %v: want IPv4", who, ip)
+			return
+		}
+		if s.Underlay.IsValid() && (!s.Underlay.Contains(ip) || ip == s.Underlay.Addr() || ip == lastAddr(s.Underlay)) {
+			bad("spec: %s: address %v is not a host address of the underlay %v", who, ip, s.Underlay)
+		}
+		useIP(ip, who)
+	}
+	if s.ExternalIP.IsValid() {
+		onUnderlay(s.ExternalIP, "external")
+	} else {
+		bad("spec: no external address")
+	}
+	names := map[string]bool{RoleUnderlay: true, RoleExternal: true}
+	var cidrs []netip.Prefix
+	for i, n := range s.Nodes {
+		who := fmt.Sprintf("node %q", n.Name)
+		if n.Name == "" {
+			bad("spec: node %d has no name", i)
+		} else if names[n.Name] {
+			bad("spec: %s: duplicate or reserved name", who)
+		} else if sanitize(n.Name) != n.Name || len(n.Name) > 40 || n.Name == "pod" || n.Name == "host" {
+			bad("spec: %s: want at most 40 characters of [A-Za-z0-9_.-]", who)
+		}
+		names[n.Name] = true
+		onUnderlay(n.IP, who)
+		if !n.PodCIDR.IsValid() || !n.PodCIDR.Addr().Is4() || n.PodCIDR.Bits() > 30 {
+			bad("spec: %s: pod CIDR %v: want an IPv4 prefix of /30 or larger", who, n.PodCIDR)
+			continue
+		}
+		if n.PodCIDR.Masked() != n.PodCIDR {
+			bad("spec: %s: pod CIDR %v has host bits set", who, n.PodCIDR)
+		}
+		for _, c := range cidrs {
+			if c.Overlaps(n.PodCIDR) {
+				bad("spec: %s: pod CIDR %v overlaps %v", who, n.PodCIDR, c)
+			}
+		}
+		if s.Underlay.IsValid() && s.Underlay.Overlaps(n.PodCIDR) {
+			bad("spec: %s: pod CIDR %v overlaps the underlay %v", who, n.PodCIDR, s.Underlay)
+		}
+		if s.ServiceCIDR.IsValid() && s.ServiceCIDR.Overlaps(n.PodCIDR) {
+			bad("spec: %s: pod CIDR %v overlaps the service CIDR %v", who, n.PodCIDR, s.ServiceCIDR)
+		}
+		cidrs = append(cidrs, n.PodCIDR)
+	}
+	if s.ServiceCIDR.IsValid() && s.Underlay.IsValid() && s.ServiceCIDR.Overlaps(s.Underlay) {
+		bad("spec: service CIDR %v overlaps the underlay %v", s.ServiceCIDR, s.Underlay)
+	}
+	return errors.Join(errs...)
+}
+
+// gatewayOf is the first host address of a pod CIDR (the cni0 address).
+func gatewayOf(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+// lastAddr is the broadcast address of an IPv4 prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// podAddrOK reports whether ip can be a pod address in cidr: inside it, and
+// neither the network, the gateway nor the broadcast address.
+func podAddrOK(cidr netip.Prefix, ip netip.Addr) bool {
+	return cidr.Contains(ip) && ip != cidr.Masked().Addr() && ip != gatewayOf(cidr) && ip != lastAddr(cidr)
+}
