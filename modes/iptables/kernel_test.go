@@ -186,6 +186,9 @@ func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parse kernel dump: %v", err)
 		}
+		// The tracer reads the kernel's canonical form (-d 10.96.0.20/32,
+		// --set-xmark, --probability 0.33333333349, ...) to the same flows.
+		checkFlows(t, rs, representativeFlows)
 		fp, fake := newFakeProxier(t)
 		mustSync(t, fp, st)
 		if got, want := chainSet(rs), chainSet(fake.Ruleset()); got != want {
