@@ -159,6 +159,11 @@ type Bench struct {
 	Env    Env     `json:"env"`
 	Points []Point `json:"points"`
 	Note   string  `json:"note,omitempty"`
+	// FloorFor, on a "floor-*" metric (the raw cost of the tool alone, e.g.
+	// iptables-restore of the same ruleset), names the metrics whose charts
+	// draw this floor as a dashed line; empty means the rule-update metrics
+	// "full-sync" and "endpoint-change".
+	FloorFor []string `json:"floorFor,omitempty"`
 }
 
 // Set is everything read from one results directory.

@@ -1,0 +1,100 @@
+package report
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/svcsim/svcsim/report/results"
+)
+
+// groupOrder is the seed's order of topics; unknown groups follow by name.
+var groupOrder = []string{
+	results.GroupService,
+	results.GroupSelectorless,
+	results.GroupProxyModes,
+	results.GroupMultiPort,
+	results.GroupDiscovery,
+	results.GroupHeadless,
+	results.GroupPublishing,
+	results.GroupIngress,
+	results.GroupIsolation,
+	results.GroupScale,
+}
+
+// modeOrder is the order modes appear in columns and legends: the seed's
+// order (userspace, iptables, IPVS), then nftables; unknown modes follow by name.
+var modeOrder = []string{"userspace", "iptables/legacy", "iptables/nft", "iptables", "ipvs", "nftables"}
+
+func rank(order []string, s string) int {
+	for i, o := range order {
+		if o == s {
+			return i
+		}
+	}
+	return len(order)
+}
+
+// sortByOrder sorts names by their rank in order, then alphabetically.
+func sortByOrder(names []string, order []string) {
+	sort.SliceStable(names, func(i, j int) bool {
+		ri, rj := rank(order, names[i]), rank(order, names[j])
+		if ri != rj {
+			return ri < rj
+		}
+		return names[i] < names[j]
+	})
+}
+
+// modesOf lists every mode or datapath named in set, in column order.
+func modesOf(set *results.Set) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(m string) {
+		if m != "" && !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	for _, r := range set.Results {
+		add(r.Mode)
+	}
+	sortByOrder(out, modeOrder)
+	return out
+}
+
+// palette assigns each mode and datapath a stable colour index, so a
+// datapath has the same colour in every chart.
+func palette(set *results.Set) map[string]int {
+	seen := map[string]bool{}
+	var names []string
+	for _, r := range set.Results {
+		if !seen[r.Mode] {
+			seen[r.Mode] = true
+			names = append(names, r.Mode)
+		}
+	}
+	for _, b := range set.Benches {
+		if !seen[b.Datapath] {
+			seen[b.Datapath] = true
+			names = append(names, b.Datapath)
+		}
+	}
+	sortByOrder(names, modeOrder)
+	m := map[string]int{}
+	for i, n := range names {
+		m[n] = i
+	}
+	return m
+}
+
+var unsafeID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// anchor is the HTML id of one result's detail.
+func anchor(scenario, mode string) string {
+	return "r-" + unsafeID.ReplaceAllString(scenario, "_") + "--" + unsafeID.ReplaceAllString(mode, "_")
+}
+
+func slug(s string) string {
+	return strings.Trim(unsafeID.ReplaceAllString(strings.ToLower(s), "-"), "-")
+}

@@ -1,0 +1,181 @@
+package report
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcsim/svcsim/report/results"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/report.golden.html from the fixture")
+
+// fixtureNow is the fixed generation time of the golden report.
+var fixtureNow = time.Date(2026, 3, 14, 10, 0, 0, 0, time.UTC)
+
+const fixtureDir = "testdata/results"
+
+func readFixture(t *testing.T) *results.Set {
+	t.Helper()
+	set, err := results.ReadDir(fixtureDir)
+	if err != nil {
+		t.Fatalf("read fixture: %v", err)
+	}
+	return set
+}
+
+func renderFixture(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := Render(&buf, readFixture(t), Options{Now: fixtureNow, Source: "testdata/results"}); err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	return buf.Bytes()
+}
+
+func TestGolden(t *testing.T) {
+	got := renderFixture(t)
+	golden := filepath.Join("testdata", "report.golden.html")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./report -run TestGolden -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		for i := range min(len(gl), len(wl)) {
+			if gl[i] != wl[i] {
+				t.Fatalf("report differs from %s at line %d:\n got: %.300s\nwant: %.300s\n(run with -update if the change is intended)", golden, i+1, gl[i], wl[i])
+			}
+		}
+		t.Fatalf("report differs from %s in length: %d vs %d lines (run with -update if intended)", golden, len(gl), len(wl))
+	}
+	// Deterministic: a second rendering is byte-identical.
+	if again := renderFixture(t); !bytes.Equal(got, again) {
+		t.Fatal("two renderings of the same results differ")
+	}
+}
+
+// TestSelfContained checks the report needs no network: no URL scheme at
+// all, no resource attributes pointing anywhere but inside the page.
+func TestSelfContained(t *testing.T) {
+	out := string(renderFixture(t))
+	for _, bad := range []string{"http://", "https://", "//cdn", "@import", "url("} {
+		if strings.Contains(out, bad) {
+			t.Errorf("report contains %q", bad)
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?i)\b(src|href|xlink:href|action|data)\s*=\s*"([^"]*)"`).FindAllStringSubmatch(out, -1) {
+		if m[1] != "href" || !strings.HasPrefix(m[2], "#") {
+			t.Errorf("attribute %s=%q points outside the page", m[1], m[2])
+		}
+	}
+	if n := strings.Count(out, "<script"); n != 1 {
+		t.Errorf("%d scripts, want the one inline helper", n)
+	}
+	if strings.Contains(out, "<script src") || strings.Contains(out, "<link") {
+		t.Error("report loads an external script or stylesheet")
+	}
+}
+
+func TestSections(t *testing.T) {
+	out := string(renderFixture(t))
+	for _, want := range []string{
+		// Header: lanes, tool versions, the mode that could not run and why.
+		"6.18.0-svcsim", "Intel(R) Xeon(R) Platinum 8375C", "iptables v1.8.9 (nf_tables)", "nftables v1.0.6",
+		"could not run", "kernel lacks IP_VS",
+		// Matrix in the seed's group order, with a link to a failed cell's detail.
+		`href="#r-distribution-uniform--nftables"`, `id="r-distribution-uniform--nftables" open`,
+		// Distribution and affinity.
+		"χ² = 19", "p = 7.6e-05", "round-robin: exact", "11.6 s", "&#43;1.6 s",
+		// Bench charts with floors and their tables.
+		`id="bench-full-sync"`, `id="bench-endpoint-change"`, `id="bench-first-packet"`, `id="bench-convergence"`, `id="bench-rps-keepalive"`,
+		"iptables/legacy floor-restore", "nftables floor-nft", "(log scale)",
+		// Kernel state and generated sentences.
+		"KUBE-SVC-ULMVA6XWUVLBQ6IX", "numgen random mod 2",
+		"Contradicts the seed", "grows 77.3x",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// Groups appear in the seed's order.
+	last := -1
+	for _, g := range []string{results.GroupService, results.GroupSelectorless, results.GroupProxyModes, results.GroupMultiPort, results.GroupDiscovery, results.GroupHeadless, results.GroupIngress} {
+		i := strings.Index(out, `<tr class="grp"><th colspan="6">`+g)
+		if i < 0 || i < last {
+			t.Errorf("group %q missing or out of order", g)
+		}
+		last = i
+	}
+}
+
+func TestRenderFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "report.html")
+	if err := RenderFile(fixtureDir, out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("</html>")) {
+		t.Error("report is truncated")
+	}
+	ents, _ := os.ReadDir(filepath.Dir(out))
+	if len(ents) != 1 {
+		t.Errorf("temporary files left beside the report: %v", ents)
+	}
+	// A broken results file fails the rendering and leaves no report behind.
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "scenario-x--y.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(t.TempDir(), "r.html")
+	if err := RenderFile(bad, out2); err == nil {
+		t.Error("RenderFile accepted a corrupt results file")
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Errorf("report written despite the error: %v", err)
+	}
+	// An unwritable destination is reported.
+	if err := RenderFile(fixtureDir, filepath.Join(t.TempDir(), "missing", "r.html")); err == nil {
+		t.Error("RenderFile into a missing directory succeeded")
+	}
+}
+
+func TestRenderEmpty(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Render(&buf, &results.Set{}, Options{Now: fixtureNow}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "No scenario results in this run.") {
+		t.Error("empty report does not say it is empty")
+	}
+	if err := Render(&buf, nil, Options{}); err == nil {
+		t.Error("Render(nil) succeeded")
+	}
+}
+
+func TestSummary(t *testing.T) {
+	s := Summary(readFixture(t))
+	for _, want := range []string{
+		"9 scenarios x 5 modes: 33 pass, 1 fail, 10 skip, 1 not run",
+		"FAIL distribution-uniform",
+		"kernel lacks IP_VS",
+		"What this run says:",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+}
