@@ -17,6 +17,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/topology"
+	"github.com/svcsim/svcsim/topology/hostcheck"
 	"github.com/svcsim/svcsim/topology/topotest"
 )
 
@@ -340,5 +341,54 @@ func TestAddPodRejects(t *testing.T) {
 	}
 	if len(podNS) != 1 {
 		t.Fatalf("pod namespaces after rejected adds: %v", podNS)
+	}
+}
+
+// Building, using and closing a topology leaves the host's links, addresses,
+// routes, rules and rulesets exactly as they were.
+func TestHostUntouched(t *testing.T) {
+	topotest.RequireRoot(t)
+	before, err := hostcheck.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range before.Outputs {
+		if strings.HasPrefix(v, "error:") {
+			t.Logf("%s: %s", k, v)
+		}
+	}
+	run := topotest.NewRun(t)
+	start := time.Now()
+	topo, err := topology.Build(context.Background(), topology.DefaultSpec(run, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := time.Since(start)
+	var specs []topology.PodSpec
+	for i := range 6 {
+		node := 1 + i%2
+		specs = append(specs, topology.PodSpec{Name: fmt.Sprintf("default/p%d", i), Node: fmt.Sprintf("node%d", node),
+			IP: netip.AddrFrom4([4]byte{10, 244, byte(node), byte(10 + i)}), Ports: ports})
+	}
+	pods := addPods(t, topo, specs...)
+	t.Logf("2 nodes in %v, +6 pods in %v", built, time.Since(start)-built)
+	if _, err := topo.AddHost(context.Background(), "db", netip.MustParseAddr("172.188.2.89"), []topology.Port{{Port: 3307}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		mustGet(t, pods[0].NS, p.IP.String()+":80", "/info")
+	}
+	mustGet(t, pods[1].NS, "172.188.2.89:3307", "/name")
+	closeStart := time.Now()
+	if err := topo.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("closed in %v", time.Since(closeStart))
+	after, err := hostcheck.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := hostcheck.Diff(before, after); d != "" {
+		t.Fatalf("host network state changed:\n%s", d)
 	}
 }

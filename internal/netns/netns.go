@@ -55,6 +55,11 @@ func New(name string) (*NS, error) {
 		runtime.LockOSThread()
 		h, err := vnetns.NewNamed(name)
 		if err != nil {
+			if !errors.Is(err, os.ErrExist) {
+				// NewNamed creates the mount point before mounting; do
+				// not leave it behind when the mount failed.
+				_ = os.Remove(filepath.Join(Dir, name))
+			}
 			errc <- fmt.Errorf("create netns %s: %w", name, err)
 			return
 		}
