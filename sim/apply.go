@@ -1,0 +1,817 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+)
+
+// LastAppliedAnnotation holds the configuration last given to Apply, as
+// kubectl keeps it; Apply computes its three-way merge from it, so fields
+// set by Patch (the seed's sessionAffinity) survive a later Apply of a
+// manifest that does not mention them.
+const LastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// kindInfo describes a kind svcsim models.
+type kindInfo struct {
+	Kind, Group, Version, Resource string
+	// Singular is kubectl's name in output lines ("deployment.apps").
+	Singular   string
+	Namespaced bool
+	new        func() runtime.Object
+}
+
+var kinds = map[string]*kindInfo{
+	"Namespace":  {"Namespace", "", "v1", "namespaces", "namespace", false, func() runtime.Object { return &corev1.Namespace{} }},
+	"Pod":        {"Pod", "", "v1", "pods", "pod", true, func() runtime.Object { return &corev1.Pod{} }},
+	"Service":    {"Service", "", "v1", "services", "service", true, func() runtime.Object { return &corev1.Service{} }},
+	"Endpoints":  {"Endpoints", "", "v1", "endpoints", "endpoints", true, func() runtime.Object { return &corev1.Endpoints{} }},
+	"Node":       {"Node", "", "v1", "nodes", "node", false, func() runtime.Object { return &corev1.Node{} }},
+	"Deployment": {"Deployment", "apps", "v1", "deployments", "deployment.apps", true, func() runtime.Object { return &appsv1.Deployment{} }},
+	"DaemonSet":  {"DaemonSet", "apps", "v1", "daemonsets", "daemonset.apps", true, func() runtime.Object { return &appsv1.DaemonSet{} }},
+	"Ingress":    {"Ingress", "networking.k8s.io", "v1", "ingresses", "ingress.networking.k8s.io", true, func() runtime.Object { return &networkingv1.Ingress{} }},
+}
+
+var kindAliases = map[string]string{
+	"ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
+	"po": "Pod", "pod": "Pod", "pods": "Pod",
+	"svc": "Service", "service": "Service", "services": "Service",
+	"ep": "Endpoints", "endpoint": "Endpoints", "endpoints": "Endpoints",
+	"no": "Node", "node": "Node", "nodes": "Node",
+	"deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment", "deployment.apps": "Deployment", "deployments.apps": "Deployment",
+	"ds": "DaemonSet", "daemonset": "DaemonSet", "daemonsets": "DaemonSet", "daemonset.apps": "DaemonSet", "daemonsets.apps": "DaemonSet",
+	"ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress", "ingress.networking.k8s.io": "Ingress", "ingresses.networking.k8s.io": "Ingress",
+}
+
+// CanonicalKind maps kubectl's resource names and aliases ("svc",
+// "deploy", "ep", ...) to the kind ("Service", "Deployment", ...).
+func CanonicalKind(s string) (string, error) {
+	ki, err := lookupKind(s)
+	if err != nil {
+		return "", err
+	}
+	return ki.Kind, nil
+}
+
+func lookupKind(s string) (*kindInfo, error) {
+	if ki, ok := kinds[s]; ok {
+		return ki, nil
+	}
+	if k, ok := kindAliases[strings.ToLower(s)]; ok {
+		return kinds[k], nil
+	}
+	return nil, fmt.Errorf("the server doesn't have a resource type %q", s)
+}
+
+func kindOf(obj runtime.Object) *kindInfo {
+	switch obj.(type) {
+	case *corev1.Namespace:
+		return kinds["Namespace"]
+	case *corev1.Pod:
+		return kinds["Pod"]
+	case *corev1.Service:
+		return kinds["Service"]
+	case *corev1.Endpoints:
+		return kinds["Endpoints"]
+	case *corev1.Node:
+		return kinds["Node"]
+	case *appsv1.Deployment:
+		return kinds["Deployment"]
+	case *appsv1.DaemonSet:
+		return kinds["DaemonSet"]
+	case *networkingv1.Ingress:
+		return kinds["Ingress"]
+	}
+	return nil
+}
+
+func (k *kindInfo) notFound(name string) error {
+	return apierrors.NewNotFound(schema.GroupResource{Group: k.Group, Resource: k.Resource}, name)
+}
+
+func (k *kindInfo) invalid(name string, errs field.ErrorList) error {
+	return apierrors.NewInvalid(schema.GroupKind{Group: k.Group, Kind: k.Kind}, name, errs)
+}
+
+func (k *kindInfo) apiVersion() string {
+	if k.Group == "" {
+		return k.Version
+	}
+	return k.Group + "/" + k.Version
+}
+
+func (k *kindInfo) setTypeMeta(obj runtime.Object) {
+	obj.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
+}
+
+// getObject returns the stored object (not a copy) or nil.
+func getObject(s *store, ki *kindInfo, ns, name string) runtime.Object {
+	k := key(ns, name)
+	var o runtime.Object
+	switch ki.Kind {
+	case "Namespace":
+		if v := s.Namespaces[name]; v != nil {
+			o = v
+		}
+	case "Pod":
+		if v := s.Pods[k]; v != nil {
+			o = v
+		}
+	case "Service":
+		if v := s.Services[k]; v != nil {
+			o = v
+		}
+	case "Endpoints":
+		if v := s.Endpoints[k]; v != nil {
+			o = v
+		}
+	case "Deployment":
+		if v := s.Deployments[k]; v != nil {
+			o = v
+		}
+	case "DaemonSet":
+		if v := s.DaemonSets[k]; v != nil {
+			o = v
+		}
+	case "Ingress":
+		if v := s.Ingresses[k]; v != nil {
+			o = v
+		}
+	}
+	return o
+}
+
+// ObjectError is the rejection of one object of a batch.
+type ObjectError struct {
+	// Source is the object's Object.Source ("file:index").
+	Source string
+	Err    error
+}
+
+func (e *ObjectError) Error() string {
+	if e.Source == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("error when applying %q: %v", e.Source, e.Err)
+}
+
+func (e *ObjectError) Unwrap() error { return e.Err }
+
+// BatchError is Apply's error: every object that was rejected. Nothing of
+// the batch was applied.
+type BatchError struct {
+	Errs []error
+}
+
+// Error lists one line per rejected object.
+func (e *BatchError) Error() string {
+	lines := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		lines[i] = err.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap gives errors.Is/As access to each object's error.
+func (e *BatchError) Unwrap() []error { return e.Errs }
+
+// Apply creates or updates objects like `kubectl apply`: all or nothing.
+// It validates the whole batch against a copy of the state; if any object
+// is invalid nothing changes and the error (*BatchError) lists every
+// rejected object. On success it returns one kubectl-like line per object
+// ("service/getip-service created", "... configured", "... unchanged").
+// Namespace objects of the batch are applied first.
+func (c *Cluster) Apply(objs []Object) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.begin()
+	order := make([]int, 0, len(objs))
+	for i, o := range objs {
+		if _, ok := o.Obj.(*corev1.Namespace); ok {
+			order = append(order, i)
+		}
+	}
+	for i, o := range objs {
+		if _, ok := o.Obj.(*corev1.Namespace); !ok {
+			order = append(order, i)
+		}
+	}
+	lines := make([]string, len(objs))
+	var errs []error
+	touchedEndpoints := map[string]string{}
+	for _, i := range order {
+		o := objs[i]
+		line, err := t.apply(o)
+		if err != nil {
+			errs = append(errs, &ObjectError{Source: o.Source, Err: err})
+			continue
+		}
+		lines[i] = line
+		if ep, ok := o.Obj.(*corev1.Endpoints); ok {
+			touchedEndpoints[key(namespaceOr(ep.Namespace), ep.Name)] = o.Source
+		}
+	}
+	// Endpoints may not point at a ClusterIP, including ones the same
+	// batch allocated: check once the batch's Services are in place.
+	for _, k := range sortedKeys(touchedEndpoints) {
+		if ep := t.s.Endpoints[k]; ep != nil {
+			if el := t.endpointsVsClusterIPs(ep); len(el) > 0 {
+				errs = append(errs, &ObjectError{Source: touchedEndpoints[k], Err: kinds["Endpoints"].invalid(ep.Name, el)})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &BatchError{Errs: errs}
+	}
+	if err := c.commit(t); err != nil {
+		return nil, err
+	}
+	return lines, nil
+}
+
+// apply creates or updates one object in t.
+func (t *txn) apply(o Object) (string, error) {
+	if o.Obj == nil {
+		return "", errors.New("no object")
+	}
+	ki := kindOf(o.Obj)
+	if ki == nil {
+		return "", fmt.Errorf("unsupported object type %T: svcsim models %s", o.Obj, SupportedKinds)
+	}
+	obj := o.Obj.DeepCopyObject()
+	ki.setTypeMeta(obj)
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return "", err
+	}
+	if ki.Namespaced {
+		m.SetNamespace(namespaceOr(m.GetNamespace()))
+	} else {
+		m.SetNamespace("")
+	}
+	name := m.GetName()
+	if name == "" {
+		return "", ki.invalid(name, field.ErrorList{field.Required(field.NewPath("metadata", "name"), "name or generateName is required")})
+	}
+	if ki.Namespaced && t.s.Namespaces[m.GetNamespace()] == nil {
+		return "", kinds["Namespace"].notFound(m.GetNamespace())
+	}
+	if node, ok := obj.(*corev1.Node); ok {
+		return t.applyNode(node)
+	}
+	existing := getObject(t.s, ki, m.GetNamespace(), name)
+	if existing == nil {
+		if err := setLastApplied(obj); err != nil {
+			return "", err
+		}
+		if err := t.create(obj); err != nil {
+			return "", err
+		}
+		return ki.Singular + "/" + name + " created", nil
+	}
+	merged, changed, err := threeWayMerge(ki, existing, obj)
+	if err != nil {
+		return "", err
+	}
+	if !changed {
+		return ki.Singular + "/" + name + " unchanged", nil
+	}
+	before := existing.DeepCopyObject()
+	if err := t.update(existing.DeepCopyObject(), merged); err != nil {
+		return "", err
+	}
+	if after := getObject(t.s, ki, m.GetNamespace(), name); sameIgnoringRV(before, after) {
+		// The merge changed nothing the server keeps (a defaulted field
+		// spelled out or left out): keep the old object as it was.
+		t.restore(before)
+		return ki.Singular + "/" + name + " unchanged", nil
+	}
+	return ki.Singular + "/" + name + " configured", nil
+}
+
+// applyNode sets the labels of an existing node (nodes themselves come
+// from Config).
+func (t *txn) applyNode(n *corev1.Node) (string, error) {
+	cur, ok := t.s.NodeLabels[n.Name]
+	if !ok {
+		return "", kinds["Node"].notFound(n.Name)
+	}
+	if el := validateLabels(n.Labels, field.NewPath("metadata", "labels")); len(el) > 0 {
+		return "", kinds["Node"].invalid(n.Name, el)
+	}
+	changed := false
+	for k, v := range n.Labels {
+		if cur[k] != v {
+			cur[k] = v
+			changed = true
+		}
+	}
+	if !changed {
+		return "node/" + n.Name + " unchanged", nil
+	}
+	return "node/" + n.Name + " configured", nil
+}
+
+// setLastApplied records obj's own configuration in its annotation.
+func setLastApplied(obj runtime.Object) error {
+	m, _ := meta.Accessor(obj)
+	ann := m.GetAnnotations()
+	delete(ann, LastAppliedAnnotation)
+	if len(ann) == 0 {
+		ann = nil
+	}
+	m.SetAnnotations(ann)
+	cfg, err := prunedJSON(obj)
+	if err != nil {
+		return err
+	}
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[LastAppliedAnnotation] = string(cfg) + "\n"
+	m.SetAnnotations(ann)
+	return nil
+}
+
+// prunedJSON encodes obj without null values and empty objects, which is
+// what the manifest held before it became a Go value.
+func prunedJSON(obj runtime.Object) ([]byte, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", obj, err)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	v, _ = prune(v)
+	return json.Marshal(v)
+}
+
+func prune(v any) (any, bool) {
+	switch x := v.(type) {
+	case nil:
+		return nil, false
+	case map[string]any:
+		for k, e := range x {
+			pe, keep := prune(e)
+			if !keep {
+				delete(x, k)
+				continue
+			}
+			x[k] = pe
+		}
+		return x, len(x) > 0
+	case []any:
+		for i, e := range x {
+			if pe, keep := prune(e); keep {
+				x[i] = pe
+			} else if _, isMap := e.(map[string]any); isMap {
+				x[i] = map[string]any{}
+			}
+		}
+		return x, true
+	}
+	return v, true
+}
+
+// threeWayMerge computes what `kubectl apply` sends for an existing object
+// (a strategic three-way merge of last-applied, new and current
+// configuration) and the resulting object.
+func threeWayMerge(ki *kindInfo, current, obj runtime.Object) (runtime.Object, bool, error) {
+	cm, _ := meta.Accessor(current)
+	original := []byte(cm.GetAnnotations()[LastAppliedAnnotation])
+	if err := setLastApplied(obj); err != nil {
+		return nil, false, err
+	}
+	modified, err := prunedJSON(obj)
+	if err != nil {
+		return nil, false, err
+	}
+	cur, err := json.Marshal(current)
+	if err != nil {
+		return nil, false, err
+	}
+	schemaMeta, err := strategicpatch.NewPatchMetaFromStruct(ki.new())
+	if err != nil {
+		return nil, false, err
+	}
+	if len(original) == 0 {
+		original = nil
+	}
+	patch, err := strategicpatch.CreateThreeWayMergePatch(original, modified, cur, schemaMeta, true)
+	if err != nil {
+		return nil, false, fmt.Errorf("compute apply patch for %s %s: %w", ki.Kind, cm.GetName(), err)
+	}
+	if string(patch) == "{}" {
+		return nil, false, nil
+	}
+	merged, err := mergePatch(ki, cur, patch)
+	if err != nil {
+		return nil, false, err
+	}
+	return merged, true, nil
+}
+
+func mergePatch(ki *kindInfo, cur, patch []byte) (runtime.Object, error) {
+	out, err := strategicpatch.StrategicMergePatch(cur, patch, ki.new())
+	if err != nil {
+		return nil, fmt.Errorf("apply patch: %w", err)
+	}
+	obj := ki.new()
+	if err := json.Unmarshal(out, obj); err != nil {
+		return nil, fmt.Errorf("decode patched %s: %w", ki.Kind, err)
+	}
+	ki.setTypeMeta(obj)
+	return obj, nil
+}
+
+// Patch applies a strategic merge patch (JSON or YAML) to one object like
+// `kubectl patch`, e.g. Patch("svc", "default", "getip-service",
+// []byte(`{"spec":{"sessionAffinity":"ClientIP"}}`)). The result is
+// validated like any update; an invalid result changes nothing.
+func (c *Cluster) Patch(kind, namespace, name string, patch []byte) error {
+	ki, err := lookupKind(kind)
+	if err != nil {
+		return err
+	}
+	pj, err := yaml.YAMLToJSON(patch)
+	if err != nil {
+		return fmt.Errorf("parse patch: %w", err)
+	}
+	if ki.Kind == "Node" {
+		var n corev1.Node
+		if err := json.Unmarshal(pj, &n); err != nil {
+			return fmt.Errorf("parse node patch: %w", err)
+		}
+		n.Name = name
+		return c.change(func(t *txn) error {
+			_, err := t.applyNode(&n)
+			return err
+		})
+	}
+	return c.change(func(t *txn) error {
+		ns := ""
+		if ki.Namespaced {
+			ns = namespaceOr(namespace)
+		}
+		cur := getObject(t.s, ki, ns, name)
+		if cur == nil {
+			return ki.notFound(name)
+		}
+		raw, err := json.Marshal(cur)
+		if err != nil {
+			return err
+		}
+		obj, err := mergePatch(ki, raw, pj)
+		if err != nil {
+			return err
+		}
+		m, _ := meta.Accessor(obj)
+		if m.GetName() != name || m.GetNamespace() != ns {
+			return apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", m.GetName(), name))
+		}
+		before := cur.DeepCopyObject()
+		if err := t.update(cur.DeepCopyObject(), obj); err != nil {
+			return err
+		}
+		if sameIgnoringRV(before, getObject(t.s, ki, ns, name)) {
+			t.restore(before)
+		}
+		return nil
+	})
+}
+
+// Scale sets a Deployment's replicas, like `kubectl scale deployment`.
+func (c *Cluster) Scale(kind, namespace, name string, replicas int32) error {
+	ki, err := lookupKind(kind)
+	if err != nil {
+		return err
+	}
+	if ki.Kind != "Deployment" {
+		return fmt.Errorf("cannot scale %s: only deployments can be scaled", ki.Resource)
+	}
+	return c.change(func(t *txn) error {
+		d := t.s.Deployments[key(namespaceOr(namespace), name)]
+		if d == nil {
+			return ki.notFound(name)
+		}
+		if replicas < 0 {
+			return ki.invalid(name, field.ErrorList{field.Invalid(field.NewPath("spec", "replicas"), replicas, "must be greater than or equal to 0")})
+		}
+		if d.Spec.Replicas != nil && *d.Spec.Replicas == replicas {
+			return nil
+		}
+		nd := d.DeepCopy()
+		nd.Spec.Replicas = &replicas
+		return t.update(d.DeepCopy(), nd)
+	})
+}
+
+// Delete removes an object like `kubectl delete`. Deleting a Deployment or
+// DaemonSet deletes its pods, a Service its Endpoints, a Namespace
+// everything in it. A deleted pod of a workload is replaced by a new one.
+// Nodes cannot be deleted.
+func (c *Cluster) Delete(kind, namespace, name string) error {
+	ki, err := lookupKind(kind)
+	if err != nil {
+		return err
+	}
+	if ki.Kind == "Node" {
+		return fmt.Errorf("svcsim: nodes are fixed by the configuration and cannot be deleted")
+	}
+	return c.change(func(t *txn) error {
+		ns := namespaceOr(namespace)
+		if getObject(t.s, ki, ns, name) == nil {
+			if ki.Kind == "Namespace" {
+				return ki.notFound(name)
+			}
+			return ki.notFound(name)
+		}
+		t.delete(ki.Kind, ns, name)
+		return nil
+	})
+}
+
+func (t *txn) delete(kind, ns, name string) {
+	k := key(ns, name)
+	switch kind {
+	case "Namespace":
+		for _, m := range []func(string){
+			func(p string) { deletePrefix(t.s.Pods, p, func(k string) { delete(t.s.Owner, k) }) },
+			func(p string) { deletePrefix(t.s.Deployments, p, nil) },
+			func(p string) { deletePrefix(t.s.DaemonSets, p, nil) },
+			func(p string) { deletePrefix(t.s.Services, p, nil) },
+			func(p string) { deletePrefix(t.s.Endpoints, p, nil) },
+			func(p string) { deletePrefix(t.s.Ingresses, p, nil) },
+		} {
+			m(name + "/")
+		}
+		delete(t.s.Namespaces, name)
+	case "Pod":
+		delete(t.s.Pods, k)
+		delete(t.s.Owner, k)
+		delete(t.s.Seq, "Pod/"+k)
+	case "Deployment":
+		delete(t.s.Deployments, k)
+		t.deleteOwned("deployment/" + k)
+	case "DaemonSet":
+		delete(t.s.DaemonSets, k)
+		t.deleteOwned("daemonset/" + k)
+	case "Service":
+		delete(t.s.Services, k)
+		delete(t.s.Endpoints, k)
+		delete(t.s.Seq, "Service/"+k)
+	case "Endpoints":
+		delete(t.s.Endpoints, k)
+	case "Ingress":
+		delete(t.s.Ingresses, k)
+	}
+}
+
+func deletePrefix[V any](m map[string]V, prefix string, also func(string)) {
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			delete(m, k)
+			if also != nil {
+				also(k)
+			}
+		}
+	}
+}
+
+func (t *txn) deleteOwned(owner string) {
+	for k, o := range t.s.Owner {
+		if o == owner {
+			delete(t.s.Pods, k)
+			delete(t.s.Owner, k)
+		}
+	}
+}
+
+// Label sets labels on an object like `kubectl label --overwrite`; a key
+// ending in "-" removes that label. Relabelling a node reschedules
+// DaemonSets; relabelling a pod updates Endpoints. Kinds: node, pod, svc,
+// deploy, ds, ns, ing, ep.
+func (c *Cluster) Label(kind, namespace, name string, labels map[string]string) error {
+	ki, err := lookupKind(kind)
+	if err != nil {
+		return err
+	}
+	set := map[string]string{}
+	var remove []string
+	for k, v := range labels {
+		if strings.HasSuffix(k, "-") {
+			remove = append(remove, strings.TrimSuffix(k, "-"))
+			continue
+		}
+		set[k] = v
+	}
+	sort.Strings(remove)
+	if el := validateLabels(set, field.NewPath("metadata", "labels")); len(el) > 0 {
+		return ki.invalid(name, el)
+	}
+	return c.change(func(t *txn) error {
+		if ki.Kind == "Node" {
+			cur, ok := t.s.NodeLabels[name]
+			if !ok {
+				return ki.notFound(name)
+			}
+			for k, v := range set {
+				cur[k] = v
+			}
+			for _, k := range remove {
+				delete(cur, k)
+			}
+			return nil
+		}
+		ns := ""
+		if ki.Namespaced {
+			ns = namespaceOr(namespace)
+		}
+		cur := getObject(t.s, ki, ns, name)
+		if cur == nil {
+			return ki.notFound(name)
+		}
+		m, _ := meta.Accessor(cur)
+		l := copyLabels(m.GetLabels())
+		if l == nil {
+			l = map[string]string{}
+		}
+		for k, v := range set {
+			l[k] = v
+		}
+		for _, k := range remove {
+			delete(l, k)
+		}
+		if len(l) == 0 {
+			l = nil
+		}
+		if apiequality.Semantic.DeepEqual(l, m.GetLabels()) {
+			return nil
+		}
+		m.SetLabels(l)
+		m.SetResourceVersion(t.s.nextRV())
+		return nil
+	})
+}
+
+func validateLabels(labels map[string]string, fld *field.Path) field.ErrorList {
+	var el field.ErrorList
+	for _, k := range sortedKeys(labels) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			el = append(el, field.Invalid(fld, k, msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(labels[k]) {
+			el = append(el, field.Invalid(fld, labels[k], msg))
+		}
+	}
+	return el
+}
+
+// create stores a new object after defaulting, validation and allocation.
+func (t *txn) create(obj runtime.Object) error {
+	switch o := obj.(type) {
+	case *corev1.Namespace:
+		if el := validateName(o.Name, validation.IsDNS1123Label); len(el) > 0 {
+			return kinds["Namespace"].invalid(o.Name, el)
+		}
+		ns := t.newNamespace(o.Name)
+		ns.Labels = mergeLabels(o.Labels, ns.Labels)
+		ns.Annotations = o.Annotations
+		t.s.Namespaces[o.Name] = ns
+		return nil
+	case *corev1.Pod:
+		return t.createPod(o)
+	case *appsv1.Deployment:
+		return t.createDeployment(o)
+	case *appsv1.DaemonSet:
+		return t.createDaemonSet(o)
+	case *corev1.Service:
+		return t.createService(o)
+	case *corev1.Endpoints:
+		return t.putEndpoints(nil, o)
+	case *networkingv1.Ingress:
+		return t.putIngress(nil, o)
+	}
+	return fmt.Errorf("unsupported object type %T", obj)
+}
+
+// update replaces old with obj after validation.
+func (t *txn) update(old, obj runtime.Object) error {
+	om, _ := meta.Accessor(old)
+	nm, _ := meta.Accessor(obj)
+	nm.SetUID(om.GetUID())
+	nm.SetCreationTimestamp(om.GetCreationTimestamp())
+	nm.SetResourceVersion(t.s.nextRV())
+	switch o := obj.(type) {
+	case *corev1.Namespace:
+		t.s.Namespaces[o.Name] = o
+		return nil
+	case *corev1.Pod:
+		return t.updatePod(old.(*corev1.Pod), o)
+	case *appsv1.Deployment:
+		return t.updateDeployment(old.(*appsv1.Deployment), o)
+	case *appsv1.DaemonSet:
+		return t.updateDaemonSet(old.(*appsv1.DaemonSet), o)
+	case *corev1.Service:
+		return t.updateService(old.(*corev1.Service), o)
+	case *corev1.Endpoints:
+		return t.putEndpoints(old.(*corev1.Endpoints), o)
+	case *networkingv1.Ingress:
+		return t.putIngress(old.(*networkingv1.Ingress), o)
+	}
+	return fmt.Errorf("unsupported object type %T", obj)
+}
+
+func (t *txn) newNamespace(name string) *corev1.Namespace {
+	ns := &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}},
+		Spec:       corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{corev1.FinalizerKubernetes}},
+		Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
+	}
+	kinds["Namespace"].setTypeMeta(ns)
+	t.initMeta(&ns.ObjectMeta, "Namespace")
+	return ns
+}
+
+// initMeta fills what the API server sets on creation.
+func (t *txn) initMeta(m *metav1.ObjectMeta, kind string) {
+	m.UID = t.s.uid()
+	m.CreationTimestamp = metav1.NewTime(t.now)
+	m.ResourceVersion = t.s.nextRV()
+	t.s.nextSeq(kind + "/" + key(m.Namespace, m.Name))
+}
+
+func mergeLabels(a, b map[string]string) map[string]string {
+	if len(a) == 0 && len(b) == 0 {
+		return nil
+	}
+	out := copyLabels(a)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func validateName(name string, f func(string) []string) field.ErrorList {
+	var el field.ErrorList
+	for _, msg := range f(name) {
+		el = append(el, field.Invalid(field.NewPath("metadata", "name"), name, msg))
+	}
+	return el
+}
+
+// sameIgnoringRV compares two objects ignoring metadata.resourceVersion.
+func sameIgnoringRV(a, b runtime.Object) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	a, b = a.DeepCopyObject(), b.DeepCopyObject()
+	am, _ := meta.Accessor(a)
+	bm, _ := meta.Accessor(b)
+	am.SetResourceVersion("")
+	bm.SetResourceVersion("")
+	return apiequality.Semantic.DeepEqual(a, b)
+}
+
+// restore puts a stored object back as it was.
+func (t *txn) restore(obj runtime.Object) {
+	m, _ := meta.Accessor(obj)
+	k := key(m.GetNamespace(), m.GetName())
+	switch o := obj.(type) {
+	case *corev1.Namespace:
+		t.s.Namespaces[o.Name] = o
+	case *corev1.Pod:
+		t.s.Pods[k] = o
+	case *corev1.Service:
+		t.s.Services[k] = o
+	case *corev1.Endpoints:
+		t.s.Endpoints[k] = o
+	case *appsv1.Deployment:
+		t.s.Deployments[k] = o
+	case *appsv1.DaemonSet:
+		t.s.DaemonSets[k] = o
+	case *networkingv1.Ingress:
+		t.s.Ingresses[k] = o
+	}
+}

@@ -1,0 +1,289 @@
+package sim
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// txn is one change in progress on a copy of the state.
+type txn struct {
+	cfg   *Config
+	nodes map[string]*NodeConfig
+	s     *store
+	now   time.Time
+}
+
+// reconcile runs the controllers until the state is consistent: workloads
+// (which create and delete pods) first, then Endpoints from the pods.
+func (t *txn) reconcile() error {
+	t.reconcileWorkloads()
+	t.reconcileEndpoints()
+	return nil
+}
+
+// HeadlessLabel is set on Endpoints of headless Services, as the
+// Endpoints controller does.
+const HeadlessLabel = "service.kubernetes.io/headless"
+
+// reconcileEndpoints is the Endpoints controller: every Service with a
+// selector gets Endpoints listing its matching pods, ready ones in
+// addresses, others in notReadyAddresses, ports resolved per pod.
+func (t *txn) reconcileEndpoints() {
+	for _, k := range sortedKeys(t.s.Services) {
+		svc := t.s.Services[k]
+		if svc.Spec.Selector == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		want := t.computeEndpoints(svc)
+		cur := t.s.Endpoints[k]
+		if cur != nil && apiequality.Semantic.DeepEqual(cur.Subsets, want.Subsets) &&
+			apiequality.Semantic.DeepEqual(cur.Labels, want.Labels) {
+			continue
+		}
+		if cur != nil {
+			want.ObjectMeta.UID = cur.UID
+			want.ObjectMeta.CreationTimestamp = cur.CreationTimestamp
+			want.ObjectMeta.ResourceVersion = t.s.nextRV()
+		} else {
+			t.initMeta(&want.ObjectMeta, "Endpoints")
+		}
+		t.s.Endpoints[k] = want
+	}
+}
+
+// resolvePort finds the container port a Service port targets in a pod.
+func resolvePort(p *corev1.Pod, sp *corev1.ServicePort) (int32, bool) {
+	if sp.TargetPort.Type == intstr.Int {
+		return sp.TargetPort.IntVal, true
+	}
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == sp.TargetPort.StrVal && cp.Protocol == sp.Protocol {
+				return cp.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func (t *txn) computeEndpoints(svc *corev1.Service) *corev1.Endpoints {
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	ep := &corev1.Endpoints{}
+	kinds["Endpoints"].setTypeMeta(ep)
+	ep.Name, ep.Namespace = svc.Name, svc.Namespace
+	ep.Labels = copyLabels(svc.Labels)
+	if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		ep.Labels = mergeLabels(ep.Labels, map[string]string{HeadlessLabel: ""})
+	}
+	type group struct {
+		ports          []corev1.EndpointPort
+		ready, unready []corev1.EndpointAddress
+	}
+	groups := map[string]*group{}
+	var order []string
+	for _, pk := range sortedKeys(t.s.Pods) {
+		p := t.s.Pods[pk]
+		if p.Namespace != svc.Namespace || p.Status.PodIP == "" || p.DeletionTimestamp != nil || !sel.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		var ports []corev1.EndpointPort
+		for i := range svc.Spec.Ports {
+			sp := &svc.Spec.Ports[i]
+			if n, ok := resolvePort(p, sp); ok {
+				ports = append(ports, corev1.EndpointPort{Name: sp.Name, Port: n, Protocol: sp.Protocol})
+			}
+		}
+		if len(ports) == 0 && len(svc.Spec.Ports) > 0 {
+			continue // the pod has none of the named ports
+		}
+		nodeName := p.Spec.NodeName
+		addr := corev1.EndpointAddress{IP: p.Status.PodIP, NodeName: &nodeName,
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID}}
+		if p.Spec.Hostname != "" && p.Spec.Subdomain == svc.Name && svc.Namespace == p.Namespace {
+			addr.Hostname = p.Spec.Hostname
+		}
+		sig := fmt.Sprint(ports)
+		g := groups[sig]
+		if g == nil {
+			g = &group{ports: ports}
+			groups[sig] = g
+			order = append(order, sig)
+		}
+		if podReady(p) || svc.Spec.PublishNotReadyAddresses {
+			g.ready = append(g.ready, addr)
+		} else {
+			g.unready = append(g.unready, addr)
+		}
+	}
+	sort.Strings(order)
+	for _, sig := range order {
+		g := groups[sig]
+		sortAddrs(g.ready)
+		sortAddrs(g.unready)
+		ep.Subsets = append(ep.Subsets, corev1.EndpointSubset{Addresses: g.ready, NotReadyAddresses: g.unready, Ports: g.ports})
+	}
+	return ep
+}
+
+func sortAddrs(a []corev1.EndpointAddress) {
+	sort.Slice(a, func(i, j int) bool {
+		x, _ := netip.ParseAddr(a[i].IP)
+		y, _ := netip.ParseAddr(a[j].IP)
+		if c := x.Compare(y); c != 0 {
+			return c < 0
+		}
+		return a[i].TargetRef.Name < a[j].TargetRef.Name
+	})
+}
+
+// validateEndpoints checks a user's Endpoints like the API server does;
+// endpointsVsClusterIPs adds the ClusterIP check kube-proxy needs.
+func validateEndpoints(ep *corev1.Endpoints) field.ErrorList {
+	el := validateName(ep.Name, validation.IsDNS1123Subdomain)
+	for i, ss := range ep.Subsets {
+		sp := field.NewPath("subsets").Index(i)
+		for j, a := range ss.Addresses {
+			el = append(el, validateNonSpecialIP(a.IP, sp.Child("addresses").Index(j).Child("ip"))...)
+		}
+		for j, a := range ss.NotReadyAddresses {
+			el = append(el, validateNonSpecialIP(a.IP, sp.Child("notReadyAddresses").Index(j).Child("ip"))...)
+		}
+		if len(ss.Addresses) == 0 && len(ss.NotReadyAddresses) == 0 {
+			el = append(el, field.Required(sp, "must specify `addresses` or `notReadyAddresses`"))
+		}
+		names := map[string]bool{}
+		for j, p := range ss.Ports {
+			pp := sp.Child("ports").Index(j)
+			if len(ss.Ports) > 1 && p.Name == "" {
+				el = append(el, field.Required(pp.Child("name"), ""))
+			} else if p.Name != "" {
+				for _, msg := range validation.IsDNS1123Label(p.Name) {
+					el = append(el, field.Invalid(pp.Child("name"), p.Name, msg))
+				}
+				if names[p.Name] {
+					el = append(el, field.Duplicate(pp.Child("name"), p.Name))
+				}
+				names[p.Name] = true
+			}
+			for _, msg := range validation.IsValidPortNum(int(p.Port)) {
+				el = append(el, field.Invalid(pp.Child("port"), p.Port, msg))
+			}
+			switch p.Protocol {
+			case corev1.ProtocolTCP, corev1.ProtocolUDP:
+			default:
+				el = append(el, field.NotSupported(pp.Child("protocol"), p.Protocol, []string{"TCP", "UDP"}))
+			}
+		}
+	}
+	return el
+}
+
+func (t *txn) endpointsVsClusterIPs(ep *corev1.Endpoints) field.ErrorList {
+	owners := t.usedClusterIPs("")
+	var el field.ErrorList
+	check := func(addrs []corev1.EndpointAddress, fld *field.Path) {
+		for j, a := range addrs {
+			ip, err := netip.ParseAddr(a.IP)
+			if err != nil {
+				continue
+			}
+			if owner, ok := owners[ip]; ok {
+				el = append(el, field.Invalid(fld.Index(j).Child("ip"), a.IP,
+					fmt.Sprintf("may not be a Service ClusterIP (it is the ClusterIP of Service %s): kube-proxy does not support virtual IPs as endpoints", owner)))
+			}
+		}
+	}
+	for i, ss := range ep.Subsets {
+		sp := field.NewPath("subsets").Index(i)
+		check(ss.Addresses, sp.Child("addresses"))
+		check(ss.NotReadyAddresses, sp.Child("notReadyAddresses"))
+	}
+	return el
+}
+
+// putEndpoints stores a user's Endpoints (create when old is nil). For a
+// Service with a selector the controller overwrites it, as in Kubernetes.
+func (t *txn) putEndpoints(old, ep *corev1.Endpoints) error {
+	for i := range ep.Subsets {
+		for j := range ep.Subsets[i].Ports {
+			if ep.Subsets[i].Ports[j].Protocol == "" {
+				ep.Subsets[i].Ports[j].Protocol = corev1.ProtocolTCP
+			}
+		}
+	}
+	if el := validateEndpoints(ep); len(el) > 0 {
+		return kinds["Endpoints"].invalid(ep.Name, el)
+	}
+	if old == nil {
+		t.initMeta(&ep.ObjectMeta, "Endpoints")
+	}
+	t.s.Endpoints[key(ep.Namespace, ep.Name)] = ep
+	return nil
+}
+
+// putIngress stores an Ingress after light validation. Ingresses are
+// listed but have no datapath in svcsim yet.
+func (t *txn) putIngress(old, ing *networkingv1.Ingress) error {
+	el := validateName(ing.Name, validation.IsDNS1123Subdomain)
+	check := func(b *networkingv1.IngressBackend, fld *field.Path) {
+		if b == nil {
+			return
+		}
+		if b.Service == nil && b.Resource == nil {
+			el = append(el, field.Invalid(fld, "", "backend must be specified"))
+			return
+		}
+		if b.Service != nil {
+			if b.Service.Name == "" {
+				el = append(el, field.Required(fld.Child("service", "name"), ""))
+			}
+			if b.Service.Port.Name == "" && b.Service.Port.Number == 0 {
+				el = append(el, field.Required(fld.Child("service", "port"), "port name or number is required"))
+			}
+		}
+	}
+	check(ing.Spec.DefaultBackend, specPath.Child("defaultBackend"))
+	for i, r := range ing.Spec.Rules {
+		rp := specPath.Child("rules").Index(i)
+		if r.Host != "" {
+			check := validation.IsDNS1123Subdomain
+			if strings.HasPrefix(r.Host, "*") {
+				check = validation.IsWildcardDNS1123Subdomain
+			}
+			for _, msg := range check(r.Host) {
+				el = append(el, field.Invalid(rp.Child("host"), r.Host, msg))
+			}
+		}
+		if r.HTTP != nil {
+			for j := range r.HTTP.Paths {
+				pp := rp.Child("http", "paths").Index(j)
+				p := &r.HTTP.Paths[j]
+				if p.PathType == nil {
+					el = append(el, field.Required(pp.Child("pathType"), "pathType must be specified"))
+				}
+				check(&p.Backend, pp.Child("backend"))
+			}
+		}
+	}
+	if len(el) > 0 {
+		return kinds["Ingress"].invalid(ing.Name, el)
+	}
+	if old == nil {
+		t.initMeta(&ing.ObjectMeta, "Ingress")
+	} else {
+		ing.Status = old.Status
+	}
+	t.s.Ingresses[key(ing.Namespace, ing.Name)] = ing
+	return nil
+}

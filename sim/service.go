@@ -1,0 +1,523 @@
+package sim
+
+import (
+	"fmt"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// MaxAffinityTimeout is the API server's limit for
+// sessionAffinityConfig.clientIP.timeoutSeconds (one day).
+const MaxAffinityTimeout = 86400
+
+var (
+	specPath  = field.NewPath("spec")
+	portsPath = specPath.Child("ports")
+)
+
+// defaultService fills the API server's defaults.
+func defaultService(svc *corev1.Service) {
+	if svc.Spec.Type == "" {
+		svc.Spec.Type = corev1.ServiceTypeClusterIP
+	}
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if p.Protocol == "" {
+			p.Protocol = corev1.ProtocolTCP
+		}
+		if p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == 0 {
+			p.TargetPort = intstr.FromInt32(p.Port)
+		}
+	}
+	if svc.Spec.SessionAffinity == "" {
+		svc.Spec.SessionAffinity = corev1.ServiceAffinityNone
+	}
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		if svc.Spec.SessionAffinityConfig == nil {
+			svc.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{}
+		}
+		if svc.Spec.SessionAffinityConfig.ClientIP == nil {
+			svc.Spec.SessionAffinityConfig.ClientIP = &corev1.ClientIPConfig{}
+		}
+		if svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds == nil {
+			v := int32(corev1.DefaultClientIPServiceAffinitySeconds)
+			svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = &v
+		}
+	}
+	if svc.Spec.ClusterIP == "" && len(svc.Spec.ClusterIPs) > 0 {
+		svc.Spec.ClusterIP = svc.Spec.ClusterIPs[0]
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return
+	}
+	if svc.Spec.InternalTrafficPolicy == nil {
+		v := corev1.ServiceInternalTrafficPolicyCluster
+		svc.Spec.InternalTrafficPolicy = &v
+	}
+	if (svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer) && svc.Spec.ExternalTrafficPolicy == "" {
+		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.AllocateLoadBalancerNodePorts == nil {
+		v := true
+		svc.Spec.AllocateLoadBalancerNodePorts = &v
+	}
+}
+
+func needsNodePorts(t corev1.ServiceType) bool {
+	return t == corev1.ServiceTypeNodePort || t == corev1.ServiceTypeLoadBalancer
+}
+
+// validateService checks a defaulted Service like the API server's
+// ValidateService (the parts svcsim implements), plus what svcsim does not
+// support (SCTP, IPv6). old is nil on create.
+func validateService(svc, old *corev1.Service) field.ErrorList {
+	var el field.ErrorList
+	el = append(el, validateName(svc.Name, validation.IsDNS1035Label)...)
+	el = append(el, validateLabels(svc.Labels, field.NewPath("metadata", "labels"))...)
+	s := &svc.Spec
+	switch s.Type {
+	case corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName:
+	default:
+		el = append(el, field.NotSupported(specPath.Child("type"), s.Type,
+			[]string{"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"}))
+	}
+	headless := s.ClusterIP == corev1.ClusterIPNone
+	if s.Type == corev1.ServiceTypeExternalName {
+		if s.ExternalName == "" {
+			el = append(el, field.Required(specPath.Child("externalName"), ""))
+		} else {
+			for _, msg := range validation.IsDNS1123Subdomain(trimDot(s.ExternalName)) {
+				el = append(el, field.Invalid(specPath.Child("externalName"), s.ExternalName, msg))
+			}
+		}
+		if s.ClusterIP != "" && (old == nil || old.Spec.Type == corev1.ServiceTypeExternalName) {
+			el = append(el, field.Forbidden(specPath.Child("clusterIPs"), "may not be set for ExternalName services"))
+		}
+	} else if len(s.Ports) == 0 && !headless {
+		el = append(el, field.Required(portsPath, ""))
+	}
+	if headless && needsNodePorts(s.Type) {
+		el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIP,
+			fmt.Sprintf("may not be set to 'None' for %s services", s.Type)))
+	}
+	if s.ClusterIP != "" && !headless && s.Type != corev1.ServiceTypeExternalName {
+		ip, err := netip.ParseAddr(s.ClusterIP)
+		if err != nil {
+			el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIP,
+				"must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+		} else if !ip.Is4() {
+			el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIP,
+				"IPv6 is not configured on this cluster"))
+		}
+	}
+	if old != nil && old.Spec.Type != corev1.ServiceTypeExternalName && s.Type != corev1.ServiceTypeExternalName &&
+		old.Spec.ClusterIP != "" && s.ClusterIP != old.Spec.ClusterIP {
+		el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIPs, "may not change once set"))
+	}
+
+	names := map[string]bool{}
+	type portKey struct {
+		port  int32
+		proto corev1.Protocol
+	}
+	ports := map[portKey]bool{}
+	nodePorts := map[portKey]bool{}
+	for i := range s.Ports {
+		p := &s.Ports[i]
+		pp := portsPath.Index(i)
+		if len(s.Ports) > 1 && p.Name == "" {
+			el = append(el, field.Required(pp.Child("name"), ""))
+		} else if p.Name != "" {
+			for _, msg := range validation.IsDNS1123Label(p.Name) {
+				el = append(el, field.Invalid(pp.Child("name"), p.Name, msg))
+			}
+			if names[p.Name] {
+				el = append(el, field.Duplicate(pp.Child("name"), p.Name))
+			}
+			names[p.Name] = true
+		}
+		for _, msg := range validation.IsValidPortNum(int(p.Port)) {
+			el = append(el, field.Invalid(pp.Child("port"), p.Port, msg))
+		}
+		switch p.Protocol {
+		case corev1.ProtocolTCP, corev1.ProtocolUDP:
+		case corev1.ProtocolSCTP:
+			// Valid in Kubernetes, but svcsim does not simulate SCTP.
+			el = append(el, field.NotSupported(pp.Child("protocol"), p.Protocol, []string{"TCP", "UDP"}))
+		default:
+			el = append(el, field.NotSupported(pp.Child("protocol"), p.Protocol, []string{"SCTP", "TCP", "UDP"}))
+		}
+		if p.TargetPort.Type == intstr.String {
+			for _, msg := range validation.IsValidPortName(p.TargetPort.StrVal) {
+				el = append(el, field.Invalid(pp.Child("targetPort"), p.TargetPort.StrVal, msg))
+			}
+		} else {
+			for _, msg := range validation.IsValidPortNum(int(p.TargetPort.IntVal)) {
+				el = append(el, field.Invalid(pp.Child("targetPort"), p.TargetPort.IntVal, msg))
+			}
+		}
+		k := portKey{p.Port, p.Protocol}
+		if ports[k] {
+			el = append(el, field.Duplicate(pp, fmt.Sprintf("%d/%s", p.Port, p.Protocol)))
+		}
+		ports[k] = true
+		if p.NodePort != 0 {
+			if !needsNodePorts(s.Type) {
+				el = append(el, field.Forbidden(pp.Child("nodePort"),
+					fmt.Sprintf("may not be used when `type` is '%s'", s.Type)))
+			} else {
+				for _, msg := range validation.IsValidPortNum(int(p.NodePort)) {
+					el = append(el, field.Invalid(pp.Child("nodePort"), p.NodePort, msg))
+				}
+				nk := portKey{p.NodePort, p.Protocol}
+				if nodePorts[nk] {
+					el = append(el, field.Duplicate(pp.Child("nodePort"), p.NodePort))
+				}
+				nodePorts[nk] = true
+			}
+		}
+	}
+
+	switch s.SessionAffinity {
+	case corev1.ServiceAffinityNone:
+		if s.SessionAffinityConfig != nil {
+			el = append(el, field.Forbidden(specPath.Child("sessionAffinityConfig"),
+				fmt.Sprintf("must not be set when session affinity is %s", corev1.ServiceAffinityNone)))
+		}
+	case corev1.ServiceAffinityClientIP:
+		if ts := s.SessionAffinityConfig.ClientIP.TimeoutSeconds; *ts <= 0 || *ts > MaxAffinityTimeout {
+			el = append(el, field.Invalid(specPath.Child("sessionAffinityConfig", "clientIP", "timeoutSeconds"), *ts,
+				fmt.Sprintf("must be greater than 0 and less than %d", MaxAffinityTimeout)))
+		}
+	default:
+		el = append(el, field.NotSupported(specPath.Child("sessionAffinity"), s.SessionAffinity, []string{"ClientIP", "None"}))
+	}
+	for i, ip := range s.ExternalIPs {
+		el = append(el, validateNonSpecialIP(ip, specPath.Child("externalIPs").Index(i))...)
+	}
+	for k, v := range s.Selector {
+		for _, msg := range validation.IsValidLabelValue(v) {
+			el = append(el, field.Invalid(specPath.Child("selector"), v, msg))
+		}
+		for _, msg := range validation.IsQualifiedName(k) {
+			el = append(el, field.Invalid(specPath.Child("selector"), k, msg))
+		}
+	}
+	return el
+}
+
+func trimDot(s string) string {
+	if len(s) > 0 && s[len(s)-1] == '.' {
+		return s[:len(s)-1]
+	}
+	return s
+}
+
+// validateNonSpecialIP rejects what may not be an endpoint or external IP,
+// with the API server's messages, plus IPv6 (svcsim is IPv4 only).
+func validateNonSpecialIP(s string, fld *field.Path) field.ErrorList {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return field.ErrorList{field.Invalid(fld, s, "must be a valid IP address")}
+	}
+	var el field.ErrorList
+	if ip.IsUnspecified() {
+		el = append(el, field.Invalid(fld, s, fmt.Sprintf("may not be unspecified (%v)", s)))
+	}
+	if ip.IsLoopback() {
+		el = append(el, field.Invalid(fld, s, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+	}
+	if ip.IsLinkLocalUnicast() {
+		el = append(el, field.Invalid(fld, s, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
+	}
+	if ip.IsLinkLocalMulticast() {
+		el = append(el, field.Invalid(fld, s, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"))
+	}
+	if len(el) == 0 && !ip.Is4() {
+		el = append(el, field.Invalid(fld, s, "svcsim simulates IPv4 only"))
+	}
+	return el
+}
+
+func (t *txn) createService(svc *corev1.Service) error {
+	defaultService(svc)
+	ki := kinds["Service"]
+	if el := validateService(svc, nil); len(el) > 0 {
+		return ki.invalid(svc.Name, el)
+	}
+	if err := t.allocateService(svc, nil); err != nil {
+		return err
+	}
+	svc.Status = corev1.ServiceStatus{}
+	t.initMeta(&svc.ObjectMeta, "Service")
+	t.s.Services[key(svc.Namespace, svc.Name)] = svc
+	return nil
+}
+
+func (t *txn) updateService(old, svc *corev1.Service) error {
+	// What the API server does on update before validating: an omitted
+	// clusterIP keeps the allocated one, and fields that only belong to
+	// the old type are dropped when the type changes.
+	if svc.Spec.ClusterIP == "" && len(svc.Spec.ClusterIPs) == 0 && svc.Spec.Type != corev1.ServiceTypeExternalName {
+		svc.Spec.ClusterIP = old.Spec.ClusterIP
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName && old.Spec.Type != corev1.ServiceTypeExternalName &&
+		svc.Spec.ClusterIP == old.Spec.ClusterIP {
+		svc.Spec.ClusterIP, svc.Spec.ClusterIPs, svc.Spec.IPFamilies, svc.Spec.IPFamilyPolicy = "", nil, nil, nil
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		svc.Spec.InternalTrafficPolicy = nil
+	}
+	if needsNodePorts(old.Spec.Type) && !needsNodePorts(svc.Spec.Type) {
+		for i := range svc.Spec.Ports {
+			svc.Spec.Ports[i].NodePort = 0
+		}
+		svc.Spec.ExternalTrafficPolicy = ""
+	}
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityNone || svc.Spec.SessionAffinity == "" {
+		// Switching affinity off leaves a defaulted config behind when it
+		// came from the old object; drop it like a client would have to.
+		if old.Spec.SessionAffinity == corev1.ServiceAffinityClientIP &&
+			apiequalityDeref(svc.Spec.SessionAffinityConfig, old.Spec.SessionAffinityConfig) {
+			svc.Spec.SessionAffinityConfig = nil
+		}
+	}
+	defaultService(svc)
+	ki := kinds["Service"]
+	if el := validateService(svc, old); len(el) > 0 {
+		return ki.invalid(svc.Name, el)
+	}
+	if err := t.allocateService(svc, old); err != nil {
+		return err
+	}
+	svc.Status = old.Status
+	t.s.Services[key(svc.Namespace, svc.Name)] = svc
+	return nil
+}
+
+func apiequalityDeref(a, b *corev1.SessionAffinityConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.ClientIP == nil || b.ClientIP == nil {
+		return a.ClientIP == b.ClientIP
+	}
+	if a.ClientIP.TimeoutSeconds == nil || b.ClientIP.TimeoutSeconds == nil {
+		return a.ClientIP.TimeoutSeconds == b.ClientIP.TimeoutSeconds
+	}
+	return *a.ClientIP.TimeoutSeconds == *b.ClientIP.TimeoutSeconds
+}
+
+// usedClusterIPs returns the ClusterIPs of every Service but except.
+func (t *txn) usedClusterIPs(except string) map[netip.Addr]string {
+	used := map[netip.Addr]string{}
+	for k, s := range t.s.Services {
+		if k == except {
+			continue
+		}
+		if ip, err := netip.ParseAddr(s.Spec.ClusterIP); err == nil {
+			used[ip] = k
+		}
+	}
+	return used
+}
+
+func (t *txn) usedNodePorts(except string) map[int32]bool {
+	used := map[int32]bool{}
+	for k, s := range t.s.Services {
+		if k == except {
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			if p.NodePort != 0 {
+				used[p.NodePort] = true
+			}
+		}
+	}
+	return used
+}
+
+// allocateService allocates the ClusterIP and NodePorts like the API
+// server's allocators, with the same error messages.
+func (t *txn) allocateService(svc, old *corev1.Service) error {
+	ki := kinds["Service"]
+	k := key(svc.Namespace, svc.Name)
+	s := &svc.Spec
+	if s.Type == corev1.ServiceTypeExternalName {
+		s.ClusterIP, s.ClusterIPs, s.IPFamilies, s.IPFamilyPolicy = "", nil, nil, nil
+	} else {
+		single := corev1.IPFamilyPolicySingleStack
+		s.IPFamilyPolicy = &single
+		s.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
+		switch {
+		case s.ClusterIP == corev1.ClusterIPNone:
+			s.ClusterIPs = []string{corev1.ClusterIPNone}
+		case old != nil && old.Spec.ClusterIP != "" && s.ClusterIP == old.Spec.ClusterIP:
+			s.ClusterIPs = []string{s.ClusterIP}
+		case s.ClusterIP != "":
+			ip := netip.MustParseAddr(s.ClusterIP)
+			if err := t.claimClusterIP(ip, k); err != nil {
+				return ki.invalid(svc.Name, field.ErrorList{field.Invalid(specPath.Child("clusterIPs"), []string{s.ClusterIP},
+					fmt.Sprintf("failed to allocate IP %v: %v", s.ClusterIP, err))})
+			}
+			s.ClusterIPs = []string{s.ClusterIP}
+		default:
+			ip, err := t.nextClusterIP(k)
+			if err != nil {
+				return fmt.Errorf("Internal error occurred: failed to allocate a serviceIP: %w", err)
+			}
+			s.ClusterIP = ip.String()
+			s.ClusterIPs = []string{s.ClusterIP}
+		}
+	}
+	if !needsNodePorts(s.Type) {
+		return nil
+	}
+	oldPorts := map[int32]bool{}
+	if old != nil {
+		for _, p := range old.Spec.Ports {
+			if p.NodePort != 0 {
+				oldPorts[p.NodePort] = true
+			}
+		}
+	}
+	used := t.usedNodePorts(k)
+	mine := map[int32]bool{}
+	byPort := map[int32]int32{} // service port -> node port, shared across protocols
+	for i := range s.Ports {
+		p := &s.Ports[i]
+		if p.NodePort == 0 {
+			if np, ok := byPort[p.Port]; ok {
+				p.NodePort = np
+				continue
+			}
+			if s.Type == corev1.ServiceTypeLoadBalancer && s.AllocateLoadBalancerNodePorts != nil && !*s.AllocateLoadBalancerNodePorts {
+				continue
+			}
+			np, err := t.nextNodePort(used, mine)
+			if err != nil {
+				return fmt.Errorf("Internal error occurred: failed to allocate a nodePort: %w", err)
+			}
+			p.NodePort = np
+		} else if !oldPorts[p.NodePort] && !mine[p.NodePort] {
+			if p.NodePort < t.cfg.NodePortMin || p.NodePort > t.cfg.NodePortMax {
+				return ki.invalid(svc.Name, field.ErrorList{field.Invalid(portsPath.Index(i).Child("nodePort"), p.NodePort,
+					fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", t.cfg.NodePortMin, t.cfg.NodePortMax))})
+			}
+			if used[p.NodePort] {
+				return ki.invalid(svc.Name, field.ErrorList{field.Invalid(portsPath.Index(i).Child("nodePort"), p.NodePort,
+					"provided port is already allocated")})
+			}
+		}
+		mine[p.NodePort] = true
+		byPort[p.Port] = p.NodePort
+	}
+	return nil
+}
+
+func (t *txn) claimClusterIP(ip netip.Addr, k string) error {
+	cidr := t.cfg.ServiceCIDR
+	if !cidr.Contains(ip) || ip == cidr.Addr() || ip == lastAddr(cidr) {
+		return fmt.Errorf("provided IP is not in the valid range. The range of valid IPs is %s", cidr)
+	}
+	if _, taken := t.usedClusterIPs(k)[ip]; taken {
+		return fmt.Errorf("provided IP is already allocated")
+	}
+	return nil
+}
+
+// nextClusterIP picks a free address at random, preferring the upper part
+// of the range (the lower part is kept for static addresses, KEP-3070).
+func (t *txn) nextClusterIP(k string) (netip.Addr, error) {
+	cidr := t.cfg.ServiceCIDR
+	size := uint64(1) << (32 - cidr.Bits())
+	base := addrToU32(cidr.Addr())
+	used := t.usedClusterIPs(k)
+	// Offsets 1..size-2: neither the network nor the broadcast address.
+	lo, hi := uint64(1), size-2
+	off, ok := pickFree(t.s, lo, hi, bandOffset(size, 16, 256), func(o uint64) bool {
+		_, taken := used[u32ToAddr(base+uint32(o))]
+		return !taken
+	})
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("range is full")
+	}
+	return u32ToAddr(base + uint32(off)), nil
+}
+
+func (t *txn) nextNodePort(used, mine map[int32]bool) (int32, error) {
+	lo, hi := uint64(t.cfg.NodePortMin), uint64(t.cfg.NodePortMax)
+	size := hi - lo + 1
+	p, ok := pickFree(t.s, lo, hi, bandOffset(size, 32, 128), func(v uint64) bool {
+		return !used[int32(v)] && !mine[int32(v)]
+	})
+	if !ok {
+		return 0, fmt.Errorf("range is full")
+	}
+	return int32(p), nil
+}
+
+// bandOffset is the size of the lower band reserved for static allocation:
+// min(max(16, size/div), max).
+func bandOffset(size, div, max uint64) uint64 {
+	b := size / div
+	if b < 16 {
+		b = 16
+	}
+	if b > max {
+		b = max
+	}
+	if b >= size {
+		return 0
+	}
+	return b
+}
+
+// pickFree returns a random free value in [lo+band, hi], scanning forward
+// from a random start, then in [lo, lo+band).
+func pickFree(s *store, lo, hi, band uint64, free func(uint64) bool) (uint64, bool) {
+	if hi < lo {
+		return 0, false
+	}
+	scan := func(a, b uint64) (uint64, bool) {
+		if b < a {
+			return 0, false
+		}
+		n := b - a + 1
+		start := s.rand() % n
+		for i := uint64(0); i < n; i++ {
+			v := a + (start+i)%n
+			if free(v) {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	if v, ok := scan(lo+band, hi); ok {
+		return v, true
+	}
+	if band == 0 {
+		return 0, false
+	}
+	return scan(lo, lo+band-1)
+}
+
+func addrToU32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func u32ToAddr(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	return u32ToAddr(addrToU32(p.Masked().Addr()) | (uint32(1)<<(32-p.Bits()) - 1))
+}
+
+// serviceIPOwners maps every ClusterIP to its Service ("ns/name").
+func (t *txn) serviceIPOwners() map[netip.Addr]string { return t.usedClusterIPs("") }
