@@ -14,6 +14,7 @@ import (
 	"github.com/svcsim/svcsim/internal/stats"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
+	"github.com/svcsim/svcsim/sim"
 )
 
 // roundRobin says whether a datapath's default scheduler rotates exactly.
@@ -385,3 +386,5 @@ func TestEndpointChanges(t *testing.T) {
 		}
 	})
 }
+
+func decode(h *harness.H, m string) []sim.Object { return h.Decode(m) }

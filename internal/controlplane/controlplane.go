@@ -200,22 +200,34 @@ func (cp *ControlPlane) Resync(ctx context.Context) error {
 	return cp.reconcile(ctx)
 }
 
-// reconcile makes the topology's pods match the model's, then pushes every
-// node's desired state to its proxy, in parallel. Called with mu held.
+// reconcile makes the topology's pods match the model's and pushes every
+// node's desired state to its proxy. Order matters, as on a real cluster: new
+// pods are running before any proxy sends them traffic, and departed pods
+// are removed only after every proxy has stopped sending them any. Called
+// with mu held.
 func (cp *ControlPlane) reconcile(ctx context.Context) error {
 	want := map[string]sim.Pod{}
+	takenIPs := map[netip.Addr]string{}
 	for _, p := range cp.cluster.Pods() {
-		want[p.Namespace+"/"+p.Name] = p
+		want[p.Key()] = p
+		if !p.HostNetwork {
+			takenIPs[p.IP] = p.Key()
+		}
 	}
-	// Remove pods first so that their addresses are free for new ones.
+	var gone []string
 	for _, have := range cp.topo.Pods() {
 		p, ok := want[have.Name]
-		if ok && p.IP == have.IP && p.Node == have.Node {
+		if ok && p.IP == have.IP && p.Node == have.Node && samePorts(have.Ports, cp.podPorts(p)) {
 			continue
 		}
-		if err := cp.topo.RemovePod(ctx, have.Name); err != nil {
-			return fmt.Errorf("remove pod %s: %w", have.Name, err)
+		// A pod that changed, or whose address a new pod takes, goes first.
+		if ok || takenIPs[have.IP] != "" {
+			if err := cp.topo.RemovePod(ctx, have.Name); err != nil {
+				return fmt.Errorf("remove pod %s: %w", have.Name, err)
+			}
+			continue
 		}
+		gone = append(gone, have.Name)
 	}
 	names := make([]string, 0, len(want))
 	for n := range want {
@@ -227,15 +239,43 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 			continue
 		}
 		p := want[name]
-		spec := topology.PodSpec{Name: name, Node: p.Node, IP: p.IP, MAC: p.MAC, HostNetwork: p.HostNetwork}
-		for _, port := range cp.podPorts(p) {
-			spec.Ports = append(spec.Ports, port)
-		}
+		spec := topology.PodSpec{Name: name, Node: p.Node, IP: p.IP, MAC: p.MAC, HostNetwork: p.HostNetwork, Ports: cp.podPorts(p)}
 		if _, err := cp.topo.AddPod(ctx, spec); err != nil {
 			return fmt.Errorf("create pod %s on %s: %w", name, p.Node, err)
 		}
 	}
-	return cp.push(ctx)
+	if err := cp.push(ctx); err != nil {
+		return err
+	}
+	for _, name := range gone {
+		if err := cp.topo.RemovePod(ctx, name); err != nil {
+			return fmt.Errorf("remove pod %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func samePorts(a, b []topology.Port) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	set := map[topology.Port]bool{}
+	for _, p := range a {
+		set[normPort(p)] = true
+	}
+	for _, p := range b {
+		if !set[normPort(p)] {
+			return false
+		}
+	}
+	return true
+}
+
+func normPort(p topology.Port) topology.Port {
+	if p.Protocol == "" {
+		p.Protocol = "TCP"
+	}
+	return p
 }
 
 // podPorts decides where a pod's servers listen: its declared container
@@ -254,17 +294,23 @@ func (cp *ControlPlane) podPorts(p sim.Pod) []topology.Port {
 	for _, c := range p.Ports {
 		add(c.Port, string(c.Protocol))
 	}
-	for _, node := range cp.cfg.Sim.Nodes {
-		st := cp.cluster.NodeState(node.Name)
+	if len(cp.cfg.Sim.Nodes) > 0 {
+		// Every node sees the same endpoints; the first node's view will do.
+		st := cp.cluster.NodeState(cp.cfg.Sim.Nodes[0].Name)
 		for _, sp := range st.Services {
 			for _, ep := range sp.Endpoints {
-				if ep.IP == p.IP && ep.Pod == p.Name {
+				if ep.IP == p.IP && (ep.Pod == p.Name || ep.Pod == p.Key()) {
 					add(ep.Port, string(sp.Protocol))
 				}
 			}
 		}
-		break // every node sees the same endpoints
 	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Port != out[j].Port {
+			return out[i].Port < out[j].Port
+		}
+		return out[i].Protocol < out[j].Protocol
+	})
 	return out
 }
 

@@ -3,5 +3,8 @@
 package all
 
 import (
-	_ "github.com/svcsim/svcsim/modes/iptables" // iptables, iptables/legacy, iptables/nft
+	_ "github.com/svcsim/svcsim/modes/iptables"  // iptables, iptables/legacy, iptables/nft
+	_ "github.com/svcsim/svcsim/modes/ipvs"      // ipvs
+	_ "github.com/svcsim/svcsim/modes/nftables"  // nftables
+	_ "github.com/svcsim/svcsim/modes/userspace" // userspace
 )

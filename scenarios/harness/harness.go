@@ -280,3 +280,13 @@ func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// Decode parses manifest text, failing the scenario on a syntax error.
+func (h *H) Decode(manifest string) []sim.Object {
+	h.T.Helper()
+	objs, err := sim.Decode([]byte(manifest), h.T.Name())
+	if err != nil {
+		h.Fatalf("decode manifest: %v", err)
+	}
+	return objs
+}

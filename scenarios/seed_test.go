@@ -1,0 +1,217 @@
+package scenarios
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/svcsim/svcsim/report/results"
+	"github.com/svcsim/svcsim/scenarios/harness"
+	"github.com/svcsim/svcsim/topology"
+)
+
+// seedExternalService is the seed's Service without a selector and its
+// hand-written Endpoints, exactly as written there.
+const seedExternalService = `apiVersion: v1
+kind: Service
+metadata:
+  name: external-service
+spec:
+  ports:
+    - protocol: TCP
+      port: 3307
+      targetPort: 3307
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: external-service
+subsets:
+  - addresses:
+      - ip: 172.188.2.89
+    ports:
+      - port: 3307
+`
+
+// TestSelectorlessService: the seed's external-service reaches the
+// "database outside the cluster" at 172.188.2.89:3307 (a host svcsim makes on
+// the underlay) through the ClusterIP; Endpoints on loopback, link-local or
+// another Service's ClusterIP are rejected and change nothing.
+func TestSelectorlessService(t *testing.T) {
+	sc := harness.Scenario{Name: "selectorless-service", Title: "Service without a selector reaches an outside backend", Group: results.GroupSelectorless}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, "")}}, func(h *harness.H) {
+		db := netip.MustParseAddr("172.188.2.89")
+		if _, err := h.CP.Topology().AddHost(h.Ctx, "external-db", db, []topology.Port{{Port: 3307, Protocol: "TCP"}}); err != nil {
+			h.Fatalf("create the outside database host: %v", err)
+		}
+		h.Apply(seedExternalService)
+		vip := clusterIP(h, "external-service")
+		reply, err := client(h, "client").Echo(h.Ctx, "tcp", vip, "SELECT 1")
+		h.Check(err == nil && strings.HasPrefix(reply, "external-db ") && strings.HasSuffix(reply, " SELECT 1"),
+			"ClusterIP reaches the outside endpoint", "echo via %s: %q %v", vip, reply, err)
+
+		before, _ := h.CP.Dump(h.Ctx, "node1")
+		getipVIP := strings.Split(clusterIP(h, "getip-service"), ":")[0]
+		for _, bad := range []struct{ ip, want string }{
+			{"127.0.0.1", "loopback"},
+			{"169.254.1.1", "link-local"},
+			{getipVIP, ""},
+		} {
+			m := strings.Replace(seedExternalService, "172.188.2.89", bad.ip, 1)
+			_, err := h.CP.Apply(h.Ctx, decode(h, m))
+			h.Check(err != nil && strings.Contains(err.Error(), "subsets[0].addresses[0].ip") && strings.Contains(err.Error(), bad.want),
+				"endpoint "+bad.ip+" rejected", "%v", err)
+		}
+		after, _ := h.CP.Dump(h.Ctx, "node1")
+		h.Check(before == after, "rejected batches change nothing", "node1 rules identical: %v", before == after)
+		reply, err = client(h, "client").Echo(h.Ctx, "tcp", vip, "SELECT 2")
+		h.Check(err == nil && strings.HasPrefix(reply, "external-db "), "still served after rejections", "%q %v", reply, err)
+	})
+}
+
+// seedMultiPort is the seed's multi-port Service, as written, plus pods
+// labelled app=MyApp for it.
+const seedMultiPort = `apiVersion: v1
+kind: Service
+metadata:
+  name: my-service
+spec:
+  selector:
+    app: MyApp
+  ports:
+    - name: http
+      protocol: TCP
+      port: 80
+      targetPort: 9376
+    - name: https
+      protocol: TCP
+      port: 443
+      targetPort: 9377
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: myapp
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: MyApp
+  template:
+    metadata:
+      labels:
+        app: MyApp
+    spec:
+      containers:
+        - name: myapp
+          image: myapp
+`
+
+// TestMultiPortService: both named ports of the seed's my-service reach the
+// backends on their own target ports; a second port without a name is
+// rejected.
+func TestMultiPortService(t *testing.T) {
+	sc := harness.Scenario{Name: "multi-port", Title: "Multi-port Service: every port routes to its targetPort", Group: results.GroupMultiPort}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), seedMultiPort}}, func(h *harness.H) {
+		var vip string
+		for _, s := range h.CP.Cluster().Services() {
+			if s.Name == "my-service" {
+				vip = s.Spec.ClusterIP
+			}
+		}
+		pods := podIPs(h, "myapp-")
+		c := client(h, "client")
+		for _, port := range []int{80, 443} {
+			seen := map[string]int{}
+			for i := 0; i < 20; i++ {
+				body, err := c.Get(h.Ctx, fmt.Sprintf("http://%s:%d/client", vip, port))
+				if err != nil {
+					h.Fatalf("port %d: %v", port, err)
+				}
+				seen[body]++
+			}
+			in, _, err := c.GetInfo(h.Ctx, fmt.Sprintf("%s:%d", vip, port))
+			h.Check(err == nil && pods[in.IP()] != "", fmt.Sprintf("port %d answers from a MyApp pod", port), "%s:%d -> %s %v", vip, port, in.IP(), err)
+		}
+		bad := strings.Replace(seedMultiPort, "    - name: https\n", "    - ", 1)
+		_, err := h.CP.Apply(h.Ctx, decode(h, bad))
+		h.Check(err != nil && strings.Contains(err.Error(), "spec.ports[1].name"), "unnamed second port rejected", "%v", err)
+	})
+}
+
+// TestUDPService: UDP echo through a ClusterIP works and spreads; the source
+// address backends see is recorded (the client's own for NAT datapaths, the
+// node's for the userspace proxy, which opens its own connections).
+func TestUDPService(t *testing.T) {
+	sc := harness.Scenario{Name: "udp", Title: "UDP through a ClusterIP", Group: results.GroupProxyModes}
+	const udpApp = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: echo
+  template:
+    metadata:
+      labels:
+        app: echo
+    spec:
+      containers:
+        - name: echo
+          image: echo
+          ports:
+            - containerPort: 5353
+              protocol: UDP
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo-udp
+spec:
+  selector:
+    app: echo
+  ports:
+    - protocol: UDP
+      port: 53
+      targetPort: 5353
+`
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), udpApp}}, func(h *harness.H) {
+		vip := clusterIP(h, "echo-udp")
+		c := client(h, "client")
+		clientPod := h.CP.Topology().Pod("default/client")
+		node1 := h.CP.Topology().Node("node1")
+		pods := map[string]int{}
+		sources := map[string]int{}
+		const n = 90
+		for i := 0; i < n; i++ {
+			reply, err := c.Echo(h.Ctx, "udp", vip, fmt.Sprintf("ping %d", i))
+			if err != nil {
+				h.Fatalf("udp request %d to %s: %v", i, vip, err)
+			}
+			f := strings.Fields(reply)
+			if len(f) < 3 || f[2] != "ping" {
+				h.Fatalf("unexpected udp reply %q", reply)
+			}
+			pods[f[0]]++
+			src, _, _ := strings.Cut(f[1], ":")
+			sources[src]++
+		}
+		h.Check(len(pods) == 3, "every UDP backend used", "%d datagrams answered by %v", n, pods)
+		want := clientPod.IP.String()
+		why := "NAT datapaths keep the client's address"
+		if h.Mode == "userspace" {
+			want, why = "", "the userspace proxy connects from the node"
+		}
+		for src := range sources {
+			if want != "" {
+				h.Check(src == want, "backends see the client's address", "%s: sources %v", why, sources)
+			} else {
+				h.Check(src != clientPod.IP.String() && (src == node1.IP.String() || src == node1.Gateway.String()),
+					"backends see the proxy's address", "%s: sources %v", why, sources)
+			}
+		}
+	})
+}
