@@ -124,10 +124,16 @@ type tcpBackend struct {
 	wg   sync.WaitGroup
 }
 
-func startTCPBackend(t *testing.T, name string) *tcpBackend {
+func startTCPBackend(t testing.TB, name string) *tcpBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
+	return serveTCPBackend(t, name, ln)
+}
+
+// serveTCPBackend serves ln (which may belong to another namespace) until
+// the test ends.
+func serveTCPBackend(t testing.TB, name string, ln net.Listener) *tcpBackend {
 	b := &tcpBackend{name: name, ln: ln}
 	b.wg.Add(1)
 	go func() {
@@ -158,7 +164,7 @@ func (b *tcpBackend) AddrPort() netip.AddrPort {
 }
 
 // refusingAddr returns a loopback port nothing listens on.
-func refusingAddr(t *testing.T) netip.AddrPort {
+func refusingAddr(t testing.TB) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -168,7 +174,7 @@ func refusingAddr(t *testing.T) netip.AddrPort {
 }
 
 // hello connects to addr and returns the backend's greeting line.
-func hello(t *testing.T, addr string) (name, peer string) {
+func hello(t testing.TB, addr string) (name, peer string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
 	require.NoError(t, err)
@@ -190,10 +196,16 @@ type udpBackend struct {
 	peers map[string]int
 }
 
-func startUDPBackend(t *testing.T, name string) *udpBackend {
+func startUDPBackend(t testing.TB, name string) *udpBackend {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	require.NoError(t, err)
+	return serveUDPBackend(t, name, pc)
+}
+
+// serveUDPBackend serves pc (which may belong to another namespace) until
+// the test ends.
+func serveUDPBackend(t testing.TB, name string, pc net.PacketConn) *udpBackend {
 	b := &udpBackend{name: name, pc: pc, peers: map[string]int{}}
 	b.wg.Add(1)
 	go func() {
@@ -227,7 +239,7 @@ func (b *udpBackend) AddrPort() netip.AddrPort {
 
 // udpAsk sends payload from c and returns the reply split into backend name
 // and echoed payload.
-func udpAsk(t *testing.T, c net.Conn, payload string) (string, string) {
+func udpAsk(t testing.TB, c net.Conn, payload string) (string, string) {
 	t.Helper()
 	require.NoError(t, c.SetDeadline(time.Now().Add(3*time.Second)))
 	_, err := c.Write([]byte(payload))
@@ -257,7 +269,7 @@ func proxyGoroutines() []string {
 
 // requireNoProxyGoroutines fails unless every proxy goroutine has ended
 // (allowing them a moment to return after signalling completion).
-func requireNoProxyGoroutines(t *testing.T) {
+func requireNoProxyGoroutines(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -273,7 +285,7 @@ func requireNoProxyGoroutines(t *testing.T) {
 }
 
 // eventually polls cond until it holds or 5s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -33,15 +32,19 @@ type Network interface {
 // Listeners are created from Sync, which runs in the node's namespace, but the
 // goroutines that later accept connections and dial backends may run on any
 // thread. HostNetwork therefore records the namespace of the first listener
-// and, if it is not the namespace of the whole process (the in-process test
-// case: the node proxy process lives entirely inside its node), dials from a
-// thread switched into it, so backend sockets live beside the listener.
+// and always dials from a thread switched into it, so backend sockets live
+// beside the listener, whatever thread the dialing goroutine runs on.
+//
+// There is no cheap, reliable test for "every thread of this process is in
+// that namespace": /proc/self/ns/net is only the main thread's, and in a
+// test binary the main thread may itself have been parked in some namespace.
+// A wrong guess would send backend traffic out of the host's namespace, so
+// the switch (two setns calls per dial) is unconditional.
 type HostNetwork struct {
 	ListenIP netip.Addr
 
-	mu       sync.Mutex
-	captured bool
-	ns       vnetns.NsHandle // -1 when dialing needs no switch
+	mu sync.Mutex
+	ns vnetns.NsHandle // -1 until the first listener
 }
 
 // NewHostNetwork returns a HostNetwork listening on all addresses.
@@ -59,7 +62,7 @@ func (h *HostNetwork) listenAddr() string {
 func (h *HostNetwork) capture() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.captured {
+	if h.ns >= 0 {
 		return nil
 	}
 	runtime.LockOSThread()
@@ -68,18 +71,7 @@ func (h *HostNetwork) capture() error {
 	if err != nil {
 		return fmt.Errorf("open current netns: %w", err)
 	}
-	proc, err := vnetns.GetFromPid(os.Getpid())
-	if err != nil {
-		cur.Close()
-		return fmt.Errorf("open process netns: %w", err)
-	}
-	defer proc.Close()
-	if cur.Equal(proc) {
-		cur.Close()
-	} else {
-		h.ns = cur
-	}
-	h.captured = true
+	h.ns = cur
 	return nil
 }
 
@@ -116,7 +108,7 @@ func (h *HostNetwork) Dial(ctx context.Context, network string, backend netip.Ad
 	ns := h.ns
 	h.mu.Unlock()
 	if ns < 0 {
-		return d.DialContext(ctx, network, backend.String())
+		return nil, fmt.Errorf("dial %s %s: no listener yet, so no namespace to dial from", network, backend)
 	}
 	// Dial on a thread inside the listener's namespace. The goroutine stays
 	// locked while connect waits; if switching back fails the thread stays
@@ -162,6 +154,5 @@ func (h *HostNetwork) Close() error {
 		err = h.ns.Close()
 		h.ns = -1
 	}
-	h.captured = false
 	return err
 }
