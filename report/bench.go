@@ -55,6 +55,9 @@ func metricPhrase(m string) string {
 	case MetricConvergence:
 		return "convergence"
 	}
+	if s, ok := strings.CutPrefix(m, RPSPrefix); ok {
+		return "throughput (" + s + ")"
+	}
 	return m
 }
 
@@ -204,14 +207,23 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 		var p99 chart.Series
 		hasP99 := false
 		for _, p := range b.Points {
-			s.Points = append(s.Points, chart.XY{X: float64(p.N), Y: p.Median, Lo: p.Min, Hi: p.Max})
+			xy := chart.XY{X: float64(p.N), Y: p.Median, Lo: p.Min, Hi: p.Max}
+			if p.P99 > 0 {
+				// Latency percentiles: the dotted p99 line shows the tail;
+				// min–max whiskers of single packets would only add noise.
+				xy.Lo, xy.Hi = 0, 0
+			}
+			s.Points = append(s.Points, xy)
 			if p.P99 > 0 {
 				hasP99 = true
 				p99.Points = append(p99.Points, chart.XY{X: float64(p.N), Y: p.P99})
 				ys = append(ys, p.P99)
 			}
 			xs = append(xs, float64(p.N))
-			ys = append(ys, p.Median, p.Min, p.Max)
+			ys = append(ys, p.Median)
+			if xy.Lo < xy.Hi {
+				ys = append(ys, p.Min, p.Max)
+			}
 			nset[p.N] = true
 		}
 		series = append(series, s)
@@ -229,6 +241,17 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 			continue
 		}
 		name := f.Datapath + " " + f.Metric
+		// The floor's table row follows its datapath's row.
+		at := len(rows)
+		for i, r := range rows {
+			if !r.floor && r.b.Datapath == f.Datapath {
+				at = i + 1
+				for at < len(rows) && rows[at].floor {
+					at++
+				}
+			}
+		}
+		rows = append(rows[:at], append([]rowSrc{{f.Metric, f, true}}, rows[at:]...)...)
 		s := chart.Series{Name: name, Color: colors[f.Datapath], Style: chart.Dashed}
 		for _, p := range f.Points {
 			s.Points = append(s.Points, chart.XY{X: float64(p.N), Y: p.Median})
@@ -237,7 +260,6 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 			nset[p.N] = true
 		}
 		series = append(series, s)
-		rows = append(rows, rowSrc{name, f, true})
 		if f.Note != "" {
 			c.Notes = append(c.Notes, name+": "+f.Note)
 		}
@@ -251,8 +273,12 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 	for _, n := range ns {
 		tbl.Ns = append(tbl.Ns, strconv.Itoa(n))
 	}
+	reps := map[int]bool{}
 	for _, r := range rows {
 		row := benchRow{Name: r.name, Color: colors[r.b.Datapath] % 8, Floor: r.floor}
+		if r.floor {
+			row.Of = r.b.Datapath
+		}
 		byN := map[int]results.Point{}
 		for _, p := range r.b.Points {
 			byN[p.N] = p
@@ -264,21 +290,19 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 				continue
 			}
 			bc := benchCell{Median: fmtNum(p.Median)}
-			var spread []string
-			if p.Min < p.Max {
-				spread = append(spread, fmtNum(p.Min)+"–"+fmtNum(p.Max))
+			switch {
+			case p.P99 > 0:
+				bc.Spread = "p99 " + fmtNum(p.P99)
+			case p.Min < p.Max:
+				bc.Spread = fmtNum(p.Min) + "–" + fmtNum(p.Max)
 			}
-			if p.P99 > 0 {
-				spread = append(spread, "p99 "+fmtNum(p.P99))
-			}
-			if p.Reps > 0 {
-				spread = append(spread, fmt.Sprintf("%d reps", p.Reps))
-			}
-			bc.Spread = strings.Join(spread, " · ")
+			bc.Title = pointTitle(p, unit)
+			reps[p.Reps] = true
 			row.Cells = append(row.Cells, bc)
 		}
 		tbl.Rows = append(tbl.Rows, row)
 	}
+	tbl.Caption = tableCaption(metric, reps)
 	c.Table = tbl
 	lo, hi := minMax(xs)
 	ylo, yhi := minMax(ys)
@@ -314,4 +338,38 @@ func minMax(vs []float64) (float64, float64) {
 		}
 	}
 	return lo, hi
+}
+
+// pointTitle is the tooltip of a table cell: every figure of the point.
+func pointTitle(p results.Point, unit string) string {
+	parts := []string{fmt.Sprintf("median %s", withUnit(p.Median, unit))}
+	if p.Min < p.Max {
+		parts = append(parts, fmt.Sprintf("min %s, max %s", fmtNum(p.Min), fmtNum(p.Max)))
+	}
+	if p.P90 > 0 {
+		parts = append(parts, "p90 "+fmtNum(p.P90))
+	}
+	if p.P99 > 0 {
+		parts = append(parts, "p99 "+fmtNum(p.P99))
+	}
+	if p.Reps > 0 {
+		parts = append(parts, fmt.Sprintf("%d reps", p.Reps))
+	}
+	for _, k := range sortedKeys(p.Extra) {
+		parts = append(parts, k+" "+fmtNum(p.Extra[k]))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func tableCaption(metric string, reps map[int]bool) string {
+	r := "repetitions vary (hover a cell)"
+	if len(reps) == 1 {
+		for n := range reps {
+			r = fmt.Sprintf("%d repetitions per point", n)
+		}
+	}
+	if metric == MetricFirstPacket {
+		return "Median; small: p99. " + capitalize(r) + "."
+	}
+	return "Median; small: min–max. " + capitalize(r) + "."
 }

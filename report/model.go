@@ -121,20 +121,22 @@ type benchChart struct {
 }
 
 type benchTable struct {
-	Unit string
-	Ns   []string
-	Rows []benchRow
+	Unit    string
+	Caption string
+	Ns      []string
+	Rows    []benchRow
 }
 
 type benchRow struct {
 	Name  string
+	Of    string // a floor's datapath
 	Color int
 	Floor bool
 	Cells []benchCell
 }
 
 type benchCell struct {
-	Median, Spread string
+	Median, Spread, Title string
 }
 
 type kernelMode struct {
@@ -453,11 +455,10 @@ func distVerdict(d *results.Distribution) (bool, string) {
 	if !tested(d) {
 		return true, "not tested"
 	}
-	a := alphaOf(d)
-	if d.PValue >= a {
-		return true, "consistent with the expected shares"
+	if d.PValue >= alphaOf(d) {
+		return true, "consistent (p ≥ α)"
 	}
-	return false, "not consistent with the expected shares"
+	return false, "inconsistent (p < α)"
 }
 
 func affinity(set *results.Set) []affGroup {

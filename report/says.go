@@ -45,10 +45,11 @@ func Says(set *results.Set) []Sentence {
 	add := func(kind, format string, args ...any) {
 		out = append(out, Sentence{kind, fmt.Sprintf(format, args...)})
 	}
+	by, floors := benchesByMetric(set)
 	conformance(set, add)
+	seedSays(set, by, add)
 	distributionSays(set, add)
 	affinitySays(set, add)
-	by, floors := benchesByMetric(set)
 	if len(by) == 0 {
 		add(KindFact, "No benchmarks in this run: rule-update latency and scale were not measured.")
 	}
@@ -59,7 +60,6 @@ func Says(set *results.Set) []Sentence {
 		rankingSays(m, by[m], add)
 		floorSays(m, by[m], floorsFor(m, floors), add)
 	}
-	seedSays(set, by, add)
 	return out
 }
 
@@ -79,7 +79,7 @@ func conformance(set *results.Set, add addFunc) {
 	if t.Missing > 0 {
 		text += fmt.Sprintf(", %d not run", t.Missing)
 	}
-	add(kind, "%s (%d scenarios × %d modes).", text, t.Scenarios, t.Modes)
+	add(kind, "%s (%s × %s).", text, count(t.Scenarios, "scenario"), count(t.Modes, "mode"))
 	var fails []string
 	by := pick(set)
 	for _, sc := range scenarios(set) {
@@ -95,7 +95,7 @@ func conformance(set *results.Set, add addFunc) {
 	for _, mv := range modeViews(set, nil) {
 		switch mv.State {
 		case "skipped":
-			add(KindWarn, "%s could not run: %s (%d scenarios skipped).", mv.Mode, reasons(mv.Skips), mv.Sk)
+			add(KindWarn, "%s could not run: %s (%s skipped).", mv.Mode, reasons(mv.Skips), count(mv.Sk, "scenario"))
 		case "partial":
 			add(KindFact, "%s skipped %d of %d scenarios: %s.", mv.Mode, mv.Sk, mv.Sk+mv.Ran, reasons(mv.Skips))
 		}
@@ -154,11 +154,11 @@ func distributionSays(set *results.Set, add addFunc) {
 		switch {
 		case len(ok)+len(bad) == 0:
 		case len(bad) == 0:
-			add(KindOK, "Distribution (%s): all %d modes consistent with the expected shares %s (chi-square).", sc.Name, len(ok), at)
+			add(KindOK, "Distribution (%s): %s consistent with the expected shares %s (chi-square).", sc.Name, allOf(len(ok)), at)
 		case len(ok) == 0:
 			add(KindWarn, "Distribution (%s): no mode consistent with the expected shares %s: %s.", sc.Name, at, strings.Join(bad, ", "))
 		default:
-			add(KindWarn, "Distribution (%s): all modes consistent with the expected shares %s except %s.", sc.Name, at, strings.Join(bad, ", "))
+			add(KindWarn, "Distribution (%s): all modes are consistent with the expected shares %s except %s.", sc.Name, at, strings.Join(bad, ", "))
 		}
 		if len(exact) > 0 {
 			add(KindOK, "Round-robin (%s): %s rotated exactly.", sc.Name, strings.Join(exact, ", "))
@@ -173,13 +173,23 @@ func affinitySays(set *results.Set, add addFunc) {
 	for _, g := range affinity(set) {
 		by := pick(set)
 		var loose, expiry []string
+		timeouts := map[int]bool{}
+		for _, row := range g.Rows {
+			if a := by[[2]string{g.Scenario, row.Mode}].Affinity; a.ObservedExpirySeconds > 0 {
+				timeouts[a.TimeoutSeconds] = true
+			}
+		}
 		for _, row := range g.Rows {
 			a := by[[2]string{g.Scenario, row.Mode}].Affinity
 			if a.Stickiness < 1 {
 				loose = append(loose, fmt.Sprintf("%s %s", row.Mode, fmtPct(a.Stickiness)))
 			}
 			if a.ObservedExpirySeconds > 0 {
-				expiry = append(expiry, fmt.Sprintf("%s %s s (timeoutSeconds %d)", row.Mode, fmtNum(a.ObservedExpirySeconds), a.TimeoutSeconds))
+				e := fmt.Sprintf("%s %s s", row.Mode, fmtNum(a.ObservedExpirySeconds))
+				if len(timeouts) > 1 {
+					e += fmt.Sprintf(" (timeoutSeconds %d)", a.TimeoutSeconds)
+				}
+				expiry = append(expiry, e)
 			}
 		}
 		if len(loose) == 0 {
@@ -187,7 +197,13 @@ func affinitySays(set *results.Set, add addFunc) {
 		} else {
 			add(KindWarn, "Session affinity (%s): stickiness below 100%%: %s.", g.Scenario, strings.Join(loose, ", "))
 		}
-		if len(expiry) > 0 {
+		switch {
+		case len(expiry) == 0:
+		case len(timeouts) == 1:
+			for t := range timeouts {
+				add(KindFact, "Affinity expiry observed (%s) with timeoutSeconds %d: %s.", g.Scenario, t, strings.Join(expiry, ", "))
+			}
+		default:
 			add(KindFact, "Affinity expiry observed (%s): %s.", g.Scenario, strings.Join(expiry, ", "))
 		}
 	}
@@ -344,7 +360,11 @@ func floorSays(metric string, bs, floors []results.Bench, add addFunc) {
 			if !ok {
 				continue
 			}
-			parts = append(parts, fmt.Sprintf("%s %sx its %s (%s vs %s at N=%d)", b.Datapath, fmtNum(v/fv), f.Metric, withUnit(v, b.Unit), withUnit(fv, f.Unit), n))
+			rel := fmtNum(v/fv) + "x"
+			if v/fv < 0.1 {
+				rel = fmtPct(v/fv) + " of"
+			}
+			parts = append(parts, fmt.Sprintf("%s %s its %s (%s vs %s at N=%d)", b.Datapath, rel, f.Metric, withUnit(v, b.Unit), withUnit(fv, f.Unit), n))
 		}
 	}
 	if len(parts) > 0 {
@@ -435,4 +455,20 @@ func seedSays(set *results.Set, by map[string][]results.Bench, add addFunc) {
 			}
 		}
 	}
+}
+
+// count is "1 scenario", "2 scenarios".
+func count(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// allOf is "the one mode is", "all 3 modes are".
+func allOf(n int) string {
+	if n == 1 {
+		return "the one mode is"
+	}
+	return fmt.Sprintf("all %d modes are", n)
 }

@@ -30,7 +30,7 @@ func Summary(set *results.Set) string {
 	}
 	for _, mv := range modeViews(set, nil) {
 		for _, s := range mv.Skips {
-			fmt.Fprintf(&b, "  SKIP %-28s %-16s %s\n", fmt.Sprintf("(%d scenarios)", s.Count), mv.Mode, s.Reason)
+			fmt.Fprintf(&b, "  SKIP %-28s %-16s %s\n", "("+count(s.Count, "scenario")+")", mv.Mode, s.Reason)
 		}
 	}
 	says := Says(set)

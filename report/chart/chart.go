@@ -80,8 +80,10 @@ type Bars struct {
 
 // Geometry shared by the charts (SVG user units; the SVG scales to its box).
 const (
-	width   = 640
-	plotH   = 260
+	lineW   = 640 // line chart width
+	lineH   = 260 // line chart plot height
+	barW    = 420 // bar chart width: drawn smaller, so its text reads larger
+	barH    = 190 // bar chart plot height
 	padL    = 64
 	padR    = 20
 	padT    = 14
@@ -129,17 +131,19 @@ func (c Line) SVG() (template.HTML, error) {
 		// Anchor linear value axes at zero unless the data sit far above it.
 		yt, ylo, yhi = LinearTicks(0, yhi, 6)
 	}
+	g := geom{lineW, lineH}
+	width, plotH := g.w, g.h
 	xs2 := Scale{xlo, xhi, c.XLog}
 	ys2 := Scale{ylo, yhi, c.YLog}
 	pw := float64(width - padL - padR)
 	px := func(x float64) float64 { return padL + xs2.Norm(x)*pw }
-	py := func(y float64) float64 { return padT + (1-ys2.Norm(y))*plotH }
+	py := func(y float64) float64 { return padT + (1-ys2.Norm(y))*float64(plotH) }
 
-	rows := legendRows(c.Series)
+	rows := legendRows(g, c.Series)
 	height := padT + plotH + axisH + rows*legendH + 4
 
 	var b svgBuf
-	open(&b, c.ID, c.Title, c.Desc, height)
+	open(&b, g, c.ID, c.Title, c.Desc, height)
 	// Grid and ticks.
 	for _, t := range yt {
 		y := py(t)
@@ -152,7 +156,7 @@ func (c Line) SVG() (template.HTML, error) {
 		b.f(`<text class="tick" x="%s" y="%d" text-anchor="middle">%s</text>`, num(x), padT+plotH+16, esc(FormatTick(t)))
 	}
 	b.f(`<rect class="frame" x="%d" y="%d" width="%s" height="%d" fill="none" stroke="#888"/>`, padL, padT, num(pw), plotH)
-	axisLabels(&b, c.XLabel, c.XLog, c.YLabel, c.YLog)
+	axisLabels(&b, g, c.XLabel, c.XLog, c.YLabel, c.YLog)
 	// Series: whiskers, line, markers.
 	for _, s := range c.Series {
 		col := color(s.Color)
@@ -181,7 +185,7 @@ func (c Line) SVG() (template.HTML, error) {
 			}
 		}
 	}
-	legend(&b, c.Series, padT+plotH+axisH)
+	legend(&b, g, c.Series, padT+plotH+axisH)
 	b.f(`</svg>`)
 	return template.HTML(b.String()), nil
 }
@@ -195,9 +199,11 @@ func (c Bars) SVG() (template.HTML, error) {
 	for _, br := range c.Bars {
 		top = math.Max(top, math.Max(br.Value, br.Expected))
 	}
-	yt, _, yhi := LinearTicks(0, top*1.05, 6)
+	g := geom{barW, barH}
+	width, plotH := g.w, g.h
+	yt, _, yhi := LinearTicks(0, top*1.05, 5)
 	ys := Scale{0, yhi, false}
-	py := func(y float64) float64 { return padT + (1-ys.Norm(y))*plotH }
+	py := func(y float64) float64 { return padT + (1-ys.Norm(y))*float64(plotH) }
 	pw := float64(width - padL - padR)
 	slot := pw / float64(len(c.Bars))
 	bw := math.Min(slot*0.7, 80)
@@ -211,10 +217,10 @@ func (c Bars) SVG() (template.HTML, error) {
 	if rotate {
 		extra = 40
 	}
-	height := padT + plotH + axisH + extra + legendH + 4
+	height := padT + plotH + axisH - 14 + extra + legendH + 4
 
 	var b svgBuf
-	open(&b, c.ID, c.Title, c.Desc, height)
+	open(&b, g, c.ID, c.Title, c.Desc, height)
 	for _, t := range yt {
 		y := py(t)
 		b.f(`<line class="grid" x1="%d" x2="%d" y1="%s" y2="%s" stroke="#ccc" stroke-width="1"/>`, padL, width-padR, num(y), num(y))
@@ -225,7 +231,7 @@ func (c Bars) SVG() (template.HTML, error) {
 		cx := padL + slot*(float64(i)+0.5)
 		y := py(br.Value)
 		b.f(`<rect class="bar c%d" x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s: %s</title></rect>`,
-			c.Color%8, num(cx-bw/2), num(y), num(bw), num(padT+plotH-y), col, esc(br.Label), esc(FormatTick(round3(br.Value))))
+			c.Color%8, num(cx-bw/2), num(y), num(bw), num(float64(padT+plotH)-y), col, esc(br.Label), esc(FormatTick(round3(br.Value))))
 		if br.Expected > 0 {
 			ey := py(br.Expected)
 			b.f(`<line class="expected" x1="%s" x2="%s" y1="%s" y2="%s" stroke="#000" stroke-width="2" stroke-dasharray="5 3"><title>expected %s</title></line>`,
@@ -239,9 +245,9 @@ func (c Bars) SVG() (template.HTML, error) {
 		}
 	}
 	b.f(`<rect class="frame" x="%d" y="%d" width="%s" height="%d" fill="none" stroke="#888"/>`, padL, padT, num(pw), plotH)
-	axisLabels(&b, "", false, c.YLabel, false)
+	axisLabels(&b, g, "", false, c.YLabel, false)
 	// Legend: bar swatch and the expected line.
-	ly := padT + plotH + axisH + extra
+	ly := padT + plotH + axisH - 14 + extra
 	b.f(`<g class="legend" transform="translate(%d,%d)">`, padL, ly)
 	b.f(`<rect class="bar c%d" x="0" y="2" width="14" height="10" fill="%s"/><text class="label" x="20" y="11">%s</text>`, c.Color%8, col, esc(orDefault(c.YLabel, "observed")))
 	ex := 20 + float64(len(orDefault(c.YLabel, "observed")))*charW + 24
@@ -277,13 +283,17 @@ func ticks(vs []float64, log bool, n int) ([]float64, float64, float64) {
 	return LinearTicks(lo, hi, n)
 }
 
-func open(b *svgBuf, id, title, desc string, height int) {
+// geom is a chart's width and plot height in SVG user units.
+type geom struct{ w, h int }
+
+func open(b *svgBuf, g geom, id, title, desc string, height int) {
 	b.f(`<svg class="chart" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d" font-size="%d">`,
-		width, height, esc(id), esc(id), fontPx)
+		g.w, height, esc(id), esc(id), fontPx)
 	b.f(`<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, esc(id), esc(title), esc(id), esc(desc))
 }
 
-func axisLabels(b *svgBuf, x string, xlog bool, y string, ylog bool) {
+func axisLabels(b *svgBuf, g geom, x string, xlog bool, y string, ylog bool) {
+	width, plotH := g.w, g.h
 	if x != "" {
 		if xlog {
 			x += " (log scale)"
@@ -339,11 +349,12 @@ func marker(b *svgBuf, ci int, x, y float64, title string) {
 
 func legendItemW(s Series) float64 { return 34 + float64(len(s.Name))*charW + 18 }
 
-func legendRows(ss []Series) int {
+func legendRows(g geom, ss []Series) int {
+	width := g.w
 	rows, x := 1, 0.0
 	for _, s := range ss {
 		w := legendItemW(s)
-		if x > 0 && x+w > width-padL-padR {
+		if x > 0 && x+w > float64(width-padL-padR) {
 			rows++
 			x = 0
 		}
@@ -352,12 +363,13 @@ func legendRows(ss []Series) int {
 	return rows
 }
 
-func legend(b *svgBuf, ss []Series, top int) {
+func legend(b *svgBuf, g geom, ss []Series, top int) {
+	width := g.w
 	b.f(`<g class="legend" transform="translate(%d,%d)">`, padL, top)
 	x, y := 0.0, 0
 	for _, s := range ss {
 		w := legendItemW(s)
-		if x > 0 && x+w > width-padL-padR {
+		if x > 0 && x+w > float64(width-padL-padR) {
 			x, y = 0, y+legendH
 		}
 		b.f(`<line class="%s c%d" x1="%s" x2="%s" y1="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`,

@@ -103,7 +103,7 @@ func TestLineSVG(t *testing.T) {
 }
 
 func TestBarsSVG(t *testing.T) {
-	out, err := Bars{ID: "b", Title: "t", YLabel: "requests", Bars: []Bar{{"a", 1000, 1000}, {"b", 900, 1000}}}.SVG()
+	out, err := Bars{ID: "b", Title: "t", YLabel: "requests", Bars: []Bar{{Label: "a", Value: 1000, Expected: 1000}, {Label: "b", Value: 900, Expected: 1000}}}.SVG()
 	if err != nil {
 		t.Fatal(err)
 	}
