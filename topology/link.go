@@ -172,14 +172,19 @@ var baseSysctls = []sysctl{
 
 // nodeSysctls make a namespace a Kubernetes node: a router for its pods,
 // bridged pod traffic seen by iptables (kube-proxy needs it for pod-to-pod
-// traffic through a Service on one node), and no ICMP redirects (in
-// host-gw routing a node forwards packets back out of the interface they
-// came in on, which would otherwise make it advertise shortcuts).
+// traffic through a Service on one node), no ICMP redirects (in host-gw
+// routing a node forwards packets back out of the interface they came in
+// on, which would otherwise make it advertise shortcuts) and reverse-path
+// filtering off.
 var nodeSysctls = []sysctl{
 	{"net.ipv4.ip_forward", "1", false},
 	{"net.ipv4.conf.all.send_redirects", "0", false},
 	{"net.ipv4.conf.default.send_redirects", "0", false},
 	{"net.bridge.bridge-nf-call-iptables", "1", false},
+	// Pinned rather than inherited (devconf_inherit_init_net may copy a
+	// host's strict setting): proxies' own checks decide, as on a node.
+	{"net.ipv4.conf.all.rp_filter", "0", false},
+	{"net.ipv4.conf.default.rp_filter", "0", false},
 }
 
 // underlaySysctls: the underlay is a plain switch; bridged frames there need

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/svcsim/svcsim/internal/rundir"
 )
@@ -106,8 +107,10 @@ func (s Spec) Validate() error {
 			bad("spec: node %d has no name", i)
 		} else if names[n.Name] {
 			bad("spec: %s: duplicate or reserved name", who)
-		} else if sanitize(n.Name) != n.Name || len(n.Name) > 40 || n.Name == "pod" || n.Name == "host" {
+		} else if sanitize(n.Name) != n.Name || len(n.Name) > 40 {
 			bad("spec: %s: want at most 40 characters of [A-Za-z0-9_.-]", who)
+		} else if strings.HasPrefix(n.Name, "pod-") || strings.HasPrefix(n.Name, "host-") {
+			bad("spec: %s: names starting with pod- or host- are reserved for pod and host namespaces", who)
 		}
 		names[n.Name] = true
 		onUnderlay(n.IP, who)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -390,5 +391,46 @@ func TestHostUntouched(t *testing.T) {
 	}
 	if d := hostcheck.Diff(before, after); d != "" {
 		t.Fatalf("host network state changed:\n%s", d)
+	}
+}
+
+// Pods' servers are goroutines of this process: RemovePod and Close must end
+// all of them, open connections included.
+func TestNoGoroutineLeak(t *testing.T) {
+	topotest.RequireRoot(t)
+	base := runtime.NumGoroutine()
+	run := topotest.NewRun(t)
+	topo, err := topology.Build(context.Background(), topology.DefaultSpec(run, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := addPods(t, topo, podA, podB, podC)
+	mustGet(t, pods[0].NS, "10.244.2.2:80", "/name")
+	echoUDP(t, pods[0].NS, "10.244.1.3:53", "x")
+	// An echo connection left open across Close.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := topology.DialContext(ctx, pods[2].NS, "tcp", "10.244.1.2:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "x\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.RemovePod(context.Background(), podB.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Close(); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
