@@ -259,6 +259,10 @@ func (t *txn) createService(svc *corev1.Service) error {
 }
 
 func (t *txn) updateService(old, svc *corev1.Service) error {
+	// The singular field wins when a merge left the two disagreeing.
+	if svc.Spec.ClusterIP != "" && len(svc.Spec.ClusterIPs) > 0 && svc.Spec.ClusterIPs[0] != svc.Spec.ClusterIP {
+		svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
+	}
 	// What the API server does on update before validating: an omitted
 	// clusterIP keeps the allocated one, and fields that only belong to
 	// the old type are dropped when the type changes.

@@ -1,0 +1,496 @@
+// Package printer renders the cluster model like kubectl get: tables with
+// kubectl's columns (text/tabwriter with kubectl's settings, AGE humanized
+// the same way), -o wide, -o yaml, -o json and -o name.
+package printer
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/svcsim/svcsim/sim"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/yaml"
+)
+
+// Request is one `get`.
+type Request struct {
+	// Kind is a resource name or alias: pods, po, svc, endpoints, ep,
+	// ingress, ing, deployments, deploy, daemonsets, ds, nodes, no, ns.
+	Kind string
+	// Name selects one object; empty lists all.
+	Name string
+	// Namespace defaults to "default"; ignored for nodes and namespaces.
+	Namespace     string
+	AllNamespaces bool
+	// Output is "", "wide", "yaml", "json" or "name".
+	Output string
+	// Selector is a label selector (-l), e.g. "app=getip".
+	Selector string
+	// Now is the reference time for AGE; zero means time.Now().
+	Now time.Time
+}
+
+// KindName returns kubectl's name of a kind in messages ("service",
+// "deployment.apps"); unknown kinds are returned lower-cased.
+func KindName(kind string) string {
+	k, err := sim.CanonicalKind(kind)
+	if err != nil {
+		return strings.ToLower(kind)
+	}
+	switch k {
+	case "Deployment":
+		return "deployment.apps"
+	case "DaemonSet":
+		return "daemonset.apps"
+	case "Ingress":
+		return "ingress.networking.k8s.io"
+	}
+	return strings.ToLower(k)
+}
+
+// Print writes the objects r asks for in r.Output's format.
+func Print(w io.Writer, c *sim.Cluster, r Request) error {
+	kind, err := sim.CanonicalKind(r.Kind)
+	if err != nil {
+		return err
+	}
+	if r.Now.IsZero() {
+		r.Now = time.Now()
+	}
+	if r.Namespace == "" {
+		r.Namespace = "default"
+	}
+	sel := labels.Everything()
+	if r.Selector != "" {
+		if sel, err = labels.Parse(r.Selector); err != nil {
+			return fmt.Errorf("parse selector %q: %w", r.Selector, err)
+		}
+	}
+	clusterScoped := kind == "Node" || kind == "Namespace"
+	var objs []runtime.Object
+	if r.Name != "" {
+		o, err := c.Get(kind, r.Namespace, r.Name)
+		if err != nil {
+			return err
+		}
+		objs = append(objs, o)
+	} else {
+		for _, o := range list(c, kind) {
+			m, _ := meta.Accessor(o)
+			if !clusterScoped && !r.AllNamespaces && m.GetNamespace() != r.Namespace {
+				continue
+			}
+			if !sel.Matches(labels.Set(m.GetLabels())) {
+				continue
+			}
+			objs = append(objs, o)
+		}
+	}
+	switch r.Output {
+	case "yaml", "json":
+		return printObjects(w, objs, r.Output, r.Name != "")
+	case "name":
+		for _, o := range objs {
+			m, _ := meta.Accessor(o)
+			if _, err := fmt.Fprintf(w, "%s/%s\n", KindName(kind), m.GetName()); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "", "wide":
+	default:
+		return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,name,wide,yaml", r.Output)
+	}
+	if len(objs) == 0 {
+		var err error
+		switch {
+		case clusterScoped || r.AllNamespaces:
+			_, err = fmt.Fprintln(w, "No resources found")
+		default:
+			_, err = fmt.Fprintf(w, "No resources found in %s namespace.\n", r.Namespace)
+		}
+		return err
+	}
+	return Table(w, kind, objs, TableOptions{Wide: r.Output == "wide", AllNamespaces: r.AllNamespaces && !clusterScoped, Now: r.Now, Created: c.Created()})
+}
+
+func list(c *sim.Cluster, kind string) []runtime.Object {
+	var out []runtime.Object
+	switch kind {
+	case "Pod":
+		for _, o := range c.PodObjects() {
+			out = append(out, &o)
+		}
+	case "Service":
+		for _, o := range c.Services() {
+			out = append(out, &o)
+		}
+	case "Endpoints":
+		for _, o := range c.Endpoints() {
+			out = append(out, &o)
+		}
+	case "Ingress":
+		for _, o := range c.Ingresses() {
+			out = append(out, &o)
+		}
+	case "Deployment":
+		for _, o := range c.Deployments() {
+			out = append(out, &o)
+		}
+	case "DaemonSet":
+		for _, o := range c.DaemonSets() {
+			out = append(out, &o)
+		}
+	case "Namespace":
+		for _, o := range c.Namespaces() {
+			out = append(out, &o)
+		}
+	case "Node":
+		for _, o := range c.NodeObjects() {
+			out = append(out, &o)
+		}
+	}
+	return out
+}
+
+// printObjects writes one object, or a v1 List of them, as YAML or JSON.
+func printObjects(w io.Writer, objs []runtime.Object, format string, single bool) error {
+	var v any
+	if single && len(objs) == 1 {
+		v = objs[0]
+	} else {
+		items := make([]runtime.Object, len(objs))
+		copy(items, objs)
+		v = struct {
+			APIVersion string           `json:"apiVersion"`
+			Items      []runtime.Object `json:"items"`
+			Kind       string           `json:"kind"`
+			Metadata   map[string]any   `json:"metadata"`
+		}{"v1", items, "List", map[string]any{"resourceVersion": ""}}
+	}
+	var (
+		out []byte
+		err error
+	)
+	if format == "json" {
+		out, err = json.MarshalIndent(v, "", "    ")
+		out = append(out, '\n')
+	} else {
+		out, err = yaml.Marshal(v)
+	}
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", format, err)
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// TableOptions shape a table.
+type TableOptions struct {
+	Wide          bool
+	AllNamespaces bool
+	// Now is the reference time for AGE.
+	Now time.Time
+	// Created is the cluster's creation time, the nodes' age.
+	Created time.Time
+}
+
+// NewTabWriter returns a tabwriter with kubectl's settings.
+func NewTabWriter(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 6, 4, 3, ' ', 0) }
+
+// Table writes objs of kind as kubectl's table.
+func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) error {
+	tw := NewTabWriter(w)
+	var header, wide []string
+	switch kind {
+	case "Pod":
+		header, wide = []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE"}, []string{"IP", "NODE", "NOMINATED NODE", "READINESS GATES"}
+	case "Service":
+		header, wide = []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}, []string{"SELECTOR"}
+	case "Endpoints":
+		header = []string{"NAME", "ENDPOINTS", "AGE"}
+	case "Ingress":
+		header = []string{"NAME", "HOSTS", "ADDRESS", "PORTS", "AGE"}
+	case "Deployment":
+		header, wide = []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}, []string{"CONTAINERS", "IMAGES", "SELECTOR"}
+	case "DaemonSet":
+		header, wide = []string{"NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"}, []string{"CONTAINERS", "IMAGES", "SELECTOR"}
+	case "Node":
+		header, wide = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}, []string{"INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"}
+	case "Namespace":
+		header = []string{"NAME", "STATUS", "AGE"}
+	default:
+		return fmt.Errorf("no table for kind %q", kind)
+	}
+	if o.Wide {
+		header = append(header, wide...)
+	}
+	if o.AllNamespaces {
+		header = append([]string{"NAMESPACE"}, header...)
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, obj := range objs {
+		var row, wideRow []string
+		switch x := obj.(type) {
+		case *corev1.Pod:
+			row, wideRow = podRow(x, o.Now)
+		case *corev1.Service:
+			row, wideRow = serviceRow(x, o.Now)
+		case *corev1.Endpoints:
+			row = []string{x.Name, FormatEndpoints(x), Age(x.CreationTimestamp, o.Now)}
+		case *networkingv1.Ingress:
+			row = ingressRow(x, o.Now)
+		case *appsv1.Deployment:
+			row, wideRow = deploymentRow(x, o.Now)
+		case *appsv1.DaemonSet:
+			row, wideRow = daemonSetRow(x, o.Now)
+		case *corev1.Node:
+			row, wideRow = nodeRow(x, o.Now)
+		case *corev1.Namespace:
+			row = []string{x.Name, string(x.Status.Phase), Age(x.CreationTimestamp, o.Now)}
+		default:
+			return fmt.Errorf("no table for %T", obj)
+		}
+		if o.Wide {
+			row = append(row, wideRow...)
+		}
+		if o.AllNamespaces {
+			m, _ := meta.Accessor(obj)
+			row = append([]string{m.GetNamespace()}, row...)
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	return tw.Flush()
+}
+
+// Age renders the time since ts like kubectl ("11m", "18h", "7m41s").
+func Age(ts metav1.Time, now time.Time) string {
+	if ts.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(now.Sub(ts.Time))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func podRow(p *corev1.Pod, now time.Time) ([]string, []string) {
+	ready, restarts := 0, int32(0)
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Ready {
+			ready++
+		}
+		restarts += cs.RestartCount
+	}
+	status := string(p.Status.Phase)
+	if p.Status.Reason != "" {
+		status = p.Status.Reason
+	}
+	if p.DeletionTimestamp != nil {
+		status = "Terminating"
+	}
+	gates := "<none>"
+	if n := len(p.Spec.ReadinessGates); n > 0 {
+		gates = fmt.Sprintf("0/%d", n)
+	}
+	return []string{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers)), status, strconv.Itoa(int(restarts)), Age(p.CreationTimestamp, now)},
+		[]string{orNone(p.Status.PodIP), orNone(p.Spec.NodeName), orNone(p.Status.NominatedNodeName), gates}
+}
+
+func serviceRow(s *corev1.Service, now time.Time) ([]string, []string) {
+	clusterIP := orNone(s.Spec.ClusterIP)
+	var ports []string
+	for _, p := range s.Spec.Ports {
+		if p.NodePort > 0 {
+			ports = append(ports, fmt.Sprintf("%d:%d/%s", p.Port, p.NodePort, p.Protocol))
+		} else {
+			ports = append(ports, fmt.Sprintf("%d/%s", p.Port, p.Protocol))
+		}
+	}
+	return []string{s.Name, string(s.Spec.Type), clusterIP, externalIP(s), orNone(strings.Join(ports, ",")), Age(s.CreationTimestamp, now)},
+		[]string{orNone(labels.FormatLabels(s.Spec.Selector))}
+}
+
+func externalIP(s *corev1.Service) string {
+	switch s.Spec.Type {
+	case corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort:
+		if len(s.Spec.ExternalIPs) > 0 {
+			return strings.Join(s.Spec.ExternalIPs, ",")
+		}
+		return "<none>"
+	case corev1.ServiceTypeLoadBalancer:
+		var ips []string
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				ips = append(ips, in.IP)
+			} else if in.Hostname != "" {
+				ips = append(ips, in.Hostname)
+			}
+		}
+		ips = append(ips, s.Spec.ExternalIPs...)
+		if len(ips) == 0 {
+			return "<pending>"
+		}
+		return strings.Join(ips, ",")
+	case corev1.ServiceTypeExternalName:
+		return s.Spec.ExternalName
+	}
+	return "<unknown>"
+}
+
+// FormatEndpoints renders Endpoints like kubectl: at most three ip:port,
+// then "+ N more...".
+func FormatEndpoints(ep *corev1.Endpoints) string {
+	const max = 3
+	var list []string
+	more, count := false, 0
+	add := func(s string) {
+		count++
+		if len(list) == max {
+			more = true
+			return
+		}
+		list = append(list, s)
+	}
+	for _, ss := range ep.Subsets {
+		if len(ss.Ports) == 0 {
+			for _, a := range ss.Addresses {
+				add(a.IP)
+			}
+			continue
+		}
+		for _, p := range ss.Ports {
+			for _, a := range ss.Addresses {
+				add(net.JoinHostPort(a.IP, strconv.Itoa(int(p.Port))))
+			}
+		}
+	}
+	if len(list) == 0 {
+		return "<none>"
+	}
+	out := strings.Join(list, ",")
+	if more {
+		out = fmt.Sprintf("%s + %d more...", out, count-max)
+	}
+	return out
+}
+
+func ingressRow(ing *networkingv1.Ingress, now time.Time) []string {
+	var hosts []string
+	for _, r := range ing.Spec.Rules {
+		h := r.Host
+		if h == "" {
+			h = "*"
+		}
+		hosts = append(hosts, h)
+	}
+	hostStr := "*"
+	if len(hosts) > 0 {
+		if len(hosts) > 4 {
+			hostStr = strings.Join(hosts[:4], ",") + fmt.Sprintf(" + %d more...", len(hosts)-4)
+		} else {
+			hostStr = strings.Join(hosts, ",")
+		}
+	}
+	var addrs []string
+	for _, in := range ing.Status.LoadBalancer.Ingress {
+		if in.IP != "" {
+			addrs = append(addrs, in.IP)
+		} else if in.Hostname != "" {
+			addrs = append(addrs, in.Hostname)
+		}
+	}
+	ports := "80"
+	if len(ing.Spec.TLS) > 0 {
+		ports = "80, 443"
+	}
+	return []string{ing.Name, hostStr, strings.Join(addrs, ","), ports, Age(ing.CreationTimestamp, now)}
+}
+
+func containersImages(s *corev1.PodSpec) (string, string) {
+	var names, images []string
+	for _, c := range s.Containers {
+		names = append(names, c.Name)
+		images = append(images, c.Image)
+	}
+	return strings.Join(names, ","), strings.Join(images, ",")
+}
+
+func deploymentRow(d *appsv1.Deployment, now time.Time) ([]string, []string) {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	names, images := containersImages(&d.Spec.Template.Spec)
+	return []string{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, want), strconv.Itoa(int(d.Status.UpdatedReplicas)),
+			strconv.Itoa(int(d.Status.AvailableReplicas)), Age(d.CreationTimestamp, now)},
+		[]string{names, images, orNone(metav1.FormatLabelSelector(d.Spec.Selector))}
+}
+
+func daemonSetRow(ds *appsv1.DaemonSet, now time.Time) ([]string, []string) {
+	st := ds.Status
+	names, images := containersImages(&ds.Spec.Template.Spec)
+	return []string{ds.Name, itoa(st.DesiredNumberScheduled), itoa(st.CurrentNumberScheduled), itoa(st.NumberReady),
+			itoa(st.UpdatedNumberScheduled), itoa(st.NumberAvailable), orNone(labels.FormatLabels(ds.Spec.Template.Spec.NodeSelector)),
+			Age(ds.CreationTimestamp, now)},
+		[]string{names, images, orNone(metav1.FormatLabelSelector(ds.Spec.Selector))}
+}
+
+func itoa(v int32) string { return strconv.Itoa(int(v)) }
+
+func nodeRow(n *corev1.Node, now time.Time) ([]string, []string) {
+	status := "NotReady"
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			status = "Ready"
+		}
+	}
+	var roles []string
+	for k := range n.Labels {
+		if r, ok := strings.CutPrefix(k, "node-role.kubernetes.io/"); ok && r != "" {
+			roles = append(roles, r)
+		}
+	}
+	internal, external := "<none>", "<none>"
+	for _, a := range n.Status.Addresses {
+		switch a.Type {
+		case corev1.NodeInternalIP:
+			if internal == "<none>" {
+				internal = a.Address
+			}
+		case corev1.NodeExternalIP:
+			if external == "<none>" {
+				external = a.Address
+			}
+		}
+	}
+	ni := n.Status.NodeInfo
+	return []string{n.Name, status, orNone(strings.Join(sortStrings(roles), ",")), Age(n.CreationTimestamp, now), ni.KubeletVersion},
+		[]string{internal, external, orNone(ni.OSImage), orNone(ni.KernelVersion), orNone(ni.ContainerRuntimeVersion)}
+}
+
+func sortStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
