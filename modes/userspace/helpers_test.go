@@ -295,3 +295,9 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// nopRunner accepts any rules and shows none (benchmarks on loopback).
+type nopRunner struct{}
+
+func (*nopRunner) Restore(context.Context, []byte) error   { return nil }
+func (*nopRunner) SaveNAT(context.Context) ([]byte, error) { return nil, nil }
