@@ -86,7 +86,7 @@ func TestBrowser(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if m.Type == chromedp.ConsoleError || m.IsException() || m.Type == chromedp.ConsoleWarning {
+			if m.Type == chromedp.ConsoleError || m.IsException() {
 				mu.Lock()
 				problems = append(problems, m.String())
 				mu.Unlock()
@@ -174,6 +174,14 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("dark mode not applied: background %q (%v)", bg, err)
 	}
 	shot("report-dark.png")
+	// Print: navigation hidden, light colours.
+	if _, err := chromedp.Call(tctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
+		t.Fatalf("emulate print: %v", err)
+	}
+	nav, err := chromedp.Run(tctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("nav")).display`))
+	if err != nil || nav != "none" {
+		t.Errorf("print style not applied: nav display %q (%v)", nav, err)
+	}
 	if _, err := chromedp.Call(tctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
 		t.Fatalf("reset media: %v", err)
 	}

@@ -82,8 +82,8 @@ type Bars struct {
 const (
 	lineW   = 640 // line chart width
 	lineH   = 260 // line chart plot height
-	barW    = 420 // bar chart width: drawn smaller, so its text reads larger
-	barH    = 190 // bar chart plot height
+	barW    = 320 // bar chart width: drawn smaller, so its text reads larger in a card
+	barH    = 170 // bar chart plot height
 	padL    = 64
 	padR    = 20
 	padT    = 14
