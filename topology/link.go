@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -155,6 +156,9 @@ func setSysctls(ns *netns.NS, settings []sysctl) error {
 			if err := netns.WriteSysctl(s.key, s.value); err != nil {
 				if s.optional && errors.Is(err, errNotExist) {
 					continue
+				}
+				if strings.HasPrefix(s.key, "net.bridge.") && errors.Is(err, errNotExist) {
+					return fmt.Errorf("in %s: %w (is br_netfilter loaded? modprobe br_netfilter)", ns.Name(), err)
 				}
 				return fmt.Errorf("in %s: %w", ns.Name(), err)
 			}
