@@ -89,6 +89,11 @@ type Config struct {
 	// AlwaysFullSync turns partial syncs off (kube-proxy with
 	// MinimizeIPTablesRestore disabled).
 	AlwaysFullSync bool
+	// Conntrack deletes stale UDP conntrack entries after a sync. When nil
+	// it is NetlinkConntrack if Runner is nil too, and nothing (no
+	// conntrack cleanup) when a Runner is given, so that tests on a fake
+	// never touch the conntrack table of the namespace they run in.
+	Conntrack Conntrack
 }
 
 // SyncStats describes the last Sync, for benchmarks and reports.
@@ -103,6 +108,8 @@ type SyncStats struct {
 	Rewritten int `json:"rewritten"`
 	// StaleChains is the number of per-service chains deleted.
 	StaleChains int `json:"staleChains"`
+	// ConntrackDeleted is the number of stale UDP conntrack entries deleted.
+	ConntrackDeleted int `json:"conntrackDeleted,omitempty"`
 	// Lines and Bytes measure the iptables-restore input.
 	Lines int `json:"lines"`
 	Bytes int `json:"bytes"`
@@ -117,6 +124,7 @@ type SyncStats struct {
 type Proxier struct {
 	cfg Config
 	run Runner
+	ct  Conntrack // nil: no conntrack cleanup
 
 	mu sync.Mutex
 	// needFull forces the next sync to be full.
@@ -145,18 +153,21 @@ var (
 // New returns a Proxier. With a nil cfg.Runner it checks that the backend's
 // binaries are installed.
 func New(cfg Config) (*Proxier, error) {
-	run := cfg.Runner
+	run, ct := cfg.Runner, cfg.Conntrack
 	if run == nil {
 		r, err := NewExecRunner(cfg.Backend)
 		if err != nil {
 			return nil, err
 		}
 		run = r
+		if ct == nil {
+			ct = NetlinkConntrack{}
+		}
 	}
 	if cfg.Backend != "" && !cfg.Backend.valid() {
 		return nil, fmt.Errorf("unknown iptables backend %q", cfg.Backend)
 	}
-	return &Proxier{cfg: cfg, run: run, needFull: true}, nil
+	return &Proxier{cfg: cfg, run: run, ct: ct, needFull: true}, nil
 }
 
 // Name is "iptables/legacy" or "iptables/nft".
@@ -203,19 +214,32 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 	full := p.needFull || p.cfg.AlwaysFullSync || p.prev == nil ||
 		cidr != p.prevCIDR || large != p.largeCluster
 
-	stats, err := p.syncLocked(ctx, st, full, large)
+	var changed map[string]bool
+	if p.prev != nil {
+		changed = changedServices(p.prev, st)
+	}
+	stats, err := p.syncLocked(ctx, st, full, large, changed)
 	if err != nil && !full {
 		// The partial input relied on chains being as we left them; start
 		// over from what the kernel really holds.
-		stats, err = p.syncLocked(ctx, st, true, large)
+		full = true
+		stats, err = p.syncLocked(ctx, st, true, large, changed)
 		stats.Fallback = true
 	}
-	stats.Duration = time.Since(start)
-	p.stats = stats
 	if err != nil {
+		stats.Duration = time.Since(start)
+		p.stats = stats
 		p.needFull = true
 		return fmt.Errorf("iptables sync on node %s: %w", p.cfg.Node, err)
 	}
+	var ctErr error
+	if p.ct != nil && (full || touchesUDP(changed, st, p.prev)) {
+		if stale := udpStaleness(st, p.prev); stale != nil {
+			stats.ConntrackDeleted, ctErr = p.ct.DeleteUDP(ctx, stale)
+		}
+	}
+	stats.Duration = time.Since(start)
+	p.stats = stats
 	p.needFull = false
 	p.prevCIDR = cidr
 	p.largeCluster = large
@@ -224,12 +248,31 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		s := cloneServicePort(&st.Services[i])
 		p.prev[s.Key()] = s
 	}
+	if ctErr != nil {
+		return fmt.Errorf("iptables sync on node %s: rules written, but: %w", p.cfg.Node, ctErr)
+	}
 	return nil
+}
+
+// touchesUDP reports whether a changed service has a UDP port now or had one.
+func touchesUDP(changed map[string]bool, st *state.NodeState, prev map[string]*state.ServicePort) bool {
+	for i := range st.Services {
+		s := &st.Services[i]
+		if s.Protocol == state.UDP && changed[s.Namespace+"/"+s.Name] {
+			return true
+		}
+	}
+	for _, s := range prev {
+		if s.Protocol == state.UDP && changed[s.Namespace+"/"+s.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 // syncLocked builds and restores one sync's input. On success it records the
 // per-service chains now in the kernel.
-func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, large bool) (SyncStats, error) {
+func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, large bool, changed map[string]bool) (SyncStats, error) {
 	stats := SyncStats{Full: full, Services: len(st.Services)}
 
 	var existing map[string]*ruleset.Table // full syncs only: the kernel's tables
@@ -245,11 +288,6 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 		}
 		stats.SaveDuration = time.Since(t0)
 	}
-	var changed map[string]bool
-	if !full {
-		changed = changedServices(p.prev, st)
-	}
-
 	p.filterChains.Reset()
 	p.filterRules.Reset()
 	p.natChains.Reset()

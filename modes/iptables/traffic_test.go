@@ -15,6 +15,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes/iptables"
+	"github.com/svcsim/svcsim/sim/state"
 )
 
 // Real traffic through the mode's rules, in three namespaces made here:
@@ -162,4 +163,104 @@ func dial(ns *netns.NS, addr string) (string, error) {
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	b, err := io.ReadAll(c)
 	return string(b), err
+}
+
+// A UDP client keeps its socket (so its conntrack entry) while the
+// service's endpoint changes: with conntrack cleanup it reaches the new
+// endpoint, without (the control) it still reaches the old one.
+func TestKernelUDPConntrackCleanup(t *testing.T) {
+	requireRoot(t)
+	checkHostUntouched(t)
+	forEachBackend(t, func(t *testing.T, b iptables.Backend) {
+		for _, tc := range []struct {
+			name    string
+			ct      iptables.Conntrack
+			wantNew string
+		}{
+			{"netlink", iptables.NetlinkConntrack{}, "B"},
+			{"control-without-cleanup", noConntrack{}, "A"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ctx := context.Background()
+				node, client, server := newNS(t), newNS(t), newNS(t)
+				link(t, node, client, "nc0", "10.244.1.1/24", "10.244.1.2/24")
+				link(t, node, server, "ns0", "10.244.2.1/24", "10.244.2.2/24")
+				must(t, node.Do(func() error {
+					return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+				}))
+				serveUDP(t, server, "10.244.2.2:5353", "A")
+				serveUDP(t, server, "10.244.2.2:5354", "B")
+				runner, err := iptables.NewExecRunner(b)
+				must(t, err)
+				p, err := iptables.New(iptables.Config{Backend: b, Runner: runner, Conntrack: tc.ct})
+				must(t, err)
+				svc := func(port string) *state.NodeState {
+					return makeState(makeService("kube-system", "dns", "10.96.0.53", 53, withProtocol(state.UDP),
+						withEndpoints("10.244.2.2:"+port+"@node1")))
+				}
+				must(t, node.Do(func() error { return p.Sync(ctx, svc("5353")) }))
+				t.Cleanup(func() { _ = node.Do(func() error { return p.Cleanup(ctx) }) })
+
+				var c net.Conn
+				must(t, client.Do(func() (err error) {
+					c, err = net.Dial("udp", "10.96.0.53:53")
+					return err
+				}))
+				defer c.Close()
+				if got := askUDP(t, c); got != "A" {
+					t.Fatalf("first answer %q, want A", got)
+				}
+				must(t, node.Do(func() error { return p.Sync(ctx, svc("5354")) }))
+				if got := askUDP(t, c); got != tc.wantNew {
+					t.Errorf("after the endpoint change the same socket reached %q, want %q (deleted %d entries)",
+						got, tc.wantNew, p.LastSync().ConntrackDeleted)
+				}
+			})
+		}
+	})
+}
+
+type noConntrack struct{}
+
+func (noConntrack) DeleteUDP(context.Context, func(netip.AddrPort, netip.AddrPort) bool) (int, error) {
+	return 0, nil
+}
+
+// serveUDP answers every datagram to addr (in ns) with reply.
+func serveUDP(t *testing.T, ns *netns.NS, addr, reply string) {
+	t.Helper()
+	var pc net.PacketConn
+	must(t, ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	}))
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(reply), from)
+		}
+	}()
+}
+
+// askUDP sends one datagram on c and returns the answer ("" on timeout),
+// retrying a few times since UDP may drop.
+func askUDP(t *testing.T, c net.Conn) string {
+	t.Helper()
+	buf := make([]byte, 64)
+	for range 3 {
+		if _, err := c.Write([]byte("?")); err != nil {
+			t.Fatalf("udp write: %v", err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+	}
+	return ""
 }
