@@ -6,7 +6,7 @@ BIN        := $(CURDIR)/bin/svcsim
 export SVCSIM_RESULTS_DIR := $(RESULTS)
 
 # Debian/Ubuntu packages the suite uses; `make deps` installs the missing ones.
-PKGS := iproute2 iptables nftables ipset ipvsadm conntrack curl dnsutils procps psmisc
+PKGS := iproute2 iptables nftables ipset ipvsadm conntrack curl dnsutils procps psmisc chromium
 
 .PHONY: all build deps test unit scenarios demo report clean down vet fmt-check
 

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/svcsim/svcsim/report"
+	"github.com/svcsim/svcsim/report/results"
 )
 
 func newReport() *cobra.Command {
@@ -19,7 +20,12 @@ func newReport() *cobra.Command {
 			if err := report.RenderFile(in, out); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", out)
+			set, err := results.ReadDir(in)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), report.Summary(set))
+			fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s\n", out)
 			return nil
 		},
 	}

@@ -37,14 +37,18 @@ func kindName(args []string) (kind, name string, err error) {
 	return kind, name, nil
 }
 
-func print(cmd *cobra.Command, out string, err error) error {
-	if err != nil {
-		return err
+// show returns a function printing a daemon's answer, or returning its error:
+// show(cmd)(c.Get(...)).
+func show(cmd *cobra.Command) func(string, error) error {
+	return func(out string, err error) error {
+		if err != nil {
+			return err
+		}
+		if out != "" {
+			fmt.Fprintln(cmd.OutOrStdout(), strings.TrimRight(out, "\n"))
+		}
+		return nil
 	}
-	if out != "" {
-		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimRight(out, "\n"))
-	}
-	return nil
 }
 
 func newApply() *cobra.Command {
@@ -81,7 +85,7 @@ invalid, nothing changes and every error is listed with its field path.`,
 			if err != nil {
 				return err
 			}
-			return print(cmd, c.Apply(cmd.Context(), req))
+			return show(cmd)(c.Apply(cmd.Context(), req))
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory, or - (repeatable)")
@@ -113,7 +117,7 @@ func newGet() *cobra.Command {
 			if all {
 				q.Set("all", "true")
 			}
-			return print(cmd, c.Get(cmd.Context(), q))
+			return show(cmd)(c.Get(cmd.Context(), q))
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, yaml, json")
@@ -142,7 +146,7 @@ func newPatch() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd, c.Patch(cmd.Context(), kind, namespace, name, []byte(patch)))
+			return show(cmd)(c.Patch(cmd.Context(), kind, namespace, name, []byte(patch)))
 		},
 	}
 	cmd.Flags().StringVarP(&patch, "patch", "p", "", "the patch, as JSON or YAML")
@@ -170,7 +174,7 @@ func newScale() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd, c.Scale(cmd.Context(), kind, namespace, name, replicas))
+			return show(cmd)(c.Scale(cmd.Context(), kind, namespace, name, replicas))
 		},
 	}
 	cmd.Flags().IntVar(&replicas, "replicas", -1, "the new number of replicas")
@@ -194,7 +198,7 @@ func newDelete() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd, c.Delete(cmd.Context(), kind, namespace, name))
+			return show(cmd)(c.Delete(cmd.Context(), kind, namespace, name))
 		},
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
@@ -224,7 +228,7 @@ func newLabel() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd, c.Label(cmd.Context(), kind, namespace, name, labels))
+			return show(cmd)(c.Label(cmd.Context(), kind, namespace, name, labels))
 		},
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
@@ -289,7 +293,7 @@ func newDump() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd, c.Dump(cmd.Context(), args[0]))
+			return show(cmd)(c.Dump(cmd.Context(), args[0]))
 		},
 	}
 }
