@@ -133,3 +133,5 @@ func podsOf(c *Cluster, owner string) []Pod {
 	}
 	return out
 }
+
+func intstr8080() intstr.IntOrString { return intstr.FromInt32(8080) }
