@@ -43,12 +43,14 @@ type Network interface {
 type HostNetwork struct {
 	ListenIP netip.Addr
 
-	mu sync.Mutex
-	ns vnetns.NsHandle // -1 until the first listener
+	mu   sync.Mutex
+	have bool            // ns is valid: a listener has been made
+	ns   vnetns.NsHandle // namespace of the first listener
 }
 
-// NewHostNetwork returns a HostNetwork listening on all addresses.
-func NewHostNetwork() *HostNetwork { return &HostNetwork{ns: -1} }
+// NewHostNetwork returns a HostNetwork listening on all addresses (the zero
+// value is the same).
+func NewHostNetwork() *HostNetwork { return &HostNetwork{} }
 
 func (h *HostNetwork) listenAddr() string {
 	ip := h.ListenIP
@@ -62,7 +64,7 @@ func (h *HostNetwork) listenAddr() string {
 func (h *HostNetwork) capture() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ns >= 0 {
+	if h.have {
 		return nil
 	}
 	runtime.LockOSThread()
@@ -71,7 +73,7 @@ func (h *HostNetwork) capture() error {
 	if err != nil {
 		return fmt.Errorf("open current netns: %w", err)
 	}
-	h.ns = cur
+	h.ns, h.have = cur, true
 	return nil
 }
 
@@ -105,9 +107,9 @@ func (h *HostNetwork) ListenUDP(ctx context.Context) (*net.UDPConn, error) {
 func (h *HostNetwork) Dial(ctx context.Context, network string, backend netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	h.mu.Lock()
-	ns := h.ns
+	ns, have := h.ns, h.have
 	h.mu.Unlock()
-	if ns < 0 {
+	if !have {
 		return nil, fmt.Errorf("dial %s %s: no listener yet, so no namespace to dial from", network, backend)
 	}
 	// Dial on a thread inside the listener's namespace. The goroutine stays
@@ -145,14 +147,15 @@ func (h *HostNetwork) Dial(ctx context.Context, network string, backend netip.Ad
 	return r.c, r.err
 }
 
-// Close releases the recorded namespace handle.
+// Close releases the recorded namespace handle. No Dial may be in flight
+// (Proxier.Cleanup closes it after every proxy goroutine has ended).
 func (h *HostNetwork) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var err error
-	if h.ns >= 0 {
+	if h.have {
 		err = h.ns.Close()
-		h.ns = -1
+		h.ns, h.have = -1, false
 	}
 	return err
 }
