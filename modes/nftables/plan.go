@@ -201,12 +201,22 @@ func buildPlan(src *state.ServicePort, g globals) *servicePlan {
 		}
 	}
 
+	// Endpoints are programmed once each, even if the state lists one twice.
+	var eps []state.Endpoint
+	seen := make(map[netip.AddrPort]bool, len(sp.Endpoints))
+	for _, ep := range sp.Endpoints {
+		if ap := netip.AddrPortFrom(ep.IP, uint16(ep.Port)); !seen[ap] {
+			seen[ap] = true
+			eps = append(eps, ep)
+		}
+	}
+
 	pr := proto(sp.Protocol)
 	port := strconv.Itoa(int(sp.Port))
 	base := serviceBase(&sp)
 	svcChain := servicePrefix + base
 	extChain := externalPrefix + base
-	hasEndpoints := len(sp.Endpoints) > 0
+	hasEndpoints := len(eps) > 0
 	external := sp.NodePort != 0 || len(externalIPs) > 0
 	name := sp.ID()
 
@@ -241,12 +251,12 @@ func buildPlan(src *state.ServicePort, g globals) *servicePlan {
 			"ip daddr", sp.ClusterIP.String(), pr, "dport", port,
 			"ip saddr !=", g.clusterCIDR.Masked().String(), "jump", markMasqChain))
 	}
-	epChains := make([]string, len(sp.Endpoints))
-	for i, ep := range sp.Endpoints {
+	epChains := make([]string, len(eps))
+	for i, ep := range eps {
 		epChains[i] = endpointPrefix + endpointBase(&sp, ep)
 	}
 	if sp.SessionAffinity {
-		for i, ep := range sp.Endpoints {
+		for i, ep := range eps {
 			set := affinityPrefix + endpointBase(&sp, ep)
 			plan.sets = append(plan.sets, setPlan{name: set, timeout: sp.Timeout()})
 			svc.rules = append(svc.rules, knftables.Concat("ip saddr", "@", set, "goto", epChains[i]))
@@ -271,7 +281,7 @@ func buildPlan(src *state.ServicePort, g globals) *servicePlan {
 	}
 	plan.chains = append(plan.chains, svc)
 
-	for i, ep := range sp.Endpoints {
+	for i, ep := range eps {
 		c := chainPlan{name: epChains[i]}
 		c.rules = append(c.rules, knftables.Concat("ip saddr", ep.IP.String(), "jump", markMasqChain))
 		if sp.SessionAffinity {

@@ -454,3 +454,14 @@ func TestSyncRejectsInvalidState(t *testing.T) {
 		t.Error("nil state accepted")
 	}
 }
+
+// TestDuplicateEndpoint: an endpoint listed twice is programmed once.
+func TestDuplicateEndpoint(t *testing.T) {
+	sp := getipService()
+	sp.Endpoints = append(sp.Endpoints, sp.Endpoints[0])
+	p, fake := newFakeProxier(Config{})
+	syncOK(t, p, makeState(sp))
+	if got, want := canonical(fake.Dump()), fullDump(t, makeState(getipService())); got != want {
+		t.Errorf("duplicate endpoint changed the table:\n%s", lineDiff(want, got))
+	}
+}
