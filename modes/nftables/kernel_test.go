@@ -210,6 +210,43 @@ func TestKernelSyncIdempotentCleanup(t *testing.T) {
 	})
 }
 
+// TestKernelPartialSyncMatchesFull walks the real kernel through random
+// changes; after each partial sync, a full resync of the same state must not
+// change the table (it would remove leftovers and add what is missing).
+func TestKernelPartialSyncMatchesFull(t *testing.T) {
+	needRoot(t)
+	hostRulesetUnchanged(t)
+	ns := newNS(t, "walk")
+	ctx := context.Background()
+	var p *Proxier
+	inNS(t, ns, func() error {
+		var err error
+		p, err = NewKernel(Config{Node: "node1"})
+		return err
+	})
+	t.Cleanup(func() { _ = ns.Do(func() error { return p.Cleanup(ctx) }) })
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	svcs := allServices()
+	inNS(t, ns, func() error { return p.Sync(ctx, makeState(svcs...)) })
+	next := 100
+	for step := 0; step < 40; step++ {
+		svcs = randomChange(rng, svcs, &next)
+		st := makeState(svcs...)
+		inNS(t, ns, func() error { return p.Sync(ctx, st) })
+		if s := p.LastSync(); s.Full {
+			t.Fatalf("step %d: full sync", step)
+		}
+		partial := nft(t, ns, "list", "table", "ip", "kube-proxy")
+		p.RequestFullSync()
+		inNS(t, ns, func() error { return p.Sync(ctx, st) })
+		if full := nft(t, ns, "list", "table", "ip", "kube-proxy"); sortedLines(full) != sortedLines(partial) {
+			t.Fatalf("step %d: full resync changed the table:\n%s", step, lineDiff(sortedLines(partial), sortedLines(full)))
+		}
+		svcs = st.Services
+	}
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1

@@ -262,37 +262,8 @@ func TestPartialSyncRandom(t *testing.T) {
 	syncOK(t, p, makeState(svcs...))
 	next := 100
 	for step := 0; step < 150; step++ {
-		svcs = cloneServices(svcs)
-		switch op := rng.IntN(6); {
-		case op == 0 && len(svcs) > 1:
-			i := rng.IntN(len(svcs))
-			svcs = append(svcs[:i], svcs[i+1:]...)
-		case op == 1:
-			next++
-			svcs = append(svcs, makeService("rnd", fmt.Sprintf("s%d", next), fmt.Sprintf("10.96.2.%d", next%250+1), 80))
-		case op == 2 && len(svcs) > 0:
-			s := &svcs[rng.IntN(len(svcs))]
-			next++
-			s.Endpoints = append(s.Endpoints, ep(fmt.Sprintf("10.244.%d.%d", 1+rng.IntN(3), next%250+1), 80, "node1"))
-		case op == 3 && len(svcs) > 0:
-			s := &svcs[rng.IntN(len(svcs))]
-			if len(s.Endpoints) > 0 {
-				i := rng.IntN(len(s.Endpoints))
-				s.Endpoints = append(s.Endpoints[:i], s.Endpoints[i+1:]...)
-			}
-		case op == 4 && len(svcs) > 0:
-			s := &svcs[rng.IntN(len(svcs))]
-			s.SessionAffinity = !s.SessionAffinity
-			s.AffinityTimeout = int32(10 + rng.IntN(3))
-		case op == 5 && len(svcs) > 0:
-			s := &svcs[rng.IntN(len(svcs))]
-			if s.NodePort == 0 {
-				s.NodePort = int32(31000 + rng.IntN(500))
-			} else {
-				s.NodePort = 0
-			}
-		}
-		st := makeState(dedupe(svcs)...)
+		svcs = randomChange(rng, svcs, &next)
+		st := makeState(svcs...)
 		if err := st.Validate(); err != nil {
 			t.Fatalf("step %d: generator made an invalid state: %v", step, err)
 		}
@@ -305,6 +276,43 @@ func TestPartialSyncRandom(t *testing.T) {
 		}
 		svcs = st.Services
 	}
+}
+
+// randomChange returns a copy of svcs with one random change: a service
+// added or removed, an endpoint added or removed, affinity or a NodePort
+// toggled. *next numbers new objects.
+func randomChange(rng *rand.Rand, svcs []state.ServicePort, next *int) []state.ServicePort {
+	svcs = cloneServices(svcs)
+	switch op := rng.IntN(6); {
+	case op == 0 && len(svcs) > 1:
+		i := rng.IntN(len(svcs))
+		svcs = append(svcs[:i], svcs[i+1:]...)
+	case op == 1:
+		*next++
+		svcs = append(svcs, makeService("rnd", fmt.Sprintf("s%d", *next), fmt.Sprintf("10.96.2.%d", *next%250+1), 80))
+	case op == 2 && len(svcs) > 0:
+		s := &svcs[rng.IntN(len(svcs))]
+		*next++
+		s.Endpoints = append(s.Endpoints, ep(fmt.Sprintf("10.244.%d.%d", 1+rng.IntN(3), *next%250+1), 80, "node1"))
+	case op == 3 && len(svcs) > 0:
+		s := &svcs[rng.IntN(len(svcs))]
+		if len(s.Endpoints) > 0 {
+			i := rng.IntN(len(s.Endpoints))
+			s.Endpoints = append(s.Endpoints[:i], s.Endpoints[i+1:]...)
+		}
+	case op == 4 && len(svcs) > 0:
+		s := &svcs[rng.IntN(len(svcs))]
+		s.SessionAffinity = !s.SessionAffinity
+		s.AffinityTimeout = int32(10 + rng.IntN(3))
+	case op == 5 && len(svcs) > 0:
+		s := &svcs[rng.IntN(len(svcs))]
+		if s.NodePort == 0 {
+			s.NodePort = int32(31000 + rng.IntN(500))
+		} else {
+			s.NodePort = 0
+		}
+	}
+	return dedupe(svcs)
 }
 
 func cloneServices(in []state.ServicePort) []state.ServicePort {
