@@ -297,7 +297,7 @@ func TestRemovePod(t *testing.T) {
 	if topo.Pod("default/b") != nil || len(topo.Pods()) != 1 {
 		t.Fatal("pod still listed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if c, err := topology.DialContext(ctx, pods[0].NS, "tcp", "10.244.1.3:80"); err == nil {
 		c.Close()
