@@ -155,6 +155,13 @@ func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
 			t.Errorf("Name() = %q", p.Name())
 		}
 		empty := kernelTables(t, ns, b)
+		// Someone else's rules, which Sync and Cleanup must leave alone and
+		// Dump must not show.
+		runner, err := iptables.NewExecRunner(b)
+		must(t, err)
+		foreign := "*nat\n:CNI-HOSTPORT - [0:0]\n-A POSTROUTING -s 192.0.2.0/24 ! -d 10.244.0.0/16 -j MASQUERADE\n-A CNI-HOSTPORT -j RETURN\nCOMMIT\n"
+		must(t, ns.Do(func() error { return runner.Restore(ctx, []byte(foreign), true, false) }))
+		withForeign := kernelTables(t, ns, b)
 		st := representativeState()
 		sync := func() {
 			t.Helper()
@@ -190,6 +197,7 @@ func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
 		// --set-xmark, --probability 0.33333333349, ...) to the same flows.
 		checkFlows(t, rs, representativeFlows)
 		fp, fake := newFakeProxier(t)
+		must(t, fake.Restore(ctx, []byte(foreign), true, false))
 		mustSync(t, fp, st)
 		if got, want := chainSet(rs), chainSet(fake.Ruleset()); got != want {
 			t.Errorf("kernel chains differ from the fake's:\nkernel: %s\nfake:   %s", got, want)
@@ -237,13 +245,27 @@ func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
 			t.Errorf("after endpoint change want %s gone and %s present:\n%s", old, neu, changed)
 		}
 
+		var dump string
+		must(t, ns.Do(func() (err error) { dump, err = p.Dump(ctx); return err }))
+		if strings.Contains(dump, "CNI-HOSTPORT") || strings.Contains(dump, "-j MASQUERADE\n") ||
+			!strings.Contains(dump, ":KUBE-SERVICES - [0:0]") || !strings.Contains(dump, "-A PREROUTING -m comment") {
+			t.Errorf("Dump shows foreign rules or lacks ours:\n%s", dump)
+		}
+
 		for range 2 { // idempotent
 			if err := ns.Do(func() error { return p.Cleanup(ctx) }); err != nil {
 				t.Fatalf("cleanup: %v", err)
 			}
-			if got := kernelTables(t, ns, b); got != empty {
-				t.Errorf("after cleanup:\n%s\nwant the empty tables:\n%s", got, empty)
+			if got := kernelTables(t, ns, b); got != withForeign {
+				t.Errorf("after cleanup:\n%s\nwant the tables as they were before the sync:\n%s", got, withForeign)
 			}
+		}
+		// Without the foreign rules, only the empty built-in chains remain.
+		must(t, ns.Do(func() error {
+			return runner.Restore(ctx, []byte("*nat\n:CNI-HOSTPORT - [0:0]\n-D POSTROUTING -s 192.0.2.0/24 ! -d 10.244.0.0/16 -j MASQUERADE\n-X CNI-HOSTPORT\nCOMMIT\n"), true, false)
+		}))
+		if got := kernelTables(t, ns, b); got != empty || strings.Contains(got, "-A ") {
+			t.Errorf("tables not back to empty built-in chains:\n%s", got)
 		}
 	})
 }

@@ -178,6 +178,15 @@ func (p *Proxier) Name() string {
 	return "iptables/" + string(p.cfg.Backend)
 }
 
+// Version returns the backend's `iptables --version` line, for reports.
+func (p *Proxier) Version(ctx context.Context) (string, error) {
+	v, err := p.run.Version(ctx)
+	if err != nil {
+		return "", fmt.Errorf("iptables version on node %s: %w", p.cfg.Node, err)
+	}
+	return strings.TrimSpace(v), nil
+}
+
 // LastSync returns the figures of the last Sync.
 func (p *Proxier) LastSync() SyncStats {
 	p.mu.Lock()

@@ -466,3 +466,11 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	p, _ := newFakeProxier(t)
+	v, err := p.Version(context.Background())
+	if err != nil || v != "iptables v1.8.9 (nf_tables)" {
+		t.Errorf("Version() = %q, %v", v, err)
+	}
+}
