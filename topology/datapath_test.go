@@ -12,7 +12,8 @@ import (
 // like a ClusterIP's, a pod reaches another pod on the same bridge (the reply
 // is bridged, so only bridge-nf-call-iptables lets conntrack undo the DNAT),
 // and a pod reaches itself (hairpin mode on its cni0 port, plus masquerade as
-// kube-proxy does for hairpin traffic).
+// kube-proxy does for hairpin traffic), and the node itself reaches a
+// service address.
 func TestServiceDatapathSupport(t *testing.T) {
 	topotest.RequireRoot(t)
 	ipt, err := exec.LookPath("iptables")
@@ -27,6 +28,7 @@ func TestServiceDatapathSupport(t *testing.T) {
 		{"-t", "nat", "-A", "PREROUTING", "-d", "10.96.0.50", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.244.1.3:80"},
 		{"-t", "nat", "-A", "PREROUTING", "-d", "10.96.0.51", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.244.1.2:80"},
 		{"-t", "nat", "-A", "POSTROUTING", "-s", "10.244.1.2", "-d", "10.244.1.2", "-j", "MASQUERADE"},
+		{"-t", "nat", "-A", "OUTPUT", "-d", "10.96.0.50", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.244.1.3:80"},
 	}
 	err = node.NS.Do(func() error {
 		for _, r := range rules {
@@ -46,5 +48,10 @@ func TestServiceDatapathSupport(t *testing.T) {
 	body, pod = mustGet(t, a.NS, "10.96.0.51:80", "/client")
 	if pod != "default/a" || !strings.HasPrefix(body, "10.244.1.1:") {
 		t.Fatalf("a -> service -> a (hairpin): X-Pod %q client %q, want masqueraded to the gateway", pod, body)
+	}
+	// The node itself reaches a service address (routed towards eth0, then
+	// rewritten in OUTPUT).
+	if _, pod = mustGet(t, node.NS, "10.96.0.50:80", "/name"); pod != "default/b" {
+		t.Fatalf("node -> service -> b: X-Pod %q", pod)
 	}
 }

@@ -87,6 +87,9 @@ func TestSpec(t *testing.T) {
 	if err := seed.Validate(); err != nil {
 		t.Fatalf("seed plan: %v", err)
 	}
+	if d := seed.WithDefaults(); d.ServiceCIDR != DefaultServiceCIDR || d.Underlay != seed.Underlay {
+		t.Fatalf("WithDefaults = %+v", d)
+	}
 
 	mutate := func(f func(*Spec)) Spec {
 		s := DefaultSpec(run, 2)

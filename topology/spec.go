@@ -33,9 +33,23 @@ type Spec struct {
 	ExternalIP netip.Addr
 	// ServiceCIDR gets a route onto eth0 in every node namespace, as a real
 	// node's default route would give it, so that traffic a node itself sends
-	// to a ClusterIP reaches the OUTPUT hook where a proxy rewrites it. The
-	// zero value means no such route.
+	// to a ClusterIP reaches the OUTPUT hook where a proxy rewrites it.
 	ServiceCIDR netip.Prefix
+}
+
+// WithDefaults fills zero fields from the default plan: Underlay,
+// ExternalIP and ServiceCIDR.
+func (s Spec) WithDefaults() Spec {
+	if !s.Underlay.IsValid() {
+		s.Underlay = DefaultUnderlay
+	}
+	if !s.ExternalIP.IsValid() {
+		s.ExternalIP = DefaultExternalIP
+	}
+	if !s.ServiceCIDR.IsValid() {
+		s.ServiceCIDR = DefaultServiceCIDR
+	}
+	return s
 }
 
 // Default address plan.
@@ -59,9 +73,11 @@ func DefaultSpec(run *rundir.Run, nodes int) Spec {
 	return s
 }
 
-// Validate checks the spec for everything Build would otherwise find out
-// half-way: names, address families, overlaps and collisions.
+// Validate checks the spec (after WithDefaults) for everything Build would
+// otherwise find out half-way: names, address families, overlaps and
+// collisions.
 func (s Spec) Validate() error {
+	s = s.WithDefaults()
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if s.Run == nil {
@@ -94,11 +110,7 @@ func (s Spec) Validate() error {
 		}
 		useIP(ip, who)
 	}
-	if s.ExternalIP.IsValid() {
-		onUnderlay(s.ExternalIP, "external")
-	} else {
-		bad("spec: no external address")
-	}
+	onUnderlay(s.ExternalIP, "external")
 	names := map[string]bool{RoleUnderlay: true, RoleExternal: true}
 	var cidrs []netip.Prefix
 	for i, n := range s.Nodes {
@@ -134,7 +146,9 @@ func (s Spec) Validate() error {
 		}
 		cidrs = append(cidrs, n.PodCIDR)
 	}
-	if s.ServiceCIDR.IsValid() && s.Underlay.IsValid() && s.ServiceCIDR.Overlaps(s.Underlay) {
+	if !s.ServiceCIDR.Addr().Is4() {
+		bad("spec: service CIDR %v: want IPv4", s.ServiceCIDR)
+	} else if s.Underlay.IsValid() && s.ServiceCIDR.Overlaps(s.Underlay) {
 		bad("spec: service CIDR %v overlaps the underlay %v", s.ServiceCIDR, s.Underlay)
 	}
 	return errors.Join(errs...)

@@ -93,10 +93,12 @@ type undoStep struct {
 // Build creates the namespaces, links, addresses and routes of spec. On any
 // error (or panic) it removes whatever it had made before returning.
 func Build(ctx context.Context, spec Spec) (_ *Topology, err error) {
+	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	spec.Underlay = spec.Underlay.Masked()
+	spec.ServiceCIDR = spec.ServiceCIDR.Masked()
 	t := &Topology{
 		spec:    spec,
 		run:     spec.Run,
