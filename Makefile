@@ -6,9 +6,16 @@ BIN        := $(CURDIR)/bin/svcsim
 export SVCSIM_RESULTS_DIR := $(RESULTS)
 
 # Debian/Ubuntu packages the suite uses; `make deps` installs the missing ones.
-PKGS := iproute2 iptables nftables ipset ipvsadm conntrack curl dnsutils procps psmisc chromium
+PKGS := iproute2 iptables nftables ipset ipvsadm conntrack curl dnsutils procps psmisc chromium \
+        qemu-system-x86 qemu-system-common kmod cpio
 
-.PHONY: all build deps test unit scenarios demo report clean down vet fmt-check
+# The kernel lane: a Debian kernel under qemu for datapaths the host kernel
+# lacks (IPVS here). KERNEL picks it (6.1 or 6.12); VM_MODES the datapaths.
+KERNEL     ?= 6.1
+VM_MODES   ?=
+HOST_IPVS  := $(shell test -e /proc/net/ip_vs || modprobe ip_vs 2>/dev/null; test -e /proc/net/ip_vs && echo yes)
+
+.PHONY: all build deps test unit scenarios demo report clean down vet fmt-check vm-build vm-test lane
 
 all: build
 
@@ -40,9 +47,26 @@ unit:
 scenarios: build
 	$(GO) test -count=1 -timeout 40m ./scenarios/...
 
-# test is the README's test command: everything, as root.
+# test is the README's test command: everything, as root. Datapaths the host
+# kernel lacks (IPVS) run in the kernel lane.
 test: deps fmt-check vet
 	$(GO) test -count=1 -timeout 45m ./...
+ifneq ($(HOST_IPVS),yes)
+	$(MAKE) --no-print-directory vm-test VM_MODES=ipvs
+endif
+
+vm-build:
+	@mkdir -p bin
+	$(GO) test -c -o bin/scenarios.test ./scenarios
+	CGO_ENABLED=0 $(GO) build -o bin/vmtest ./cmd/vmtest
+
+# vm-test runs the scenario suite (every datapath, or VM_MODES) inside the
+# Debian kernel KERNEL booted under qemu; its exit status is the suite's.
+vm-test: vm-build
+	bin/vmtest --kernel $(KERNEL) --share $(CURDIR) \
+	  --env SVCSIM_LANE=vm:debian-$(KERNEL) --env SVCSIM_RESULTS_DIR=$(RESULTS) \
+	  $(if $(VM_MODES),--env SVCSIM_MODES=$(VM_MODES)) \
+	  -- $(CURDIR)/bin/scenarios.test -test.v -test.count=1 -test.timeout 40m
 
 # demo is the README's main command: bring up the seed's cluster, run the
 # scenarios, write the results and the report, and print where they are.
