@@ -100,6 +100,34 @@ func GC(ctx context.Context, all bool) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
+// RemoveRun removes one run whether its owner lives or not (the owner, if
+// alive and not the calling process, is terminated first): its processes,
+// namespaces and directory. Other runs are not touched.
+func RemoveRun(ctx context.Context, id string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r, err := rundir.Open(id)
+	if err != nil {
+		return nil, err
+	}
+	names, err := netns.List()
+	if err != nil {
+		return nil, err
+	}
+	var nss []string
+	for _, n := range names {
+		if RunOfNamespace(n) == id {
+			nss = append(nss, n)
+		}
+	}
+	removed, err := gcRun(r, nss)
+	if err != nil {
+		return removed, fmt.Errorf("remove run %s: %w", id, err)
+	}
+	return removed, nil
+}
+
 func gcRun(r *rundir.Run, nss []string) ([]string, error) {
 	var removed []string
 	var errs []error

@@ -61,21 +61,10 @@ func crashChild() {
 	select {}
 }
 
-func alive(pid int) bool {
-	st, err := rundir.StartTime(pid)
-	return err == nil && rundir.Proc{PID: pid, Start: st}.Alive()
-}
-
-// After the owner is killed with SIGKILL, GC removes every namespace and
-// process of its run, and the run directory, while a live topology in the
-// same root is left alone.
-func TestGCAfterKill9(t *testing.T) {
-	topotest.RequireRoot(t)
-	live := topotest.NewTestTopology(t, 1)
-	if _, err := live.AddPod(context.Background(), podA); err != nil {
-		t.Fatal(err)
-	}
-
+// startCrashChild starts crashChild and returns it with its run ID and the
+// pids of its two sleeping processes.
+func startCrashChild(t *testing.T) (cmd *exec.Cmd, id string, recorded, unrecorded int) {
+	t.Helper()
 	cmd, err := reexec.Command(crashEntry)
 	if err != nil {
 		t.Fatal(err)
@@ -100,8 +89,6 @@ func TestGCAfterKill9(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("crash child did not report")
 	}
-	var id string
-	var recorded, unrecorded int
 	if _, err := fmt.Sscanf(line, "READY %s %d %d", &id, &recorded, &unrecorded); err != nil {
 		t.Fatalf("child said %q: %v", line, err)
 	}
@@ -115,7 +102,29 @@ func TestGCAfterKill9(t *testing.T) {
 				_ = netns.DeleteNamed(n)
 			}
 		}
+		if r, err := rundir.Open(id); err == nil {
+			_ = r.Remove()
+		}
 	})
+	return cmd, id, recorded, unrecorded
+}
+
+func alive(pid int) bool {
+	st, err := rundir.StartTime(pid)
+	return err == nil && rundir.Proc{PID: pid, Start: st}.Alive()
+}
+
+// After the owner is killed with SIGKILL, GC removes every namespace and
+// process of its run, and the run directory, while a live topology in the
+// same root is left alone.
+func TestGCAfterKill9(t *testing.T) {
+	topotest.RequireRoot(t)
+	live := topotest.NewTestTopology(t, 1)
+	if _, err := live.AddPod(context.Background(), podA); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd, id, recorded, unrecorded := startCrashChild(t)
 	left, err := topology.Leftovers(id)
 	if err != nil {
 		t.Fatal(err)
@@ -306,5 +315,36 @@ func TestBuildFailureUndoes(t *testing.T) {
 	}
 	if left, _ := topology.Leftovers(run.ID); len(left) != 2 {
 		t.Fatalf("after cancelled Build: %v", left)
+	}
+}
+
+// RemoveRun removes a live run of another process, owner included, and
+// nothing else.
+func TestRemoveRunLive(t *testing.T) {
+	topotest.RequireRoot(t)
+	other := topotest.NewTestTopology(t, 1)
+	cmd, id, recorded, unrecorded := startCrashChild(t)
+	removed, err := topology.RemoveRun(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(removed, "\n"), "owner process") {
+		t.Fatalf("owner not reported: %v", removed)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("owner exited cleanly; want killed by a signal")
+	}
+	if left, _ := topology.Leftovers(id); len(left) != 0 {
+		t.Fatalf("after RemoveRun: %v", left)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for (alive(recorded) || alive(unrecorded)) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(recorded) || alive(unrecorded) {
+		t.Fatal("run processes survived RemoveRun")
+	}
+	if left, _ := topology.Leftovers(other.Run().ID); len(left) < 4 {
+		t.Fatalf("other run damaged: %v", left)
 	}
 }
