@@ -334,7 +334,7 @@ func (r *runner) run(ctx context.Context) (int, error) {
 	}
 	m := machine{
 		SerconOff: sercon,
-		Accel: accel, Mem: cfg.Mem, CPUs: cfg.CPUs,
+		Accel:     accel, Mem: cfg.Mem, CPUs: cfg.CPUs,
 		Kernel: k.Vmlinuz(), Initrd: initrd, Cmdline: kernelCmdline(cfg.Verbose),
 		Transport: transport, Shares: shares,
 	}
