@@ -1,0 +1,357 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	libipvs "github.com/moby/ipvs"
+
+	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptables"
+	ipvsmode "github.com/svcsim/svcsim/modes/ipvs"
+	"github.com/svcsim/svcsim/modes/nftables"
+)
+
+// Datapaths are the datapaths the benchmark knows, in the report's order.
+var Datapaths = []string{"userspace", "iptables/legacy", "iptables/nft", "ipvs", "nftables"}
+
+// HostHasIPVS reports whether this kernel offers IP_VS (/proc/net/ip_vs
+// exists, after trying to load the module).
+func HostHasIPVS() bool {
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		return true
+	}
+	_ = exec.Command("modprobe", "ip_vs").Run()
+	_, err := os.Stat("/proc/net/ip_vs")
+	return err == nil
+}
+
+// Unsupported says why this machine cannot run datapath dp, or "".
+func Unsupported(dp string) string {
+	switch {
+	case dp == "ipvs":
+		if !HostHasIPVS() {
+			return "kernel lacks IP_VS (/proc/net/ip_vs missing)"
+		}
+	case strings.HasPrefix(dp, "iptables/"):
+		bin := "iptables-" + strings.TrimPrefix(dp, "iptables/") + "-restore"
+		if _, err := exec.LookPath(bin); err != nil {
+			return bin + " is not installed"
+		}
+	case dp == "nftables":
+		if _, err := exec.LookPath("nft"); err != nil {
+			return "nft is not installed"
+		}
+	case dp == "userspace":
+	default:
+		return fmt.Sprintf("unknown datapath %q (known: %s)", dp, strings.Join(Datapaths, ", "))
+	}
+	return ""
+}
+
+// FloorMetric is the floor metric of a datapath ("" when it has none) and
+// the metrics its chart pairs it with.
+func FloorMetric(dp string) (string, []string) {
+	switch {
+	case strings.HasPrefix(dp, "iptables/"):
+		return MetricFloorRestore, []string{MetricFullSync}
+	case dp == "nftables":
+		return MetricFloorNft, []string{MetricFullSync}
+	case dp == "ipvs":
+		return MetricFloorIPVS, []string{MetricEndpointChange}
+	}
+	return "", nil
+}
+
+// recorder is an iptables.Runner that keeps the input of the last restore
+// (the floor replays the exact text the mode generated).
+type recorder struct {
+	iptables.Runner
+	mu   sync.Mutex
+	last []byte
+}
+
+func (r *recorder) Restore(ctx context.Context, data []byte, noFlush, counters bool) error {
+	r.mu.Lock()
+	r.last = append(r.last[:0], data...)
+	r.mu.Unlock()
+	return r.Runner.Restore(ctx, data, noFlush, counters)
+}
+
+func (r *recorder) lastInput() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.last)
+}
+
+// instance is one mode bound to the namespace it was created in.
+type instance struct {
+	dp  string
+	p   modes.Proxier
+	rec *recorder // iptables modes only
+}
+
+// newInstance builds dp's proxier; call it inside the namespace's Do.
+func newInstance(dp string) (*instance, error) {
+	if b, ok := strings.CutPrefix(dp, "iptables/"); ok {
+		run, err := iptables.NewExecRunner(iptables.Backend(b))
+		if err != nil {
+			return nil, err
+		}
+		rec := &recorder{Runner: run}
+		p, err := iptables.New(iptables.Config{Backend: iptables.Backend(b), Runner: rec, Node: "node1"})
+		if err != nil {
+			return nil, err
+		}
+		return &instance{dp: dp, p: p, rec: rec}, nil
+	}
+	p, err := modes.New(dp, modes.Options{Node: "node1"})
+	if err != nil {
+		return nil, err
+	}
+	return &instance{dp: dp, p: p}, nil
+}
+
+// syncExtra returns the mode's own figures of its last sync, for Point.Extra.
+func (in *instance) syncExtra() map[string]float64 {
+	switch p := in.p.(type) {
+	case *iptables.Proxier:
+		s := p.LastSync()
+		return map[string]float64{"restore_ms": ms(s.RestoreDuration), "restore_lines": float64(s.Lines),
+			"rewritten_services": float64(s.Rewritten)}
+	case *nftables.Proxier:
+		s := p.LastSync()
+		return map[string]float64{"nft_ops": float64(s.Ops), "changed_services": float64(s.Changed)}
+	case *ipvsmode.Proxier:
+		s := p.LastSync()
+		return map[string]float64{"ipvs_netlink_ops": float64(s.IPVSOps()), "netlink_ops": float64(s.NetlinkOps()),
+			"ipset_ops": float64(s.Ops[ipvsmode.OpIPSetAdd] + s.Ops[ipvsmode.OpIPSetDel] + s.Ops[ipvsmode.OpIPSetRestore])}
+	}
+	return nil
+}
+
+// ms converts a duration to milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ruleCounts measures the kernel objects dp holds in the calling thread's
+// namespace: iptables-save lines and rules, nft objects and set elements,
+// IPVS virtual and real servers.
+func ruleCounts(ctx context.Context, dp string) (map[string]float64, error) {
+	switch {
+	case strings.HasPrefix(dp, "iptables/"), dp == "userspace":
+		bin := "iptables-save"
+		if b, ok := strings.CutPrefix(dp, "iptables/"); ok {
+			_, _, bin = iptables.Backend(b).Binaries()
+		}
+		out, err := exec.CommandContext(ctx, bin).Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", bin, err)
+		}
+		return iptablesCounts(out), nil
+	case dp == "nftables":
+		out, err := exec.CommandContext(ctx, "nft", "-j", "list", "table", "ip", "kube-proxy").Output()
+		if err != nil {
+			return nil, fmt.Errorf("nft -j list table: %w", err)
+		}
+		return nftCounts(out)
+	case dp == "ipvs":
+		b, err := os.ReadFile("/proc/net/ip_vs")
+		if err != nil {
+			return nil, err
+		}
+		return ipvsCounts(b), nil
+	}
+	return nil, nil
+}
+
+// iptablesCounts counts iptables-save output: every line that is not a
+// comment, the rules (-A) and the chains (:NAME).
+func iptablesCounts(save []byte) map[string]float64 {
+	var lines, rules, chains float64
+	sc := bufio.NewScanner(bytes.NewReader(save))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		lines++
+		switch {
+		case strings.HasPrefix(l, "-A "):
+			rules++
+		case strings.HasPrefix(l, ":"):
+			chains++
+		}
+	}
+	return map[string]float64{"iptables_save_lines": lines, "rules": rules, "chains": chains}
+}
+
+// nftCounts counts the objects of `nft -j list ...` (table, chains, rules,
+// sets and maps) and the elements of its sets and maps.
+func nftCounts(js []byte) (map[string]float64, error) {
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal(js, &doc); err != nil {
+		return nil, fmt.Errorf("parse nft -j output: %w", err)
+	}
+	c := map[string]float64{"nft_objects": 0, "nft_chains": 0, "nft_rules": 0, "nft_elements": 0}
+	for _, o := range doc.Nftables {
+		for kind, raw := range o {
+			if kind == "metainfo" {
+				continue
+			}
+			c["nft_objects"]++
+			switch kind {
+			case "chain":
+				c["nft_chains"]++
+			case "rule":
+				c["nft_rules"]++
+			case "set", "map":
+				var s struct {
+					Elem []json.RawMessage `json:"elem"`
+				}
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return nil, fmt.Errorf("parse nft %s: %w", kind, err)
+				}
+				c["nft_elements"] += float64(len(s.Elem))
+			}
+		}
+	}
+	return c, nil
+}
+
+// ipvsCounts counts /proc/net/ip_vs: virtual servers (protocol lines) and
+// real servers ("  -> " lines after the header).
+func ipvsCounts(b []byte) map[string]float64 {
+	var vs, rs float64
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "TCP ") || strings.HasPrefix(l, "UDP ") || strings.HasPrefix(l, "SCTP ") || strings.HasPrefix(l, "FWM "):
+			vs++
+		case strings.HasPrefix(l, "  -> ") && !strings.Contains(l, "RemoteAddress"):
+			rs++
+		}
+	}
+	return map[string]float64{"ipvs_services": vs, "ipvs_dests": rs}
+}
+
+// slabKiB is /proc/meminfo's Slab: kernel object memory of the whole host
+// (not just our namespace): deltas are indicative only.
+func slabKiB() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Slab:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseFloat(f[0], 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// timeCmd runs a command with stdin in the calling thread's namespace and
+// returns its wall time (fork and exec included, as for the modes).
+func timeCmd(ctx context.Context, stdin []byte, name string, args ...string) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	t0 := time.Now()
+	err := cmd.Run()
+	d := time.Since(t0)
+	if err != nil {
+		return d, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return d, nil
+}
+
+// floorRestore times `iptables-<backend>-restore -w --noflush` of input in
+// ns (a fresh namespace: the same situation as the mode's first sync).
+func floorRestore(ctx context.Context, ns *netns.NS, dp string, input []byte) (time.Duration, error) {
+	_, restore, _ := iptables.Backend(strings.TrimPrefix(dp, "iptables/")).Binaries()
+	var d time.Duration
+	err := ns.Do(func() error {
+		var err error
+		d, err = timeCmd(ctx, input, restore, "-w", "--noflush")
+		return err
+	})
+	return d, err
+}
+
+// floorNft times `nft -f` of a ruleset text in ns.
+func floorNft(ctx context.Context, ns *netns.NS, ruleset string, tmpDir string) (time.Duration, error) {
+	f := filepath.Join(tmpDir, "ruleset.nft")
+	if err := os.WriteFile(f, []byte(ruleset), 0o600); err != nil {
+		return 0, fmt.Errorf("write nft ruleset: %w", err)
+	}
+	defer os.Remove(f)
+	var d time.Duration
+	err := ns.Do(func() error {
+		var err error
+		d, err = timeCmd(ctx, nil, "nft", "-f", f)
+		return err
+	})
+	return d, err
+}
+
+// floorIPVSSamples times raw moby/ipvs netlink calls in ns, with whatever
+// services it holds present: for each of reps fresh virtual servers (VIPs
+// 10.111.255.x, outside the benchmark's range) one AddService and one
+// AddDestination; the virtual servers are deleted afterwards.
+func floorIPVSSamples(ns *netns.NS, reps int) (addSvc, addDst []float64, err error) {
+	h, err := libipvs.New(ns.Path())
+	if err != nil {
+		return nil, nil, fmt.Errorf("open IPVS handle in %s: %w", ns.Name(), err)
+	}
+	defer h.Close()
+	for i := range reps {
+		svc := &libipvs.Service{
+			Address: net.IPv4(10, 111, 255, byte(1+i%250)), Protocol: syscall.IPPROTO_TCP, Port: 80,
+			AddressFamily: syscall.AF_INET, SchedName: "rr", Netmask: 0xffffffff,
+		}
+		dst := &libipvs.Destination{
+			Address: net.IPv4(10, 244, 1, 200), Port: TargetPort, Weight: 1,
+			ConnectionFlags: libipvs.ConnectionFlagMasq, AddressFamily: syscall.AF_INET,
+		}
+		t0 := time.Now()
+		if err := h.NewService(svc); err != nil {
+			return nil, nil, fmt.Errorf("ipvs add service %v: %w", svc.Address, err)
+		}
+		t1 := time.Now()
+		derr := h.NewDestination(svc, dst)
+		t2 := time.Now()
+		if err := h.DelService(svc); err != nil {
+			return nil, nil, fmt.Errorf("ipvs delete service %v: %w", svc.Address, err)
+		}
+		if derr != nil {
+			return nil, nil, fmt.Errorf("ipvs add destination: %w", derr)
+		}
+		addSvc = append(addSvc, ms(t1.Sub(t0)))
+		addDst = append(addDst, ms(t2.Sub(t1)))
+	}
+	return addSvc, addDst, nil
+}
+
+// execCommand is exec.CommandContext (a variable so tests can see the seam).
+var execCommand = exec.CommandContext

@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints the summary: one row per datapath and N with full sync,
+// one endpoint change, the floor and the ratio to it, and first-packet
+// latency through the VIP and directly.
+func (s *Summary) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "lane %s, kernel %s, %s x%d, load average at start %s\n",
+		s.Env.Lane, s.Env.Kernel, s.Env.CPU, s.Env.CPUs, s.Load)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "datapath\tN\tfull sync ms\tchange ms\tfull/change\tfloor ms\tvs floor\tfirst-pkt p50 ms\tp99 ms\tdirect p50 ms\tconverge ms\trps keepalive\trps new-conn\t")
+	dps := map[string]bool{}
+	var order []string
+	for _, b := range s.Benches {
+		if !dps[b.Datapath] {
+			dps[b.Datapath] = true
+			order = append(order, b.Datapath)
+		}
+	}
+	for _, dp := range order {
+		ns := map[int]bool{}
+		for _, b := range s.Benches {
+			if b.Datapath == dp {
+				for _, p := range b.Points {
+					ns[p.N] = true
+				}
+			}
+		}
+		var sorted []int
+		for n := range ns {
+			sorted = append(sorted, n)
+		}
+		sort.Ints(sorted)
+		floor, _ := FloorMetric(dp)
+		for _, n := range sorted {
+			cell := func(metric string, f func(pt pointView) string) string {
+				p, ok := s.Point(dp, metric, n)
+				if !ok {
+					return "-"
+				}
+				return f(pointView{p.Median, p.P99, p.Extra})
+			}
+			med := func(pt pointView) string { return num(pt.median) }
+			ratio := "-"
+			if p, ok := s.Point(dp, MetricFullSync, n); ok && p.Extra["ratio_to_floor"] > 0 {
+				ratio = num(p.Extra["ratio_to_floor"]) + "x"
+			} else if p, ok := s.Point(dp, MetricEndpointChange, n); ok && p.Extra["ratio_to_floor"] > 0 {
+				ratio = num(p.Extra["ratio_to_floor"]) + "x (change)"
+			}
+			floorCell := "-"
+			if floor != "" {
+				floorCell = cell(floor, med)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", dp, n,
+				cell(MetricFullSync, med), cell(MetricEndpointChange, med),
+				cell(MetricEndpointChange, func(pt pointView) string { return ratioCell(pt.extra["full_over_change"]) }),
+				floorCell, ratio,
+				cell(MetricFirstPacket, med), cell(MetricFirstPacket, func(pt pointView) string { return num(pt.p99) }),
+				cell(MetricFirstPacket, func(pt pointView) string { return num(pt.extra["direct_median_ms"]) }),
+				cell(MetricConvergence, med), cell(MetricRPSKeepAlive, med), cell(MetricRPSNewConn, med))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for dp, why := range s.Skipped {
+		fmt.Fprintf(w, "skipped %s: %s\n", dp, why)
+	}
+	if len(s.Errors) > 0 {
+		fmt.Fprintf(w, "errors:\n  %s\n", strings.Join(s.Errors, "\n  "))
+	}
+	return nil
+}
+
+type pointView struct {
+	median, p99 float64
+	extra       map[string]float64
+}
+
+func ratioCell(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	return num(v) + "x"
+}
+
+// num prints 3 significant digits without exponent for ordinary values.
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case v >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
