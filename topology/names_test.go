@@ -68,7 +68,7 @@ func TestSpec(t *testing.T) {
 		t.Fatalf("node3 = %+v", s.Nodes[2])
 	}
 	routes := nodeRoutes(s, "node1")
-	want := []Route{
+	want := []route{
 		{Dst: netip.MustParsePrefix("10.244.2.0/24"), Via: netip.MustParseAddr("198.18.0.12")},
 		{Dst: netip.MustParsePrefix("10.244.3.0/24"), Via: netip.MustParseAddr("198.18.0.13")},
 		{Dst: netip.MustParsePrefix("10.96.0.0/12")},

@@ -269,22 +269,22 @@ func (t *Topology) routeNode(n *Node) error {
 	return nil
 }
 
-// Route is a route in a namespace's main table.
-type Route struct {
+// route is a route in a namespace's main table.
+type route struct {
 	Dst netip.Prefix
 	Via netip.Addr // zero: on-link
 }
 
 // nodeRoutes is the routing plan of node (beyond connected routes).
-func nodeRoutes(spec Spec, node string) []Route {
-	var rs []Route
+func nodeRoutes(spec Spec, node string) []route {
+	var rs []route
 	for _, o := range spec.Nodes {
 		if o.Name != node {
-			rs = append(rs, Route{Dst: o.PodCIDR, Via: o.IP})
+			rs = append(rs, route{Dst: o.PodCIDR, Via: o.IP})
 		}
 	}
 	if spec.ServiceCIDR.IsValid() {
-		rs = append(rs, Route{Dst: spec.ServiceCIDR})
+		rs = append(rs, route{Dst: spec.ServiceCIDR})
 	}
 	return rs
 }
