@@ -539,10 +539,11 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 	return c.change(func(t *txn) error {
 		ns := namespaceOr(namespace)
 		if getObject(t.s, ki, ns, name) == nil {
-			if ki.Kind == "Namespace" {
-				return ki.notFound(name)
-			}
 			return ki.notFound(name)
+		}
+		if ki.Kind == "Namespace" && (name == "default" || name == "kube-system" || name == "kube-public") {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, name,
+				errors.New("this namespace may not be deleted"))
 		}
 		t.delete(ki.Kind, ns, name)
 		return nil

@@ -44,6 +44,7 @@ func TestDeleteAndLabel(t *testing.T) {
 	require.EqualError(t, c.Delete("widget", "shop", "x"), `the server doesn't have a resource type "widget"`)
 	require.EqualError(t, c.Delete("svc", "shop", "nope"), `services "nope" not found`)
 	require.ErrorContains(t, c.Delete("node", "", "node1"), "cannot be deleted")
+	require.EqualError(t, c.Delete("ns", "", "default"), `namespaces "default" is forbidden: this namespace may not be deleted`)
 	require.NoError(t, c.Label("svc", "shop", "web", map[string]string{"tier": "front"}))
 	require.Equal(t, "front", svcOf(t, c, "shop", "web").Labels["tier"])
 	require.NoError(t, c.Label("svc", "shop", "web", map[string]string{"tier-": ""}))

@@ -15,9 +15,9 @@ import (
 // when the pod was created and has a ClusterIP, {SVC}_SERVICE_HOST,
 // {SVC}_SERVICE_PORT, {SVC}_SERVICE_PORT_{PORTNAME} and the Docker links
 // variables ({SVC}_PORT, {SVC}_PORT_{port}_{PROTO}{,_PROTO,_PORT,_ADDR}).
-// Services are taken in name order. Nil for an unknown pod or a pod with
-// spec.enableServiceLinks false (which still gets nothing here: svcsim has
-// no master "kubernetes" Service).
+// Services are taken in name order. It returns nil for an unknown pod and
+// for a pod with spec.enableServiceLinks: false (the kubelet would still
+// add the master "kubernetes" Service, which svcsim does not have).
 func (c *Cluster) PodEnv(namespace, pod string) []corev1.EnvVar {
 	c.mu.Lock()
 	defer c.mu.Unlock()
