@@ -2,6 +2,7 @@ package iptables_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os/exec"
 	"testing"
@@ -11,8 +12,9 @@ import (
 	"github.com/svcsim/svcsim/sim/state"
 )
 
-// benchServices is the service count of the benchmarks (2 endpoints each).
-const benchServices = 1000
+// benchServices is the service count of the benchmarks (2 endpoints each):
+// go test -bench . -services 10000 ./modes/iptables/
+var benchServices = flag.Int("services", 1000, "number of services in the benchmarks")
 
 // flipEndpoint changes one endpoint of service i: the change a scaled
 // deployment makes, and what a partial sync is for.
@@ -29,7 +31,7 @@ func flipEndpoint(svcs []state.ServicePort, i int) *state.NodeState {
 }
 
 // BenchmarkKernelSync measures one Sync after a one-endpoint change with
-// 1,000 services present, in a fresh namespace, full versus partial, on
+// -services (1,000) services present, in a fresh namespace, full versus partial, on
 // both backends. Besides ns/op it reports the restore input's size and the
 // time spent in iptables-restore and (full syncs) iptables-save.
 func BenchmarkKernelSync(b *testing.B) {
@@ -42,7 +44,7 @@ func BenchmarkKernelSync(b *testing.B) {
 			if full {
 				kind = "full"
 			}
-			b.Run(fmt.Sprintf("%s/services=%d/%s", backend, benchServices, kind), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/services=%d/%s", backend, *benchServices, kind), func(b *testing.B) {
 				if _, err := exec.LookPath(restore); err != nil {
 					b.Skipf("backend %s: %s not installed", backend, restore)
 				}
@@ -51,7 +53,7 @@ func BenchmarkKernelSync(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				svcs := manyServices(benchServices, 2)
+				svcs := manyServices(*benchServices, 2)
 				if err := ns.Do(func() error { return p.Sync(ctx, makeState(svcs...)) }); err != nil {
 					b.Fatal(err)
 				}
@@ -87,9 +89,9 @@ func BenchmarkKernelSync(b *testing.B) {
 // kernel's own parsing included), without root.
 func BenchmarkBuildRules(b *testing.B) {
 	for _, full := range []bool{true, false} {
-		b.Run(fmt.Sprintf("services=%d/full=%v", benchServices, full), func(b *testing.B) {
+		b.Run(fmt.Sprintf("services=%d/full=%v", *benchServices, full), func(b *testing.B) {
 			p, _ := newFakeProxier(b, func(c *iptables.Config) { c.AlwaysFullSync = full })
-			svcs := manyServices(benchServices, 2)
+			svcs := manyServices(*benchServices, 2)
 			mustSync(b, p, makeState(svcs...))
 			i := 0
 			for b.Loop() {

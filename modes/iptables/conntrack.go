@@ -60,9 +60,13 @@ func addrPort(ip net.IP, port uint16) netip.AddrPort {
 // in prev that st no longer has. It returns nil if there is nothing to check.
 func udpStaleness(st *state.NodeState, prev map[string]*state.ServicePort) func(origDst, replySrc netip.AddrPort) bool {
 	byVIP := map[netip.AddrPort]map[netip.AddrPort]bool{}
+	current := make(map[string]bool, len(st.Services))
+	for i := range st.Services {
+		current[st.Services[i].Key()] = true
+	}
 	// A removed service's VIPs map to no endpoints at all.
 	for k, s := range prev {
-		if s.Protocol == state.UDP && st.Service(k) == nil {
+		if s.Protocol == state.UDP && !current[k] {
 			byVIP[netip.AddrPortFrom(s.ClusterIP, uint16(s.Port))] = nil
 			for _, ip := range s.ExternalIPs {
 				byVIP[netip.AddrPortFrom(ip, uint16(s.Port))] = nil
