@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/svcsim/svcsim/internal/clusterdns"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes/agent"
 	"github.com/svcsim/svcsim/sim"
@@ -41,6 +42,63 @@ type Config struct {
 	Underlay netip.Prefix
 	// Log receives progress lines and the node proxies' output (nil: discard).
 	Log io.Writer
+	// DNS runs the cluster DNS: a kube-system/coredns pod serving the
+	// model's records behind the kube-dns Service (ClusterIP DNSServiceIP).
+	DNS bool
+}
+
+// DNSServiceIP is the kube-dns Service's ClusterIP, kubeadm's default.
+const DNSServiceIP = "10.96.0.10"
+
+// dnsManifests are the cluster add-on objects created when Config.DNS is set.
+const dnsManifests = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: kube-system
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coredns
+  namespace: kube-system
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      k8s-app: kube-dns
+  template:
+    metadata:
+      labels:
+        k8s-app: kube-dns
+    spec:
+      containers:
+        - name: coredns
+          image: svcsim/clusterdns
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+spec:
+  selector:
+    k8s-app: kube-dns
+  clusterIP: ` + DNSServiceIP + `
+  ports:
+    - name: dns
+      protocol: UDP
+      port: 53
+      targetPort: 53
+    - name: dns-tcp
+      protocol: TCP
+      port: 53
+      targetPort: 53
+`
+
+// isDNSPod says whether p is the cluster DNS pod, which runs the DNS server
+// instead of the built-in getip/echo servers.
+func isDNSPod(p sim.Pod) bool {
+	return p.Namespace == "kube-system" && p.Labels["k8s-app"] == "kube-dns"
 }
 
 // DefaultConfig is a two-node cluster on the default address plan running mode.
@@ -48,6 +106,7 @@ func DefaultConfig(mode string, nodes int) Config {
 	return Config{
 		Mode:       mode,
 		Sim:        sim.DefaultConfig(nodes),
+		DNS:        true,
 		ExternalIP: netip.MustParseAddr("198.18.0.100"),
 		Underlay:   netip.MustParsePrefix("198.18.0.0/24"),
 	}
@@ -63,6 +122,7 @@ type ControlPlane struct {
 
 	mu      sync.Mutex // serialises changes
 	proxies map[string]*agent.Process
+	dns     map[string]*clusterdns.Server // by DNS pod key
 	// LastSync holds each node's reply to the most recent push.
 	lastSync map[string]agent.SyncReply
 }
@@ -83,14 +143,14 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
 	cp = &ControlPlane{cfg: cfg, run: run, cluster: cl, log: logw,
-		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}}
+		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, dns: map[string]*clusterdns.Server{}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, cp.Close())
 			cp = nil
 		}
 	}()
-	spec := topology.Spec{Run: run, Underlay: cfg.Underlay, ExternalIP: cfg.ExternalIP}
+	spec := topology.Spec{Run: run, Underlay: cfg.Underlay, ExternalIP: cfg.ExternalIP, ServiceCIDR: cfg.Sim.ServiceCIDR}
 	for _, n := range cfg.Sim.Nodes {
 		spec.Nodes = append(spec.Nodes, topology.NodeSpec{Name: n.Name, IP: n.IP, PodCIDR: n.PodCIDR})
 	}
@@ -101,6 +161,15 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	for _, n := range cfg.Sim.Nodes {
 		if err := cp.startProxy(ctx, n.Name); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.DNS {
+		objs, err := sim.Decode([]byte(dnsManifests), "cluster-dns-addon")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := cl.Apply(objs); err != nil {
+			return nil, fmt.Errorf("cluster DNS add-on: %w", err)
 		}
 	}
 	if err := cp.reconcile(ctx); err != nil {
@@ -222,8 +291,8 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 		}
 		// A pod that changed, or whose address a new pod takes, goes first.
 		if ok || takenIPs[have.IP] != "" {
-			if err := cp.topo.RemovePod(ctx, have.Name); err != nil {
-				return fmt.Errorf("remove pod %s: %w", have.Name, err)
+			if err := cp.removePod(ctx, have.Name); err != nil {
+				return err
 			}
 			continue
 		}
@@ -240,17 +309,38 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 		}
 		p := want[name]
 		spec := topology.PodSpec{Name: name, Node: p.Node, IP: p.IP, MAC: p.MAC, HostNetwork: p.HostNetwork, Ports: cp.podPorts(p)}
-		if _, err := cp.topo.AddPod(ctx, spec); err != nil {
+		pod, err := cp.topo.AddPod(ctx, spec)
+		if err != nil {
 			return fmt.Errorf("create pod %s on %s: %w", name, p.Node, err)
+		}
+		if isDNSPod(p) {
+			srv, err := clusterdns.Start(pod.NS, cp.cluster.DNS)
+			if err != nil {
+				return fmt.Errorf("start DNS server in %s: %w", name, err)
+			}
+			cp.dns[name] = srv
 		}
 	}
 	if err := cp.push(ctx); err != nil {
 		return err
 	}
 	for _, name := range gone {
-		if err := cp.topo.RemovePod(ctx, name); err != nil {
-			return fmt.Errorf("remove pod %s: %w", name, err)
+		if err := cp.removePod(ctx, name); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func (cp *ControlPlane) removePod(ctx context.Context, name string) error {
+	if srv := cp.dns[name]; srv != nil {
+		delete(cp.dns, name)
+		if err := srv.Close(); err != nil {
+			return fmt.Errorf("stop DNS server of %s: %w", name, err)
+		}
+	}
+	if err := cp.topo.RemovePod(ctx, name); err != nil {
+		return fmt.Errorf("remove pod %s: %w", name, err)
 	}
 	return nil
 }
@@ -282,6 +372,9 @@ func normPort(p topology.Port) topology.Port {
 // ports, plus every numeric targetPort of a Service selecting it, so that
 // manifests that omit containerPort (as the seed's do) still answer.
 func (cp *ControlPlane) podPorts(p sim.Pod) []topology.Port {
+	if isDNSPod(p) {
+		return nil // the DNS server owns port 53
+	}
 	seen := map[topology.Port]bool{}
 	var out []topology.Port
 	add := func(port int32, proto string) {
@@ -404,6 +497,12 @@ func (cp *ControlPlane) Close() error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	var errs []error
+	for name, srv := range cp.dns {
+		if err := srv.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop DNS server of %s: %w", name, err))
+		}
+		delete(cp.dns, name)
+	}
 	for node, p := range cp.proxies {
 		if err := p.Stop(15 * time.Second); err != nil {
 			errs = append(errs, err)
