@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/svcsim/svcsim/internal/daemon"
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/reexec"
 )
 
 func dial(cmd *cobra.Command) (*daemon.Client, error) {
@@ -258,29 +260,69 @@ exits with its status. TARGET is a pod name, a node name (node1) or "external"
 			if err != nil {
 				return err
 			}
-			name, err := c.Target(cmd.Context(), args[0], namespace)
+			t, err := c.Target(cmd.Context(), args[0], namespace)
 			if err != nil {
 				return err
 			}
-			return execIn(cmd.Context(), name, args[1], args[2:]...)
+			return execIn(cmd.Context(), t, args[1:])
 		},
 	}
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "the pod's namespace (default \"default\")")
 	return cmd
 }
 
-// execIn runs a command inside the named network namespace with this
-// process's stdio.
-func execIn(ctx context.Context, nsName, name string, args ...string) error {
-	ns, err := netns.Get(nsName)
+// execIn runs argv inside the target's network namespace with this process's
+// stdio. For pods it goes through the svcsim-exec entry point, which gives
+// the command the pod's resolv.conf in a private mount namespace (as `ip
+// netns exec` does with /etc/netns) and the pod's environment.
+func execIn(ctx context.Context, t daemon.Target, argv []string) error {
+	ns, err := netns.Get(t.Netns)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	c := exec.CommandContext(ctx, name, args...)
+	var c *exec.Cmd
+	if t.ResolvConf != "" {
+		if c, err = reexec.Command("svcsim-exec", append([]string{t.ResolvConf}, argv...)...); err != nil {
+			return err
+		}
+		c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	} else {
+		c = exec.CommandContext(ctx, argv[0], argv[1:]...)
+		c.Env = os.Environ()
+	}
+	c.Env = append(c.Env, t.Env...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return runStatus(ns.Do(c.Run))
 }
+
+// execEntry runs in a fresh mount namespace: it bind-mounts the pod's
+// resolv.conf over /etc/resolv.conf (privately, so the host never sees it)
+// and replaces itself with the command.
+func execEntry() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "svcsim-exec: want RESOLV_CONF COMMAND [ARGS...]")
+		os.Exit(2)
+	}
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SLAVE, ""); err != nil {
+		fmt.Fprintln(os.Stderr, "svcsim-exec: make mounts private:", err)
+		os.Exit(126)
+	}
+	if err := syscall.Mount(os.Args[1], "/etc/resolv.conf", "", syscall.MS_BIND, ""); err != nil {
+		fmt.Fprintln(os.Stderr, "svcsim-exec: bind resolv.conf:", err)
+		os.Exit(126)
+	}
+	path, err := exec.LookPath(os.Args[2])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "svcsim-exec:", err)
+		os.Exit(127)
+	}
+	err = syscall.Exec(path, os.Args[2:], os.Environ())
+	fmt.Fprintln(os.Stderr, "svcsim-exec:", err)
+	os.Exit(126)
+}
+
+func init() { reexec.Register("svcsim-exec", execEntry) }
 
 func newDump() *cobra.Command {
 	return &cobra.Command{

@@ -123,9 +123,14 @@ func (c *Client) Get(ctx context.Context, q url.Values) (string, error) {
 	return c.call(ctx, http.MethodGet, "/v1/get", q, nil)
 }
 
-// Target resolves an exec target to its network namespace's name.
-func (c *Client) Target(ctx context.Context, name, namespace string) (string, error) {
-	return c.call(ctx, http.MethodGet, "/v1/target", url.Values{"name": {name}, "namespace": {namespace}}, nil)
+// Target resolves an exec target.
+func (c *Client) Target(ctx context.Context, name, namespace string) (Target, error) {
+	var t Target
+	out, err := c.call(ctx, http.MethodGet, "/v1/target", url.Values{"name": {name}, "namespace": {namespace}}, nil)
+	if err != nil {
+		return t, err
+	}
+	return t, json.Unmarshal([]byte(out), &t)
 }
 
 // Dump returns a node's kernel state.

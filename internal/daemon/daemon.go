@@ -202,12 +202,13 @@ func (s *server) routes() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /v1/target", func(w http.ResponseWriter, r *http.Request) {
-		ns, err := s.target(r.URL.Query().Get("name"), r.URL.Query().Get("namespace"))
+		t, err := s.target(r.URL.Query().Get("name"), r.URL.Query().Get("namespace"))
 		if err != nil {
 			fail(w, http.StatusNotFound, err)
 			return
 		}
-		_, _ = io.WriteString(w, ns)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(t)
 	})
 	mux.HandleFunc("GET /v1/dump", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.cp.Dump(r.Context(), r.URL.Query().Get("node"))
@@ -224,23 +225,49 @@ func (s *server) routes() http.Handler {
 	return mux
 }
 
-// target resolves an exec target to a namespace name: "external", a node
-// name, or a pod name (in namespace, default "default").
-func (s *server) target(name, namespace string) (string, error) {
+// Target is where `svcsim exec` runs a command.
+type Target struct {
+	// Netns is the network namespace's name under /run/netns.
+	Netns string `json:"netns"`
+	// Env is the pod's environment (the kubelet's Service variables).
+	Env []string `json:"env,omitempty"`
+	// ResolvConf is a resolv.conf pointing at the cluster DNS, bind-mounted
+	// over /etc/resolv.conf for the command (pods only; dnsPolicy ClusterFirst).
+	ResolvConf string `json:"resolvConf,omitempty"`
+}
+
+// target resolves an exec target: "external", a node name, or a pod name
+// (in namespace, default "default").
+func (s *server) target(name, namespace string) (Target, error) {
 	topo := s.cp.Topology()
 	if name == "external" {
-		return topo.External().Name(), nil
+		return Target{Netns: topo.External().Name()}, nil
 	}
 	if n := topo.Node(name); n != nil {
-		return n.NS.Name(), nil
+		return Target{Netns: n.NS.Name()}, nil
 	}
 	if namespace == "" {
 		namespace = "default"
 	}
-	if p := topo.Pod(namespace + "/" + name); p != nil {
-		return p.NS.Name(), nil
+	p := topo.Pod(namespace + "/" + name)
+	if p == nil {
+		return Target{}, fmt.Errorf("no pod, node or \"external\" named %q (namespace %q)", name, namespace)
 	}
-	return "", fmt.Errorf("no pod, node or \"external\" named %q (namespace %q)", name, namespace)
+	t := Target{Netns: p.NS.Name()}
+	for _, e := range s.cp.Cluster().PodEnv(namespace, name) {
+		t.Env = append(t.Env, e.Name+"="+e.Value)
+	}
+	if !p.HostNetwork {
+		domain := s.cp.Cluster().Config().DNSDomain
+		conf := fmt.Sprintf("nameserver %s\nsearch %s.svc.%s svc.%s %s\noptions ndots:5\n",
+			controlplane.DNSServiceIP, namespace, domain, domain, domain)
+		path := s.cp.Run().Path("resolv-" + namespace + ".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return Target{}, err
+		}
+		t.ResolvConf = path
+	}
+	return t, nil
 }
 
 // ApplyRequest names manifests to apply: files or directories on this
