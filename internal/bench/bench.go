@@ -48,18 +48,26 @@ import (
 	"github.com/svcsim/svcsim/topology"
 )
 
-// Metric names (report.Metric* and the floors report pairs by datapath).
+// Metric names: report.Metric*, and report.FloorPrefix / RPSPrefix for the
+// floors (drawn dashed on the charts their FloorFor names) and throughputs.
 const (
-	MetricFullSync          = "full-sync"
-	MetricEndpointChange    = "endpoint-change"
-	MetricFloorRestore      = "floor-restore"
-	MetricFloorNft          = "floor-nft"
-	MetricFloorIPVS         = "floor-ipvs"
-	MetricFirstPacket       = "first-packet"
-	MetricFirstPacketDirect = "first-packet-direct"
-	MetricConvergence       = "convergence"
-	MetricRPSKeepAlive      = "rps-keepalive"
-	MetricRPSNewConn        = "rps-new-conn"
+	MetricFullSync       = "full-sync"
+	MetricEndpointChange = "endpoint-change"
+	MetricFloorRestore   = "floor-restore"
+	MetricFloorNft       = "floor-nft"
+	MetricFloorIPVS      = "floor-ipvs"
+	MetricFirstPacket    = "first-packet"
+	MetricConvergence    = "convergence"
+	// MetricFullResync is one endpoint change applied by a forced full
+	// resync with N present (iptables and nftables: what the partial path
+	// saves); the "partial vs full" target compares it to
+	// endpoint-change.
+	MetricFullResync = "full-resync"
+	// MetricFloorDirect is connect() straight to the pod IP, measured beside
+	// first-packet: the floor of its chart (Bench.FloorFor).
+	MetricFloorDirect  = "floor-direct"
+	MetricRPSKeepAlive = "rps-keepalive"
+	MetricRPSNewConn   = "rps-new-conn"
 )
 
 // Config says what to measure.
@@ -144,6 +152,8 @@ func (c Config) validate() error {
 
 // Summary is what one Run measured, for printing.
 type Summary struct {
+	// Run is the run ID prefixing every namespace the run made.
+	Run     string
 	Env     results.Env
 	Load    string
 	Benches []results.Bench
@@ -222,6 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, fmt.Errorf("new run: %w", err)
 	}
 	r.run = run
+	r.sum.Run = run.ID
 	if r.tmp, err = os.MkdirTemp(run.Dir, "bench"); err != nil {
 		_ = run.Remove()
 		return nil, fmt.Errorf("temp dir: %w", err)
@@ -318,19 +329,21 @@ func (r *runner) datapath(ctx context.Context, dp string) {
 	}
 	r.logf("bench: %s done in %s", dp, time.Since(start).Round(time.Millisecond))
 	floor, floorFor := FloorMetric(dp)
-	for _, m := range []string{MetricFullSync, MetricEndpointChange, floor, MetricFirstPacket, MetricFirstPacketDirect,
-		MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn} {
+	for _, m := range []string{MetricFullSync, MetricEndpointChange, MetricFullResync, floor, MetricFirstPacket,
+		MetricFloorDirect, MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn} {
 		pts := s[m]
 		if m == "" || len(pts) == 0 {
 			continue
 		}
 		b := results.Bench{Datapath: dp, Metric: m, Unit: "ms", XLabel: "Services", Env: r.env, Points: pts,
 			Note: r.note(dp, m)}
-		if strings.HasPrefix(m, "rps-") {
+		switch m {
+		case MetricRPSKeepAlive, MetricRPSNewConn:
 			b.Unit = "req/s"
-		}
-		if m == floor {
+		case floor:
 			b.FloorFor = floorFor
+		case MetricFloorDirect:
+			b.FloorFor = []string{MetricFirstPacket}
 		}
 		r.sum.Benches = append(r.sum.Benches, b)
 	}
@@ -344,17 +357,19 @@ func (r *runner) note(dp, m string) string {
 	case MetricFullSync:
 		return fmt.Sprintf("first Sync of N services x %d endpoints in a fresh namespace, until Sync returns; Extra: the mode's own sync figures, rule counts, host-wide Slab delta (KiB, noisy), ratio to the floor%s", e, load)
 	case MetricEndpointChange:
-		return "one endpoint added to / removed from the last service with N present, until Sync returns (the mode's partial or incremental path); Extra: add and remove medians, full-sync/change ratio" + load
+		return "one endpoint added to / removed from the last service with N present, until Sync returns (the mode's partial or incremental path); Extra: add and remove medians, full-sync/change and full-resync/change ratios" + load
+	case MetricFullResync:
+		return "the same one endpoint change with N present, but with the mode told to resync everything (iptables: ForceFullSync, iptables-save + a complete restore; nftables: RequestFullSync)" + load
 	case MetricFloorRestore:
-		return "raw " + strings.Replace(dp, "/", "-", 1) + "-restore --noflush of the exact text the mode restored in its full sync, into a fresh namespace" + load
+		return "raw " + strings.Replace(dp, "/", "-", 1) + "-restore --noflush of the exact text the mode restored in its full sync, into a fresh namespace (the mode's full sync also runs iptables-save and builds the text)" + load
 	case MetricFloorNft:
 		return "raw nft -f of the mode's table (nft list table ip kube-proxy after the full sync), into a fresh namespace" + load
 	case MetricFloorIPVS:
-		return "one raw moby/ipvs AddDestination (netlink) with the N services present; Extra: AddService" + load
+		return "one raw moby/ipvs AddDestination (one netlink request) with the N services present; Extra: AddService" + load
 	case MetricFirstPacket:
-		return "connect() time from a pod to the VIP of the last service (last in iptables chain order) with N present; Extra: direct connect() to the pod IP in the same run" + load
-	case MetricFirstPacketDirect:
-		return "connect() time from the same pod to the backend pod IP directly (no Service), measured beside first-packet" + load
+		return "connect() time (SYN to SYN-ACK, the only packet that walks the NAT rules) from a pod to the VIP of the last service (last in iptables chain order) with N present, node-local backend; Extra: direct connect() to the pod IP in the same run" + load
+	case MetricFloorDirect:
+		return "connect() time from the same pod to the backend pod IP directly (no Service; the datapath's rules are still installed and still walked by iptables' nat chains), measured beside first-packet" + load
 	case MetricConvergence:
 		return "from handing the state with the target's endpoint replaced to Sync, until the first new connection is answered by the new pod" + load
 	case MetricRPSKeepAlive, MetricRPSNewConn:
@@ -368,7 +383,8 @@ func (r *runner) newNS(role string) (*netns.NS, error) {
 	return netns.New(topology.NSName(r.run.ID, fmt.Sprintf("%s-%d", role, r.seq.Add(1))))
 }
 
-// rules measures full sync, endpoint changes, counts and the floor at n.
+// rules measures full sync, endpoint changes, a forced full resync, counts
+// and the floor at n.
 func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 	st, err := Synthetic(n, r.cfg.Endpoints)
 	if err != nil {
@@ -376,7 +392,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 	}
 	tgt := Target(st)
 	withExtra := WithTargetEndpoints(st, append(slices.Clone(tgt.Endpoints), extraEndpoint(n, r.cfg.Endpoints))...)
-	var full, adds, removes, slab, floor, floorSvc []float64
+	var full, adds, removes, resyncs, slab, floor, floorSvc []float64
 	var fullExtra, changeExtra, counts map[string]float64
 	for rep := range r.cfg.Reps {
 		ns, err := r.newNS("bench")
@@ -391,9 +407,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 				return err
 			}
 			defer func() {
-				cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if cerr := in.p.Cleanup(cctx); cerr != nil {
+				if cerr := in.close(); cerr != nil {
 					r.fail(dp, "cleanup", cerr)
 				}
 			}()
@@ -433,13 +447,26 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 				}
 				removes = append(removes, ms(time.Since(t0)))
 			}
+			if in.requestFull() {
+				t0 := time.Now()
+				if err := in.p.Sync(ctx, withExtra); err != nil {
+					return fmt.Errorf("endpoint add with a full resync: %w", err)
+				}
+				resyncs = append(resyncs, ms(time.Since(t0)))
+				if err := in.p.Sync(ctx, st); err != nil {
+					return fmt.Errorf("endpoint remove after a full resync: %w", err)
+				}
+			}
+			if dp == "ipvs" {
+				// The raw call runs with the N services still present.
+				svc, dst, err := floorIPVSSamples(ns, r.cfg.IPVSFloorReps)
+				if err != nil {
+					return err
+				}
+				floor, floorSvc = append(floor, dst...), append(floorSvc, svc...)
+			}
 			return nil
 		})
-		if err == nil && dp == "ipvs" {
-			var svc, dst []float64
-			svc, dst, err = floorIPVSSamples(ns, r.cfg.IPVSFloorReps)
-			floor, floorSvc = append(floor, dst...), append(floorSvc, svc...)
-		}
 		if derr := ns.Delete(); derr != nil {
 			err = errors.Join(err, derr)
 		}
@@ -461,6 +488,13 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 		"add_median_ms": stats.Summarize(adds).Median, "remove_median_ms": stats.Summarize(removes).Median}))
 	if cp.Median > 0 {
 		cp.Extra["full_over_change"] = fp.Median / cp.Median
+	}
+	if len(resyncs) > 0 {
+		rp := point(n, resyncs, false, nil)
+		if cp.Median > 0 {
+			cp.Extra["full_resync_over_change"] = rp.Median / cp.Median
+		}
+		s.add(MetricFullResync, rp)
 	}
 	if fm, _ := FloorMetric(dp); fm != "" && len(floor) > 0 {
 		flp := point(n, floor, false, nil)
@@ -579,9 +613,7 @@ func (r *runner) traffic(ctx context.Context, dp string, s series) error {
 		return err
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := node.Do(func() error { return in.p.Cleanup(cctx) }); err != nil {
+		if err := node.Do(in.close); err != nil {
 			r.fail(dp, "cleanup on node1", err)
 		}
 	}()
@@ -620,7 +652,7 @@ func (r *runner) traffic(ctx context.Context, dp string, s series) error {
 				fp.Extra["ratio_to_direct"] = fp.Median / dsum.Median
 			}
 			s.add(MetricFirstPacket, fp)
-			s.add(MetricFirstPacketDirect, point(n, viaPod, true, nil))
+			s.add(MetricFloorDirect, point(n, viaPod, true, nil))
 		}
 
 		var conv, tries []float64

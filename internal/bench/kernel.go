@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -123,6 +125,33 @@ func newInstance(dp string) (*instance, error) {
 		return nil, err
 	}
 	return &instance{dp: dp, p: p}, nil
+}
+
+// requestFull makes the next Sync a full resync, if the mode has partial
+// syncs; it reports whether it did.
+func (in *instance) requestFull() bool {
+	switch p := in.p.(type) {
+	case *iptables.Proxier:
+		p.ForceFullSync()
+	case *nftables.Proxier:
+		p.RequestFullSync()
+	default:
+		return false
+	}
+	return true
+}
+
+// close removes what the mode programmed and releases its handles (the
+// IPVS mode's reaper goroutine and netlink sockets); call it inside the
+// namespace's Do.
+func (in *instance) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := in.p.Cleanup(ctx)
+	if c, ok := in.p.(io.Closer); ok {
+		err = errors.Join(err, c.Close())
+	}
+	return err
 }
 
 // syncExtra returns the mode's own figures of its last sync, for Point.Extra.

@@ -15,7 +15,7 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "lane %s, kernel %s, %s x%d, load average at start %s\n",
 		s.Env.Lane, s.Env.Kernel, s.Env.CPU, s.Env.CPUs, s.Load)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "datapath\tN\tfull sync ms\tchange ms\tfull/change\tfloor ms\tvs floor\tfirst-pkt p50 ms\tp99 ms\tdirect p50 ms\tconverge ms\trps keepalive\trps new-conn\t")
+	fmt.Fprintln(tw, "datapath\tN\tfull sync ms\tchange ms\tresync ms\tresync/change\tfloor ms\tvs floor\tfirst-pkt p50 ms\tp99 ms\tdirect p50 ms\tconverge ms\trps keepalive\trps new-conn\t")
 	dps := map[string]bool{}
 	var order []string
 	for _, b := range s.Benches {
@@ -58,9 +58,9 @@ func (s *Summary) WriteTable(w io.Writer) error {
 			if floor != "" {
 				floorCell = cell(floor, med)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", dp, n,
-				cell(MetricFullSync, med), cell(MetricEndpointChange, med),
-				cell(MetricEndpointChange, func(pt pointView) string { return ratioCell(pt.extra["full_over_change"]) }),
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", dp, n,
+				cell(MetricFullSync, med), cell(MetricEndpointChange, med), cell(MetricFullResync, med),
+				cell(MetricEndpointChange, func(pt pointView) string { return ratioCell(pt.extra["full_resync_over_change"]) }),
 				floorCell, ratio,
 				cell(MetricFirstPacket, med), cell(MetricFirstPacket, func(pt pointView) string { return num(pt.p99) }),
 				cell(MetricFirstPacket, func(pt pointView) string { return num(pt.extra["direct_median_ms"]) }),
@@ -70,8 +70,13 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for dp, why := range s.Skipped {
-		fmt.Fprintf(w, "skipped %s: %s\n", dp, why)
+	skipped := make([]string, 0, len(s.Skipped))
+	for dp := range s.Skipped {
+		skipped = append(skipped, dp)
+	}
+	sort.Strings(skipped)
+	for _, dp := range skipped {
+		fmt.Fprintf(w, "skipped %s: %s\n", dp, s.Skipped[dp])
 	}
 	if len(s.Errors) > 0 {
 		fmt.Fprintf(w, "errors:\n  %s\n", strings.Join(s.Errors, "\n  "))
