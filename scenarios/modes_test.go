@@ -1,0 +1,163 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcsim/svcsim/report/results"
+	"github.com/svcsim/svcsim/scenarios/harness"
+)
+
+// TestBackendFailure: one backend's process dies while its pod is still
+// listed as an endpoint. The userspace proxy, which makes its own
+// connections, skips a backend that refuses and no client request fails;
+// the kernel NAT datapaths hand the client's connection to the dead backend,
+// so some requests fail until the endpoint is removed (the pod marked not
+// ready), after which none do. Both are real properties of the modes.
+func TestBackendFailure(t *testing.T) {
+	sc := harness.Scenario{Name: "backend-failure", Title: "A backend dies: who notices?", Group: results.GroupProxyModes}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(3, "")}}, func(h *harness.H) {
+		c := client(h, "client")
+		vip := clusterIP(h, "getip-service")
+		var victim string
+		for ip, name := range podIPs(h, "getip-deployment-") {
+			_ = ip
+			victim = name
+			break
+		}
+		pod := h.CP.Topology().Pod("default/" + victim)
+		if err := pod.StopServers(); err != nil {
+			h.Fatalf("stop %s's servers: %v", victim, err)
+		}
+		const n = 150
+		failed, served := 0, map[string]int{}
+		for i := 0; i < n; i++ {
+			ctx, cancel := context.WithTimeout(h.Ctx, 3*time.Second)
+			in, _, err := c.GetInfo(ctx, vip)
+			cancel()
+			if err != nil {
+				failed++
+				continue
+			}
+			served[in.IP()]++
+		}
+		h.Figure("failed requests with a dead endpoint listed", float64(failed), fmt.Sprintf("of %d", n))
+		h.Check(served[pod.IP.String()] == 0, "the dead backend answers nothing", "%v", served)
+		if h.Mode == "userspace" {
+			h.Check(failed == 0, "userspace proxy retries another backend", "%d of %d requests failed; answers %v", failed, n, served)
+		} else {
+			// A uniform choice over 3 endpoints sends about n/3 to the dead
+			// one; P(no failure in 150) = (2/3)^150 < 1e-26 for the random
+			// datapaths, and round-robin IPVS hits it every third request.
+			h.Check(failed > 0, "kernel datapath sends clients to the dead backend", "%d of %d requests failed (connection refused): the kernel does not know the process died", failed, n)
+		}
+		// Readiness removes it from the endpoints: nobody fails any more.
+		if err := h.CP.SetPodReady(h.Ctx, "default", victim, false); err != nil {
+			h.Fatalf("mark %s not ready: %v", victim, err)
+		}
+		counts, _, err := c.Tally(h.Ctx, vip, 100)
+		h.Check(err == nil && counts[pod.IP.String()] == 0 && len(counts) == 2, "after readiness removes it, no request fails", "100 requests: %v %v", counts, err)
+	})
+}
+
+// TestProxyCleanup: a node proxy's Cleanup (what it runs when it stops)
+// leaves nothing of the mode in the node: no KUBE-* chains in either iptables
+// backend, no kube-proxy nftables table, no IPVS virtual server or
+// kube-ipvs0, no listening socket.
+func TestProxyCleanup(t *testing.T) {
+	sc := harness.Scenario{Name: "proxy-cleanup", Title: "Stopping a proxy leaves no rule, set or listener", Group: results.GroupIsolation}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(2, "  type: NodePort\n  sessionAffinity: ClientIP\n")}}, func(h *harness.H) {
+		node := h.CP.Topology().Node("node1")
+		nodeClient := harness.NewClient("node1", node.NS)
+		// Programmed: the mode's state is visible with the real tools.
+		dump, err := h.CP.Dump(h.Ctx, "node1")
+		h.Check(err == nil && dump != "", "programmed state visible", "%d bytes of %s state", len(dump), h.Mode)
+		if h.Mode == "nftables" {
+			out, err := nodeClient.Exec(h.Ctx, "nft", "list", "tables")
+			h.Check(err == nil && strings.TrimSpace(out) == "table ip kube-proxy", "nft list tables shows only kube-proxy", "%q", out)
+			rs, _ := nodeClient.Exec(h.Ctx, "nft", "list", "ruleset")
+			h.Result.KernelState = excerptLines(rs, 80)
+		}
+		if err := h.CP.Proxy("node1").Cleanup(h.Ctx); err != nil {
+			h.Fatalf("cleanup: %v", err)
+		}
+		checks := [][]string{
+			{"iptables-legacy-save"}, {"iptables-nft-save"}, {"nft", "list", "ruleset"},
+			{"ipset", "list", "-n"}, {"ip", "-o", "link", "show"}, {"ss", "-Hltun"},
+		}
+		if h.Mode == "ipvs" {
+			checks = append(checks, []string{"ipvsadm", "-Ln"})
+		}
+		for _, argv := range checks {
+			out, err := nodeClient.Exec(h.Ctx, argv[0], argv[1:]...)
+			if err != nil {
+				h.Fatalf("%s in node1: %v", strings.Join(argv, " "), err)
+			}
+			var bad []string
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "KUBE-") || strings.Contains(line, "kube-proxy") || strings.Contains(line, "kube-ipvs0") ||
+					(argv[0] == "ss" && strings.TrimSpace(line) != "") ||
+					(argv[0] == "ipvsadm" && (strings.HasPrefix(line, "TCP") || strings.HasPrefix(line, "UDP"))) {
+					bad = append(bad, strings.TrimSpace(line))
+				}
+			}
+			h.Check(len(bad) == 0, strings.Join(argv, " ")+" clean", "%d leftover lines %v", len(bad), bad)
+		}
+	})
+}
+
+func excerptLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "...")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestIPVSKernelState: IPVS only. `ipvsadm -Ln` inside a node shows one
+// virtual server per ClusterIP:port and per node address:NodePort with the
+// pods as masqueraded real servers; with the sh scheduler every request of a
+// client lands on one backend.
+func TestIPVSKernelState(t *testing.T) {
+	for _, dp := range harness.Datapaths() {
+		if dp.Mode != "ipvs" {
+			continue
+		}
+		t.Run("rr", func(t *testing.T) {
+			sc := harness.Scenario{Name: "ipvs-kernel-state", Title: "IPVS: ipvsadm shows the virtual and real servers", Group: results.GroupProxyModes}
+			harness.RunOne(t, sc, dp, harness.Options{Manifests: []string{getipApp(2, "  type: NodePort\n")}}, func(h *harness.H) {
+				node := h.CP.Topology().Node("node1")
+				out, err := harness.NewClient("node1", node.NS).Exec(h.Ctx, "ipvsadm", "-Ln")
+				if err != nil {
+					h.Fatalf("ipvsadm: %v", err)
+				}
+				h.Result.KernelState = out
+				vip := clusterIP(h, "getip-service")
+				var np int32
+				for _, s := range h.CP.Cluster().Services() {
+					if s.Name == "getip-service" {
+						np = s.Spec.Ports[0].NodePort
+					}
+				}
+				h.Check(strings.Contains(out, "TCP  "+vip+" rr"), "virtual server for the ClusterIP", "%s rr in ipvsadm -Ln", vip)
+				h.Check(strings.Contains(out, fmt.Sprintf("TCP  %s:%d rr", node.IP, np)), "virtual server for the NodePort", "%s:%d", node.IP, np)
+				for ip := range podIPs(h, "getip-deployment-") {
+					h.Check(strings.Contains(out, "-> "+ip+":80") && strings.Contains(out, "Masq"), "real server "+ip, "masqueraded real server %s:80", ip)
+				}
+			})
+		})
+		t.Run("sh", func(t *testing.T) {
+			sc := harness.Scenario{Name: "ipvs-scheduler-sh", Title: "IPVS sh: one backend per client", Group: results.GroupProxyModes}
+			harness.RunOne(t, sc, dp, harness.Options{Scheduler: "sh", Manifests: []string{getipApp(3, "")}}, func(h *harness.H) {
+				counts, _, err := client(h, "client").Tally(h.Ctx, clusterIP(h, "getip-service"), 60)
+				if err != nil {
+					h.Fatalf("traffic: %v", err)
+				}
+				h.Check(len(counts) == 1, "source hashing pins the client", "60 requests: %v", counts)
+			})
+		})
+	}
+}
