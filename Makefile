@@ -15,7 +15,7 @@ KERNEL     ?= 6.1
 VM_MODES   ?=
 HOST_IPVS  := $(shell test -e /proc/net/ip_vs || modprobe ip_vs 2>/dev/null; test -e /proc/net/ip_vs && echo yes)
 
-.PHONY: all build deps test unit scenarios demo report clean down vet fmt-check vm-build vm-test lane
+.PHONY: all build deps test unit scenarios demo report clean down vet fmt-check vm-build vm-test clean-results
 
 all: build
 
@@ -49,7 +49,7 @@ scenarios: build
 
 # test is the README's test command: everything, as root. Datapaths the host
 # kernel lacks (IPVS) run in the kernel lane.
-test: deps fmt-check vet
+test: deps fmt-check vet clean-results
 	$(GO) test -count=1 -timeout 45m ./...
 ifneq ($(HOST_IPVS),yes)
 	$(MAKE) --no-print-directory vm-test VM_MODES=ipvs
@@ -72,8 +72,7 @@ vm-test: vm-build
 # working, run every scenario on every datapath (IPVS in the kernel lane when
 # the host lacks it) and the quick benchmark, then write the HTML report. The
 # report is written even when a scenario fails; the exit status says so.
-demo: deps build
-	@mkdir -p $(RESULTS)
+demo: deps build clean-results
 	@echo "== the seed's cluster, on the iptables datapath"
 	set -e; trap '$(BIN) down' EXIT; \
 	$(BIN) up -f sim/testdata/seed; \
@@ -97,6 +96,11 @@ report: build
 # down removes a running simulation and the leftovers of killed runs.
 down: build
 	$(BIN) down
+
+# clean-results empties the results directory so a report shows one run.
+clean-results:
+	@mkdir -p $(RESULTS)
+	rm -f $(RESULTS)/scenario-*.json $(RESULTS)/bench-*.json $(RESULTS)/env-*.json $(RESULTS)/*.png
 
 clean:
 	rm -rf bin $(RESULTS)
