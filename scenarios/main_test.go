@@ -10,15 +10,21 @@
 package scenarios
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/svcsim/svcsim/internal/hostinfo"
 	"github.com/svcsim/svcsim/internal/reexec"
+	"github.com/svcsim/svcsim/internal/rundir"
 	_ "github.com/svcsim/svcsim/modes/agent" // the node proxy entry point
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
+	"github.com/svcsim/svcsim/topology"
 	"github.com/svcsim/svcsim/topology/hostcheck"
 )
 
@@ -38,6 +44,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "write env: %v\n", err)
 		os.Exit(1)
 	}
+	go removeRunsOnSignal()
 	code := m.Run()
 	after, err := hostcheck.Snapshot()
 	if err != nil {
@@ -49,4 +56,25 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+// removeRunsOnSignal makes Ctrl-C (or a CI timeout's SIGTERM) leave nothing
+// behind: t.Cleanup never runs for a killed test binary, so on a signal the
+// runs this process owns are removed before it exits.
+func removeRunsOnSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	s := <-sig
+	fmt.Fprintf(os.Stderr, "\n%v: removing this test run's clusters\n", s)
+	runs, _ := rundir.List()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, r := range runs {
+		if o, err := r.Owner(); err == nil && o.PID == os.Getpid() {
+			if _, err := topology.RemoveRun(ctx, r.ID); err != nil {
+				fmt.Fprintf(os.Stderr, "remove run %s: %v\n", r.ID, err)
+			}
+		}
+	}
+	os.Exit(130)
 }

@@ -171,7 +171,10 @@ func startDaemon(ctx context.Context, cf clusterFlags, out io.Writer) (string, e
 			fmt.Fprint(out, string(b[printed:]))
 			return "", fmt.Errorf("the simulation failed to start (%v); log: %s", werr, logf.Name())
 		case <-ctx.Done():
-			return "", ctx.Err()
+			// Interrupted: the daemon tears down what it built, and exits.
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+			return "", fmt.Errorf("interrupted; the simulation was stopped: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -4,10 +4,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +23,12 @@ func main() {
 		return
 	}
 	root := newRoot()
-	if err := root.Execute(); err != nil {
+	// Ctrl-C cancels the verb's context: `up` then stops the half-started
+	// simulation, `exec` ends its command.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root.ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/svcsim/svcsim/internal/bench"
+	"github.com/svcsim/svcsim/internal/vmtest"
+	"github.com/svcsim/svcsim/report/results"
+)
+
+// A static svcsim binary can be the kernel lane's /init (vmtest.Config.InitBin
+// defaults to the running executable): it must then act as the guest's init
+// before anything else runs.
+func init() {
+	if vmtest.IsGuest() {
+		vmtest.GuestMain() // never returns
+	}
+}
+
+// benchOpts are the flags of svcsim bench.
+type benchOpts struct {
+	quick, noVM, noTraffic bool
+	datapaths              []string
+	services               []int
+	endpoints, reps        int
+	out, kernel            string
+	vmTimeout              time.Duration
+}
+
+func newBench() *cobra.Command {
+	var o benchOpts
+	cmd := &cobra.Command{
+		Use:   "bench [--quick] [--datapaths DP,...] [--services N,...] [--endpoints E] [--reps R] [-o DIR] [--no-vm]",
+		Short: "Measure rule-update cost, first-packet latency, convergence and throughput per datapath",
+		Long: `svcsim bench programs N synthetic Services of E endpoints into private network
+namespaces with every datapath this machine offers (userspace, iptables/legacy,
+iptables/nft, ipvs, nftables) and measures, in one run so that ratios are
+meaningful:
+
+  full-sync        the first Sync of N services (Extra: rule/object counts, the
+                   host-wide Slab delta, ratio to the floor)
+  endpoint-change  one endpoint added to / removed from the last service with N present
+  full-resync      the same change with a forced full resync (iptables, nftables)
+  floor-*          the raw tool alone on the same input: iptables-*-restore of the
+                   mode's text, nft -f of its table, one netlink IPVS call
+  first-packet     connect() to the VIP of the service last in chain order vs to the
+                   pod directly (floor-direct), percentiles
+  convergence      endpoint change until the first request answered by the new pod
+  rps-keepalive, rps-new-conn   requests/s through the VIP vs directly (bounded)
+
+Results are JSON files (package report/results) in -o (default
+$SVCSIM_RESULTS_DIR, else results/ at the repository root); ` + "`svcsim report`" + ` renders them.
+A short table is printed at the end. Nothing is asserted: the scenario
+TestRuleUpdateScaling asserts the robust relative facts.
+
+When the host kernel lacks IP_VS, the ipvs datapath runs in the qemu kernel lane
+(internal/vmtest, Debian kernel --vm-kernel): this binary is run again inside the
+guest with --datapaths ipvs --no-vm, the results directory shared read-write.
+The guest's /init must be a static binary: this one if built with CGO_ENABLED=0,
+else a static vmtest next to it or on PATH (CGO_ENABLED=0 go build -o bin/vmtest
+./cmd/vmtest). The guest runs about 15x slower than the host for CPU-bound work
+(TCG): its absolute figures are only comparable with each other.
+
+Durations on a 2-core machine (AMD EPYC, shared):
+  --quick           N=100,1000, 3 reps: about 1 minute on the host, plus about
+                    1 minute for ipvs in the kernel lane
+  default (full)    N=100,1000,5000,10000, 5 reps: about 10 minutes on the host,
+                    plus about 10 minutes for ipvs in the kernel lane
+  --services 30000  the largest sweep: plan for well over an hour (iptables/nft
+                    full syncs of 30,000 services take tens of seconds each)`,
+		Example: `  sudo svcsim bench --quick
+  sudo svcsim bench --datapaths iptables/legacy,nftables --services 100,1000,10000 --reps 3
+  sudo svcsim bench -o /tmp/results && svcsim report -i /tmp/results -o /tmp/report.html`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot("bench"); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBench(ctx, cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.quick, "quick", false, "CI sweep: N=100,1000, fewer repetitions and samples (under 2 minutes)")
+	f.StringSliceVar(&o.datapaths, "datapaths", nil, "datapaths to measure (default: "+strings.Join(bench.Datapaths, ",")+")")
+	f.IntSliceVar(&o.services, "services", nil, fmt.Sprintf("service counts N (default 100,1000,5000,10000; --quick 100,1000; at most %d)", bench.MaxServices))
+	f.IntVar(&o.endpoints, "endpoints", 2, "endpoints per service E")
+	f.IntVar(&o.reps, "reps", 0, "fresh-namespace repetitions per N (default 5; --quick 3)")
+	f.StringVarP(&o.out, "output", "o", "", "results directory (default $SVCSIM_RESULTS_DIR, else <repo>/results)")
+	f.BoolVar(&o.noVM, "no-vm", false, "never use the kernel lane: skip ipvs when the host lacks IP_VS")
+	f.BoolVar(&o.noTraffic, "no-traffic", false, "rule updates only: no first-packet, convergence or throughput")
+	f.StringVar(&o.kernel, "vm-kernel", "6.1", "kernel of the kernel lane (see vmtest --kernel)")
+	f.DurationVar(&o.vmTimeout, "vm-timeout", 0, "bound on the kernel-lane run (default 10m with --quick, else 2h)")
+	return cmd
+}
+
+// config turns the flags into a bench.Config.
+func (o benchOpts) config() bench.Config {
+	c := bench.Full()
+	if o.quick {
+		c = bench.Quick()
+	}
+	if len(o.datapaths) > 0 {
+		c.Datapaths = o.datapaths
+	}
+	if len(o.services) > 0 {
+		c.Services = o.services
+	}
+	c.Endpoints = o.endpoints
+	if o.reps > 0 {
+		c.Reps = o.reps
+	}
+	c.Traffic = !o.noTraffic
+	if o.quick && strings.HasPrefix(c.Lane, "vm:") {
+		// The guest runs under TCG: fewer samples keep --quick quick.
+		c.Conns, c.RPSTime, c.RPSReps, c.ConvergeReps = 100, 300*time.Millisecond, 1, 2
+	}
+	return c
+}
+
+func runBench(ctx context.Context, cmd *cobra.Command, o benchOpts) error {
+	out, err := benchResultsDir(o.out)
+	if err != nil {
+		return err
+	}
+	cfg := o.config()
+	cfg.ResultsDir, cfg.Log = out, cmd.ErrOrStderr()
+	vm := !o.noVM && slices.Contains(cfg.Datapaths, "ipvs") && !bench.HostHasIPVS()
+	if vm {
+		cfg.Datapaths = slices.DeleteFunc(slices.Clone(cfg.Datapaths), func(d string) bool { return d == "ipvs" })
+	}
+	start := time.Now()
+	w := cmd.OutOrStdout()
+	var errs []error
+	if len(cfg.Datapaths) > 0 {
+		sum, err := bench.Run(ctx, cfg)
+		if sum != nil {
+			if vm {
+				delete(sum.Skipped, "ipvs")
+			}
+			if terr := sum.WriteTable(w); terr != nil {
+				errs = append(errs, terr)
+			}
+			if len(sum.Errors) > 0 {
+				errs = append(errs, fmt.Errorf("%d measurements failed (see above)", len(sum.Errors)))
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if vm && ctx.Err() == nil {
+		fmt.Fprintf(w, "\nipvs: the host kernel lacks IP_VS; running it in the kernel lane (%s)\n", o.kernel)
+		if err := benchInVM(ctx, cmd, o, out); err != nil {
+			errs = append(errs, fmt.Errorf("kernel lane: %w", err))
+		}
+	}
+	fmt.Fprintf(w, "\nresults: %s (%s)\n", out, time.Since(start).Round(time.Second))
+	return errors.Join(errs...)
+}
+
+// benchResultsDir is -o, else $SVCSIM_RESULTS_DIR, else results/ at the
+// repository root above the working directory (as the scenarios do), else
+// ./results; always absolute (the kernel lane shares it by path).
+func benchResultsDir(flag string) (string, error) {
+	dir := flag
+	if dir == "" {
+		dir = os.Getenv("SVCSIM_RESULTS_DIR")
+	}
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("working directory: %w", err)
+		}
+		dir = filepath.Join(wd, "results")
+		for d := wd; d != "/"; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				dir = filepath.Join(d, "results")
+				break
+			}
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("results dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("create results dir: %w", err)
+	}
+	return abs, nil
+}
+
+// benchInVM runs this binary with --datapaths ipvs --no-vm inside the kernel
+// lane, the results directory shared, then prints the table of what it wrote.
+func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	initBin, err := staticInit(exe)
+	if err != nil {
+		return err
+	}
+	lane := "vm:debian-" + o.kernel
+	argv := []string{exe, "bench", "--datapaths", "ipvs", "--no-vm", "-o", out,
+		"--endpoints", strconv.Itoa(o.endpoints)}
+	if o.quick {
+		argv = append(argv, "--quick")
+	}
+	if len(o.services) > 0 {
+		ns := make([]string, len(o.services))
+		for i, n := range o.services {
+			ns[i] = strconv.Itoa(n)
+		}
+		argv = append(argv, "--services", strings.Join(ns, ","))
+	}
+	if o.reps > 0 {
+		argv = append(argv, "--reps", strconv.Itoa(o.reps))
+	}
+	if o.noTraffic {
+		argv = append(argv, "--no-traffic")
+	}
+	timeout := o.vmTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Hour
+		if o.quick {
+			timeout = 10 * time.Minute
+		}
+	}
+	start := time.Now().UTC()
+	code, err := vmtest.Run(ctx, vmtest.Config{
+		Kernel: o.kernel, Share: out, Argv: argv, InitBin: initBin, Timeout: timeout,
+		Env:    []string{"SVCSIM_LANE=" + lane, "SVCSIM_RESULTS_DIR=" + out},
+		Stdout: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(), Prefix: "[vm] ",
+	})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("svcsim bench in the guest exited with status %d", code)
+	}
+	return printLaneTable(cmd.OutOrStdout(), out, lane, start)
+}
+
+// printLaneTable prints the table of the benches lane wrote into dir since start.
+func printLaneTable(w io.Writer, dir, lane string, start time.Time) error {
+	set, err := results.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	sum := &bench.Summary{Load: "(see the guest's log)"}
+	for _, b := range set.Benches {
+		if b.Env.Lane == lane && !b.Env.Time.Before(start.Add(-time.Minute)) {
+			sum.Benches = append(sum.Benches, b)
+			sum.Env = b.Env
+		}
+	}
+	if len(sum.Benches) == 0 {
+		return fmt.Errorf("the guest wrote no %s results into %s", lane, dir)
+	}
+	fmt.Fprintln(w)
+	return sum.WriteTable(w)
+}
+
+// staticInit picks the kernel lane's /init: exe itself when statically
+// linked, else a static vmtest binary next to it or on PATH.
+func staticInit(exe string) (string, error) {
+	cands := []string{exe, filepath.Join(filepath.Dir(exe), "vmtest")}
+	if p, err := exec.LookPath("vmtest"); err == nil {
+		cands = append(cands, p)
+	}
+	for _, c := range cands {
+		if isStatic(c) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("the kernel lane needs a static init binary: build svcsim with CGO_ENABLED=0, or put a static vmtest beside it (CGO_ENABLED=0 go build -o %s ./cmd/vmtest), or pass --no-vm",
+		filepath.Join(filepath.Dir(exe), "vmtest"))
+}
+
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
+}
