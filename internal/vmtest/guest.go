@@ -98,7 +98,7 @@ func (g *guest) writeStatus(s string) {
 		return
 	}
 	err := func() error {
-		fd, err := unix.Openat(g.ctl, statusFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o644)
+		fd, err := unix.Openat(g.ctl, statusFile+".tmp", unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o644)
 		if err != nil {
 			return err
 		}
@@ -198,7 +198,7 @@ func (g *guest) run() (int, error) {
 	if err := g.mountShare(tagCtl, "/ctl", false, "none"); err != nil {
 		return 0, fmt.Errorf("control share: %w", err)
 	}
-	if g.ctl, err = unix.Open("/ctl", unix.O_DIRECTORY|unix.O_RDONLY, 0); err != nil {
+	if g.ctl, err = unix.Open("/ctl", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return 0, fmt.Errorf("open control share: %w", err)
 	}
 	if err := g.setupRoot(); err != nil {
