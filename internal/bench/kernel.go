@@ -197,7 +197,9 @@ func ruleCounts(ctx context.Context, dp string) (map[string]float64, error) {
 		}
 		return nftCounts(out)
 	case dp == "ipvs":
-		b, err := os.ReadFile("/proc/net/ip_vs")
+		// /proc/net is /proc/self/net: the namespace of the process's main
+		// thread. The calling thread's is under thread-self.
+		b, err := os.ReadFile("/proc/thread-self/net/ip_vs")
 		if err != nil {
 			return nil, err
 		}
