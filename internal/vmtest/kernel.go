@@ -159,6 +159,10 @@ func execRunner(ctx context.Context, dir, name string, args ...string) ([]byte, 
 }
 
 // Cache fetches Debian kernel packages and keeps them unpacked under Dir.
+// The packages come from the host's apt sources as they are: Debian 12's default
+// sources (bookworm and bookworm-security) carry both the 6.1 images and the
+// linux-image-6.12.*+deb12 ones (6.12 is in bookworm-security), so Cache adds no
+// source of its own.
 // Layout: Dir/<package>/{boot,lib/modules/...,kernel.json}; kernel.json is written
 // last, so a directory without it is incomplete and ignored. Dir/.lock serialises
 // fetches of concurrent runs.
