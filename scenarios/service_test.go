@@ -260,11 +260,28 @@ func TestSessionAffinity(t *testing.T) {
 				h.Fatalf("traffic: %v", err)
 			}
 			h.Check(in.IP() == first, "IPVS: still pinned after timeoutSeconds of idle", "closed connections in TIME_WAIT keep the template: %s (pinned %s)", in.IP(), first)
-			// One long idle: past TIME_WAIT plus the timeout, rr picks the
-			// next backend for certain.
-			const idle = 120*time.Second + time.Duration(timeout)*time.Second + 6*time.Second
+			// The template's timer, finding connections it still controls,
+			// re-arms (60 s on these kernels), so the pin lasts until the
+			// last TIME_WAIT entry is gone plus up to a minute. Watch the
+			// template in the kernel's connection table (`ipvsadm -Lnc`,
+			// source port 0) without sending traffic, which would refresh
+			// it; bounded at 4 minutes.
+			node1 := harness.NewClient("node1", h.CP.Topology().Node("node1").NS)
+			template := h.CP.Topology().Pod("default/client").IP.String() + ":0"
 			start := time.Now()
-			time.Sleep(idle)
+			gone := false
+			for time.Since(start) < 4*time.Minute {
+				out, err := node1.Exec(h.Ctx, "ipvsadm", "-Lnc")
+				if err != nil {
+					h.Fatalf("ipvsadm -Lnc: %v", err)
+				}
+				if !strings.Contains(out, template) {
+					gone = true
+					break
+				}
+				time.Sleep(5 * time.Second)
+			}
+			h.Check(gone, "IPVS persistence template expires", "template %s gone after %.0fs of idle", template, time.Since(start).Seconds())
 			in, _, err = c.GetInfo(h.Ctx, vip)
 			if err != nil {
 				h.Fatalf("traffic: %v", err)
