@@ -15,7 +15,7 @@ KERNEL     ?= 6.1
 VM_MODES   ?=
 HOST_IPVS  := $(shell test -e /proc/net/ip_vs || modprobe ip_vs 2>/dev/null; test -e /proc/net/ip_vs && echo yes)
 
-.PHONY: all build deps test unit scenarios demo report clean down vet fmt-check vm-build vm-test clean-results
+.PHONY: all build deps test unit scenarios demo report clean down vet fmt-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -53,6 +53,7 @@ test: deps fmt-check vet clean-results
 	$(GO) test -count=1 -timeout 45m ./...
 ifneq ($(HOST_IPVS),yes)
 	$(MAKE) --no-print-directory vm-test VM_MODES=ipvs
+	$(MAKE) --no-print-directory vm-selftest
 endif
 
 vm-build:
@@ -60,10 +61,15 @@ vm-build:
 	$(GO) test -c -o bin/scenarios.test ./scenarios
 	CGO_ENABLED=0 $(GO) build -o bin/vmtest ./cmd/vmtest
 
+# vm-selftest boots guests to prove the kernel lane reports pass, fail, crash
+# and timeout faithfully: a failing test inside must fail outside (~2 min).
+vm-selftest:
+	SVCSIM_VMTEST=1 SVCSIM_VMTEST_KERNEL=$(KERNEL) $(GO) test -count=1 -timeout 15m -run TestVM -v ./internal/vmtest/
+
 # vm-test runs the scenario suite (every datapath, or VM_MODES) inside the
 # Debian kernel KERNEL booted under qemu; its exit status is the suite's.
 vm-test: vm-build
-	bin/vmtest --kernel $(KERNEL) --share $(CURDIR) \
+	bin/vmtest --kernel $(KERNEL) --share $(CURDIR) --timeout 45m \
 	  --env SVCSIM_LANE=vm:debian-$(KERNEL) --env SVCSIM_RESULTS_DIR=$(RESULTS) \
 	  $(if $(VM_MODES),--env SVCSIM_MODES=$(VM_MODES)) \
 	  -- $(CURDIR)/bin/scenarios.test -test.v -test.count=1 -test.timeout 40m
