@@ -47,7 +47,7 @@ func TestRuleUpdateScaling(t *testing.T) {
 	if os.Geteuid() == 0 && len(measure) > 0 {
 		cfg := bench.Quick()
 		cfg.Datapaths, cfg.Services, cfg.Traffic = measure, []int{scaleSmall, scaleLarge}, false
-		cfg.Reps, cfg.Changes, cfg.IPVSFloorReps = 3, 3, 5
+		cfg.Reps, cfg.Changes, cfg.NoFloor = 3, 3, true
 		cfg.Lane = env.Lane
 		var log strings.Builder
 		cfg.Log = &log

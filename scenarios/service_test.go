@@ -235,10 +235,15 @@ func TestSessionAffinity(t *testing.T) {
 		}
 		h.Check(len(counts) == 3, "affinity off spreads again", "150 requests answered by %v", counts)
 
-		// Small timeout: stays pinned while busy, expires after idle.
+		// Small timeout: stays pinned while busy, expires after idle. A
+		// client that never used the Service asks: IPVS keeps a template
+		// made under the old timeout (10800 s) for the first client, even
+		// across switching affinity off and on.
 		const timeout = 2
 		patch(fmt.Sprintf(`{"spec":{"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":%d}}}}`, timeout))
 		aff.TimeoutSeconds = timeout
+		h.Apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: client2\nspec:\n  nodeName: node1\n  containers:\n    - name: c\n      image: curl\n")
+		c = client(h, "client2")
 		counts, _, err = c.Tally(h.Ctx, vip, 20)
 		if err != nil {
 			h.Fatalf("traffic: %v", err)
@@ -267,7 +272,7 @@ func TestSessionAffinity(t *testing.T) {
 			// source port 0) without sending traffic, which would refresh
 			// it; bounded at 4 minutes.
 			node1 := harness.NewClient("node1", h.CP.Topology().Node("node1").NS)
-			template := h.CP.Topology().Pod("default/client").IP.String() + ":0"
+			template := h.CP.Topology().Pod("default/client2").IP.String() + ":0"
 			start := time.Now()
 			gone := false
 			for time.Since(start) < 4*time.Minute {
