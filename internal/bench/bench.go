@@ -94,6 +94,8 @@ type Config struct {
 	RPSReps int
 	// IPVSFloorReps is the number of raw netlink samples per N.
 	IPVSFloorReps int
+	// NoFloor skips the raw-tool floors (for tests that do not use them).
+	NoFloor bool
 	// ResultsDir receives the Bench files ("" writes nothing).
 	ResultsDir string
 	// Lane is "host" or "vm:<kernel>".
@@ -457,7 +459,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 					return fmt.Errorf("endpoint remove after a full resync: %w", err)
 				}
 			}
-			if dp == "ipvs" {
+			if dp == "ipvs" && !r.cfg.NoFloor {
 				// The raw call runs with the N services still present.
 				svc, dst, err := floorIPVSSamples(ns, r.cfg.IPVSFloorReps)
 				if err != nil {
@@ -473,7 +475,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 		if err != nil {
 			return err
 		}
-		if input != nil || dump != "" {
+		if (input != nil || dump != "") && !r.cfg.NoFloor {
 			d, err := r.floorOnce(ctx, dp, input, dump)
 			if err != nil {
 				return fmt.Errorf("floor: %w", err)
