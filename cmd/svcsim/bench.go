@@ -76,13 +76,15 @@ else a static vmtest next to it or on PATH (CGO_ENABLED=0 go build -o bin/vmtest
 ./cmd/vmtest). The guest runs about 15x slower than the host for CPU-bound work
 (TCG): its absolute figures are only comparable with each other.
 
-Durations on a 2-core machine (AMD EPYC, shared):
-  --quick           N=100,1000, 3 reps: about 1 minute on the host, plus about
-                    1 minute for ipvs in the kernel lane
-  default (full)    N=100,1000,5000,10000, 5 reps: about 10 minutes on the host,
-                    plus about 10 minutes for ipvs in the kernel lane
-  --services 30000  the largest sweep: plan for well over an hour (iptables/nft
-                    full syncs of 30,000 services take tens of seconds each)`,
+Durations measured on a shared 2-core AMD EPYC (kernel 6.18, TCG guest):
+  --quick           N=100,1000, 3 reps: about 1.5 minutes in all (55 s on the host,
+                    35 s for ipvs in the kernel lane, boot included)
+  default (full)    N=100,1000,5000,10000, 5 reps: about 35 minutes: 32 on the host
+                    (iptables/nft 13: its full syncs and restores of 10,000
+                    services take 30 s each; nftables 10: its forced full resync
+                    of 10,000 services takes 80 s), 4 for ipvs in the lane
+  --services 30000  plan for several hours (iptables/nft grows superlinearly);
+                    --datapaths and --no-traffic narrow the sweep`,
 		Example: `  sudo svcsim bench --quick
   sudo svcsim bench --datapaths iptables/legacy,nftables --services 100,1000,10000 --reps 3
   sudo svcsim bench -o /tmp/results && svcsim report -i /tmp/results -o /tmp/report.html`,

@@ -196,7 +196,7 @@ type runner struct {
 	run   *rundir.Run
 	seq   atomic.Int64
 	topo  *topology.Topology
-	pods  [2]*topology.Pod
+	pods  [3]*topology.Pod // backends A and B, and the direct target
 	cli   *topology.Pod
 	sum   *Summary
 	notes map[string]string // per datapath+metric
@@ -371,7 +371,7 @@ func (r *runner) note(dp, m string) string {
 	case MetricFirstPacket:
 		return "connect() time (SYN to SYN-ACK, the only packet that walks the NAT rules) from a pod to the VIP of the last service (last in iptables chain order) with N present, node-local backend; Extra: direct connect() to the pod IP in the same run" + load
 	case MetricFloorDirect:
-		return "connect() time from the same pod to the backend pod IP directly (no Service; the datapath's rules are still installed and still walked by iptables' nat chains), measured beside first-packet" + load
+		return "connect() time from the same pod to a pod IP on the same node directly (a pod that backs no Service; the datapath's rules are still installed and still walked by iptables' nat chains), measured beside first-packet" + load
 	case MetricConvergence:
 		return "from handing the state with the target's endpoint replaced to Sync, until the first new connection is answered by the new pod" + load
 	case MetricRPSKeepAlive, MetricRPSNewConn:
@@ -574,10 +574,15 @@ var (
 	podA = netip.MustParseAddr("10.244.1.10")
 	podB = netip.MustParseAddr("10.244.1.11")
 	podC = netip.MustParseAddr("10.244.1.20") // the client
+	// podD answers the direct measurements. It is never a Service backend:
+	// IPVS keeps its own connection table, and a direct connection whose
+	// client port an earlier VIP connection to the same pod used would have
+	// its replies rewritten to the VIP by that stale entry.
+	podD = netip.MustParseAddr("10.244.1.12")
 )
 
-// ensureTopology builds the one-node topology with two backend pods and a
-// client pod, once per Run.
+// ensureTopology builds the one-node topology with two backend pods, the
+// direct target and a client pod, once per Run.
 func (r *runner) ensureTopology(ctx context.Context) error {
 	if r.topo != nil {
 		return nil
@@ -588,7 +593,7 @@ func (r *runner) ensureTopology(ctx context.Context) error {
 	}
 	r.topo = t
 	port := []topology.Port{{Port: TargetPort}}
-	for i, ip := range []netip.Addr{podA, podB} {
+	for i, ip := range []netip.Addr{podA, podB, podD} {
 		p, err := t.AddPod(ctx, topology.PodSpec{Name: fmt.Sprintf("bench/backend-%c", 'a'+i), Node: "node1", IP: ip, Ports: port})
 		if err != nil {
 			return err
@@ -624,7 +629,7 @@ func (r *runner) traffic(ctx context.Context, dp string, s series) error {
 	}
 	sync := func(st *state.NodeState) error { return node.Do(func() error { return in.p.Sync(ctx, st) }) }
 	cli := r.cli.NS
-	direct := hostPort(podA, TargetPort)
+	direct := hostPort(podD, TargetPort)
 	var errs []error
 	for _, n := range r.cfg.Services {
 		base, err := Synthetic(n, r.cfg.Endpoints)
