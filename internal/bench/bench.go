@@ -357,7 +357,7 @@ func (r *runner) note(dp, m string) string {
 	e := r.cfg.Endpoints
 	switch m {
 	case MetricFullSync:
-		return fmt.Sprintf("first Sync of N services x %d endpoints in a fresh namespace, until Sync returns; Extra: the mode's own sync figures, rule counts, host-wide Slab delta (KiB, noisy), ratio to the floor%s", e, load)
+		return fmt.Sprintf("first Sync of N services x %d endpoints in a fresh namespace, until Sync returns; Extra: the mode's own sync figures, rule counts, host-wide Slab and VmallocUsed deltas over the sync (KiB, /proc/meminfo: other processes allocate and free meanwhile, so on a busy host they are noise, even negative; iptables-legacy tables live in vmalloc), ratio to the floor%s", e, load)
 	case MetricEndpointChange:
 		return "one endpoint added to / removed from the last service with N present, until Sync returns (the mode's partial or incremental path); Extra: add and remove medians, full-sync/change and full-resync/change ratios" + load
 	case MetricFullResync:
@@ -394,7 +394,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 	}
 	tgt := Target(st)
 	withExtra := WithTargetEndpoints(st, append(slices.Clone(tgt.Endpoints), extraEndpoint(n, r.cfg.Endpoints))...)
-	var full, adds, removes, resyncs, slab, floor, floorSvc []float64
+	var full, adds, removes, resyncs, slab, vmalloc, floor, floorSvc []float64
 	var fullExtra, changeExtra, counts map[string]float64
 	for rep := range r.cfg.Reps {
 		ns, err := r.newNS("bench")
@@ -413,13 +413,13 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 					r.fail(dp, "cleanup", cerr)
 				}
 			}()
-			s0 := slabKiB()
+			s0, v0 := slabKiB(), vmallocKiB()
 			t0 := time.Now()
 			if err := in.p.Sync(ctx, st); err != nil {
 				return fmt.Errorf("full sync: %w", err)
 			}
 			full = append(full, ms(time.Since(t0)))
-			slab = append(slab, slabKiB()-s0)
+			slab, vmalloc = append(slab, slabKiB()-s0), append(vmalloc, vmallocKiB()-v0)
 			if rep == 0 {
 				fullExtra = in.syncExtra()
 				if counts, err = ruleCounts(ctx, dp); err != nil {
@@ -484,7 +484,8 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 		}
 	}
 	fp := point(n, full, false, merge(fullExtra, counts))
-	fp.Extra = merge(fp.Extra, map[string]float64{"slab_delta_kib": stats.Summarize(slab).Median})
+	fp.Extra = merge(fp.Extra, map[string]float64{"slab_delta_kib": stats.Summarize(slab).Median,
+		"vmalloc_delta_kib": stats.Summarize(vmalloc).Median})
 	changes := append(slices.Clone(adds), removes...)
 	cp := point(n, changes, false, merge(prefixed("last_", changeExtra), map[string]float64{
 		"add_median_ms": stats.Summarize(adds).Median, "remove_median_ms": stats.Summarize(removes).Median}))

@@ -282,13 +282,20 @@ func ipvsCounts(b []byte) map[string]float64 {
 
 // slabKiB is /proc/meminfo's Slab: kernel object memory of the whole host
 // (not just our namespace): deltas are indicative only.
-func slabKiB() float64 {
+func slabKiB() float64 { return meminfoKiB("Slab") }
+
+// vmallocKiB is /proc/meminfo's VmallocUsed (host-wide): iptables-legacy
+// keeps each table's rule blob in vmalloc'ed memory, not in slabs.
+func vmallocKiB() float64 { return meminfoKiB("VmallocUsed") }
+
+// meminfoKiB reads one kB field of /proc/meminfo (0 if absent).
+func meminfoKiB(field string) float64 {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Slab:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				n, _ := strconv.ParseFloat(f[0], 64)
