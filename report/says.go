@@ -57,7 +57,9 @@ func Says(set *results.Set) []Sentence {
 	sortByOrder(metrics, metricOrder)
 	for _, m := range metrics {
 		growthSays(m, by[m], add)
-		rankingSays(m, by[m], add)
+		for _, lane := range lanesOf(by[m]) {
+			rankingSays(m, lane, add)
+		}
 		floorSays(m, by[m], floorsFor(m, floors), add)
 	}
 	return out
@@ -312,6 +314,24 @@ func atLargestN(bs []results.Bench) (int, []results.Bench, []float64) {
 	return largest, have, vals
 }
 
+// lanesOf splits benches by the lane that measured them, in order of first
+// appearance: only figures from one kernel are ranked against each other.
+func lanesOf(bs []results.Bench) [][]results.Bench {
+	var order []string
+	by := map[string][]results.Bench{}
+	for _, b := range bs {
+		if _, ok := by[b.Env.Lane]; !ok {
+			order = append(order, b.Env.Lane)
+		}
+		by[b.Env.Lane] = append(by[b.Env.Lane], b)
+	}
+	out := make([][]results.Bench, 0, len(order))
+	for _, l := range order {
+		out = append(out, by[l])
+	}
+	return out
+}
+
 func rankingSays(metric string, bs []results.Bench, add addFunc) {
 	n, have, vals := atLargestN(bs)
 	if len(have) < 2 {
@@ -444,6 +464,12 @@ func seedSays(set *results.Set, by map[string][]results.Bench, add addFunc) {
 			add(KindWarn, "Contradicts the seed's claim that %s: %s's one endpoint change grows %sx from %d to %d %s.", claimIPVS, b.Datapath, fmtNum(g.ratio()), g.n0, g.n1, xNoun(b))
 		}
 		for _, i := range ipt {
+			if i.Env.Lane != b.Env.Lane {
+				// Absolute times from different kernels (the qemu lane runs
+				// about 15x slower) say nothing about each other.
+				add(KindFact, "%s (lane %s) and %s (lane %s) were measured on different kernels: their absolute times are not compared.", b.Datapath, b.Env.Lane, i.Datapath, i.Env.Lane)
+				continue
+			}
 			n, v, iv, ok := commonLargest(b, i)
 			if !ok {
 				continue

@@ -137,3 +137,15 @@ func TestFormatting(t *testing.T) {
 		}
 	}
 }
+
+func TestSaysComparesOnlyWithinALane(t *testing.T) {
+	ipvs := sweep("ipvs", MetricEndpointChange, 20, 100, 500)
+	ipvs.Env.Lane = "vm:debian-6.1"
+	ipt := sweep("iptables/legacy", MetricEndpointChange, 5, 30, 400)
+	ipt.Env.Lane = "host"
+	got := texts(Says(&results.Set{Benches: []results.Bench{ipvs, ipt}}))
+	requireLine(t, got, KindFact, "ipvs (lane vm:debian-6.1) and iptables/legacy (lane host) were measured on different kernels")
+	if strings.Contains(got, "IPVS fixes the iptables update cost") || strings.Contains(got, "Fastest one endpoint change") {
+		t.Errorf("figures from different lanes were compared:\n%s", got)
+	}
+}
