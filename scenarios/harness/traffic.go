@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/topology"
 )
 
 // Client sends real traffic from inside one namespace (a pod, a node or the
@@ -28,25 +29,12 @@ type Client struct {
 // connection each (no keep-alive), so every request is a new flow for the
 // load balancer to place.
 func NewClient(name string, ns *netns.NS) *Client {
-	c := &Client{Name: name, NS: ns}
-	tr := &http.Transport{
-		DialContext:       c.DialContext,
-		DisableKeepAlives: true,
-	}
-	c.http = &http.Client{Transport: tr, Timeout: 3 * time.Second}
-	return c
+	return &Client{Name: name, NS: ns, http: topology.HTTPClient(ns, false, 3*time.Second)}
 }
 
 // DialContext dials from inside the client's namespace.
 func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var conn net.Conn
-	err := c.NS.Do(func() error {
-		var d net.Dialer
-		var err error
-		conn, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return conn, err
+	return topology.DialContext(ctx, c.NS, network, addr)
 }
 
 // Get fetches url and returns the body.
