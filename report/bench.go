@@ -203,7 +203,8 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 		if b.Unit != unit {
 			return c, fmt.Errorf("metric %s: %s is in %q, %s in %q", metric, bs[0].Datapath, unit, b.Datapath, b.Unit)
 		}
-		s := chart.Series{Name: b.Datapath, Color: colors[b.Datapath], Marker: true}
+		label := laneLabel(b)
+		s := chart.Series{Name: label, Color: colors[b.Datapath], Marker: true}
 		var p99 chart.Series
 		hasP99 := false
 		for _, p := range b.Points {
@@ -228,10 +229,10 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 		}
 		series = append(series, s)
 		if hasP99 && metric == MetricFirstPacket {
-			p99.Name, p99.Color, p99.Style = b.Datapath+" p99", colors[b.Datapath], chart.Dotted
+			p99.Name, p99.Color, p99.Style = label+" p99", colors[b.Datapath], chart.Dotted
 			series = append(series, p99)
 		}
-		rows = append(rows, rowSrc{b.Datapath, b, false})
+		rows = append(rows, rowSrc{label, b, false})
 		if b.Note != "" {
 			c.Notes = append(c.Notes, b.Datapath+": "+b.Note)
 		}
@@ -372,4 +373,13 @@ func tableCaption(metric string, reps map[int]bool) string {
 		return "Median; small: p99. " + capitalize(r) + "."
 	}
 	return "Median; small: min–max. " + capitalize(r) + "."
+}
+
+// laneLabel names a bench's datapath, with its lane when it was not measured
+// on the host: figures from the qemu lane share a chart but not a kernel.
+func laneLabel(b results.Bench) string {
+	if l := b.Env.Lane; l != "" && l != "host" {
+		return b.Datapath + " (" + l + ")"
+	}
+	return b.Datapath
 }

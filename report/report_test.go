@@ -179,3 +179,18 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestLaneLabel(t *testing.T) {
+	b := results.Bench{Datapath: "ipvs"}
+	if got := laneLabel(b); got != "ipvs" {
+		t.Errorf("no lane: %q", got)
+	}
+	b.Env.Lane = "host"
+	if got := laneLabel(b); got != "ipvs" {
+		t.Errorf("host lane: %q", got)
+	}
+	b.Env.Lane = "vm:debian-6.1"
+	if got := laneLabel(b); got != "ipvs (vm:debian-6.1)" {
+		t.Errorf("vm lane: %q", got)
+	}
+}

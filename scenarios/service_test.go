@@ -84,7 +84,7 @@ func TestClusterIPDistribution(t *testing.T) {
 		dist := &results.Distribution{Requests: n, Test: "chi-square goodness of fit vs uniform", Alpha: alpha}
 		for i, ip := range ips {
 			obs[i] = counts[ip]
-			dist.Backends = append(dist.Backends, results.BackendCount{Backend: backends[ip] + " (" + ip + ")", Count: counts[ip], Expected: float64(n) / float64(len(ips))})
+			dist.Backends = append(dist.Backends, results.BackendCount{Backend: ip, Count: counts[ip], Expected: float64(n) / float64(len(ips))})
 		}
 		other := n
 		for _, c := range obs {
