@@ -2,8 +2,11 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +163,35 @@ func TestIPVSKernelState(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestNoEndpoints: a Service whose selector matches no pod. A client is told
+// at once (connection refused, or closed by the userspace proxy) instead of
+// waiting for a timeout; kube-proxy's REJECT rules, the nftables
+// no-endpoint map and IPVS's empty virtual server each give that answer.
+func TestNoEndpoints(t *testing.T) {
+	sc := harness.Scenario{Name: "no-endpoints", Title: "A Service without endpoints refuses at once", Group: results.GroupService}
+	const svc = `apiVersion: v1
+kind: Service
+metadata:
+  name: nobody-home
+spec:
+  selector:
+    app: nobody
+  ports:
+    - protocol: TCP
+      port: 80
+      targetPort: 8080
+`
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), svc}}, func(h *harness.H) {
+		vip := clusterIP(h, "nobody-home")
+		ctx, cancel := context.WithTimeout(h.Ctx, 3*time.Second)
+		defer cancel()
+		_, _, err := client(h, "client").GetInfo(ctx, vip)
+		var ne net.Error
+		timedOut := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+		h.Check(err != nil && !timedOut, "client is answered, not left to time out", "GET %s/info: %v", vip, err)
+		refused := errors.Is(err, syscall.ECONNREFUSED)
+		h.Figure("connection refused (1) or closed by a proxy (0)", map[bool]float64{true: 1, false: 0}[refused], "")
+	})
 }
