@@ -165,17 +165,7 @@ func validateEndpoints(ep *corev1.Endpoints) field.ErrorList {
 		names := map[string]bool{}
 		for j, p := range ss.Ports {
 			pp := sp.Child("ports").Index(j)
-			if len(ss.Ports) > 1 && p.Name == "" {
-				el = append(el, field.Required(pp.Child("name"), ""))
-			} else if p.Name != "" {
-				for _, msg := range validation.IsDNS1123Label(p.Name) {
-					el = append(el, field.Invalid(pp.Child("name"), p.Name, msg))
-				}
-				if names[p.Name] {
-					el = append(el, field.Duplicate(pp.Child("name"), p.Name))
-				}
-				names[p.Name] = true
-			}
+			el = append(el, validatePortName(p.Name, len(ss.Ports) > 1, names, pp.Child("name"))...)
 			for _, msg := range validation.IsValidPortNum(int(p.Port)) {
 				el = append(el, field.Invalid(pp.Child("port"), p.Port, msg))
 			}

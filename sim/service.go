@@ -129,17 +129,7 @@ func validateService(svc, old *corev1.Service) field.ErrorList {
 	for i := range s.Ports {
 		p := &s.Ports[i]
 		pp := portsPath.Index(i)
-		if len(s.Ports) > 1 && p.Name == "" {
-			el = append(el, field.Required(pp.Child("name"), ""))
-		} else if p.Name != "" {
-			for _, msg := range validation.IsDNS1123Label(p.Name) {
-				el = append(el, field.Invalid(pp.Child("name"), p.Name, msg))
-			}
-			if names[p.Name] {
-				el = append(el, field.Duplicate(pp.Child("name"), p.Name))
-			}
-			names[p.Name] = true
-		}
+		el = append(el, validatePortName(p.Name, len(s.Ports) > 1, names, pp.Child("name"))...)
 		for _, msg := range validation.IsValidPortNum(int(p.Port)) {
 			el = append(el, field.Invalid(pp.Child("port"), p.Port, msg))
 		}
@@ -525,3 +515,23 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // serviceIPOwners maps every ClusterIP to its Service ("ns/name").
 func (t *txn) serviceIPOwners() map[netip.Addr]string { return t.usedClusterIPs("") }
+
+// validatePortName checks one port's name the way Services and Endpoints
+// share: required when there are several ports, a DNS label, unique in names.
+func validatePortName(name string, several bool, names map[string]bool, path *field.Path) field.ErrorList {
+	var el field.ErrorList
+	if several && name == "" {
+		return append(el, field.Required(path, ""))
+	}
+	if name == "" {
+		return nil
+	}
+	for _, msg := range validation.IsDNS1123Label(name) {
+		el = append(el, field.Invalid(path, name, msg))
+	}
+	if names[name] {
+		el = append(el, field.Duplicate(path, name))
+	}
+	names[name] = true
+	return el
+}
