@@ -3,6 +3,7 @@ package sim
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -254,29 +255,14 @@ func convertExt(s extv1beta1.IngressSpec) betaSpec {
 	return out
 }
 
+// convertBeta reads a networking.k8s.io/v1beta1 spec through the
+// extensions/v1beta1 converter: the two versions share one wire format.
 func convertBeta(s networkingv1beta1.IngressSpec) betaSpec {
-	var out betaSpec
-	if s.Backend != nil {
-		out.Default = &betaBackend{s.Backend.ServiceName, s.Backend.ServicePort}
+	var ext extv1beta1.IngressSpec
+	if b, err := json.Marshal(s); err == nil {
+		_ = json.Unmarshal(b, &ext)
 	}
-	for _, t := range s.TLS {
-		out.TLS = append(out.TLS, networkingv1.IngressTLS{Hosts: t.Hosts, SecretName: t.SecretName})
-	}
-	for _, r := range s.Rules {
-		br := betaRule{Host: r.Host, HTTP: r.HTTP != nil}
-		if r.HTTP != nil {
-			for _, p := range r.HTTP.Paths {
-				var pt *networkingv1.PathType
-				if p.PathType != nil {
-					v := networkingv1.PathType(*p.PathType)
-					pt = &v
-				}
-				br.Paths = append(br.Paths, betaPath{p.Path, pt, betaBackend{p.Backend.ServiceName, p.Backend.ServicePort}})
-			}
-		}
-		out.Rules = append(out.Rules, br)
-	}
-	return out
+	return convertExt(ext)
 }
 
 // ingressFromV1beta1 converts like the API server does: serviceName and

@@ -207,13 +207,8 @@ func (t *Topology) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error)
 
 // plumbPod makes the pod's namespace and veth.
 func (t *Topology) plumbPod(p *Pod, node *Node, mac net.HardwareAddr) error {
-	ns, err := netns.New(PodNSName(t.run.ID, p.Name))
+	ns, err := p.newNS(PodNSName(t.run.ID, p.Name))
 	if err != nil {
-		p.ownNS = false
-		return err
-	}
-	p.NS = ns
-	if err := setSysctls(ns, baseSysctls); err != nil {
 		return err
 	}
 	nh, err := handle(node.NS)
@@ -383,13 +378,8 @@ func (t *Topology) AddHost(ctx context.Context, name string, ip netip.Addr, port
 }
 
 func (t *Topology) plumbHost(p *Pod) error {
-	ns, err := netns.New(HostNSName(t.run.ID, p.Name))
+	ns, err := p.newNS(HostNSName(t.run.ID, p.Name))
 	if err != nil {
-		p.ownNS = false
-		return err
-	}
-	p.NS = ns
-	if err := setSysctls(ns, baseSysctls); err != nil {
 		return err
 	}
 	ul, err := handle(t.underlay)
@@ -477,4 +467,19 @@ func (t *Topology) RemoveHost(ctx context.Context, name string) error {
 	delete(t.hosts, name)
 	t.mu.Unlock()
 	return t.dispose(p)
+}
+
+// newNS creates the pod's own namespace with the base sysctls and records it
+// on p (so that dispose removes it even when later plumbing fails).
+func (p *Pod) newNS(name string) (*netns.NS, error) {
+	ns, err := netns.New(name)
+	if err != nil {
+		p.ownNS = false
+		return nil, err
+	}
+	p.NS = ns
+	if err := setSysctls(ns, baseSysctls); err != nil {
+		return nil, err
+	}
+	return ns, nil
 }
