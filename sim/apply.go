@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,17 +37,22 @@ type kindInfo struct {
 	Singular   string
 	Namespaced bool
 	new        func() runtime.Object
+	// ops, when set, stores and validates the kind outside apply.go's
+	// switches (new kinds go there).
+	ops kindOps
 }
 
 var kinds = map[string]*kindInfo{
-	"Namespace":  {"Namespace", "", "v1", "namespaces", "namespace", false, func() runtime.Object { return &corev1.Namespace{} }},
-	"Pod":        {"Pod", "", "v1", "pods", "pod", true, func() runtime.Object { return &corev1.Pod{} }},
-	"Service":    {"Service", "", "v1", "services", "service", true, func() runtime.Object { return &corev1.Service{} }},
-	"Endpoints":  {"Endpoints", "", "v1", "endpoints", "endpoints", true, func() runtime.Object { return &corev1.Endpoints{} }},
-	"Node":       {"Node", "", "v1", "nodes", "node", false, func() runtime.Object { return &corev1.Node{} }},
-	"Deployment": {"Deployment", "apps", "v1", "deployments", "deployment.apps", true, func() runtime.Object { return &appsv1.Deployment{} }},
-	"DaemonSet":  {"DaemonSet", "apps", "v1", "daemonsets", "daemonset.apps", true, func() runtime.Object { return &appsv1.DaemonSet{} }},
-	"Ingress":    {"Ingress", "networking.k8s.io", "v1", "ingresses", "ingress.networking.k8s.io", true, func() runtime.Object { return &networkingv1.Ingress{} }},
+	"Namespace":  {"Namespace", "", "v1", "namespaces", "namespace", false, func() runtime.Object { return &corev1.Namespace{} }, nil},
+	"Pod":        {"Pod", "", "v1", "pods", "pod", true, func() runtime.Object { return &corev1.Pod{} }, nil},
+	"Service":    {"Service", "", "v1", "services", "service", true, func() runtime.Object { return &corev1.Service{} }, nil},
+	"Endpoints":  {"Endpoints", "", "v1", "endpoints", "endpoints", true, func() runtime.Object { return &corev1.Endpoints{} }, nil},
+	"Node":       {"Node", "", "v1", "nodes", "node", false, func() runtime.Object { return &corev1.Node{} }, nil},
+	"Deployment": {"Deployment", "apps", "v1", "deployments", "deployment.apps", true, func() runtime.Object { return &appsv1.Deployment{} }, nil},
+	"DaemonSet":  {"DaemonSet", "apps", "v1", "daemonsets", "daemonset.apps", true, func() runtime.Object { return &appsv1.DaemonSet{} }, nil},
+	"Ingress":    {"Ingress", "networking.k8s.io", "v1", "ingresses", "ingress.networking.k8s.io", true, func() runtime.Object { return &networkingv1.Ingress{} }, nil},
+	"EndpointSlice": {Kind: "EndpointSlice", Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices",
+		Singular: "endpointslice.discovery.k8s.io", Namespaced: true, new: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, ops: sliceOps{}},
 }
 
 var kindAliases = map[string]string{
@@ -57,6 +64,7 @@ var kindAliases = map[string]string{
 	"deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment", "deployment.apps": "Deployment", "deployments.apps": "Deployment",
 	"ds": "DaemonSet", "daemonset": "DaemonSet", "daemonsets": "DaemonSet", "daemonset.apps": "DaemonSet", "daemonsets.apps": "DaemonSet",
 	"ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress", "ingress.networking.k8s.io": "Ingress", "ingresses.networking.k8s.io": "Ingress",
+	"endpointslice": "EndpointSlice", "endpointslices": "EndpointSlice", "endpointslice.discovery.k8s.io": "EndpointSlice", "endpointslices.discovery.k8s.io": "EndpointSlice",
 }
 
 // CanonicalKind maps kubectl's resource names and aliases ("svc",
@@ -98,6 +106,11 @@ func kindOf(obj runtime.Object) *kindInfo {
 	case *networkingv1.Ingress:
 		return kinds["Ingress"]
 	}
+	for _, ki := range kinds {
+		if ki.ops != nil && reflect.TypeOf(ki.new()) == reflect.TypeOf(obj) {
+			return ki
+		}
+	}
 	return nil
 }
 
@@ -123,6 +136,9 @@ func (k *kindInfo) setTypeMeta(obj runtime.Object) {
 // getObject returns the stored object (not a copy) or nil.
 func getObject(s *store, ki *kindInfo, ns, name string) runtime.Object {
 	k := key(ns, name)
+	if ki.ops != nil {
+		return ki.ops.get(s, k)
+	}
 	var o runtime.Object
 	switch ki.Kind {
 	case "Namespace":
@@ -552,8 +568,17 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 
 func (t *txn) delete(kind, ns, name string) {
 	k := key(ns, name)
+	if ki := kinds[kind]; ki.ops != nil {
+		ki.ops.remove(t.s, k)
+		return
+	}
 	switch kind {
 	case "Namespace":
+		for _, ki := range kinds {
+			if ki.ops != nil && ki.Namespaced {
+				ki.ops.removeNamespace(t.s, name)
+			}
+		}
 		for _, m := range []func(string){
 			func(p string) { deletePrefix(t.s.Pods, p, func(k string) { delete(t.s.Owner, k) }) },
 			func(p string) { deletePrefix(t.s.Deployments, p, nil) },
@@ -688,6 +713,9 @@ func validateLabels(labels map[string]string, fld *field.Path) field.ErrorList {
 
 // create stores a new object after defaulting, validation and allocation.
 func (t *txn) create(obj runtime.Object) error {
+	if ki := kindOf(obj); ki != nil && ki.ops != nil {
+		return ki.ops.put(t, nil, obj)
+	}
 	switch o := obj.(type) {
 	case *corev1.Namespace:
 		if el := validateName(o.Name, validation.IsDNS1123Label); len(el) > 0 {
@@ -721,6 +749,9 @@ func (t *txn) update(old, obj runtime.Object) error {
 	nm.SetUID(om.GetUID())
 	nm.SetCreationTimestamp(om.GetCreationTimestamp())
 	nm.SetResourceVersion(t.s.nextRV())
+	if ki := kindOf(obj); ki != nil && ki.ops != nil {
+		return ki.ops.put(t, old, obj)
+	}
 	switch o := obj.(type) {
 	case *corev1.Namespace:
 		t.s.Namespaces[o.Name] = o
@@ -799,6 +830,10 @@ func sameIgnoringRV(a, b runtime.Object) bool {
 func (t *txn) restore(obj runtime.Object) {
 	m, _ := meta.Accessor(obj)
 	k := key(m.GetNamespace(), m.GetName())
+	if ki := kindOf(obj); ki != nil && ki.ops != nil {
+		ki.ops.set(t.s, k, obj)
+		return
+	}
 	switch o := obj.(type) {
 	case *corev1.Namespace:
 		t.s.Namespaces[o.Name] = o

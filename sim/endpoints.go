@@ -25,10 +25,12 @@ type txn struct {
 }
 
 // reconcile runs the controllers until the state is consistent: workloads
-// (which create and delete pods) first, then Endpoints from the pods.
+// (which create and delete pods) first, then Endpoints from the pods, then
+// EndpointSlices from the pods and the Endpoints.
 func (t *txn) reconcile() error {
 	t.reconcileWorkloads()
 	t.reconcileEndpoints()
+	t.reconcileEndpointSlices()
 	return nil
 }
 

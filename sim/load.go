@@ -32,7 +32,8 @@ type Object struct {
 	Source string
 	// Obj is a pointer to a k8s.io/api type: *corev1.Namespace, *corev1.Pod,
 	// *appsv1.Deployment, *appsv1.DaemonSet, *corev1.Service,
-	// *corev1.Endpoints, *networkingv1.Ingress or *corev1.Node. Older
+	// *corev1.Endpoints, *discoveryv1.EndpointSlice, *networkingv1.Ingress
+	// or *corev1.Node. Older
 	// Ingress versions are converted to networking.k8s.io/v1 on decoding.
 	Obj runtime.Object
 }
@@ -136,7 +137,7 @@ func isEmptyDoc(doc []byte) bool {
 }
 
 // SupportedKinds lists the kinds svcsim models, for error messages.
-const SupportedKinds = "Namespace, Pod, Deployment, DaemonSet, Service, Endpoints, Ingress, Node (and List)"
+const SupportedKinds = "Namespace, Pod, Deployment, DaemonSet, Service, Endpoints, EndpointSlice, Ingress, Node (and List)"
 
 func decodeDoc(doc []byte, src string) ([]Object, error) {
 	var tm metav1.TypeMeta
@@ -200,6 +201,11 @@ func decodeDoc(doc []byte, src string) ([]Object, error) {
 			out = append(out, objs...)
 		}
 		return out, nil
+	}
+	for _, ki := range kinds {
+		if ki.ops != nil && ki.apiVersion() == tm.APIVersion && ki.Kind == tm.Kind {
+			return strict(ki.new())
+		}
 	}
 	return nil, fmt.Errorf("%s: unsupported kind %q (apiVersion %q): svcsim models %s",
 		src, tm.Kind, tm.APIVersion, SupportedKinds)

@@ -74,6 +74,10 @@ func Restore(data []byte, clock func() time.Time) (*Cluster, error) {
 	if st.Ingresses == nil {
 		st.Ingresses = fresh.Ingresses
 	}
+	if st.EndpointSlices == nil {
+		st.EndpointSlices = fresh.EndpointSlices
+		st.SliceRNG = fresh.SliceRNG
+	}
 	if st.NodeLabels == nil {
 		st.NodeLabels = fresh.NodeLabels
 	}

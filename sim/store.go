@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -21,6 +22,8 @@ type store struct {
 	Services    map[string]*corev1.Service       `json:"services"`
 	Endpoints   map[string]*corev1.Endpoints     `json:"endpoints"`
 	Ingresses   map[string]*networkingv1.Ingress `json:"ingresses"`
+	// EndpointSlices holds the controllers' slices and the users'.
+	EndpointSlices map[string]*discoveryv1.EndpointSlice `json:"endpointSlices"`
 	// NodeLabels holds each node's current labels.
 	NodeLabels map[string]map[string]string `json:"nodeLabels"`
 	// Owner maps a pod key to its controlling workload, "deployment/ns/name"
@@ -36,7 +39,10 @@ type store struct {
 	// is not handed out again at once.
 	LastIP map[string]string `json:"lastIP"`
 	// RNG is the state of the deterministic random source.
-	RNG        uint64 `json:"rng"`
+	RNG uint64 `json:"rng"`
+	// SliceRNG draws EndpointSlice name suffixes (a sequence of its own,
+	// so that slices leave every other random choice as it was).
+	SliceRNG   uint64 `json:"sliceRNG"`
 	Generation uint64 `json:"generation"`
 	// ResourceVersion counts object writes (metadata.resourceVersion).
 	ResourceVersion uint64 `json:"resourceVersion"`
@@ -44,18 +50,20 @@ type store struct {
 
 func newStore(seed int64) *store {
 	return &store{
-		Namespaces:  map[string]*corev1.Namespace{},
-		Pods:        map[string]*corev1.Pod{},
-		Deployments: map[string]*appsv1.Deployment{},
-		DaemonSets:  map[string]*appsv1.DaemonSet{},
-		Services:    map[string]*corev1.Service{},
-		Endpoints:   map[string]*corev1.Endpoints{},
-		Ingresses:   map[string]*networkingv1.Ingress{},
-		NodeLabels:  map[string]map[string]string{},
-		Owner:       map[string]string{},
-		Seq:         map[string]uint64{},
-		LastIP:      map[string]string{},
-		RNG:         uint64(seed),
+		Namespaces:     map[string]*corev1.Namespace{},
+		Pods:           map[string]*corev1.Pod{},
+		Deployments:    map[string]*appsv1.Deployment{},
+		DaemonSets:     map[string]*appsv1.DaemonSet{},
+		Services:       map[string]*corev1.Service{},
+		Endpoints:      map[string]*corev1.Endpoints{},
+		Ingresses:      map[string]*networkingv1.Ingress{},
+		EndpointSlices: map[string]*discoveryv1.EndpointSlice{},
+		NodeLabels:     map[string]map[string]string{},
+		Owner:          map[string]string{},
+		Seq:            map[string]uint64{},
+		LastIP:         map[string]string{},
+		RNG:            uint64(seed),
+		SliceRNG:       uint64(seed) ^ sliceRNGSalt,
 	}
 }
 
@@ -69,6 +77,7 @@ func (s *store) clone() *store {
 	c.Services = cloneMap(s.Services, (*corev1.Service).DeepCopy)
 	c.Endpoints = cloneMap(s.Endpoints, (*corev1.Endpoints).DeepCopy)
 	c.Ingresses = cloneMap(s.Ingresses, (*networkingv1.Ingress).DeepCopy)
+	c.EndpointSlices = cloneMap(s.EndpointSlices, (*discoveryv1.EndpointSlice).DeepCopy)
 	c.NodeLabels = make(map[string]map[string]string, len(s.NodeLabels))
 	for k, v := range s.NodeLabels {
 		c.NodeLabels[k] = copyLabels(v)
@@ -109,6 +118,18 @@ func key(namespace, name string) string { return namespace + "/" + name }
 func (s *store) rand() uint64 {
 	s.RNG += 0x9e3779b97f4a7c15
 	z := s.RNG
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// sliceRNGSalt separates the slice name sequence from the main one.
+const sliceRNGSalt = 0x736c696365730a
+
+// sliceRand is rand's splitmix64 step on SliceRNG.
+func (s *store) sliceRand() uint64 {
+	s.SliceRNG += 0x9e3779b97f4a7c15
+	z := s.SliceRNG
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)

@@ -99,8 +99,9 @@ func newGet() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get TYPE [NAME]",
-		Short: "Show nodes, pods, services, endpoints, deployments, daemonsets or ingresses",
+		Short: "Show nodes, pods, services, endpoints, endpointslices, deployments, daemonsets or ingresses",
 		Example: `  sudo svcsim get pods -o wide -l app=getip
+  sudo svcsim get endpointslices -l kubernetes.io/service-name=getip-service
   sudo svcsim get svc -o wide -n ingress-nginx
   sudo svcsim get ingress -o wide`,
 		Args: cobra.RangeArgs(1, 2),

@@ -16,6 +16,7 @@ import (
 	"github.com/svcsim/svcsim/sim"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,7 +29,8 @@ import (
 // Request is one `get`.
 type Request struct {
 	// Kind is a resource name or alias: pods, po, svc, endpoints, ep,
-	// ingress, ing, deployments, deploy, daemonsets, ds, nodes, no, ns.
+	// endpointslices, ingress, ing, deployments, deploy, daemonsets, ds,
+	// nodes, no, ns.
 	Kind string
 	// Name selects one object; empty lists all.
 	Name string
@@ -57,6 +59,8 @@ func KindName(kind string) string {
 		return "daemonset.apps"
 	case "Ingress":
 		return "ingress.networking.k8s.io"
+	case "EndpointSlice":
+		return "endpointslice.discovery.k8s.io"
 	}
 	return strings.ToLower(k)
 }
@@ -146,6 +150,10 @@ func list(c *sim.Cluster, kind string) []runtime.Object {
 		for _, o := range c.Ingresses() {
 			out = append(out, &o)
 		}
+	case "EndpointSlice":
+		for _, o := range c.EndpointSlices() {
+			out = append(out, &o)
+		}
 	case "Deployment":
 		for _, o := range c.Deployments() {
 			out = append(out, &o)
@@ -224,6 +232,8 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 		header = []string{"NAME", "ENDPOINTS", "AGE"}
 	case "Ingress":
 		header = []string{"NAME", "HOSTS", "ADDRESS", "PORTS", "AGE"}
+	case "EndpointSlice":
+		header = []string{"NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"}
 	case "Deployment":
 		header, wide = []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}, []string{"CONTAINERS", "IMAGES", "SELECTOR"}
 	case "DaemonSet":
@@ -253,6 +263,8 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 			row = []string{x.Name, FormatEndpoints(x), Age(x.CreationTimestamp, o.Now)}
 		case *networkingv1.Ingress:
 			row = ingressRow(x, o.Now)
+		case *discoveryv1.EndpointSlice:
+			row = []string{x.Name, string(x.AddressType), FormatSlicePorts(x.Ports), FormatSliceEndpoints(x.Endpoints), Age(x.CreationTimestamp, o.Now)}
 		case *appsv1.Deployment:
 			row, wideRow = deploymentRow(x, o.Now)
 		case *appsv1.DaemonSet:
@@ -390,6 +402,44 @@ func FormatEndpoints(ep *corev1.Endpoints) string {
 		out = fmt.Sprintf("%s + %d more...", out, count-max)
 	}
 	return out
+}
+
+// FormatSlicePorts renders an EndpointSlice's ports like kubectl: at most
+// three port numbers (a port's name, or "*", when it has none), then
+// "+ N more..."; "<unset>" when there are none.
+func FormatSlicePorts(ports []discoveryv1.EndpointPort) string {
+	var list []string
+	for _, p := range ports {
+		s := "*"
+		if p.Port != nil {
+			s = strconv.Itoa(int(*p.Port))
+		} else if p.Name != nil {
+			s = *p.Name
+		}
+		list = append(list, s)
+	}
+	return firstThree(list)
+}
+
+// FormatSliceEndpoints renders an EndpointSlice's addresses like kubectl:
+// at most three, then "+ N more..."; "<unset>" when there are none.
+func FormatSliceEndpoints(eps []discoveryv1.Endpoint) string {
+	var list []string
+	for _, e := range eps {
+		list = append(list, e.Addresses...)
+	}
+	return firstThree(list)
+}
+
+func firstThree(list []string) string {
+	const max = 3
+	if len(list) == 0 {
+		return "<unset>"
+	}
+	if len(list) > max {
+		return fmt.Sprintf("%s + %d more...", strings.Join(list[:max], ","), len(list)-max)
+	}
+	return strings.Join(list, ",")
 }
 
 func ingressRow(ing *networkingv1.Ingress, now time.Time) []string {

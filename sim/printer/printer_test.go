@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/svcsim/svcsim/sim"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -167,4 +168,45 @@ func TestKindNameAndAge(t *testing.T) {
 		require.Equal(t, want, Age(metav1.NewTime(t0), t0.Add(d)))
 	}
 	require.Equal(t, "<unknown>", Age(metav1.Time{}, t0))
+}
+
+func TestEndpointSlices(t *testing.T) {
+	c := seedCluster(t)
+	out := get(t, c, Request{Kind: "endpointslices"})
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	require.Regexp(t, `^NAME +ADDRESSTYPE   PORTS +ENDPOINTS +AGE$`, lines[0])
+	two := `10\.244\.[12]\.\d+,10\.244\.[12]\.\d+`
+	for _, re := range []string{
+		`external-service-[a-z0-9]{5} +IPv4 +3307 +172\.188\.2\.89 +18h`,
+		`getip-service-[a-z0-9]{5} +IPv4 +80 +` + two + ` +18h`,
+		`getip-service-headless-[a-z0-9]{5} +IPv4 +7080 +` + two + ` +18h`,
+		`my-service-[a-z0-9]{5} +IPv4 +<unset> +<unset> +18h`,
+		`myhttp-service-[a-z0-9]{5} +IPv4 +80 +` + two + ` +18h`,
+		`myhttp-v2-service-[a-z0-9]{5} +IPv4 +80 +` + two + ` +18h`,
+	} {
+		require.Regexp(t, `(?m)^`+re+`$`, out)
+	}
+	require.Len(t, lines, 7)
+	require.Equal(t, get(t, c, Request{Kind: "endpointslice"}), out)
+
+	out = get(t, c, Request{Kind: "endpointslices", Output: "name"})
+	require.Regexp(t, `(?m)^endpointslice\.discovery\.k8s\.io/getip-service-[a-z0-9]{5}$`, out)
+	out = get(t, c, Request{Kind: "endpointslices", Output: "yaml", Selector: "kubernetes.io/service-name=external-service"})
+	var list struct {
+		Items []map[string]any `json:"items"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(out), &list))
+	require.Len(t, list.Items, 1)
+	require.Equal(t, "EndpointSlice", list.Items[0]["kind"])
+	require.Equal(t, "discovery.k8s.io/v1", list.Items[0]["apiVersion"])
+	require.Contains(t, out, "endpointslice.kubernetes.io/managed-by: endpointslicemirroring-controller.k8s.io")
+	require.Contains(t, get(t, c, Request{Kind: "endpointslices", Output: "json"}), `"addressType": "IPv4"`)
+
+	require.Equal(t, "<unset>", FormatSlicePorts(nil))
+	p := func(n int32) discoveryv1.EndpointPort { return discoveryv1.EndpointPort{Port: &n} }
+	name := "dns"
+	require.Equal(t, "1,2,dns + 1 more...", FormatSlicePorts([]discoveryv1.EndpointPort{p(1), p(2), {Name: &name}, p(4)}))
+	require.Equal(t, "*", FormatSlicePorts([]discoveryv1.EndpointPort{{}}))
+	require.Equal(t, "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more...", FormatSliceEndpoints([]discoveryv1.Endpoint{
+		{Addresses: []string{"10.0.0.1", "10.0.0.2"}}, {Addresses: []string{"10.0.0.3"}}, {Addresses: []string{"10.0.0.4"}}, {Addresses: []string{"10.0.0.5"}}}))
 }
