@@ -32,14 +32,16 @@ type Network interface {
 // Listeners are created from Sync, which runs in the node's namespace, but the
 // goroutines that later accept connections and dial backends may run on any
 // thread. HostNetwork therefore records the namespace of the first listener
-// and always dials from a thread switched into it, so backend sockets live
-// beside the listener, whatever thread the dialing goroutine runs on.
+// (read on the locked thread that creates it) and dials every backend from a
+// locked thread inside that namespace, so backend sockets live beside the
+// listener, whatever thread the dialing goroutine runs on.
 //
-// There is no cheap, reliable test for "every thread of this process is in
-// that namespace": /proc/self/ns/net is only the main thread's, and in a
-// test binary the main thread may itself have been parked in some namespace.
-// A wrong guess would send backend traffic out of the host's namespace, so
-// the switch (two setns calls per dial) is unconditional.
+// The dialing thread's own namespace (/proc/<pid>/task/<tid>/ns/net, read on
+// that locked thread; never /proc/self/ns/net, which is the main thread's) is
+// compared with the recorded one by device and inode. When they match, as in
+// a node proxy whose whole process lives in the node's namespace, the dial
+// needs no setns and so no CAP_SYS_ADMIN; otherwise the thread switches in and
+// back (two setns calls).
 type HostNetwork struct {
 	ListenIP netip.Addr
 
@@ -60,15 +62,14 @@ func (h *HostNetwork) listenAddr() string {
 	return netip.AddrPortFrom(ip, 0).String()
 }
 
-// capture records the calling thread's namespace once.
+// capture records the calling thread's namespace once. The caller holds its
+// OS thread locked and creates its socket on that same thread.
 func (h *HostNetwork) capture() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.have {
 		return nil
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	cur, err := vnetns.Get()
 	if err != nil {
 		return fmt.Errorf("open current netns: %w", err)
@@ -79,6 +80,8 @@ func (h *HostNetwork) capture() error {
 
 // ListenTCP implements Network.
 func (h *HostNetwork) ListenTCP(ctx context.Context) (*net.TCPListener, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := h.capture(); err != nil {
 		return nil, err
 	}
@@ -92,6 +95,8 @@ func (h *HostNetwork) ListenTCP(ctx context.Context) (*net.TCPListener, error) {
 
 // ListenUDP implements Network.
 func (h *HostNetwork) ListenUDP(ctx context.Context) (*net.UDPConn, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := h.capture(); err != nil {
 		return nil, err
 	}
@@ -124,11 +129,20 @@ func (h *HostNetwork) Dial(ctx context.Context, network string, backend netip.Ad
 		runtime.LockOSThread()
 		orig, err := vnetns.Get()
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("open current netns: %w", err)}
 			return
 		}
 		defer orig.Close()
+		if orig.Equal(ns) {
+			c, derr := d.DialContext(ctx, network, backend.String())
+			runtime.UnlockOSThread()
+			ch <- result{c, derr}
+			return
+		}
 		if err := vnetns.Set(ns); err != nil {
+			// setns failed: the thread is still in orig.
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("enter proxy netns: %w", err)}
 			return
 		}
