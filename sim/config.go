@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/svcsim/svcsim/sim/desired"
 )
 
 // HostnameLabel is the well-known node label every node carries.
@@ -12,7 +14,7 @@ const HostnameLabel = "kubernetes.io/hostname"
 // SchedulerAnnotation on a Service selects a load-balancing algorithm for
 // modes that have one (IPVS: rr, wrr, lc, sh, ...). It is copied to
 // state.ServicePort.Scheduler.
-const SchedulerAnnotation = "svcsim.io/ipvs-scheduler"
+const SchedulerAnnotation = desired.SchedulerAnnotation
 
 // NodeConfig is one node of the simulated cluster.
 type NodeConfig struct {

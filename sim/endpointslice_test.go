@@ -302,3 +302,26 @@ endpoints: [{addresses: ["172.188.2.89"], conditions: {ready: true}}]
 	mustApply(t, r, makeService("default", "two"))
 	require.Equal(t, slicesOf(c, "default", "two")[0].Name, slicesOf(r, "default", "two")[0].Name)
 }
+
+func TestNodeStateFromSlices(t *testing.T) {
+	c, _ := newCluster(t, 2)
+	mustApply(t, c, makeDeployment("default", "web", 2), makeService("default", "web"),
+		makeService("default", "ext", func(s *corev1.Service) { s.Spec.Selector = nil; s.Spec.Ports[0].Name = "http" }),
+		userSlice("ext-1", "ext"))
+	pods := podsOf(c, "deployment/web")
+	require.NoError(t, c.SetPodReady("default", pods[1].Name, false))
+	ns := c.NodeState("node1")
+	require.Equal(t, 2, ns.Version)
+	require.NoError(t, ns.Validate())
+	ext := ns.Service("default/ext:http/TCP")
+	require.NotNil(t, ext)
+	require.Len(t, ext.Endpoints, 1, "a user's slice feeds the proxies")
+	require.Equal(t, "172.188.2.89:80", ext.Endpoints[0].String())
+	web := ns.Service("default/web/TCP")
+	require.Len(t, web.Endpoints, 1)
+	require.Equal(t, pods[0].Name, web.Endpoints[0].Pod)
+	require.Len(t, web.NotReadyEndpoints, 1)
+	require.Equal(t, pods[1].Name, web.NotReadyEndpoints[0].Pod)
+	require.Equal(t, pods[1].Node, web.NotReadyEndpoints[0].Node)
+	require.Nil(t, c.NodeState("node9"))
+}

@@ -23,14 +23,37 @@ const (
 	UDP Protocol = "UDP"
 )
 
+// Version is the wire-format version of NodeState this package writes and
+// reads. Version 1 had no version field (it decodes as 0); version 2 added
+// the field itself, endpoint conditions, zones, traffic policies and the
+// load-balancer fields. A proxy refuses a state newer than it knows.
+const Version = 2
+
+// TrafficPolicy is a Service's externalTrafficPolicy or
+// internalTrafficPolicy as kube-proxy applies it.
+type TrafficPolicy string
+
+// The traffic policies.
+const (
+	// PolicyCluster routes to every endpoint of the cluster.
+	PolicyCluster TrafficPolicy = "Cluster"
+	// PolicyLocal routes only to endpoints on the receiving node.
+	PolicyLocal TrafficPolicy = "Local"
+)
+
 // DefaultAffinityTimeout is the API server's default for
 // spec.sessionAffinityConfig.clientIP.timeoutSeconds (3 hours).
 const DefaultAffinityTimeout = 10800
 
 // NodeState is everything one node's proxy needs to program its kernel.
 type NodeState struct {
+	// Version is the wire-format version (Version when built by this
+	// package's producers; 0 from producers that predate the field).
+	Version int `json:"version,omitempty"`
 	// Node is the node's name (e.g. "node1").
 	Node string `json:"node"`
+	// Zone is the node's topology.kubernetes.io/zone label, if any.
+	Zone string `json:"zone,omitempty"`
 	// Generation increases with every change of the cluster; a proxy can use
 	// it to report which state it has programmed.
 	Generation uint64 `json:"generation"`
@@ -69,8 +92,31 @@ type ServicePort struct {
 	// Scheduler is an optional load-balancing hint for modes that have one
 	// (IPVS: "rr", "wrr", "lc", "sh", ...). Empty means the mode's default.
 	Scheduler string `json:"scheduler,omitempty"`
-	// Endpoints are the ready backends, sorted by address then port.
+	// Type is the Service's spec.type (ClusterIP, NodePort, LoadBalancer).
+	Type string `json:"type,omitempty"`
+	// ExternalTrafficPolicy is Local only for a Service reachable from
+	// outside (NodePort, LoadBalancer or externalIPs) whose
+	// externalTrafficPolicy is Local; otherwise Cluster (or empty from
+	// version 1 producers).
+	ExternalTrafficPolicy TrafficPolicy `json:"externalTrafficPolicy,omitempty"`
+	// InternalTrafficPolicy is the Service's internalTrafficPolicy.
+	InternalTrafficPolicy TrafficPolicy `json:"internalTrafficPolicy,omitempty"`
+	// LoadBalancerIPs are the IPv4 addresses of status.loadBalancer.ingress
+	// that the proxy serves (ipMode VIP or unset), sorted.
+	LoadBalancerIPs []netip.Addr `json:"loadBalancerIPs,omitempty"`
+	// LoadBalancerSourceRanges are spec.loadBalancerSourceRanges (IPv4).
+	LoadBalancerSourceRanges []netip.Prefix `json:"loadBalancerSourceRanges,omitempty"`
+	// HealthCheckNodePort is set for a LoadBalancer Service with
+	// externalTrafficPolicy Local: the port the proxy answers health
+	// checks on.
+	HealthCheckNodePort int32 `json:"healthCheckNodePort,omitempty"`
+	// Endpoints are the ready backends, sorted by address then port. Every
+	// mode sends traffic to these.
 	Endpoints []Endpoint `json:"endpoints"`
+	// NotReadyEndpoints are the backends that are not ready (among them
+	// serving, terminating ones kube-proxy may fall back to), sorted the
+	// same way. No mode uses them yet.
+	NotReadyEndpoints []Endpoint `json:"notReadyEndpoints,omitempty"`
 }
 
 // Endpoint is one backend of a ServicePort.
@@ -82,6 +128,14 @@ type Endpoint struct {
 	Node string `json:"node,omitempty"`
 	// Pod is the backing pod's name, when there is one.
 	Pod string `json:"pod,omitempty"`
+	// Zone is the endpoint's zone (its node's topology zone), if known.
+	Zone string `json:"zone,omitempty"`
+	// Ready, Serving and Terminating are the endpoint's conditions as
+	// kube-proxy reads them from its EndpointSlice (version 2; version 1
+	// producers leave them false).
+	Ready       bool `json:"ready,omitempty"`
+	Serving     bool `json:"serving,omitempty"`
+	Terminating bool `json:"terminating,omitempty"`
 }
 
 // ID names the Service port like kube-proxy does: "ns/name:port" or "ns/name"
@@ -114,18 +168,25 @@ func (e Endpoint) String() string {
 func (n *NodeState) Sort() {
 	sort.Slice(n.Services, func(i, j int) bool { return n.Services[i].Key() < n.Services[j].Key() })
 	for i := range n.Services {
-		eps := n.Services[i].Endpoints
-		sort.Slice(eps, func(a, b int) bool {
-			if c := eps[a].IP.Compare(eps[b].IP); c != 0 {
-				return c < 0
-			}
-			return eps[a].Port < eps[b].Port
-		})
+		sortEndpoints(n.Services[i].Endpoints)
+		sortEndpoints(n.Services[i].NotReadyEndpoints)
 	}
+}
+
+func sortEndpoints(eps []Endpoint) {
+	sort.Slice(eps, func(a, b int) bool {
+		if c := eps[a].IP.Compare(eps[b].IP); c != 0 {
+			return c < 0
+		}
+		return eps[a].Port < eps[b].Port
+	})
 }
 
 // Validate checks the invariants modes rely on.
 func (n *NodeState) Validate() error {
+	if n.Version > Version {
+		return fmt.Errorf("node state version %d is newer than this proxy understands (%d)", n.Version, Version)
+	}
 	seen := make(map[string]bool, len(n.Services))
 	for i := range n.Services {
 		s := &n.Services[i]
@@ -145,6 +206,14 @@ func (n *NodeState) Validate() error {
 		for _, e := range s.Endpoints {
 			if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 {
 				return fmt.Errorf("service port %s: bad endpoint %v:%d", s.Key(), e.IP, e.Port)
+			}
+			if n.Version >= 2 && !e.Ready {
+				return fmt.Errorf("service port %s: endpoint %v listed as ready is not", s.Key(), e)
+			}
+		}
+		for _, e := range s.NotReadyEndpoints {
+			if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 || e.Ready {
+				return fmt.Errorf("service port %s: bad not-ready endpoint %v:%d", s.Key(), e.IP, e.Port)
 			}
 		}
 	}
