@@ -11,18 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// kindOps is how apply.go's generic verbs reach a kind whose storage and
-// validation live beside its controller rather than in apply.go's
-// switches. Keys are "namespace/name".
-type kindOps interface {
-	get(s *store, k string) runtime.Object
-	// put validates and stores obj; old is nil on create.
-	put(t *txn, old, obj runtime.Object) error
-	set(s *store, k string, obj runtime.Object)
-	remove(s *store, k string)
-	removeNamespace(s *store, ns string)
-}
-
 // sliceOps stores discovery.k8s.io/v1 EndpointSlices.
 type sliceOps struct{}
 

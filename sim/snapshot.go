@@ -74,7 +74,8 @@ func Restore(data []byte, clock func() time.Time) (*Cluster, error) {
 	if st.Ingresses == nil {
 		st.Ingresses = fresh.Ingresses
 	}
-	if st.EndpointSlices == nil {
+	noSlices := st.EndpointSlices == nil
+	if noSlices {
 		st.EndpointSlices = fresh.EndpointSlices
 		st.SliceRNG = fresh.SliceRNG
 	}
@@ -96,5 +97,12 @@ func Restore(data []byte, clock func() time.Time) (*Cluster, error) {
 		}
 	}
 	c.st = st
+	if noSlices {
+		// A snapshot from before EndpointSlices: the controllers write
+		// them now, since the proxies' state is derived from them.
+		if err := c.commit(c.begin()); err != nil {
+			return nil, fmt.Errorf("cluster snapshot: %w", err)
+		}
+	}
 	return c, nil
 }
