@@ -1,5 +1,7 @@
 // Package modes defines what every proxy mode implements, and the registry the
-// node proxy process and the scenarios use to pick one by name.
+// node proxy process and the scenarios use to pick one by name. Each mode
+// registers a Datapath descriptor: its factory and every fact others need
+// about it (features it needs, traits, place in the report).
 //
 // A mode programs one node's kernel from a state.NodeState. Like kube-proxy,
 // every Sync is given the whole desired state and must leave the kernel
@@ -52,36 +54,59 @@ type Factory func(opts Options) (Proxier, error)
 
 var (
 	mu       sync.Mutex
-	registry = map[string]Factory{}
+	registry = map[string]Datapath{}
 )
 
-// Register makes a mode available under name. It panics on duplicates, like
-// database/sql.Register; call it from an init function.
-func Register(name string, f Factory) {
+// Register makes a datapath available under d.Name. It panics on duplicates
+// and on an incomplete descriptor, like database/sql.Register; call it from
+// an init function.
+func Register(d Datapath) {
+	if err := d.validate(); err != nil {
+		panic("modes: Register: " + err.Error())
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if _, dup := registry[name]; dup {
-		panic("modes: Register called twice for " + name)
+	if _, dup := registry[d.Name]; dup {
+		panic("modes: Register called twice for " + d.Name)
 	}
-	registry[name] = f
+	registry[d.Name] = d
 }
 
-// New builds the mode registered under name.
-func New(name string, opts Options) (Proxier, error) {
+// Lookup returns the descriptor registered under name.
+func Lookup(name string) (Datapath, bool) {
 	mu.Lock()
-	f, ok := registry[name]
-	mu.Unlock()
+	defer mu.Unlock()
+	d, ok := registry[name]
+	return d, ok
+}
+
+// Get returns the descriptor registered under name, or an error naming the
+// known ones.
+func Get(name string) (Datapath, error) {
+	d, ok := Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("unknown proxy mode %q (known: %v)", name, Names())
+		return Datapath{}, fmt.Errorf("unknown proxy mode %q (known: %v)", name, Names())
 	}
-	p, err := f(opts)
+	return d, nil
+}
+
+// New builds the in-process Proxier of the datapath registered under name.
+func New(name string, opts Options) (Proxier, error) {
+	d, err := Get(name)
+	if err != nil {
+		return nil, err
+	}
+	if d.Start.Factory == nil {
+		return nil, fmt.Errorf("proxy mode %s runs as the program %s, not in-process", name, d.Start.Program)
+	}
+	p, err := d.Start.Factory(opts)
 	if err != nil {
 		return nil, fmt.Errorf("create %s proxier: %w", name, err)
 	}
 	return p, nil
 }
 
-// Names lists the registered modes, sorted.
+// Names lists the registered names, aliases included, sorted.
 func Names() []string {
 	mu.Lock()
 	defer mu.Unlock()
@@ -91,4 +116,24 @@ func Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Table lists the registered datapaths without aliases, in the report's
+// order (Report.Order, then name): the rows of every datapath table.
+func Table() []Datapath {
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]Datapath, 0, len(registry))
+	for _, d := range registry {
+		if len(d.AliasOf) == 0 {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Report.Order != out[j].Report.Order {
+			return out[i].Report.Order < out[j].Report.Order
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }

@@ -129,13 +129,10 @@ func benchesByMetric(set *results.Set) (map[string][]results.Bench, []results.Be
 }
 
 func sortBenches(bs []results.Bench) {
+	order := datapathOrder(nil, bs)
 	sort.SliceStable(bs, func(i, j int) bool {
-		ri, rj := rank(modeOrder, bs[i].Datapath), rank(modeOrder, bs[j].Datapath)
-		if ri != rj {
-			return ri < rj
-		}
 		if bs[i].Datapath != bs[j].Datapath {
-			return bs[i].Datapath < bs[j].Datapath
+			return datapathLess(order, bs[i].Datapath, bs[j].Datapath)
 		}
 		return bs[i].Metric < bs[j].Metric
 	})

@@ -22,10 +22,6 @@ var groupOrder = []string{
 	results.GroupScale,
 }
 
-// modeOrder is the order modes appear in columns and legends: the seed's
-// order (userspace, iptables, IPVS), then nftables; unknown modes follow by name.
-var modeOrder = []string{"userspace", "iptables/legacy", "iptables/nft", "iptables", "ipvs", "nftables"}
-
 func rank(order []string, s string) int {
 	for i, o := range order {
 		if o == s {
@@ -46,6 +42,48 @@ func sortByOrder(names []string, order []string) {
 	})
 }
 
+// Column order of datapaths. The report does not link the datapaths (it
+// reads results files, perhaps from another machine), so each datapath's
+// position comes from its results: the harness and the benchmark copy
+// results.DatapathInfo from the datapath's descriptor (package modes,
+// Report.Order) into every file. Datapaths whose files carry none follow, by
+// name.
+
+// datapathOrder maps each datapath named with an Info in results or benches
+// to its recorded Order.
+func datapathOrder(rs []results.Result, bs []results.Bench) map[string]int {
+	order := map[string]int{}
+	for _, r := range rs {
+		if r.Info != nil {
+			order[r.Mode] = r.Info.Order
+		}
+	}
+	for _, b := range bs {
+		if b.Info != nil {
+			order[b.Datapath] = b.Info.Order
+		}
+	}
+	return order
+}
+
+// datapathLess orders datapaths a and b by their recorded order, then name.
+func datapathLess(order map[string]int, a, b string) bool {
+	oa, ka := order[a]
+	ob, kb := order[b]
+	switch {
+	case ka && kb && oa != ob:
+		return oa < ob
+	case ka != kb:
+		return ka
+	}
+	return a < b
+}
+
+// sortDatapaths sorts datapath names into column order.
+func sortDatapaths(names []string, order map[string]int) {
+	sort.SliceStable(names, func(i, j int) bool { return datapathLess(order, names[i], names[j]) })
+}
+
 // modesOf lists every mode or datapath named in set, in column order.
 func modesOf(set *results.Set) []string {
 	seen := map[string]bool{}
@@ -59,7 +97,7 @@ func modesOf(set *results.Set) []string {
 	for _, r := range set.Results {
 		add(r.Mode)
 	}
-	sortByOrder(out, modeOrder)
+	sortDatapaths(out, datapathOrder(set.Results, set.Benches))
 	return out
 }
 
@@ -80,7 +118,7 @@ func palette(set *results.Set) map[string]int {
 			names = append(names, b.Datapath)
 		}
 	}
-	sortByOrder(names, modeOrder)
+	sortDatapaths(names, datapathOrder(set.Results, set.Benches))
 	m := map[string]int{}
 	for i, n := range names {
 		m[n] = i

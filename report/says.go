@@ -406,6 +406,14 @@ func commonLargest(a, b results.Bench) (int, float64, float64, bool) {
 	return best, va, vb, best >= 0
 }
 
+// claimOf is the seed's claim recorded for a datapath ("" when none).
+func claimOf(info *results.DatapathInfo) string {
+	if info == nil {
+		return ""
+	}
+	return info.Claim
+}
+
 // seedSays checks the seed's two claims about rule updates against the
 // one-change figures: iptables updates are not incremental (the time grows
 // with the number of Services), and IPVS updates are incremental (it does
@@ -418,12 +426,14 @@ func seedSays(set *results.Set, by map[string][]results.Bench, add addFunc) {
 		}
 		return
 	}
+	// Which claim applies to a datapath, its descriptor says (recorded in
+	// its files as results.DatapathInfo.Claim).
 	var ipt, ipvs []results.Bench
 	for _, b := range changes {
-		switch {
-		case strings.HasPrefix(b.Datapath, "iptables"):
+		switch claimOf(b.Info) {
+		case results.ClaimNotIncremental:
 			ipt = append(ipt, b)
-		case strings.HasPrefix(b.Datapath, "ipvs"):
+		case results.ClaimIncremental:
 			ipvs = append(ipvs, b)
 		}
 	}
@@ -445,8 +455,14 @@ func seedSays(set *results.Set, by map[string][]results.Bench, add addFunc) {
 	const claimIPVS = "IPVS updates are incremental"
 	if len(ipvs) == 0 {
 		why := ""
+		incremental := map[string]bool{}
+		for _, r := range set.Results {
+			if claimOf(r.Info) == results.ClaimIncremental {
+				incremental[r.Mode] = true
+			}
+		}
 		for _, mv := range modeViews(set, nil) {
-			if strings.HasPrefix(mv.Mode, "ipvs") && mv.Ran == 0 && len(mv.Skips) > 0 {
+			if incremental[mv.Mode] && mv.Ran == 0 && len(mv.Skips) > 0 {
 				why = " (" + mv.Mode + ": " + mv.Skips[0].Reason + ")"
 			}
 		}

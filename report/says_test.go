@@ -7,9 +7,18 @@ import (
 	"github.com/svcsim/svcsim/report/results"
 )
 
+// infos is what the datapaths' descriptors record in their results.
+var infos = map[string]*results.DatapathInfo{
+	"userspace":       {Order: 10},
+	"iptables/legacy": {Order: 21, Claim: results.ClaimNotIncremental},
+	"iptables/nft":    {Order: 22, Claim: results.ClaimNotIncremental},
+	"ipvs":            {Order: 30, Claim: results.ClaimIncremental},
+	"nftables":        {Order: 40},
+}
+
 // sweep builds a bench whose medians at N=100, 1000, 10000 are vs.
 func sweep(dp, metric string, vs ...float64) results.Bench {
-	b := results.Bench{Datapath: dp, Metric: metric, Unit: "ms", XLabel: "Services"}
+	b := results.Bench{Datapath: dp, Metric: metric, Unit: "ms", XLabel: "Services", Info: infos[dp]}
 	for i, v := range vs {
 		b.Points = append(b.Points, results.Point{N: []int{100, 1000, 10000}[i], Reps: 3, Median: v, Min: v, Max: v})
 	}
@@ -67,10 +76,10 @@ func TestSaysUncheckable(t *testing.T) {
 	// claim could not be checked rather than guessing.
 	set := &results.Set{
 		Results: []results.Result{
-			{Scenario: "a", Mode: "ipvs", Status: results.Skip, Reason: "kernel lacks IP_VS"},
-			{Scenario: "a", Mode: "nftables", Status: results.Pass},
+			{Scenario: "a", Mode: "ipvs", Status: results.Skip, Reason: "kernel lacks IP_VS", Info: infos["ipvs"]},
+			{Scenario: "a", Mode: "nftables", Status: results.Pass, Info: infos["nftables"]},
 		},
-		Benches: []results.Bench{{Datapath: "iptables/legacy", Metric: MetricEndpointChange, Unit: "ms",
+		Benches: []results.Bench{{Datapath: "iptables/legacy", Info: infos["iptables/legacy"], Metric: MetricEndpointChange, Unit: "ms",
 			Points: []results.Point{{N: 100, Median: 10}, {N: 500, Median: 20}}}},
 	}
 	got := texts(Says(set))

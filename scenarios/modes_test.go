@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
@@ -49,7 +50,7 @@ func TestBackendFailure(t *testing.T) {
 		}
 		h.Figure("failed requests with a dead endpoint listed", float64(failed), fmt.Sprintf("of %d", n))
 		h.Check(served[pod.IP.String()] == 0, "the dead backend answers nothing", "%v", served)
-		if h.Mode == "userspace" {
+		if h.Desc.Traits.Relay {
 			h.Check(failed == 0, "userspace proxy retries another backend", "%d of %d requests failed; answers %v", failed, n, served)
 		} else {
 			// A uniform choice over 3 endpoints sends about n/3 to the dead
@@ -78,7 +79,7 @@ func TestProxyCleanup(t *testing.T) {
 		// Programmed: the mode's state is visible with the real tools.
 		dump, err := h.CP.Dump(h.Ctx, "node1")
 		h.Check(err == nil && dump != "", "programmed state visible", "%d bytes of %s state", len(dump), h.Mode)
-		if h.Mode == "nftables" {
+		if h.Desc.Kernel == modes.KernelNftables {
 			out, err := nodeClient.Exec(h.Ctx, "nft", "list", "tables")
 			h.Check(err == nil && strings.TrimSpace(out) == "table ip kube-proxy", "nft list tables shows only kube-proxy", "%q", out)
 			rs, _ := nodeClient.Exec(h.Ctx, "nft", "list", "ruleset")
@@ -91,7 +92,7 @@ func TestProxyCleanup(t *testing.T) {
 			{"iptables-legacy-save"}, {"iptables-nft-save"}, {"nft", "list", "ruleset"},
 			{"ipset", "list", "-n"}, {"ip", "-o", "link", "show"}, {"ss", "-Hltun"},
 		}
-		if h.Mode == "ipvs" {
+		if h.Desc.Kernel == modes.KernelIPVS {
 			checks = append(checks, []string{"ipvsadm", "-Ln"})
 		}
 		for _, argv := range checks {
@@ -126,7 +127,7 @@ func excerptLines(s string, n int) string {
 // client lands on one backend.
 func TestIPVSKernelState(t *testing.T) {
 	for _, dp := range harness.Datapaths() {
-		if dp.Mode != "ipvs" {
+		if dp.Desc.Kernel != modes.KernelIPVS {
 			continue
 		}
 		t.Run("rr", func(t *testing.T) {

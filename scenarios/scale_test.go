@@ -64,9 +64,9 @@ func TestRuleUpdateScaling(t *testing.T) {
 	}
 	for _, dp := range dps {
 		t.Run(strings.ReplaceAll(dp.Mode, "/", "-"), func(t *testing.T) {
-			res := &results.Result{Scenario: sc.Name, Title: sc.Title, Group: sc.Group, Mode: dp.Mode,
+			res := &results.Result{Scenario: sc.Name, Title: sc.Title, Group: sc.Group, Mode: dp.Mode, Info: harness.DatapathInfo(dp.Desc),
 				Started: time.Now().UTC(), Env: env}
-			h := &harness.H{T: t, Mode: dp.Mode, Result: res}
+			h := &harness.H{T: t, Mode: dp.Mode, Desc: dp.Desc, Result: res}
 			t.Cleanup(func() { writeScaleResult(t, res) })
 			if os.Geteuid() != 0 {
 				res.Reason = "needs root: run `sudo go test ./scenarios/...`"

@@ -201,7 +201,7 @@ spec:
 		h.Check(len(pods) == 3, "every UDP backend used", "%d datagrams answered by %v", n, pods)
 		want := clientPod.IP.String()
 		why := "NAT datapaths keep the client's address"
-		if h.Mode == "userspace" {
+		if h.Desc.Traits.Relay {
 			want, why = "", "the userspace proxy connects from the node"
 		}
 		for src := range sources {

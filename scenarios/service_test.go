@@ -12,13 +12,11 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/stats"
+	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 	"github.com/svcsim/svcsim/sim"
 )
-
-// roundRobin says whether a datapath's default scheduler rotates exactly.
-func roundRobin(mode string) bool { return mode == "userspace" || mode == "ipvs" }
 
 // alpha is the significance level of every distribution test.
 const alpha = 0.001
@@ -109,7 +107,7 @@ func TestClusterIPDistribution(t *testing.T) {
 		for i, ip := range ips {
 			h.Check(obs[i] > 0, "backend used", "%s got %d of %d", backends[ip], obs[i], n)
 		}
-		if roundRobin(h.Mode) {
+		if h.Desc.Traits.Choice == modes.RoundRobin {
 			dist.RoundRobin = true
 			exact := rotates(order, len(ips))
 			dist.Exact = exact
@@ -274,7 +272,7 @@ func TestSessionAffinity(t *testing.T) {
 			first = ip
 		}
 		var expired time.Duration
-		if h.Mode == "ipvs" {
+		if h.Desc.Traits.Affinity == modes.AffinityTemplate {
 			// IPVS keeps a persistence template alive while any connection
 			// it placed still exists, and closed TCP connections stay in
 			// IPVS's table in TIME_WAIT for 120 s (not settable with

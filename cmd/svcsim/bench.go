@@ -20,6 +20,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/bench"
 	"github.com/svcsim/svcsim/internal/vmtest"
+	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/report/results"
 )
 
@@ -100,12 +101,12 @@ Durations measured on a shared 2-core AMD EPYC (kernel 6.18, TCG guest):
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.quick, "quick", false, "CI sweep: N=100,1000, fewer repetitions and samples (under 2 minutes)")
-	f.StringSliceVar(&o.datapaths, "datapaths", nil, "datapaths to measure (default: "+strings.Join(bench.Datapaths, ",")+")")
+	f.StringSliceVar(&o.datapaths, "datapaths", nil, "datapaths to measure (default: "+strings.Join(bench.Datapaths(), ",")+")")
 	f.IntSliceVar(&o.services, "services", nil, fmt.Sprintf("service counts N (default 100,1000,5000,10000; --quick 100,1000; at most %d)", bench.MaxServices))
 	f.IntVar(&o.endpoints, "endpoints", 2, "endpoints per service E")
 	f.IntVar(&o.reps, "reps", 0, "fresh-namespace repetitions per N (default 5; --quick 3)")
 	f.StringVarP(&o.out, "output", "o", "", "results directory (default $SVCSIM_RESULTS_DIR, else <repo>/results)")
-	f.BoolVar(&o.noVM, "no-vm", false, "never use the kernel lane: skip ipvs when the host lacks IP_VS")
+	f.BoolVar(&o.noVM, "no-vm", false, "never use the kernel lane: skip datapaths the host kernel cannot run (ipvs without IP_VS)")
 	f.BoolVar(&o.noTraffic, "no-traffic", false, "rule updates only: no first-packet, convergence or throughput")
 	f.StringVar(&o.kernel, "vm-kernel", "6.1", "kernel of the kernel lane (see vmtest --kernel)")
 	f.DurationVar(&o.vmTimeout, "vm-timeout", 0, "bound on the kernel-lane run (default 10m with --quick, else 2h)")
@@ -143,9 +144,18 @@ func runBench(ctx context.Context, cmd *cobra.Command, o benchOpts) error {
 	}
 	cfg := o.config()
 	cfg.ResultsDir, cfg.Log = out, cmd.ErrOrStderr()
-	vm := !o.noVM && slices.Contains(cfg.Datapaths, "ipvs") && !bench.HostHasIPVS()
-	if vm {
-		cfg.Datapaths = slices.DeleteFunc(slices.Clone(cfg.Datapaths), func(d string) bool { return d == "ipvs" })
+	var vm []string // datapaths only the kernel lane can run
+	var why []string
+	if !o.noVM {
+		for _, dp := range cfg.Datapaths {
+			if d, ok := modes.Lookup(dp); ok {
+				if lane, err := d.Where(); lane == modes.LaneKernel {
+					vm = append(vm, dp)
+					why = append(why, fmt.Sprintf("%s: %v", dp, err))
+				}
+			}
+		}
+		cfg.Datapaths = slices.DeleteFunc(slices.Clone(cfg.Datapaths), func(d string) bool { return slices.Contains(vm, d) })
 	}
 	start := time.Now()
 	w := cmd.OutOrStdout()
@@ -153,9 +163,6 @@ func runBench(ctx context.Context, cmd *cobra.Command, o benchOpts) error {
 	if len(cfg.Datapaths) > 0 {
 		sum, err := bench.Run(ctx, cfg)
 		if sum != nil {
-			if vm {
-				delete(sum.Skipped, "ipvs")
-			}
 			if terr := sum.WriteTable(w); terr != nil {
 				errs = append(errs, terr)
 			}
@@ -167,9 +174,9 @@ func runBench(ctx context.Context, cmd *cobra.Command, o benchOpts) error {
 			errs = append(errs, err)
 		}
 	}
-	if vm && ctx.Err() == nil {
-		fmt.Fprintf(w, "\nipvs: the host kernel lacks IP_VS; running it in the kernel lane (%s)\n", o.kernel)
-		if err := benchInVM(ctx, cmd, o, out); err != nil {
+	if len(vm) > 0 && ctx.Err() == nil {
+		fmt.Fprintf(w, "\n%s\nrunning %s in the kernel lane (%s)\n", strings.Join(why, "\n"), strings.Join(vm, ", "), o.kernel)
+		if err := benchInVM(ctx, cmd, o, out, vm); err != nil {
 			errs = append(errs, fmt.Errorf("kernel lane: %w", err))
 		}
 	}
@@ -208,9 +215,10 @@ func benchResultsDir(flag string) (string, error) {
 	return abs, nil
 }
 
-// benchInVM runs this binary with --datapaths ipvs --no-vm inside the kernel
-// lane, the results directory shared, then prints the table of what it wrote.
-func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string) error {
+// benchInVM runs this binary with --datapaths <datapaths> --no-vm inside the
+// kernel lane, the results directory shared, then prints the table of what it
+// wrote.
+func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string, datapaths []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -220,7 +228,7 @@ func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string)
 		return err
 	}
 	lane := "vm:debian-" + o.kernel
-	argv := []string{exe, "bench", "--datapaths", "ipvs", "--no-vm", "-o", out,
+	argv := []string{exe, "bench", "--datapaths", strings.Join(datapaths, ","), "--no-vm", "-o", out,
 		"--endpoints", strconv.Itoa(o.endpoints)}
 	if o.quick {
 		argv = append(argv, "--quick")

@@ -79,8 +79,12 @@ func newUp() *cobra.Command {
 			if _, err := cf.config(); err != nil {
 				return err
 			}
-			if _, err := modes.New(cf.mode, modes.Options{}); err != nil {
+			d, err := modes.Get(cf.mode)
+			if err != nil {
 				return err
+			}
+			if why := d.Unsupported(); why != "" {
+				return fmt.Errorf("proxy mode %s cannot run here: %s", cf.mode, why)
 			}
 			// Refuse to start over a live simulation.
 			if id, err := daemon.Current(); err == nil {

@@ -42,6 +42,7 @@ import (
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/internal/stats"
+	"github.com/svcsim/svcsim/modes"
 	_ "github.com/svcsim/svcsim/modes/all" // every mode
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/sim/state"
@@ -107,7 +108,7 @@ type Config struct {
 // Full is the default sweep.
 func Full() Config {
 	return Config{
-		Datapaths: Datapaths, Services: []int{100, 1000, 5000, 10000}, Endpoints: 2,
+		Datapaths: Datapaths(), Services: []int{100, 1000, 5000, 10000}, Endpoints: 2,
 		Reps: 5, Changes: 3, Traffic: true, Conns: 300, ConvergeReps: 5,
 		RPSMax: 20000, RPSTime: 2 * time.Second, RPSReps: 3, IPVSFloorReps: 20,
 		Lane: hostinfo.Lane(),
@@ -338,7 +339,7 @@ func (r *runner) datapath(ctx context.Context, dp string) {
 			continue
 		}
 		b := results.Bench{Datapath: dp, Metric: m, Unit: "ms", XLabel: "Services", Env: r.env, Points: pts,
-			Note: r.note(dp, m)}
+			Note: r.note(dp, m), Info: info(dp)}
 		switch m {
 		case MetricRPSKeepAlive, MetricRPSNewConn:
 			b.Unit = "req/s"
@@ -429,7 +430,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 			if in.rec != nil {
 				input = in.rec.lastInput()
 			}
-			if dp == "nftables" {
+			if describe(dp).Kernel == modes.KernelNftables {
 				out, err := execOut(ctx, "nft", "list", "table", "ip", "kube-proxy")
 				if err != nil {
 					return err
@@ -459,7 +460,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 					return fmt.Errorf("endpoint remove after a full resync: %w", err)
 				}
 			}
-			if dp == "ipvs" && !r.cfg.NoFloor {
+			if describe(dp).Kernel == modes.KernelIPVS && !r.cfg.NoFloor {
 				// The raw call runs with the N services still present.
 				svc, dst, err := floorIPVSSamples(ns, r.cfg.IPVSFloorReps)
 				if err != nil {
@@ -505,7 +506,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 			flp.Extra = map[string]float64{"add_service_median_ms": stats.Summarize(floorSvc).Median}
 		}
 		if flp.Median > 0 {
-			if dp == "ipvs" {
+			if describe(dp).Kernel == modes.KernelIPVS {
 				cp.Extra["ratio_to_floor"] = cp.Median / flp.Median
 			} else {
 				fp.Extra["ratio_to_floor"] = fp.Median / flp.Median

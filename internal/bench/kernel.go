@@ -25,57 +25,59 @@ import (
 	"github.com/svcsim/svcsim/modes/iptables"
 	ipvsmode "github.com/svcsim/svcsim/modes/ipvs"
 	"github.com/svcsim/svcsim/modes/nftables"
+	"github.com/svcsim/svcsim/report/results"
 )
 
-// Datapaths are the datapaths the benchmark knows, in the report's order.
-var Datapaths = []string{"userspace", "iptables/legacy", "iptables/nft", "ipvs", "nftables"}
-
-// HostHasIPVS reports whether this kernel offers IP_VS (/proc/net/ip_vs
-// exists, after trying to load the module).
-func HostHasIPVS() bool {
-	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
-		return true
+// Datapaths are the datapaths the benchmark knows (every registered one
+// but aliases), in the report's order.
+func Datapaths() []string {
+	var out []string
+	for _, d := range modes.Table() {
+		out = append(out, d.Name)
 	}
-	_ = exec.Command("modprobe", "ip_vs").Run()
-	_, err := os.Stat("/proc/net/ip_vs")
-	return err == nil
+	return out
 }
 
-// Unsupported says why this machine cannot run datapath dp, or "".
+// describe returns dp's descriptor (the zero Datapath for an unknown name,
+// which Unsupported rejects before anything is measured).
+func describe(dp string) modes.Datapath {
+	d, _ := modes.Lookup(dp)
+	return d
+}
+
+// Unsupported says why this machine cannot run datapath dp here, or "": the
+// descriptor's probes of what it needs (Where says whether the kernel lane
+// can run it instead).
 func Unsupported(dp string) string {
-	switch {
-	case dp == "ipvs":
-		if !HostHasIPVS() {
-			return "kernel lacks IP_VS (/proc/net/ip_vs missing)"
-		}
-	case strings.HasPrefix(dp, "iptables/"):
-		bin := "iptables-" + strings.TrimPrefix(dp, "iptables/") + "-restore"
-		if _, err := exec.LookPath(bin); err != nil {
-			return bin + " is not installed"
-		}
-	case dp == "nftables":
-		if _, err := exec.LookPath("nft"); err != nil {
-			return "nft is not installed"
-		}
-	case dp == "userspace":
-	default:
-		return fmt.Sprintf("unknown datapath %q (known: %s)", dp, strings.Join(Datapaths, ", "))
+	d, ok := modes.Lookup(dp)
+	if !ok || len(d.AliasOf) > 0 {
+		return fmt.Sprintf("unknown datapath %q (known: %s)", dp, strings.Join(Datapaths(), ", "))
 	}
-	return ""
+	return d.Unsupported()
 }
 
 // FloorMetric is the floor metric of a datapath ("" when it has none) and
-// the metrics its chart pairs it with.
+// the metrics its chart pairs it with: the raw tool behind its kernel
+// (iptables-restore of an iptables backend, nft -f, one IPVS netlink call).
 func FloorMetric(dp string) (string, []string) {
-	switch {
-	case strings.HasPrefix(dp, "iptables/"):
+	switch describe(dp).Kernel {
+	case modes.KernelIptables:
 		return MetricFloorRestore, []string{MetricFullSync}
-	case dp == "nftables":
+	case modes.KernelNftables:
 		return MetricFloorNft, []string{MetricFullSync}
-	case dp == "ipvs":
+	case modes.KernelIPVS:
 		return MetricFloorIPVS, []string{MetricEndpointChange}
 	}
 	return "", nil
+}
+
+// info is what the report needs of dp's descriptor, recorded in its results.
+func info(dp string) *results.DatapathInfo {
+	d, ok := modes.Lookup(dp)
+	if !ok {
+		return nil
+	}
+	return &results.DatapathInfo{Order: d.Report.Order, Claim: string(d.Report.Claim)}
 }
 
 // recorder is an iptables.Runner that keeps the input of the last restore
@@ -108,13 +110,13 @@ type instance struct {
 
 // newInstance builds dp's proxier; call it inside the namespace's Do.
 func newInstance(dp string) (*instance, error) {
-	if b, ok := strings.CutPrefix(dp, "iptables/"); ok {
-		run, err := iptables.NewExecRunner(iptables.Backend(b))
+	if b, ok := iptables.BackendOfDatapath(dp); ok {
+		run, err := iptables.NewExecRunner(b)
 		if err != nil {
 			return nil, err
 		}
 		rec := &recorder{Runner: run}
-		p, err := iptables.New(iptables.Config{Backend: iptables.Backend(b), Runner: rec, Node: "node1"})
+		p, err := iptables.New(iptables.Config{Backend: b, Runner: rec, Node: "node1"})
 		if err != nil {
 			return nil, err
 		}
@@ -130,15 +132,8 @@ func newInstance(dp string) (*instance, error) {
 // requestFull makes the next Sync a full resync, if the mode has partial
 // syncs; it reports whether it did.
 func (in *instance) requestFull() bool {
-	switch p := in.p.(type) {
-	case *iptables.Proxier:
-		p.ForceFullSync()
-	case *nftables.Proxier:
-		p.RequestFullSync()
-	default:
-		return false
-	}
-	return true
+	full := describe(in.dp).Traits.FullResync
+	return full != nil && full(in.p)
 }
 
 // close removes what the mode programmed and releases its handles (the
@@ -179,24 +174,23 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // namespace: iptables-save lines and rules, nft objects and set elements,
 // IPVS virtual and real servers.
 func ruleCounts(ctx context.Context, dp string) (map[string]float64, error) {
-	switch {
-	case strings.HasPrefix(dp, "iptables/"), dp == "userspace":
-		bin := "iptables-save"
-		if b, ok := strings.CutPrefix(dp, "iptables/"); ok {
-			_, _, bin = iptables.Backend(b).Binaries()
-		}
+	d := describe(dp)
+	switch d.Kernel {
+	case modes.KernelIptables, modes.KernelUserspace:
+		// Every table, not only the rules Dump shows.
+		bin := d.Dump[0]
 		out, err := exec.CommandContext(ctx, bin).Output()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", bin, err)
 		}
 		return iptablesCounts(out), nil
-	case dp == "nftables":
+	case modes.KernelNftables:
 		out, err := exec.CommandContext(ctx, "nft", "-j", "list", "table", "ip", "kube-proxy").Output()
 		if err != nil {
 			return nil, fmt.Errorf("nft -j list table: %w", err)
 		}
 		return nftCounts(out)
-	case dp == "ipvs":
+	case modes.KernelIPVS:
 		// /proc/net is /proc/self/net: the namespace of the process's main
 		// thread. The calling thread's is under thread-self.
 		b, err := os.ReadFile("/proc/thread-self/net/ip_vs")
@@ -327,7 +321,11 @@ func timeCmd(ctx context.Context, stdin []byte, name string, args ...string) (ti
 // floorRestore times `iptables-<backend>-restore -w --noflush` of input in
 // ns (a fresh namespace: the same situation as the mode's first sync).
 func floorRestore(ctx context.Context, ns *netns.NS, dp string, input []byte) (time.Duration, error) {
-	_, restore, _ := iptables.Backend(strings.TrimPrefix(dp, "iptables/")).Binaries()
+	b, ok := iptables.BackendOfDatapath(dp)
+	if !ok {
+		return 0, fmt.Errorf("%s is not an iptables backend", dp)
+	}
+	_, restore, _ := b.Binaries()
 	var d time.Duration
 	err := ns.Do(func() error {
 		var err error

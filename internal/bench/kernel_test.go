@@ -71,7 +71,7 @@ func TestRunKernel(t *testing.T) {
 		require.NotEmpty(t, b.Note)
 	}
 	measured := 0
-	for _, dp := range Datapaths {
+	for _, dp := range Datapaths() {
 		if _, skipped := s.Skipped[dp]; skipped {
 			continue
 		}
@@ -131,7 +131,7 @@ func BenchmarkEndpointChange(b *testing.B) {
 	b.Cleanup(func() { _ = run.Remove() })
 	ctx := context.Background()
 	seq := 0
-	for _, dp := range Datapaths {
+	for _, dp := range Datapaths() {
 		for _, n := range []int{100, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", strings.ReplaceAll(dp, "/", "-"), n), func(b *testing.B) {
 				if why := Unsupported(dp); why != "" {

@@ -175,7 +175,7 @@ func (p *Proxier) Name() string {
 	if p.cfg.Backend == "" {
 		return "iptables"
 	}
-	return "iptables/" + string(p.cfg.Backend)
+	return datapathName(p.cfg.Backend)
 }
 
 // Version returns the backend's `iptables --version` line, for reports.

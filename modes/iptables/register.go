@@ -10,17 +10,61 @@ import (
 // The registered names: "iptables" uses the backend the host's `iptables`
 // command uses; the other two pick one.
 func init() {
-	modes.Register("iptables", func(o modes.Options) (modes.Proxier, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		b, err := DetectBackend(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return newForMode(b, o)
+	modes.Register(modes.Datapath{
+		Name:    "iptables",
+		AliasOf: []string{datapathName(Legacy), datapathName(NFT)},
+		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			b, err := DetectBackend(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return newForMode(b, o)
+		}},
+		Needs:  []modes.Feature{modes.Tool("iptables")},
+		Traits: traits,
+		Report: modes.Report{Order: 20, Claim: modes.ClaimNotIncremental},
 	})
-	modes.Register("iptables/legacy", func(o modes.Options) (modes.Proxier, error) { return newForMode(Legacy, o) })
-	modes.Register("iptables/nft", func(o modes.Options) (modes.Proxier, error) { return newForMode(NFT, o) })
+	for i, b := range []Backend{Legacy, NFT} {
+		_, restore, save := b.Binaries()
+		modes.Register(modes.Datapath{
+			Name:   datapathName(b),
+			Start:  modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) { return newForMode(b, o) }},
+			Needs:  []modes.Feature{modes.Tool(restore)},
+			Kernel: modes.KernelIptables,
+			Dump:   []string{save},
+			Traits: traits,
+			Report: modes.Report{Order: 21 + i, Claim: modes.ClaimNotIncremental},
+		})
+	}
+}
+
+// traits: a random choice per connection (statistic --mode random), affinity
+// by the recent match (idle timeout), partial restores with a full resync on
+// request.
+var traits = modes.Traits{
+	Choice: modes.Random, Affinity: modes.AffinityIdle,
+	FullResync: func(p modes.Proxier) bool {
+		ip, ok := p.(*Proxier)
+		if ok {
+			ip.ForceFullSync()
+		}
+		return ok
+	},
+}
+
+func datapathName(b Backend) string { return "iptables/" + string(b) }
+
+// BackendOfDatapath returns the backend of a registered datapath name
+// ("iptables/nft"), and false for names that are not one backend.
+func BackendOfDatapath(name string) (Backend, bool) {
+	for _, b := range []Backend{Legacy, NFT} {
+		if name == datapathName(b) {
+			return b, true
+		}
+	}
+	return "", false
 }
 
 func newForMode(b Backend, o modes.Options) (modes.Proxier, error) {

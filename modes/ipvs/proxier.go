@@ -52,7 +52,19 @@ const DummyDevice = "kube-ipvs0"
 const DefaultScheduler = "rr"
 
 func init() {
-	modes.Register(Name, func(o modes.Options) (modes.Proxier, error) { return NewReal(o) })
+	modes.Register(modes.Datapath{
+		Name:  Name,
+		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) { return NewReal(o) }},
+		Needs: []modes.Feature{modes.KernelModule("IP_VS", "ip_vs", "/proc/net/ip_vs"),
+			modes.Tool("ipset"), modes.Tool("iptables-restore")},
+		Kernel: modes.KernelIPVS,
+		Dump:   []string{"ipvsadm", "-Ln"},
+		// rr rotates exactly; ClientIP affinity is IPVS persistence. Every
+		// sync compares the whole kernel state, so there is no full-resync
+		// knob.
+		Traits: modes.Traits{Choice: modes.RoundRobin, Affinity: modes.AffinityTemplate},
+		Report: modes.Report{Order: 30, Claim: modes.ClaimIncremental},
+	})
 }
 
 // Sysctl sets kernel parameters of the calling namespace.

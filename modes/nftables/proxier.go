@@ -36,8 +36,25 @@ import (
 const ModeName = "nftables"
 
 func init() {
-	modes.Register(ModeName, func(o modes.Options) (modes.Proxier, error) {
-		return NewKernel(Config{Node: o.Node})
+	modes.Register(modes.Datapath{
+		Name: ModeName,
+		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) {
+			return NewKernel(Config{Node: o.Node})
+		}},
+		Needs:  []modes.Feature{modes.Tool("nft")},
+		Kernel: modes.KernelNftables,
+		Dump:   []string{"nft", "list", "table", "ip", tableName},
+		// numgen random per connection; affinity through a timed set of
+		// client addresses; partial transactions unless a full one is asked.
+		Traits: modes.Traits{Choice: modes.Random, Affinity: modes.AffinityIdle,
+			FullResync: func(p modes.Proxier) bool {
+				np, ok := p.(*Proxier)
+				if ok {
+					np.RequestFullSync()
+				}
+				return ok
+			}},
+		Report: modes.Report{Order: 40},
 	})
 }
 

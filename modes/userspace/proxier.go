@@ -49,8 +49,18 @@ const DefaultUDPIdleTimeout = 250 * time.Millisecond
 var DefaultDialTimeouts = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 
 func init() {
-	modes.Register(Name, func(o modes.Options) (modes.Proxier, error) {
-		return New(Config{Node: o.Node}), nil
+	modes.Register(modes.Datapath{
+		Name: Name,
+		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) {
+			return New(Config{Node: o.Node}), nil
+		}},
+		Needs:  []modes.Feature{modes.Tool("iptables-restore")},
+		Kernel: modes.KernelUserspace,
+		Dump:   []string{"iptables-save", "-t", "nat"},
+		// Round-robin over endpoints, affinity by the client's last use,
+		// connections relayed by the proxy (which retries refused backends).
+		Traits: modes.Traits{Choice: modes.RoundRobin, Affinity: modes.AffinityIdle, Relay: true},
+		Report: modes.Report{Order: 10},
 	})
 }
 

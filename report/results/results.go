@@ -131,7 +131,31 @@ type Result struct {
 	// KernelState is an excerpt of the node's rules for one Service, as the
 	// real tool prints it (iptables-save, nft list ruleset, ipvsadm -Ln).
 	KernelState string `json:"kernelState,omitempty"`
+	// Info is what the datapath's descriptor says about its place in the
+	// report (absent in files written before it existed).
+	Info *DatapathInfo `json:"datapathInfo,omitempty"`
 }
+
+// DatapathInfo is the part of a datapath's descriptor (package modes) the
+// report needs. The writer copies it from the descriptor at run time, so the
+// report reads it from the files without linking the datapaths.
+type DatapathInfo struct {
+	// Order is the datapath's column position, lowest first.
+	Order int `json:"order"`
+	// Claim is the seed's claim about the datapath's rule-update cost that
+	// the report checks its benchmark figures against: ClaimNotIncremental,
+	// ClaimIncremental, or empty for none.
+	Claim string `json:"claim,omitempty"`
+}
+
+// The seed's claims about rule-update cost (DatapathInfo.Claim); the values
+// are those of modes.Claim*.
+const (
+	// ClaimNotIncremental: "iptables updates are not incremental".
+	ClaimNotIncremental = "not-incremental"
+	// ClaimIncremental: "IPVS updates are incremental".
+	ClaimIncremental = "incremental"
+)
 
 // Point is one x position of a benchmark series, summarising Reps runs.
 type Point struct {
@@ -159,6 +183,9 @@ type Bench struct {
 	Env    Env     `json:"env"`
 	Points []Point `json:"points"`
 	Note   string  `json:"note,omitempty"`
+	// Info is what the datapath's descriptor says about its place in the
+	// report (absent in files written before it existed).
+	Info *DatapathInfo `json:"datapathInfo,omitempty"`
 	// FloorFor, on a "floor-*" metric (the raw cost of the tool alone, e.g.
 	// iptables-restore of the same ruleset), names the metrics whose charts
 	// draw this floor as a dashed line; empty means the rule-update metrics

@@ -13,9 +13,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +36,8 @@ type Scenario struct {
 type Datapath struct {
 	// Mode is the name registered with package modes ("iptables/nft").
 	Mode string
+	// Desc is the datapath's registered descriptor (traits, kernel).
+	Desc modes.Datapath
 	// Skip, when set, says why this machine cannot run the datapath and how
 	// to run it elsewhere.
 	Skip string
@@ -51,49 +51,39 @@ func RequireRoot(tb testing.TB) {
 	}
 }
 
-// Datapaths is the mode table: every registered mode, narrowed by the
-// SVCSIM_MODES environment variable (comma-separated) when set. The plain
-// "iptables" alias is left out because it is one of the two backends.
+// Datapaths is the mode table: every registered datapath (aliases such as
+// "iptables" left out: it is one of the two backends), in the report's
+// order, or the names in the SVCSIM_MODES environment variable
+// (comma-separated) when set; an unknown name fails at start, naming the
+// known ones. Skip comes from the descriptor's probes of what it needs.
 func Datapaths() []Datapath {
-	names := modes.Names()
+	var out []Datapath
 	if env := os.Getenv("SVCSIM_MODES"); env != "" {
-		names = nil
 		for _, n := range strings.Split(env, ",") {
 			if n = strings.TrimSpace(n); n != "" {
-				names = append(names, n)
+				d, ok := modes.Lookup(n)
+				if !ok {
+					out = append(out, Datapath{Mode: n})
+					continue
+				}
+				out = append(out, Datapath{Mode: n, Desc: d, Skip: d.Unsupported()})
 			}
 		}
-	} else {
-		names = slices.DeleteFunc(names, func(n string) bool { return n == "iptables" })
+		return out
 	}
-	out := make([]Datapath, 0, len(names))
-	for _, n := range names {
-		out = append(out, Datapath{Mode: n, Skip: unsupported(n)})
+	for _, d := range modes.Table() {
+		out = append(out, Datapath{Mode: d.Name, Desc: d, Skip: d.Unsupported()})
 	}
 	return out
 }
 
-// unsupported says why the host cannot run mode, or "".
-func unsupported(mode string) string {
-	switch {
-	case mode == "ipvs":
-		if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-			_ = exec.Command("modprobe", "ip_vs").Run()
-			if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-				return "kernel lacks IP_VS (/proc/net/ip_vs missing): `make vm-test` runs this datapath in the qemu kernel lane"
-			}
-		}
-	case strings.HasPrefix(mode, "iptables/"):
-		bin := "iptables-" + strings.TrimPrefix(mode, "iptables/") + "-restore"
-		if _, err := exec.LookPath(bin); err != nil {
-			return bin + " is not installed: `sudo make deps` installs it"
-		}
-	case mode == "nftables":
-		if _, err := exec.LookPath("nft"); err != nil {
-			return "nft is not installed: `sudo make deps` installs it"
-		}
+// DatapathInfo is what the report needs of a datapath's descriptor, recorded
+// in its results (the report does not link the datapaths).
+func DatapathInfo(d modes.Datapath) *results.DatapathInfo {
+	if d.Name == "" {
+		return nil
 	}
-	return ""
+	return &results.DatapathInfo{Order: d.Report.Order, Claim: string(d.Report.Claim)}
 }
 
 // ResultsDir is where results are written: $SVCSIM_RESULTS_DIR, else the
@@ -113,10 +103,13 @@ func ResultsDir() string {
 
 // H is one scenario running on one datapath.
 type H struct {
-	T      *testing.T
-	Ctx    context.Context
-	CP     *controlplane.ControlPlane
-	Mode   string
+	T    *testing.T
+	Ctx  context.Context
+	CP   *controlplane.ControlPlane
+	Mode string
+	// Desc is the datapath's descriptor: scenarios ask its Traits and Kernel
+	// rather than comparing mode names.
+	Desc   modes.Datapath
 	Result *results.Result
 }
 
@@ -142,8 +135,8 @@ func Run(t *testing.T, sc Scenario, opts Options, body func(h *H)) {
 // RunOne runs body on one datapath.
 func RunOne(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)) {
 	res := &results.Result{Scenario: sc.Name, Title: sc.Title, Group: sc.Group, Mode: dp.Mode,
-		Started: time.Now().UTC(), Env: hostinfo.Collect(hostinfo.Lane())}
-	h := &H{T: t, Mode: dp.Mode, Result: res}
+		Started: time.Now().UTC(), Env: hostinfo.Collect(hostinfo.Lane()), Info: DatapathInfo(dp.Desc)}
+	h := &H{T: t, Mode: dp.Mode, Desc: dp.Desc, Result: res}
 	t.Cleanup(func() { h.finish() })
 	if os.Geteuid() != 0 {
 		res.Reason = "needs root: run `sudo go test ./scenarios/...`"
@@ -178,6 +171,10 @@ func RunOne(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H
 			res.Mode = r.Mode
 			break
 		}
+	}
+	if d, ok := modes.Lookup(res.Mode); ok && res.Mode != dp.Mode {
+		// An alias ran as the datapath it picked: describe that one.
+		h.Desc, res.Info = d, DatapathInfo(d)
 	}
 	if len(opts.Manifests) > 0 {
 		h.Apply(opts.Manifests...)

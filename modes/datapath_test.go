@@ -1,0 +1,85 @@
+package modes
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/svcsim/svcsim/sim/state"
+)
+
+type nopProxier struct{}
+
+func (nopProxier) Name() string                                 { return "nop" }
+func (nopProxier) Sync(context.Context, *state.NodeState) error { return nil }
+func (nopProxier) Cleanup(context.Context) error                { return nil }
+
+func feature(name string, err error, lane bool) Feature {
+	return Feature{Name: name, Probe: func() error { return err }, Remedy: "remedy for " + name, KernelLane: lane}
+}
+
+func TestWhere(t *testing.T) {
+	missing := errors.New("missing")
+	for name, tc := range map[string]struct {
+		needs []Feature
+		want  Lane
+		msg   string
+	}{
+		"nothing needed":        {nil, LaneHost, ""},
+		"all present":           {[]Feature{feature("a", nil, false), feature("b", nil, true)}, LaneHost, ""},
+		"lane offers it":        {[]Feature{feature("mod", missing, true)}, LaneKernel, "missing: remedy for mod"},
+		"tool missing":          {[]Feature{feature("tool", missing, false)}, LaneNone, "missing: remedy for tool"},
+		"lane cannot help both": {[]Feature{feature("mod", missing, true), feature("tool", missing, false)}, LaneNone, "remedy for mod; missing: remedy for tool"},
+		"tool first, then lane": {[]Feature{feature("tool", missing, false), feature("mod", missing, true)}, LaneNone, "remedy for tool"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := Datapath{Name: "x", Needs: tc.needs}
+			lane, err := d.Where()
+			if lane != tc.want {
+				t.Errorf("lane %v, want %v", lane, tc.want)
+			}
+			if got := d.Unsupported(); (got == "") != (tc.msg == "") || !strings.Contains(got, tc.msg) {
+				t.Errorf("Unsupported() = %q, want it to contain %q (err %v)", got, tc.msg, err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	f := func(Options) (Proxier, error) { return nopProxier{}, nil }
+	ok := Datapath{Name: "x", Start: Start{Factory: f}, Kernel: KernelNftables, Dump: []string{"nft", "list", "ruleset"}}
+	if err := ok.validate(); err != nil {
+		t.Fatalf("valid descriptor rejected: %v", err)
+	}
+	alias := Datapath{Name: "y", AliasOf: []string{"x"}, Start: Start{Factory: f}}
+	if err := alias.validate(); err != nil {
+		t.Fatalf("alias rejected: %v", err)
+	}
+	for name, mutate := range map[string]func(*Datapath){
+		"no name":          func(d *Datapath) { d.Name = "" },
+		"no start":         func(d *Datapath) { d.Start = Start{} },
+		"factory and prog": func(d *Datapath) { d.Start.Program = "kube-proxy" },
+		"no kernel":        func(d *Datapath) { d.Kernel = 0 },
+		"no dump":          func(d *Datapath) { d.Dump = nil },
+		"feature no probe": func(d *Datapath) { d.Needs = []Feature{{Name: "a", Remedy: "r"}} },
+		"feature no remedy": func(d *Datapath) {
+			d.Needs = []Feature{{Name: "a", Probe: func() error { return nil }}}
+		},
+	} {
+		d := ok
+		mutate(&d)
+		if err := d.validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestExternalIsNotBuiltInProcess(t *testing.T) {
+	name := "test-external-" + t.Name()
+	Register(Datapath{Name: name, Start: Start{Program: "kube-proxy", Args: []string{"--proxy-mode=nftables"}},
+		Kernel: KernelNftables, Dump: []string{"nft", "list", "ruleset"}})
+	if _, err := New(name, Options{}); err == nil || !strings.Contains(err.Error(), "runs as the program kube-proxy") {
+		t.Fatalf("New of an external datapath: %v", err)
+	}
+}
