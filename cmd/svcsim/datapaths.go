@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/svcsim/svcsim/modes"
+)
+
+// newDatapaths lists the registered datapaths and where each can run from
+// this machine, as their descriptors' probes say. `make test` asks it which
+// datapaths to run in the kernel lane.
+func newDatapaths() *cobra.Command {
+	var lane string
+	cmd := &cobra.Command{
+		Use:   "datapaths [--lane host|kernel]",
+		Short: "List the datapaths and where each runs here (host, kernel lane, or why not)",
+		Example: `  svcsim datapaths
+  svcsim datapaths --lane kernel   # names only the qemu kernel lane can run, comma-separated`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			if lane != "" {
+				var want modes.Lane
+				switch lane {
+				case "host":
+					want = modes.LaneHost
+				case "kernel":
+					want = modes.LaneKernel
+				default:
+					return fmt.Errorf("--lane %q: want host or kernel", lane)
+				}
+				var names []string
+				for _, d := range modes.Table() {
+					if l, _ := d.Where(); l == want {
+						names = append(names, d.Name)
+					}
+				}
+				if len(names) > 0 {
+					fmt.Fprintln(w, strings.Join(names, ","))
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DATAPATH\tRUNS\tMISSING")
+			for _, d := range modes.Table() {
+				l, err := d.Where()
+				missing := ""
+				if err != nil {
+					missing = strings.ReplaceAll(err.Error(), "\n", "; ")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, l, missing)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&lane, "lane", "", "print only the names of the datapaths that run in this lane, comma-separated")
+	return cmd
+}
