@@ -44,6 +44,7 @@ import (
 	"github.com/svcsim/svcsim/internal/stats"
 	"github.com/svcsim/svcsim/modes"
 	_ "github.com/svcsim/svcsim/modes/all" // every mode
+	"github.com/svcsim/svcsim/modes/iptables"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/sim/state"
 	"github.com/svcsim/svcsim/topology"
@@ -364,7 +365,11 @@ func (r *runner) note(dp, m string) string {
 	case MetricFullResync:
 		return "the same one endpoint change with N present, but with the mode told to resync everything (iptables: ForceFullSync, iptables-save + a complete restore; nftables: RequestFullSync)" + load
 	case MetricFloorRestore:
-		return "raw " + strings.Replace(dp, "/", "-", 1) + "-restore --noflush of the exact text the mode restored in its full sync, into a fresh namespace (the mode's full sync also runs iptables-save and builds the text)" + load
+		restore := "iptables-restore"
+		if b, ok := iptables.BackendOfDatapath(dp); ok {
+			_, restore, _ = b.Binaries()
+		}
+		return "raw " + restore + " --noflush of the exact text the mode restored in its full sync, into a fresh namespace (the mode's full sync also runs iptables-save and builds the text)" + load
 	case MetricFloorNft:
 		return "raw nft -f of the mode's table (nft list table ip kube-proxy after the full sync), into a fresh namespace" + load
 	case MetricFloorIPVS:
