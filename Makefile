@@ -20,12 +20,39 @@ VM_MODES   ?=
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
 
-.PHONY: all build deps test unit unit-unprivileged scenarios demo report clean down vet fmt-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-pin deps test unit unit-unprivileged scenarios demo report clean down vet fmt-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/svcsim
+
+# The genuine Kubernetes components (module upstream/, see README.md): one
+# multi-call binary, rebuilt only when its module or main changes (the Go
+# build cache keeps a rebuild short). K8S_VERSION is the k8s.io/kubernetes
+# line of upstream/go.mod; `make kube-pin K8S_VERSION=v1.X.Y` moves it and
+# its 31 staging modules (v0.X.Y) together.
+KUBE_BIN     := $(CURDIR)/bin/k8s
+K8S_VERSION  := $(shell awk '$$1=="k8s.io/kubernetes" && $$2 ~ /^v/ {print $$2; exit}' upstream/go.mod)
+K8S_MINOR    := $(word 2,$(subst ., ,$(K8S_VERSION)))
+KUBE_SOURCES := upstream/go.mod upstream/go.sum $(wildcard upstream/cmd/k8s/*.go)
+
+kube: $(KUBE_BIN)
+
+$(KUBE_BIN): $(KUBE_SOURCES)
+	@mkdir -p $(dir $@)
+	cd upstream && date=$$($(GO) list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes) && \
+	ld=""; for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do \
+	  ld="$$ld -X $$pkg.gitVersion=$(K8S_VERSION) -X $$pkg.gitMajor=1 -X $$pkg.gitMinor=$(K8S_MINOR)"; \
+	  ld="$$ld -X $$pkg.gitTreeState=clean -X $$pkg.buildDate=$$date"; \
+	done; \
+	$(GO) build -trimpath -ldflags "$$ld" -o $@.tmp ./cmd/k8s && mv $@.tmp $@
+
+kube-pin:
+	@case "$(K8S_VERSION)" in v1.*.*) ;; *) echo "K8S_VERSION=v1.X.Y wanted"; exit 1;; esac
+	cd upstream && staging=v0.$(patsubst v1.%,%,$(K8S_VERSION)) && \
+	sed -i -E "s|^(\tk8s.io/kubernetes) v[0-9.]+$$|\1 $(K8S_VERSION)|; s|^(\tk8s.io/[a-z-]+ => k8s.io/[a-z-]+) v0\.[0-9.]+$$|\1 $$staging|" go.mod && \
+	GOFLAGS=-mod=mod $(GO) mod tidy
 
 # deps installs missing system packages (only those missing) and Go modules.
 deps:
@@ -42,6 +69,7 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	$(GO) mod download
+	cd upstream && $(GO) mod download
 
 vet:
 	$(GO) vet ./...
@@ -50,7 +78,7 @@ fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # unit runs the tests that need no root.
-UNIT_PKGS := ./sim/... ./modes/... ./report/... ./internal/... ./topology/... ./cmd/...
+UNIT_PKGS := ./sim/... ./modes/... ./report/... ./internal/... ./topology/... ./cmd/... ./plane/...
 unit:
 	$(GO) test $(UNIT_PKGS)
 
@@ -73,7 +101,10 @@ scenarios: build
 # test is the README's test command: the root-free tests as an unprivileged
 # user, then everything as root. Datapaths the host kernel lacks (IPVS) run in
 # the kernel lane.
-test: deps fmt-check vet clean-results
+# Under make test a missing bin/k8s fails the tests that need it instead of
+# skipping them.
+test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
+test: deps fmt-check vet kube clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
 	$(GO) test -count=1 -timeout 45m ./...
 	@lane="$$($(LANE_MODES))" || exit 1; \
