@@ -18,6 +18,8 @@ const maxNSName = 63 // keep names short enough for any tool that prints them
 const (
 	RoleUnderlay = "underlay"
 	RoleExternal = "external"
+	// RoleControlPlane is the namespace of Spec.ControlPlaneIP.
+	RoleControlPlane = "control-plane"
 )
 
 // NSName is the namespace name of role in run runID.

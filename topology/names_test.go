@@ -81,6 +81,11 @@ func TestSpec(t *testing.T) {
 			t.Errorf("route %d = %v, want %v", i, routes[i], want[i])
 		}
 	}
+	withCP := s
+	withCP.ControlPlaneIP = DefaultControlPlaneIP
+	if err := withCP.Validate(); err != nil {
+		t.Fatalf("control plane at %v: %v", DefaultControlPlaneIP, err)
+	}
 	// The seed's plan: nodes on 172.188.2.0/24.
 	seed := Spec{Run: run, Underlay: netip.MustParsePrefix("172.188.2.0/24"), ExternalIP: netip.MustParseAddr("172.188.2.100"),
 		Nodes: []NodeSpec{{"node1", netip.MustParseAddr("172.188.2.71"), netip.MustParsePrefix("10.244.1.0/24")}}}
@@ -114,6 +119,9 @@ func TestSpec(t *testing.T) {
 		"host bits":        {mutate(func(s *Spec) { s.Nodes[1].PodCIDR = netip.MustParsePrefix("10.244.2.1/24") }), "host bits"},
 		"cidr in services": {mutate(func(s *Spec) { s.Nodes[1].PodCIDR = netip.MustParsePrefix("10.96.1.0/24") }), "service CIDR"},
 		"ipv6 underlay":    {mutate(func(s *Spec) { s.Underlay = netip.MustParsePrefix("fd00::/64") }), "IPv4"},
+		"cp on node ip":    {mutate(func(s *Spec) { s.ControlPlaneIP = s.Nodes[0].IP }), "already used"},
+		"cp off net":       {mutate(func(s *Spec) { s.ControlPlaneIP = netip.MustParseAddr("10.0.0.2") }), "control plane: address 10.0.0.2 is not a host address"},
+		"cp name reserved": {mutate(func(s *Spec) { s.Nodes[1].Name = RoleControlPlane }), "duplicate or reserved"},
 	} {
 		err := c.s.Validate()
 		if err == nil || !strings.Contains(err.Error(), c.want) {

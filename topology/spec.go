@@ -24,6 +24,8 @@ type NodeSpec struct {
 //	underlay     198.18.0.0/24 (bridge br0 in namespace <run>-underlay)
 //	node i       198.18.0.(10+i) on eth0, pods 10.244.i.0/24, cni0 10.244.i.1
 //	external     198.18.0.100 on eth0 (reaches node IPs only)
+//	control      198.18.0.2 on eth0 when ControlPlaneIP is set
+//	plane        (DefaultControlPlaneIP; routes pod CIDRs via their nodes)
 //	services     10.96.0.0/12, routed from each node onto its eth0
 type Spec struct {
 	Run      *rundir.Run
@@ -35,6 +37,12 @@ type Spec struct {
 	// node's default route would give it, so that traffic a node itself sends
 	// to a ClusterIP reaches the OUTPUT hook where a proxy rewrites it.
 	ServiceCIDR netip.Prefix
+	// ControlPlaneIP, when valid, adds the namespace "<run>-control-plane"
+	// with eth0 on the underlay at this address and routes to every pod
+	// CIDR via its node: a control-plane machine for genuine Kubernetes
+	// components (an API server must advertise a non-loopback address, and
+	// pods reach it through the kubernetes Service). Zero: no such namespace.
+	ControlPlaneIP netip.Addr
 }
 
 // WithDefaults fills zero fields from the default plan: Underlay,
@@ -54,10 +62,13 @@ func (s Spec) WithDefaults() Spec {
 
 // Default address plan.
 var (
-	DefaultUnderlay    = netip.MustParsePrefix("198.18.0.0/24")
-	DefaultExternalIP  = netip.MustParseAddr("198.18.0.100")
-	DefaultClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
-	DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+	DefaultUnderlay   = netip.MustParsePrefix("198.18.0.0/24")
+	DefaultExternalIP = netip.MustParseAddr("198.18.0.100")
+	// DefaultControlPlaneIP is the conventional ControlPlaneIP (not set by
+	// WithDefaults: the embedded control plane needs no namespace).
+	DefaultControlPlaneIP = netip.MustParseAddr("198.18.0.2")
+	DefaultClusterCIDR    = netip.MustParsePrefix("10.244.0.0/16")
+	DefaultServiceCIDR    = netip.MustParsePrefix("10.96.0.0/12")
 )
 
 // DefaultSpec is the default plan with nodes node1..nodeN.
@@ -111,7 +122,10 @@ func (s Spec) Validate() error {
 		useIP(ip, who)
 	}
 	onUnderlay(s.ExternalIP, "external")
-	names := map[string]bool{RoleUnderlay: true, RoleExternal: true}
+	if s.ControlPlaneIP.IsValid() {
+		onUnderlay(s.ControlPlaneIP, "control plane")
+	}
+	names := map[string]bool{RoleUnderlay: true, RoleExternal: true, RoleControlPlane: true}
 	var cidrs []netip.Prefix
 	for i, n := range s.Nodes {
 		who := fmt.Sprintf("node %q", n.Name)

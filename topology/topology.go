@@ -6,6 +6,8 @@
 //
 //	<run>-underlay   bridge br0: the nodes' L2 segment
 //	<run>-external   eth0 on br0: a client outside the cluster
+//	<run>-control-plane eth0 on br0 (only with Spec.ControlPlaneIP): where
+//	                 genuine control-plane components run
 //	<run>-nodeN      eth0 on br0 with the node IP; bridge cni0 with the pod
 //	                 gateway; routes to the other nodes' pod CIDRs via their
 //	                 node IPs (host-gw); ip_forward, bridge-nf-call-iptables
@@ -67,6 +69,7 @@ type Topology struct {
 	run      *rundir.Run
 	underlay *netns.NS
 	external *netns.NS
+	control  *netns.NS // nil unless Spec.ControlPlaneIP
 	nodes    []*Node
 	byName   map[string]*Node
 
@@ -140,6 +143,19 @@ func Build(ctx context.Context, spec Spec) (_ *Topology, err error) {
 		return nil, err
 	}
 
+	if spec.ControlPlaneIP.IsValid() {
+		cp, err := t.newNS(ctx, RoleControlPlane, baseSysctls)
+		if err != nil {
+			return nil, err
+		}
+		t.control = cp
+		t.ips[spec.ControlPlaneIP] = "control plane"
+		if _, err := t.plug(cp, ul, br0, underlayVethName("c", RoleControlPlane), StableMAC(RoleControlPlane),
+			netip.PrefixFrom(spec.ControlPlaneIP, spec.Underlay.Bits())); err != nil {
+			return nil, err
+		}
+	}
+
 	for _, ns := range spec.Nodes {
 		n, err := t.buildNode(ctx, ns, ul, br0)
 		if err != nil {
@@ -152,6 +168,11 @@ func Build(ctx context.Context, spec Spec) (_ *Topology, err error) {
 	// host-gw: every node reaches the other nodes' pods through their node IP.
 	for _, n := range t.nodes {
 		if err := t.routeNode(n); err != nil {
+			return nil, err
+		}
+	}
+	if t.control != nil {
+		if err := t.routeControlPlane(); err != nil {
 			return nil, err
 		}
 	}
@@ -269,6 +290,26 @@ func (t *Topology) routeNode(n *Node) error {
 	return nil
 }
 
+// routeControlPlane routes every pod CIDR via its node from the control-plane
+// namespace, so pods reach the API server without NAT (as hosts do).
+func (t *Topology) routeControlPlane() error {
+	h, err := handle(t.control)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName(PodIface)
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", PodIface, t.control.Name(), err)
+	}
+	for _, n := range t.spec.Nodes {
+		if err := addRoute(h, t.control, eth0, n.PodCIDR, n.IP); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // route is a route in a namespace's main table.
 type route struct {
 	Dst netip.Prefix
@@ -303,6 +344,10 @@ func (t *Topology) Nodes() []*Node { return slices.Clone(t.nodes) }
 
 // External is the external client namespace (reaches node IPs only).
 func (t *Topology) External() *netns.NS { return t.external }
+
+// ControlPlane is the control-plane namespace (Spec.ControlPlaneIP), or nil
+// when the spec has none.
+func (t *Topology) ControlPlane() *netns.NS { return t.control }
 
 // Underlay is the namespace holding the underlay bridge.
 func (t *Topology) Underlay() *netns.NS { return t.underlay }
@@ -352,6 +397,9 @@ func (t *Topology) namespacesLocked() []string {
 	if t.external != nil {
 		out = append(out, t.external.Name())
 	}
+	if t.control != nil {
+		out = append(out, t.control.Name())
+	}
 	for _, n := range t.nodes {
 		out = append(out, n.NS.Name())
 	}
@@ -379,7 +427,7 @@ func (t *Topology) Close() error {
 	}
 	t.closed = true
 	pods := append(sortedPods(t.pods), sortedPods(t.hosts)...)
-	nss := []*netns.NS{t.underlay, t.external}
+	nss := []*netns.NS{t.underlay, t.external, t.control}
 	for _, n := range t.nodes {
 		nss = append(nss, n.NS)
 	}
@@ -437,13 +485,16 @@ func killInside(nss ...*netns.NS) error {
 // State is the JSON description of a topology kept in the run directory,
 // for commands that work on a running simulation from another process.
 type State struct {
-	RunID      string      `json:"runID"`
-	Underlay   string      `json:"underlayNS"`
-	External   string      `json:"externalNS"`
-	ExternalIP netip.Addr  `json:"externalIP"`
-	Nodes      []NodeState `json:"nodes"`
-	Pods       []PodState  `json:"pods"`
-	Hosts      []PodState  `json:"hosts,omitempty"`
+	RunID      string     `json:"runID"`
+	Underlay   string     `json:"underlayNS"`
+	External   string     `json:"externalNS"`
+	ExternalIP netip.Addr `json:"externalIP"`
+	// ControlPlane and ControlPlaneIP are set with Spec.ControlPlaneIP.
+	ControlPlane   string      `json:"controlPlaneNS,omitempty"`
+	ControlPlaneIP netip.Addr  `json:"controlPlaneIP,omitzero"`
+	Nodes          []NodeState `json:"nodes"`
+	Pods           []PodState  `json:"pods"`
+	Hosts          []PodState  `json:"hosts,omitempty"`
 }
 
 // NodeState describes a node in State.
@@ -489,6 +540,9 @@ func (t *Topology) State() State {
 
 func (t *Topology) stateLocked() State {
 	s := State{RunID: t.run.ID, Underlay: t.underlay.Name(), External: t.external.Name(), ExternalIP: t.spec.ExternalIP}
+	if t.control != nil {
+		s.ControlPlane, s.ControlPlaneIP = t.control.Name(), t.spec.ControlPlaneIP
+	}
 	for _, n := range t.nodes {
 		s.Nodes = append(s.Nodes, NodeState{Name: n.Name, NS: n.NS.Name(), IP: n.IP, PodCIDR: n.PodCIDR, Gateway: n.Gateway, MAC: n.MAC.String()})
 	}

@@ -434,3 +434,63 @@ func TestNoGoroutineLeak(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestControlPlaneNamespace: Spec.ControlPlaneIP adds a machine on the
+// underlay that nodes reach directly and pods reach without NAT; Close
+// removes it.
+func TestControlPlaneNamespace(t *testing.T) {
+	spec := topology.DefaultSpec(topotest.NewRun(t), 2)
+	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
+	topo := topotest.Build(t, spec)
+	cp := topo.ControlPlane()
+	if cp == nil || cp.Name() != topology.NSName(topo.Run().ID, topology.RoleControlPlane) {
+		t.Fatalf("control-plane namespace %v", cp)
+	}
+	if st := topo.State(); st.ControlPlane != cp.Name() || st.ControlPlaneIP != topology.DefaultControlPlaneIP {
+		t.Fatalf("state: control plane %q at %v", st.ControlPlane, st.ControlPlaneIP)
+	}
+	var ln net.Listener
+	if err := cp.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "198.18.0.2:6443")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peers := make(chan string, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			peers <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+			c.Close()
+		}
+	}()
+	c := addPods(t, topo, podC)[0]
+	for _, from := range []struct {
+		ns   *netns.NS
+		want string
+	}{{topo.Node("node1").NS, "198.18.0.11"}, {c.NS, "10.244.2.2"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		conn, err := topology.DialContext(ctx, from.ns, "tcp", "198.18.0.2:6443")
+		cancel()
+		if err != nil {
+			t.Fatalf("%s -> control plane: %v", from.ns.Name(), err)
+		}
+		conn.Close()
+		if got := <-peers; got != from.want {
+			t.Fatalf("%s -> control plane: seen from %s, want %s (no NAT)", from.ns.Name(), got, from.want)
+		}
+	}
+	name := cp.Name()
+	ln.Close()
+	if err := topo.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if netns.Exists(name) {
+		t.Fatalf("%s left after Close", name)
+	}
+}

@@ -1,0 +1,348 @@
+package kube_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/plane/kube"
+	"github.com/svcsim/svcsim/topology"
+	"github.com/svcsim/svcsim/topology/topotest"
+)
+
+// binary returns the upstream binary, skipping (saying why) when it has not
+// been built; a $SVCSIM_K8S_BIN that names nothing usable fails instead.
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, explicit, err := kube.FindBinary()
+	if err != nil {
+		if explicit {
+			t.Fatal(err)
+		}
+		t.Skipf("%v", err)
+	}
+	return bin
+}
+
+func TestVersions(t *testing.T) {
+	bin := binary(t)
+	v, err := kube.Versions(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for comp, want := range map[string]string{"kubernetes": "v1.37.2", "etcd": "3.7.3", "coredns": "1.15.0"} {
+		if v[comp] != want {
+			t.Errorf("%s version %q, want %q (all: %v)", comp, v[comp], want, v)
+		}
+	}
+}
+
+// TestFlagsDoNotLeak: every component of the multi-call binary shows its
+// own flags. CoreDNS defines its flags on the standard library's
+// flag.CommandLine, which kube-proxy adds to its own: unfiltered, CoreDNS's
+// -version would shadow kube-proxy's --version.
+func TestFlagsDoNotLeak(t *testing.T) {
+	bin := binary(t)
+	run := func(args ...string) string {
+		out, _ := exec.Command(bin, args...).CombinedOutput() // -h exits non-zero for CoreDNS
+		return string(out)
+	}
+	if out := strings.TrimSpace(run("kube-proxy", "--version")); out != "Kubernetes v1.37.2" {
+		t.Errorf("kube-proxy --version = %q", out)
+	}
+	help := run("kube-proxy", "--help")
+	for _, f := range []string{"--dns.port", "--conf ", "--plugins", "--pidfile", "--quiet"} {
+		if strings.Contains(help, f) {
+			t.Errorf("kube-proxy --help shows CoreDNS's %s", f)
+		}
+	}
+	var got []string
+	for line := range strings.Lines(run("coredns", "-h")) {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "-") {
+			got = append(got, f[0])
+		}
+	}
+	want := []string{"-conf", "-dns.port", "-log-format", "-p", "-pidfile", "-plugins", "-quiet", "-version"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("coredns -h flags %v, want %v", got, want)
+	}
+}
+
+// seedService is the seed's myhttp-v2-service.yaml, which the repository
+// keeps as the second document of 02-myhttp-v2.yaml.
+func seedService(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../sim/testdata/seed/02-myhttp-v2.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		if strings.Contains(doc, "name: myhttp-v2-service") {
+			return []byte(doc)
+		}
+	}
+	t.Fatal("myhttp-v2-service not found in the seed's manifests")
+	return nil
+}
+
+const badNodePort = `apiVersion: v1
+kind: Service
+metadata:
+  name: bad-nodeport
+spec:
+  type: NodePort
+  selector:
+    app: x
+  ports:
+  - port: 80
+    nodePort: 40000
+`
+
+// TestControlPlane starts the genuine control plane in a control-plane
+// namespace, drives it with the genuine kubectl and checks that closing it
+// leaves nothing behind.
+func TestControlPlane(t *testing.T) {
+	topotest.RequireRoot(t)
+	bin := binary(t)
+	_, homeKubeErr := os.Stat(filepath.Join(os.Getenv("HOME"), ".kube"))
+
+	spec := topology.DefaultSpec(topotest.NewRun(t), 1)
+	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
+	topo := topotest.Build(t, spec)
+	run := topo.Run()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	cp, err := kube.Start(ctx, kube.Config{Run: run, NS: topo.ControlPlane(), AdvertiseIP: spec.ControlPlaneIP, Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("control plane healthy %v after Start; ready after etcd start: %v", time.Since(begin).Round(time.Millisecond), cp.Ready())
+	closed := false
+	defer func() {
+		if !closed {
+			_ = cp.Close()
+		}
+	}()
+	procs := cp.Processes()
+	var rssSum, pssSum int64
+	for _, p := range procs {
+		m := p.Memory()
+		rssSum += m.RSS
+		pssSum += m.PSS
+		t.Logf("%-24s pid %-7d RSS %6.1f MiB  PSS %6.1f MiB", p.Name, p.PID(), mib(m.RSS), mib(m.PSS))
+	}
+	t.Logf("%-24s             RSS %6.1f MiB  PSS %6.1f MiB", "total", mib(rssSum), mib(pssSum))
+
+	t.Run("listens only inside the control-plane namespace", func(t *testing.T) {
+		cpIno, err := topo.ControlPlane().Inode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range procs {
+			if ino := netInode(t, p.PID()); ino != cpIno {
+				t.Errorf("%s runs in netns %d, want the control plane's %d", p.Name, ino, cpIno)
+			}
+		}
+		want := map[int]bool{kube.APIServerPort: true, 2379: true, 10257: true, 10259: true}
+		inside := listeningPorts(t, procs[0].PID())
+		for port := range want {
+			if !inside[port] {
+				t.Errorf("nothing listens on %d in the control-plane namespace (%v)", port, inside)
+			}
+		}
+		root := listeningPorts(t, 1)
+		for port := range want {
+			if root[port] {
+				t.Errorf("port %d listens in the host's root namespace", port)
+			}
+		}
+	})
+
+	kubectl := func(dir, stdin string, args ...string) (string, string, error) {
+		var out, errb bytes.Buffer
+		o := kube.KubectlOptions{Dir: dir, Out: &out, Err: &errb}
+		if stdin != "" {
+			o.In = strings.NewReader(stdin)
+		}
+		err := cp.Kubectl(ctx, o, args...)
+		return out.String(), errb.String(), err
+	}
+
+	t.Run("versions", func(t *testing.T) {
+		out, stderr, err := kubectl("", "", "version", "-o", "json")
+		if err != nil {
+			t.Fatalf("kubectl version: %v: %s", err, stderr)
+		}
+		var v struct {
+			Client struct{ GitVersion string } `json:"clientVersion"`
+			Server struct{ GitVersion string } `json:"serverVersion"`
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("kubectl version output %q: %v", out, err)
+		}
+		if v.Client.GitVersion != "v1.37.2" || v.Server.GitVersion != "v1.37.2" {
+			t.Fatalf("client %q, server %q, want v1.37.2", v.Client.GitVersion, v.Server.GitVersion)
+		}
+	})
+
+	t.Run("seed service, verbatim", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "myhttp-v2-service.yaml"), seedService(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, err := kubectl(dir, "", "create", "-f", "myhttp-v2-service.yaml")
+		if err != nil || strings.TrimSpace(out) != "service/myhttp-v2-service created" {
+			t.Fatalf("kubectl create: %v\nstdout %q\nstderr %q", err, out, stderr)
+		}
+		out, stderr, err = kubectl("", "", "get", "svc", "myhttp-v2-service", "-o", "jsonpath={.spec.type} {.spec.ports[0].nodePort} {.spec.clusterIP}")
+		if err != nil {
+			t.Fatalf("kubectl get: %v: %s", err, stderr)
+		}
+		f := strings.Fields(out)
+		if len(f) != 3 || f[0] != "NodePort" || f[1] != "30080" || !topology.DefaultServiceCIDR.Contains(mustAddr(t, f[2])) {
+			t.Fatalf("service: %q", out)
+		}
+		out, stderr, err = kubectl("", "", "patch", "svc", "myhttp-v2-service", "-p", `{"spec":{"sessionAffinity":"ClientIP"}}`)
+		if err != nil || strings.TrimSpace(out) != "service/myhttp-v2-service patched" {
+			t.Fatalf("kubectl patch: %v\nstdout %q\nstderr %q", err, out, stderr)
+		}
+	})
+
+	t.Run("nodePort outside the range, refused by the API server", func(t *testing.T) {
+		out, stderr, err := kubectl("", badNodePort, "create", "-f", "-")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("kubectl create: %v (want a non-zero exit)\nstdout %q\nstderr %q", err, out, stderr)
+		}
+		want := `The Service "bad-nodeport" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767`
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("stderr %q\nwant %q", stderr, want)
+		}
+	})
+
+	// Close: every component stops, kube/ goes; nothing is left of them.
+	begin = time.Now()
+	if err := cp.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	closed = true
+	t.Logf("control plane stopped in %v", time.Since(begin).Round(time.Millisecond))
+	for _, p := range procs {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.PID())); err == nil {
+			if st := procState(p.PID()); st != "" && st != "Z" {
+				t.Errorf("%s (pid %d) still running after Close", p.Name, p.PID())
+			}
+		}
+	}
+	if recorded, err := run.PIDs(); err != nil || len(recorded) != 0 {
+		t.Errorf("pids still recorded in the run: %v %v", recorded, err)
+	}
+	if _, err := os.Stat(cp.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left after Close: %v", cp.Dir(), err)
+	}
+	cpName := topo.ControlPlane().Name()
+	if err := topo.Close(); err != nil {
+		t.Errorf("close topology: %v", err)
+	}
+	if netns.Exists(cpName) {
+		t.Errorf("namespace %s left", cpName)
+	}
+	if m := mountsMentioning(t, run.ID); len(m) > 0 {
+		t.Errorf("mounts of the run left: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(os.Getenv("HOME"), ".kube")); homeKubeErr != nil && err == nil {
+		t.Errorf("kubectl wrote %s", filepath.Join(os.Getenv("HOME"), ".kube"))
+	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatalf("address %q: %v", s, err)
+	}
+	return a
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func netInode(t *testing.T, pid int) uint64 {
+	t.Helper()
+	s, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(s, "net:["), "]"), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", s, err)
+	}
+	return n
+}
+
+// listeningPorts reads the TCP listeners (state 0A) of pid's network
+// namespace from /proc/<pid>/net/tcp and tcp6.
+func listeningPorts(t *testing.T, pid int) map[int]bool {
+	t.Helper()
+	ports := map[int]bool{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Scan() // header
+		for sc.Scan() {
+			fl := strings.Fields(sc.Text())
+			if len(fl) < 4 || fl[3] != "0A" {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fl[1], ":")
+			if p, err := strconv.ParseInt(hexPort, 16, 32); err == nil {
+				ports[int(p)] = true
+			}
+		}
+	}
+	return ports
+}
+
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+func mountsMentioning(t *testing.T, s string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, s) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
+}

@@ -1,0 +1,181 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/rundir"
+)
+
+// Process is one component running from the multi-call binary inside a
+// network namespace, recorded in the run directory so that GC (svcsim down)
+// kills it should its owner die first.
+type Process struct {
+	// Name is the component ("kube-apiserver"); the process sees it as its
+	// argv[0], which is how the binary dispatches, and ps shows it.
+	Name string
+	// Log is the file receiving its stdout and stderr.
+	Log string
+
+	cmd     *exec.Cmd
+	run     *rundir.Run
+	logFile *os.File
+	done    chan struct{}
+	waitErr error
+}
+
+// processSpec describes a process to start.
+type processSpec struct {
+	Binary string
+	Name   string
+	Args   []string
+	// Env is the complete environment (nil: a minimal one, see baseEnv).
+	Env []string
+	// Dir is the working directory ("": the caller's).
+	Dir string
+	// Log is the log file's path; Stdin is optional.
+	Log   string
+	Stdin io.Reader
+	// Stdout and Stderr, when set, replace the log file for that stream.
+	Stdout, Stderr io.Writer
+}
+
+// baseEnv is what components get: no proxy variables (every connection stays
+// inside the simulation), no KUBECONFIG or HOME of the caller.
+func baseEnv(home string) []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	return []string{"PATH=" + path, "HOME=" + home}
+}
+
+// startProcess starts spec inside ns. The process gets its own process group
+// (a Ctrl-C on the terminal reaches svcsim, which stops components in
+// order) and no parent-death signal: that signal follows the starting
+// thread, and netns.Do's threads are not the process's lifetime.
+func startProcess(ns *netns.NS, run *rundir.Run, spec processSpec) (*Process, error) {
+	if err := os.MkdirAll(filepath.Dir(spec.Log), 0o755); err != nil {
+		return nil, fmt.Errorf("create log directory for %s: %w", spec.Name, err)
+	}
+	lf, err := os.OpenFile(spec.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log of %s: %w", spec.Name, err)
+	}
+	cmd := &exec.Cmd{
+		Path:        spec.Binary,
+		Args:        append([]string{spec.Name}, spec.Args...),
+		Env:         spec.Env,
+		Dir:         spec.Dir,
+		Stdin:       spec.Stdin,
+		Stdout:      lf,
+		Stderr:      lf,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if spec.Stdout != nil {
+		cmd.Stdout = spec.Stdout
+	}
+	if spec.Stderr != nil {
+		cmd.Stderr = spec.Stderr
+	}
+	if err := ns.Do(cmd.Start); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s in %s: %w", spec.Name, ns.Name(), err)
+	}
+	p := &Process{Name: spec.Name, Log: spec.Log, cmd: cmd, run: run, logFile: lf, done: make(chan struct{})}
+	if err := run.RecordPID(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		lf.Close()
+		return nil, err
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		_ = run.ForgetPID(cmd.Process.Pid)
+		lf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID is the process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Done is closed once the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is how the process ended (nil while it runs or after a clean exit).
+func (p *Process) Err() error {
+	select {
+	case <-p.done:
+		return p.waitErr
+	default:
+		return nil
+	}
+}
+
+// Stop sends SIGTERM, waits up to grace, then SIGKILL. A process that had
+// exited already is not an error; one that needed SIGKILL is reported.
+func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s (pid %d): %w", p.Name, p.PID(), err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (pid %d) survived SIGKILL for 10s", p.Name, p.PID())
+	}
+	return fmt.Errorf("%s (pid %d) did not stop within %v of SIGTERM; killed", p.Name, p.PID(), grace)
+}
+
+// Memory is a process's memory use in bytes.
+type Memory struct {
+	// RSS counts every resident page, the binary's shared text included
+	// (each component maps the same large multi-call binary).
+	RSS int64
+	// PSS divides shared pages among the processes sharing them: the sum
+	// over processes is what they take together.
+	PSS int64
+}
+
+// Memory reads /proc/<pid>/smaps_rollup; zero once the process has exited.
+func (p *Process) Memory() Memory {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p.PID()))
+	if err != nil {
+		return Memory{}
+	}
+	return parseRollup(string(b))
+}
+
+// parseRollup reads the "Rss:" and "Pss:" lines (kB) of smaps_rollup.
+func parseRollup(s string) Memory {
+	var m Memory
+	for line := range strings.Lines(s) {
+		var kb int64
+		if n, _ := fmt.Sscanf(line, "Rss: %d kB", &kb); n == 1 {
+			m.RSS = kb * 1024
+		} else if n, _ := fmt.Sscanf(line, "Pss: %d kB", &kb); n == 1 {
+			m.PSS = kb * 1024
+		}
+	}
+	return m
+}

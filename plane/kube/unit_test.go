@@ -1,0 +1,184 @@
+package kube
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+func TestIssueChainsToCA(t *testing.T) {
+	now := time.Now()
+	ca, err := NewCA("test-ca", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.Issue(CertRequest{
+		CommonName: "kube-apiserver", Server: true,
+		DNSNames: []string{"kubernetes.default.svc"},
+		IPs:      []netip.Addr{netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("198.18.0.2")},
+	}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := parseCert(t, kp.CertPEM)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	for _, name := range []string{"10.96.0.1", "198.18.0.2", "kubernetes.default.svc"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: name, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("serving cert for %s: %v", name, err)
+		}
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: "127.0.0.1"}); err == nil {
+		t.Error("serving cert valid for an address it does not name")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("serving cert usable as a client cert")
+	}
+
+	client, err := ca.Issue(CertRequest{CommonName: "system:node:node1", Organizations: []string{"system:nodes"}, Client: true}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := parseCert(t, client.CertPEM)
+	if cc.Subject.CommonName != "system:node:node1" || !slices.Equal(cc.Subject.Organization, []string{"system:nodes"}) {
+		t.Fatalf("client subject %v", cc.Subject)
+	}
+	if _, err := cc.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("client cert: %v", err)
+	}
+	other, _ := NewCA("other", now)
+	op := x509.NewCertPool()
+	op.AddCert(other.Cert)
+	if _, err := cc.Verify(x509.VerifyOptions{Roots: op, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Fatal("client cert verified against another CA")
+	}
+}
+
+func parseCert(t *testing.T, p []byte) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(p)
+	if b == nil || b.Type != "CERTIFICATE" {
+		t.Fatalf("not a PEM certificate: %q", p)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestKubeconfigParses(t *testing.T) {
+	kp := KeyPair{CertPEM: []byte("CERT"), KeyPEM: []byte("KEY")}
+	var cfg struct {
+		Clusters []struct {
+			Name    string
+			Cluster struct {
+				Server string
+				CA     string `json:"certificate-authority-data"`
+			}
+		}
+		Users []struct {
+			Name string
+			User struct {
+				Cert string `json:"client-certificate-data"`
+				Key  string `json:"client-key-data"`
+			}
+		}
+		Contexts []struct {
+			Name    string
+			Context struct{ Cluster, User string }
+		}
+		Current string `json:"current-context"`
+	}
+	if err := yaml.Unmarshal(kubeconfig("https://198.18.0.2:6443", []byte("CA"), "system:node:node1", kp), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	dec := func(s string) string { b, _ := base64.StdEncoding.DecodeString(s); return string(b) }
+	if len(cfg.Clusters) != 1 || cfg.Clusters[0].Cluster.Server != "https://198.18.0.2:6443" || dec(cfg.Clusters[0].Cluster.CA) != "CA" {
+		t.Fatalf("clusters %+v", cfg.Clusters)
+	}
+	if len(cfg.Users) != 1 || cfg.Users[0].Name != "system:node:node1" || dec(cfg.Users[0].User.Cert) != "CERT" || dec(cfg.Users[0].User.Key) != "KEY" {
+		t.Fatalf("users %+v", cfg.Users)
+	}
+	if len(cfg.Contexts) != 1 || cfg.Current != cfg.Contexts[0].Name || cfg.Contexts[0].Context.User != "system:node:node1" || cfg.Contexts[0].Context.Cluster != cfg.Clusters[0].Name {
+		t.Fatalf("contexts %+v, current %q", cfg.Contexts, cfg.Current)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	good := settings{
+		AdvertiseIP: netip.MustParseAddr("198.18.0.2"),
+		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"), ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+		NodePortRange: "30000-32767",
+	}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := good.kubernetesServiceIP(); got != netip.MustParseAddr("10.96.0.1") {
+		t.Fatalf("kubernetes service IP %v", got)
+	}
+	if got := good.server(); got != "https://198.18.0.2:6443" {
+		t.Fatalf("server %q", got)
+	}
+	for name, mut := range map[string]func(*settings){
+		"loopback":    func(s *settings) { s.AdvertiseIP = netip.MustParseAddr("127.0.0.1") },
+		"unspecified": func(s *settings) { s.AdvertiseIP = netip.MustParseAddr("0.0.0.0") },
+		"none":        func(s *settings) { s.AdvertiseIP = netip.Addr{} },
+		"overlap":     func(s *settings) { s.ClusterCIDR = netip.MustParsePrefix("10.96.0.0/16") },
+		"port range":  func(s *settings) { s.NodePortRange = "32767-30000" },
+		"no range":    func(s *settings) { s.NodePortRange = "30000" },
+	} {
+		s := good
+		mut(&s)
+		if err := s.validate(); err == nil {
+			t.Errorf("%s: validate accepted %+v", name, s)
+		}
+	}
+
+	l := layout("/run/svcsim/svs000001/kube")
+	api := strings.Join(apiServerArgs(l, good), " ")
+	for _, want := range []string{
+		"--advertise-address=198.18.0.2", "--service-cluster-ip-range=10.96.0.0/12", "--service-node-port-range=30000-32767",
+		"--authorization-mode=Node,RBAC", "--etcd-servers=http://127.0.0.1:2379",
+		"--service-account-key-file=/run/svcsim/svs000001/kube/pki/sa.pub",
+		"--service-account-signing-key-file=/run/svcsim/svs000001/kube/pki/sa.key",
+	} {
+		if !strings.Contains(api, want) {
+			t.Errorf("kube-apiserver flags lack %s: %s", want, api)
+		}
+	}
+	kcm := strings.Join(controllerManagerArgs(l, good), " ")
+	for _, want := range []string{"--cluster-cidr=10.244.0.0/16", "--allocate-node-cidrs=false", "endpointslice-controller", "--bind-address=127.0.0.1"} {
+		if !strings.Contains(kcm, want) {
+			t.Errorf("kube-controller-manager flags lack %s: %s", want, kcm)
+		}
+	}
+	if strings.Contains(kcm, "node-ipam") {
+		t.Errorf("node IPAM enabled: %s", kcm)
+	}
+	// Everything the components write stays under the layout's directory.
+	for _, args := range [][]string{etcdArgs(l), apiServerArgs(l, good), controllerManagerArgs(l, good), schedulerArgs(l)} {
+		for _, a := range args {
+			if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(v, "/") && !strings.HasPrefix(v, string(l)+"/") {
+				t.Errorf("flag %s points outside %s", a, l)
+			}
+		}
+	}
+}
+
+func TestParseRollup(t *testing.T) {
+	rollup := "55d0a0000000-7ffd1c3f2000 ---p 00000000 00:00 0    [rollup]\nRss:              270336 kB\nPss:              120000 kB\nPss_Dirty:         1 kB\n"
+	if got := parseRollup(rollup); got.RSS != 270336*1024 || got.PSS != 120000*1024 {
+		t.Fatalf("parseRollup = %+v", got)
+	}
+	if got := parseRollup("Name:\tx\n"); got != (Memory{}) {
+		t.Fatalf("empty rollup = %+v", got)
+	}
+}
