@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -426,8 +427,9 @@ const (
 	apiStopGrace = 30 * time.Second
 )
 
-// Close stops the components in reverse dependency order (scheduler and
-// controller manager together, then the API server, then etcd) and removes
+// Close stops the components in reverse dependency order (node components
+// started here such as kube-proxy, then the scheduler and the controller
+// manager together, then the API server, then etcd) and removes
 // kube/. It reports components that needed SIGKILL. Safe to call twice.
 func (c *ControlPlane) Close() error {
 	c.mu.Lock()
@@ -438,16 +440,15 @@ func (c *ControlPlane) Close() error {
 	c.closed = true
 	procs := c.procs
 	c.mu.Unlock()
-	by := map[string]*Process{}
-	for _, p := range procs {
-		by[p.Name] = p
-	}
 	var errs []error
+	// stop stops the processes whose name is in names (nil: every other
+	// one) together.
+	planeNames := []string{Scheduler, ControllerManager, APIServer, Etcd}
 	stop := func(grace time.Duration, names ...string) {
 		var wg sync.WaitGroup
-		ch := make(chan error, len(names))
-		for _, n := range names {
-			if p := by[n]; p != nil {
+		ch := make(chan error, len(procs))
+		for _, p := range procs {
+			if (names == nil && !slices.Contains(planeNames, p.Name)) || slices.Contains(names, p.Name) {
 				wg.Go(func() { ch <- p.Stop(grace) })
 			}
 		}
@@ -457,6 +458,7 @@ func (c *ControlPlane) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	stop(stopGrace) // node components (kube-proxy) first
 	stop(stopGrace, Scheduler, ControllerManager)
 	stop(apiStopGrace, APIServer)
 	stop(stopGrace, Etcd)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -234,6 +235,82 @@ func TestControlPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("genuine kube-proxy programs the node and carries traffic", func(t *testing.T) {
+		node := topo.Node("node1")
+		if _, err := topo.AddPod(ctx, topology.PodSpec{Name: "default/web", Node: "node1", IP: netip.MustParseAddr("10.244.1.2"),
+			Ports: []topology.Port{{Port: 80, Protocol: "TCP"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, err := kubectl("", nodeAndService, "create", "-f", "-"); err != nil {
+			t.Fatalf("create node, service, slice: %v: %s", err, stderr)
+		}
+		// kube-proxy programs nothing until its Node has an InternalIP.
+		if _, stderr, err := kubectl("", "", "patch", "node", "node1", "--subresource=status", "--type=merge",
+			"-p", `{"status":{"addresses":[{"type":"InternalIP","address":"198.18.0.11"}]}}`); err != nil {
+			t.Fatalf("patch node status: %v: %s", err, stderr)
+		}
+		out, stderr, err := kubectl("", "", "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil {
+			t.Fatalf("get svc web: %v: %s", err, stderr)
+		}
+		vip := mustAddr(t, out)
+		for _, dp := range []struct{ mode, backend string }{{"nftables", ""}, {"iptables", kube.IPTablesLegacy}, {"iptables", kube.IPTablesNFT}} {
+			name := "kube-proxy/" + dp.mode
+			if dp.backend != "" {
+				name = "kube-proxy/iptables-" + dp.backend
+			}
+			begin := time.Now()
+			kp, err := cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: "node1", NS: node.NS, Mode: dp.mode, IPTables: dp.backend})
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := topology.HTTPClient(node.NS, false, 2*time.Second)
+			var pod string
+			for deadline := time.Now().Add(30 * time.Second); pod != "default/web"; {
+				if time.Now().After(deadline) {
+					b, _ := os.ReadFile(kp.Log)
+					t.Fatalf("%s: node1 -> %v:80 never reached the pod (last %q); kube-proxy log:\n%s", name, vip, pod, b)
+				}
+				if resp, err := client.Get("http://" + netip.AddrPortFrom(vip, 80).String() + "/name"); err == nil {
+					pod = resp.Header.Get("X-Pod")
+					resp.Body.Close()
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			m := kp.Memory()
+			t.Logf("%s carried node1 -> %v:80 to default/web %v after its start; RSS %.1f MiB, PSS %.1f MiB",
+				name, vip, time.Since(begin).Round(time.Millisecond), mib(m.RSS), mib(m.PSS))
+			resp, err := client.Get("http://" + kube.KubeProxyMetricsAddr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !bytes.Contains(metrics, []byte("kubeproxy_sync_proxy_rules_last_timestamp_seconds ")) {
+				t.Fatalf("%s metrics lack the sync timestamp:\n%.2000s", name, metrics)
+			}
+			if other := map[string]string{kube.IPTablesLegacy: kube.IPTablesNFT, kube.IPTablesNFT: kube.IPTablesLegacy}[dp.backend]; other != "" {
+				if rules := proxyRules(t, node.NS, other); strings.Contains(rules, "KUBE-SERVICES") {
+					t.Fatalf("%s programmed the iptables-%s backend too:\n%s", name, other, rules)
+				}
+			}
+			// Like a real kube-proxy it leaves its rules behind; --cleanup
+			// removes them.
+			if err := kp.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if rules := proxyRules(t, node.NS, dp.backend); !strings.Contains(rules, "kube-proxy") && !strings.Contains(rules, "KUBE-SERVICES") {
+				t.Fatalf("%s: its rules are gone after it stopped:\n%s", name, rules)
+			}
+			if err := cp.KubeProxyCleanup(ctx, node.NS, dp.backend); err != nil {
+				t.Fatal(err)
+			}
+			if rules := proxyRules(t, node.NS, dp.backend); strings.Contains(rules, "kube-proxy") || strings.Contains(rules, "KUBE-SERVICES") {
+				t.Fatalf("%s: kube-proxy --cleanup left:\n%s", name, rules)
+			}
+		}
+	})
+
 	// Close: every component stops, kube/ goes; nothing is left of them.
 	begin = time.Now()
 	if err := cp.Close(); err != nil {
@@ -276,6 +353,58 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 		t.Fatalf("address %q: %v", s, err)
 	}
 	return a
+}
+
+// nodeAndService: a Node, and a selectorless Service with a hand-made
+// EndpointSlice for the pod default/web (svcsim's kubelet will make Nodes
+// and pods; this test only needs kube-proxy's inputs).
+const nodeAndService = `apiVersion: v1
+kind: Node
+metadata:
+  name: node1
+  labels:
+    kubernetes.io/hostname: node1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  ports:
+  - port: 80
+    protocol: TCP
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels:
+    kubernetes.io/service-name: web
+addressType: IPv4
+ports:
+- port: 80
+  protocol: TCP
+  name: ""
+endpoints:
+- addresses: ["10.244.1.2"]
+  nodeName: node1
+  conditions:
+    ready: true
+`
+
+// proxyRules dumps what a kube-proxy may have programmed in ns: the nftables
+// table list, or the nat table of the iptables backend.
+func proxyRules(t *testing.T, ns *netns.NS, backend string) string {
+	t.Helper()
+	args := []string{"nft", "list", "tables"}
+	if backend != "" {
+		args = []string{"iptables-" + backend + "-save", "-t", "nat"}
+	}
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.Name()}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v in %s: %v: %s", args, ns.Name(), err, out)
+	}
+	return string(out)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

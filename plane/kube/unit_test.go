@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/svcsim/svcsim/internal/netns"
 )
 
 func TestIssueChainsToCA(t *testing.T) {
@@ -180,5 +182,29 @@ func TestParseRollup(t *testing.T) {
 	}
 	if got := parseRollup("Name:\tx\n"); got != (Memory{}) {
 		t.Fatalf("empty rollup = %+v", got)
+	}
+}
+
+func TestKubeProxyConfig(t *testing.T) {
+	ns := &netns.NS{}
+	good := KubeProxyConfig{Node: "node1", NS: ns, Mode: "iptables", IPTables: IPTablesLegacy}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, k := range map[string]KubeProxyConfig{
+		"no node":          {NS: ns, Mode: "nftables"},
+		"no namespace":     {Node: "node1", Mode: "nftables"},
+		"unknown mode":     {Node: "node1", NS: ns, Mode: "userspace"},
+		"unknown backend":  {Node: "node1", NS: ns, Mode: "iptables", IPTables: "xtables"},
+		"nftables backend": {Node: "node1", NS: ns, Mode: "nftables", IPTables: IPTablesNFT},
+	} {
+		if err := k.validate(); err == nil {
+			t.Errorf("%s: validate accepted %+v", name, k)
+		}
+	}
+	args := strings.Join(kubeProxyArgs("/k/kube-proxy.conf", good, "10.244.0.0/16"), " ")
+	want := "--kubeconfig=/k/kube-proxy.conf --hostname-override=node1 --proxy-mode=iptables --cluster-cidr=10.244.0.0/16 --conntrack-max-per-core=0"
+	if args != want {
+		t.Fatalf("kube-proxy args %q, want %q", args, want)
 	}
 }

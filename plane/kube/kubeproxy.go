@@ -1,0 +1,179 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/svcsim/svcsim/internal/netns"
+)
+
+// ProxyModes are kube-proxy's --proxy-mode values on Linux.
+var ProxyModes = []string{"iptables", "nftables", "ipvs"}
+
+// IPTables backends for kube-proxy's iptables and ipvs modes. kube-proxy
+// runs `iptables`, `iptables-save` and `iptables-restore` from PATH (as do
+// ip6tables), so the backend is chosen by what those names resolve to.
+const (
+	IPTablesLegacy = "legacy"
+	IPTablesNFT    = "nft"
+)
+
+// KubeProxyConfig describes one node's kube-proxy.
+type KubeProxyConfig struct {
+	// Node is the Node object's name (--hostname-override). kube-proxy
+	// waits until that Node has an InternalIP before it programs anything.
+	Node string
+	// NS is the node's network namespace.
+	NS *netns.NS
+	// Mode is the --proxy-mode; IPTables the backend for iptables and
+	// ipvs ("": whatever `iptables` on PATH is).
+	Mode     string
+	IPTables string
+	// ExtraArgs are appended to the flags.
+	ExtraArgs []string
+}
+
+func (k KubeProxyConfig) validate() error {
+	var errs []error
+	if k.Node == "" || k.NS == nil {
+		errs = append(errs, errors.New("kube-proxy: Node and NS are needed"))
+	}
+	if !slices.Contains(ProxyModes, k.Mode) {
+		errs = append(errs, fmt.Errorf("kube-proxy: proxy mode %q: want one of %v", k.Mode, ProxyModes))
+	}
+	switch k.IPTables {
+	case "", IPTablesLegacy, IPTablesNFT:
+		if k.IPTables != "" && k.Mode == "nftables" {
+			errs = append(errs, errors.New("kube-proxy: the nftables mode uses no iptables backend"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("kube-proxy: iptables backend %q: want %q or %q", k.IPTables, IPTablesLegacy, IPTablesNFT))
+	}
+	return errors.Join(errs...)
+}
+
+// KubeProxyMetricsAddr is where kube-proxy serves metrics inside its node's
+// namespace (its default): kubeproxy_sync_proxy_rules_last_timestamp_seconds
+// tells when it last programmed.
+const KubeProxyMetricsAddr = "127.0.0.1:10249"
+
+// kubeProxyArgs: what kubeadm and kind configure (--cluster-cidr), and
+// --conntrack-max-per-core=0 as kind has it, because the conntrack sysctls
+// kube-proxy would raise are read-only outside the initial network
+// namespace. Everything else is kube-proxy's default.
+func kubeProxyArgs(kubeconfig string, k KubeProxyConfig, clusterCIDR string) []string {
+	return append([]string{
+		"--kubeconfig=" + kubeconfig,
+		"--hostname-override=" + k.Node,
+		"--proxy-mode=" + k.Mode,
+		"--cluster-cidr=" + clusterCIDR,
+		"--conntrack-max-per-core=0",
+	}, k.ExtraArgs...)
+}
+
+// iptablesPath returns a directory whose iptables, ip6tables and their -save
+// and -restore commands are the given backend's, to put first on PATH.
+func (c *ControlPlane) iptablesPath(backend string) (string, error) {
+	dir := c.l.path("iptables-" + backend)
+	for _, fam := range []string{"iptables", "ip6tables"} {
+		for _, suffix := range []string{"", "-save", "-restore"} {
+			target, err := exec.LookPath(fam + "-" + backend + suffix)
+			if err != nil {
+				return "", fmt.Errorf("kube-proxy: the %s backend needs %s: %w", backend, fam+"-"+backend+suffix, err)
+			}
+			link := filepath.Join(dir, fam+suffix)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return "", fmt.Errorf("kube-proxy: %w", err)
+			}
+			if err := os.Symlink(target, link); err != nil && !errors.Is(err, os.ErrExist) {
+				return "", fmt.Errorf("kube-proxy: %w", err)
+			}
+		}
+	}
+	return dir, nil
+}
+
+// kubeProxyEnv is the environment of kube-proxy and its --cleanup.
+func (c *ControlPlane) kubeProxyEnv(backend string) ([]string, error) {
+	env := baseEnv(c.l.home())
+	if backend == "" {
+		return env, nil
+	}
+	dir, err := c.iptablesPath(backend)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range env {
+		if p, ok := strings.CutPrefix(e, "PATH="); ok {
+			env[i] = "PATH=" + dir + ":" + p
+		}
+	}
+	return env, nil
+}
+
+// StartKubeProxy starts the genuine kube-proxy inside k.NS with a
+// system:kube-proxy kubeconfig, logging to kube/logs/kube-proxy-<node>.log.
+// It returns once the process runs; whether it has programmed is for its
+// metrics to say (KubeProxyMetricsAddr). Like a real kube-proxy it leaves
+// its rules when it exits: KubeProxyCleanup removes them. Close stops it
+// (first) if the caller has not.
+func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*Process, error) {
+	if err := k.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	kc, err := c.KubeProxyKubeconfig()
+	if err != nil {
+		return nil, err
+	}
+	env, err := c.kubeProxyEnv(k.IPTables)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess(k.NS, c.cfg.Run, processSpec{
+		Binary: c.binary, Name: KubeProxy, Args: kubeProxyArgs(kc, k, c.s.ClusterCIDR.String()),
+		Env: env, Log: c.l.log(KubeProxy + "-" + k.Node),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kube-proxy on %s: %w", k.Node, err)
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p, nil
+}
+
+// KubeProxyCleanup runs `kube-proxy --cleanup` in ns, which removes the
+// rules of every mode (iptables with the given backend, nftables, ipvs).
+func (c *ControlPlane) KubeProxyCleanup(ctx context.Context, ns *netns.NS, backend string) error {
+	env, err := c.kubeProxyEnv(backend)
+	if err != nil {
+		return err
+	}
+	p, err := startProcess(ns, c.cfg.Run, processSpec{
+		Binary: c.binary, Name: KubeProxy, Args: []string{"--cleanup"},
+		Env: env, Log: c.l.log(KubeProxy + "-cleanup-" + ns.Name()),
+	})
+	if err != nil {
+		return fmt.Errorf("kube-proxy --cleanup in %s: %w", ns.Name(), err)
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		_ = p.Stop(time.Second)
+		return fmt.Errorf("kube-proxy --cleanup in %s: %w", ns.Name(), ctx.Err())
+	}
+	if err := p.Err(); err != nil {
+		return fmt.Errorf("kube-proxy --cleanup in %s: %w; end of %s:\n%s", ns.Name(), err, p.Log, tail(p.Log, 10))
+	}
+	return nil
+}
