@@ -60,6 +60,15 @@ type Pod struct {
 	Ready       bool
 	// Ports are the container ports of all containers, in order.
 	Ports []ContainerPort
+	// Containers are the pod's containers with their images: what runs in
+	// the pod is chosen by image (see package addons).
+	Containers []Container
+	// TargetPorts are the ports Services send this pod to, from every
+	// Endpoints address (ready or not) whose targetRef is this pod, sorted
+	// and without duplicates: a workload that answers on whatever it is sent
+	// (the built-in servers) listens on them even when the manifest declares
+	// no containerPort, as the seed's do not.
+	TargetPorts []ContainerPort
 	// Owner is the controlling workload, "deployment/<name>" or
 	// "daemonset/<name>", empty for a bare pod.
 	Owner   string
@@ -68,6 +77,12 @@ type Pod struct {
 	// Service variables (see PodEnv) followed by the literal env values of
 	// the containers.
 	Env []corev1.EnvVar
+}
+
+// Container is one container of a pod.
+type Container struct {
+	Name, Image string
+	Ports       []ContainerPort
 }
 
 // Key returns "namespace/name".
@@ -162,12 +177,65 @@ func (c *Cluster) Pods() []Pod {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []Pod
+	targets := targetPorts(c.st)
 	for _, k := range sortedKeys(c.st.Pods) {
 		p := c.st.Pods[k]
 		if p.Spec.NodeName == "" || p.Status.PodIP == "" {
 			continue
 		}
-		out = append(out, c.podView(p))
+		v := c.podView(p)
+		v.TargetPorts = targets[k]
+		out = append(out, v)
+	}
+	return out
+}
+
+// targetPorts maps each pod key to the ports Endpoints send it to.
+func targetPorts(s *store) map[string][]ContainerPort {
+	sets := map[string]map[ContainerPort]bool{}
+	for _, ep := range s.Endpoints {
+		for _, ss := range ep.Subsets {
+			for _, addrs := range [][]corev1.EndpointAddress{ss.Addresses, ss.NotReadyAddresses} {
+				for _, a := range addrs {
+					ref := a.TargetRef
+					if ref == nil || ref.Kind != "Pod" {
+						continue
+					}
+					ns := ref.Namespace
+					if ns == "" {
+						ns = ep.Namespace
+					}
+					k := key(ns, ref.Name)
+					if p := s.Pods[k]; p == nil || p.Status.PodIP != a.IP {
+						continue
+					}
+					if sets[k] == nil {
+						sets[k] = map[ContainerPort]bool{}
+					}
+					for _, pt := range ss.Ports {
+						proto := pt.Protocol
+						if proto == "" {
+							proto = corev1.ProtocolTCP
+						}
+						sets[k][ContainerPort{Port: pt.Port, Protocol: state.Protocol(proto)}] = true
+					}
+				}
+			}
+		}
+	}
+	out := make(map[string][]ContainerPort, len(sets))
+	for k, set := range sets {
+		ports := make([]ContainerPort, 0, len(set))
+		for p := range set {
+			ports = append(ports, p)
+		}
+		sort.Slice(ports, func(i, j int) bool {
+			if ports[i].Port != ports[j].Port {
+				return ports[i].Port < ports[j].Port
+			}
+			return ports[i].Protocol < ports[j].Protocol
+		})
+		out[k] = ports
 	}
 	return out
 }
@@ -189,9 +257,12 @@ func (c *Cluster) podView(p *corev1.Pod) Pod {
 		v.MAC = podMAC(ip)
 	}
 	for _, ctr := range p.Spec.Containers {
+		c := Container{Name: ctr.Name, Image: ctr.Image}
 		for _, cp := range ctr.Ports {
-			v.Ports = append(v.Ports, ContainerPort{Name: cp.Name, Port: cp.ContainerPort, Protocol: state.Protocol(cp.Protocol)})
+			c.Ports = append(c.Ports, ContainerPort{Name: cp.Name, Port: cp.ContainerPort, Protocol: state.Protocol(cp.Protocol)})
 		}
+		v.Ports = append(v.Ports, c.Ports...)
+		v.Containers = append(v.Containers, c)
 	}
 	v.Env = serviceEnv(c.st, p)
 	for _, ctr := range p.Spec.Containers {

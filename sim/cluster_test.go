@@ -115,7 +115,6 @@ func TestConcurrentUse(t *testing.T) {
 				if err := st.Validate(); err != nil {
 					t.Error(err)
 				}
-				_ = c.DNS()
 				_ = c.Pods()
 			}
 		}()

@@ -124,7 +124,7 @@ func TestSeedSessionAffinityPatch(t *testing.T) {
 	require.Error(t, c.Patch("svc", "default", "getip-service", []byte(`{not json`)))
 }
 
-func TestSeedEnvAndDNS(t *testing.T) {
+func TestSeedEnv(t *testing.T) {
 	c := applySeed(t)
 	var pod Pod
 	for _, p := range c.Pods() {
@@ -172,35 +172,10 @@ func TestSeedEnvAndDNS(t *testing.T) {
 	for _, e := range c.PodEnv("default", pod.Name) {
 		require.NotContains(t, e.Name, "LATE_")
 	}
-
-	r := c.DNS()
-	var podIPs []netip.Addr
-	for _, p := range c.Pods() {
-		if p.Labels["app"] == "getip" {
-			podIPs = append(podIPs, p.IP)
-		}
-	}
-	require.Len(t, podIPs, 2)
-	// dig +short -t A getip-service-headless.default.svc.cluster.local.
-	require.ElementsMatch(t, podIPs, r.A("getip-service-headless.default.svc.cluster.local."))
-	require.Equal(t, []netip.Addr{netip.MustParseAddr(ip)}, r.A("getip-service.default.svc.cluster.local"))
-	require.Equal(t, []SRV{{Target: "my-service.default.svc.cluster.local", Port: 443, Weight: 100}},
-		r.SRV("_https._tcp.my-service.default.svc.cluster.local"))
-	require.Empty(t, r.SRV("_http._tcp.getip-service.default.svc.cluster.local"), "unnamed ports have no SRV")
-	dashedName := strings.ReplaceAll(podIPs[0].String(), ".", "-")
-	require.Equal(t, podIPs[:1], r.A(dashedName+".default.pod.cluster.local"))
-	require.Equal(t, podIPs[:1], r.A(dashedName+".getip-service-headless.default.svc.cluster.local"))
-	require.Equal(t, []string{"getip-service.default.svc.cluster.local"}, r.PTR(netip.MustParseAddr(ip)))
-	require.False(t, r.Exists("nope.default.svc.cluster.local"))
-	require.True(t, r.Exists("GETIP-SERVICE.default.svc.cluster.local."))
-	require.Contains(t, r.Names(), "external-service.default.svc.cluster.local")
-
-	// Headless DNS follows scale down.
-	require.NoError(t, c.Scale("deploy", "default", "getip-deployment", 1))
-	require.Len(t, c.DNS().A("getip-service-headless.default.svc.cluster.local"), 1)
 }
 
-func TestDNSExternalNameAndHostnames(t *testing.T) {
+// DNS records of these are the cluster DNS add-on's (addons/clusterdns).
+func TestExternalNameIsNotProxied(t *testing.T) {
 	c, _ := newCluster(t, 2)
 	mustApply(t, c,
 		makeService("default", "db", func(s *corev1.Service) {
@@ -217,12 +192,6 @@ func TestDNSExternalNameAndHostnames(t *testing.T) {
 			p.Spec.Hostname, p.Spec.Subdomain = "sts-0", "sts"
 		}),
 	)
-	r := c.DNS()
-	target, ok := r.CNAME("db.default.svc.cluster.local")
-	require.True(t, ok)
-	require.Equal(t, "db.example.com", target)
-	require.Equal(t, []netip.Addr{netip.MustParseAddr("10.244.1.2")}, r.A("sts-0.sts.default.svc.cluster.local"))
-	require.Equal(t, []SRV{{Target: "sts-0.sts.default.svc.cluster.local", Port: 8080, Weight: 100}}, r.SRV("_web._tcp.sts.default.svc.cluster.local"))
 	require.Nil(t, c.NodeState("node1").Service("default/db/TCP"), "ExternalName is not proxied")
 }
 

@@ -20,10 +20,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/clusterdns"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/clusterdns"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes/agent"
 	"github.com/svcsim/svcsim/sim"
+	"github.com/svcsim/svcsim/sim/kubeview"
 	"github.com/svcsim/svcsim/sim/state"
 	"github.com/svcsim/svcsim/topology"
 )
@@ -42,64 +46,17 @@ type Config struct {
 	Underlay netip.Prefix
 	// Log receives progress lines and the node proxies' output (nil: discard).
 	Log io.Writer
-	// DNS runs the cluster DNS: a kube-system/coredns pod serving the
-	// model's records behind the kube-dns Service (ClusterIP DNSServiceIP).
+	// DNS runs the cluster DNS add-on (package addons/clusterdns): a
+	// kube-system/coredns pod behind the kube-dns Service (ClusterIP
+	// DNSServiceIP), reading the cluster through its list/watch view.
 	DNS bool
+	// AddOns are further add-ons: their objects are applied when the
+	// cluster starts and their workloads run in pods of their images.
+	AddOns []addons.AddOn
 }
 
 // DNSServiceIP is the kube-dns Service's ClusterIP, kubeadm's default.
-const DNSServiceIP = "10.96.0.10"
-
-// dnsManifests are the cluster add-on objects created when Config.DNS is set.
-const dnsManifests = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: kube-system
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: coredns
-  namespace: kube-system
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      k8s-app: kube-dns
-  template:
-    metadata:
-      labels:
-        k8s-app: kube-dns
-    spec:
-      containers:
-        - name: coredns
-          image: svcsim/clusterdns
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kube-dns
-  namespace: kube-system
-spec:
-  selector:
-    k8s-app: kube-dns
-  clusterIP: ` + DNSServiceIP + `
-  ports:
-    - name: dns
-      protocol: UDP
-      port: 53
-      targetPort: 53
-    - name: dns-tcp
-      protocol: TCP
-      port: 53
-      targetPort: 53
-`
-
-// isDNSPod says whether p is the cluster DNS pod, which runs the DNS server
-// instead of the built-in getip/echo servers.
-func isDNSPod(p sim.Pod) bool {
-	return p.Namespace == "kube-system" && p.Labels["k8s-app"] == "kube-dns"
-}
+const DNSServiceIP = clusterdns.ServiceIP
 
 // DefaultConfig is a two-node cluster on the default address plan running mode.
 func DefaultConfig(mode string, nodes int) Config {
@@ -120,9 +77,16 @@ type ControlPlane struct {
 	topo    *topology.Topology
 	log     io.Writer
 
+	// view is the model through client-go, kept in step after every change;
+	// workloads read the cluster through its client.
+	view     *kubeview.View
+	registry *addons.Registry
+
 	mu      sync.Mutex // serialises changes
 	proxies map[string]*agent.Process
-	dns     map[string]*clusterdns.Server // by DNS pod key
+	// workloads are the running workloads with a Start of their own, by
+	// pod key.
+	workloads map[string][]addons.Instance
 	// LastSync holds each node's reply to the most recent push.
 	lastSync map[string]agent.SyncReply
 }
@@ -142,8 +106,8 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
-	cp = &ControlPlane{cfg: cfg, run: run, cluster: cl, log: logw,
-		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, dns: map[string]*clusterdns.Server{}}
+	cp = &ControlPlane{cfg: cfg, run: run, cluster: cl, log: logw, view: kubeview.New(), registry: addons.NewRegistry(),
+		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, workloads: map[string][]addons.Instance{}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, cp.Close())
@@ -163,13 +127,20 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 			return nil, err
 		}
 	}
+	addOns := cfg.AddOns
 	if cfg.DNS {
-		objs, err := sim.Decode([]byte(dnsManifests), "cluster-dns-addon")
+		addOns = append([]addons.AddOn{clusterdns.AddOn(cfg.Sim.DNSDomain)}, addOns...)
+	}
+	if err := cp.registry.RegisterAddOns(addOns...); err != nil {
+		return nil, err
+	}
+	for _, a := range addOns {
+		objs, err := sim.Decode(a.Manifests, a.Name+"-addon")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("add-on %s: %w", a.Name, err)
 		}
 		if _, err := cl.Apply(objs); err != nil {
-			return nil, fmt.Errorf("cluster DNS add-on: %w", err)
+			return nil, fmt.Errorf("add-on %s: %w", a.Name, err)
 		}
 	}
 	if err := cp.reconcile(ctx); err != nil {
@@ -206,6 +177,11 @@ func (cp *ControlPlane) Topology() *topology.Topology { return cp.topo }
 // Cluster is the model. Change it only through the ControlPlane's methods,
 // which also program the kernel.
 func (cp *ControlPlane) Cluster() *sim.Cluster { return cp.cluster }
+
+// Client is the cluster through client-go: the model's list/watch view,
+// in step with every change the ControlPlane's methods make (read-only for
+// the kinds the model owns).
+func (cp *ControlPlane) Client() kubernetes.Interface { return cp.view.Client() }
 
 // Mode is the proxy mode's name as the proxies report it ("iptables/nft").
 func (cp *ControlPlane) Mode() string {
@@ -275,6 +251,11 @@ func (cp *ControlPlane) Resync(ctx context.Context) error {
 // are removed only after every proxy has stopped sending them any. Called
 // with mu held.
 func (cp *ControlPlane) reconcile(ctx context.Context) error {
+	// Workloads see the change before the proxies program it, as they
+	// would on a real cluster, where watches fire as soon as it is stored.
+	if err := cp.view.Sync(cp.cluster); err != nil {
+		return fmt.Errorf("list/watch view: %w", err)
+	}
 	want := map[string]sim.Pod{}
 	takenIPs := map[netip.Addr]string{}
 	for _, p := range cp.cluster.Pods() {
@@ -286,7 +267,7 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 	var gone []string
 	for _, have := range cp.topo.Pods() {
 		p, ok := want[have.Name]
-		if ok && p.IP == have.IP && p.Node == have.Node && samePorts(have.Ports, cp.podPorts(p)) {
+		if ok && p.IP == have.IP && p.Node == have.Node && samePorts(have.Ports, cp.registry.Plan(p).ServerPorts) {
 			continue
 		}
 		// A pod that changed, or whose address a new pod takes, goes first.
@@ -308,17 +289,19 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 			continue
 		}
 		p := want[name]
-		spec := topology.PodSpec{Name: name, Node: p.Node, IP: p.IP, MAC: p.MAC, HostNetwork: p.HostNetwork, Ports: cp.podPorts(p)}
+		plan := cp.registry.Plan(p)
+		spec := topology.PodSpec{Name: name, Node: p.Node, IP: p.IP, MAC: p.MAC, HostNetwork: p.HostNetwork, Ports: plan.ServerPorts}
 		pod, err := cp.topo.AddPod(ctx, spec)
 		if err != nil {
 			return fmt.Errorf("create pod %s on %s: %w", name, p.Node, err)
 		}
-		if isDNSPod(p) {
-			srv, err := clusterdns.Start(pod.NS, cp.cluster.DNS)
+		for _, st := range plan.Starts {
+			env := addons.Env{Pod: p, Container: st.Container, NS: pod.NS, Client: cp.view.Client(), Log: cp.log}
+			inst, err := st.Workload.Start(ctx, env)
 			if err != nil {
-				return fmt.Errorf("start DNS server in %s: %w", name, err)
+				return fmt.Errorf("start %s in pod %s (container %s): %w", st.Workload.Name, name, p.Containers[st.Container].Name, err)
 			}
-			cp.dns[name] = srv
+			cp.workloads[name] = append(cp.workloads[name], inst)
 		}
 	}
 	if err := cp.push(ctx); err != nil {
@@ -333,11 +316,8 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 }
 
 func (cp *ControlPlane) removePod(ctx context.Context, name string) error {
-	if srv := cp.dns[name]; srv != nil {
-		delete(cp.dns, name)
-		if err := srv.Close(); err != nil {
-			return fmt.Errorf("stop DNS server of %s: %w", name, err)
-		}
+	if err := cp.stopWorkloads(name); err != nil {
+		return err
 	}
 	if err := cp.topo.RemovePod(ctx, name); err != nil {
 		return fmt.Errorf("remove pod %s: %w", name, err)
@@ -368,43 +348,16 @@ func normPort(p topology.Port) topology.Port {
 	return p
 }
 
-// podPorts decides where a pod's servers listen: its declared container
-// ports, plus every numeric targetPort of a Service selecting it, so that
-// manifests that omit containerPort (as the seed's do) still answer.
-func (cp *ControlPlane) podPorts(p sim.Pod) []topology.Port {
-	if isDNSPod(p) {
-		return nil // the DNS server owns port 53
-	}
-	seen := map[topology.Port]bool{}
-	var out []topology.Port
-	add := func(port int32, proto string) {
-		k := topology.Port{Port: port, Protocol: proto}
-		if port > 0 && !seen[k] {
-			seen[k] = true
-			out = append(out, k)
+// stopWorkloads stops the workloads running in pod name.
+func (cp *ControlPlane) stopWorkloads(name string) error {
+	var errs []error
+	for _, inst := range cp.workloads[name] {
+		if err := inst.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("pod %s: %w", name, err))
 		}
 	}
-	for _, c := range p.Ports {
-		add(c.Port, string(c.Protocol))
-	}
-	if len(cp.cfg.Sim.Nodes) > 0 {
-		// Every node sees the same endpoints; the first node's view will do.
-		st := cp.cluster.NodeState(cp.cfg.Sim.Nodes[0].Name)
-		for _, sp := range st.Services {
-			for _, ep := range sp.Endpoints {
-				if ep.IP == p.IP && (ep.Pod == p.Name || ep.Pod == p.Key()) {
-					add(ep.Port, string(sp.Protocol))
-				}
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Port != out[j].Port {
-			return out[i].Port < out[j].Port
-		}
-		return out[i].Protocol < out[j].Protocol
-	})
-	return out
+	delete(cp.workloads, name)
+	return errors.Join(errs...)
 }
 
 func (cp *ControlPlane) push(ctx context.Context) error {
@@ -497,11 +450,11 @@ func (cp *ControlPlane) Close() error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	var errs []error
-	for name, srv := range cp.dns {
-		if err := srv.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("stop DNS server of %s: %w", name, err))
-		}
-		delete(cp.dns, name)
+	for name := range cp.workloads {
+		errs = append(errs, cp.stopWorkloads(name))
+	}
+	if cp.view != nil {
+		cp.view.Close()
 	}
 	for node, p := range cp.proxies {
 		if err := p.Stop(15 * time.Second); err != nil {

@@ -1,9 +1,11 @@
-// Package clusterdns is svcsim's cluster DNS server: what CoreDNS's
-// kubernetes plugin does, served with github.com/miekg/dns from the records
-// the model computes (sim.Records). It runs inside the DNS pod's network
-// namespace, behind the kube-dns Service, so a query to the Service's
-// ClusterIP crosses the proxy datapath like any other traffic and real `dig`
-// gets real answers.
+// Package clusterdns is svcsim's cluster DNS add-on: what CoreDNS's
+// kubernetes plugin does, served with github.com/miekg/dns from records it
+// computes from the cluster's Services, EndpointSlices and Pods, which it
+// reads through client-go informers (Watcher), so it runs unchanged over
+// the embedded model's list/watch view or a real API server. It runs inside
+// the DNS pod's network namespace, behind the kube-dns Service, so a query
+// to the Service's ClusterIP crosses the proxy datapath like any other
+// traffic and real `dig` gets real answers.
 package clusterdns
 
 import (
@@ -19,7 +21,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/svcsim/svcsim/internal/netns"
-	"github.com/svcsim/svcsim/sim"
 )
 
 // TTL of every answer, CoreDNS's default for the kubernetes plugin.
@@ -27,7 +28,7 @@ const TTL = 5
 
 // Source returns the records to answer from; it is called per query so that
 // answers follow the cluster.
-type Source func() *sim.Records
+type Source func() *Records
 
 // Server answers DNS over UDP and TCP.
 type Server struct {
@@ -101,7 +102,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 // Answer builds the response to req from recs: authoritative for the
 // cluster domain, NXDOMAIN for unknown names in it, REFUSED outside it (svcsim
 // never forwards a query off the machine).
-func Answer(recs *sim.Records, req *dns.Msg) *dns.Msg {
+func Answer(recs *Records, req *dns.Msg) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true

@@ -1,11 +1,14 @@
-package sim
+package clusterdns
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // SRV is one SRV record's data.
@@ -21,13 +24,15 @@ type SRV struct {
 // either form.
 //
 //   - <svc>.<ns>.svc.<domain>: A with the ClusterIP; for a headless Service,
-//     A with every ready endpoint address; for ExternalName, a CNAME.
+//     A with every ready endpoint address of its EndpointSlices; for
+//     ExternalName, a CNAME.
 //   - _<port>._<proto>.<svc>.<ns>.svc.<domain>: SRV per named port, pointing
 //     at the Service name, or at each endpoint's name when headless.
 //   - <hostname>.<svc>.<ns>.svc.<domain>: A per ready endpoint of a headless
-//     Service; hostname is the pod's spec.hostname (with subdomain = the
-//     Service's name) or the dashed IP.
-//   - <a-b-c-d>.<ns>.pod.<domain>: A for every running pod.
+//     Service; hostname is the endpoint's (the pod's spec.hostname when its
+//     subdomain is the Service's name) or the dashed IP.
+//   - <a-b-c-d>.<ns>.pod.<domain>: A for every pod with an address.
+//   - PTR for ClusterIPs and headless endpoints.
 type Records struct {
 	Domain string
 	a      map[string][]netip.Addr
@@ -74,7 +79,12 @@ func (r *Records) Names() []string {
 	for n := range r.cname {
 		set[n] = true
 	}
-	return sortedKeys(set)
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (r *Records) addA(name string, ip netip.Addr) {
@@ -95,20 +105,50 @@ func (r *Records) addPTR(ip netip.Addr, name string) {
 	r.ptr[ip] = append(r.ptr[ip], name)
 }
 
-// DNS returns the cluster DNS records as of now.
-func (c *Cluster) DNS() *Records {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d := canon(c.cfg.DNSDomain)
+func (r *Records) addSRV(name string, s SRV) { r.srv[name] = append(r.srv[name], s) }
+
+// Objects are the API objects the records are computed from.
+type Objects struct {
+	Services []*corev1.Service
+	// EndpointSlices are matched to their Service by the
+	// kubernetes.io/service-name label, as CoreDNS does.
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Pods           []*corev1.Pod
+}
+
+// Build computes the records of domain ("cluster.local") from objs.
+func Build(domain string, objs Objects) *Records {
+	d := canon(domain)
 	r := &Records{Domain: d, a: map[string][]netip.Addr{}, srv: map[string][]SRV{}, cname: map[string]string{}, ptr: map[netip.Addr][]string{}}
-	for _, k := range sortedKeys(c.st.Services) {
-		svc := c.st.Services[k]
+	// Listers return objects in no order; answers must not depend on it.
+	byKey := func(a, b metav1.Object) bool {
+		if a.GetNamespace() != b.GetNamespace() {
+			return a.GetNamespace() < b.GetNamespace()
+		}
+		return a.GetName() < b.GetName()
+	}
+	svcs := slices.Clone(objs.Services)
+	sort.Slice(svcs, func(i, j int) bool { return byKey(svcs[i], svcs[j]) })
+	eps := slices.Clone(objs.EndpointSlices)
+	sort.Slice(eps, func(i, j int) bool { return byKey(eps[i], eps[j]) })
+	pods := slices.Clone(objs.Pods)
+	sort.Slice(pods, func(i, j int) bool { return byKey(pods[i], pods[j]) })
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for _, s := range eps {
+		if svc := s.Labels[discoveryv1.LabelServiceName]; svc != "" && s.AddressType == discoveryv1.AddressTypeIPv4 {
+			k := s.Namespace + "/" + svc
+			bySvc[k] = append(bySvc[k], s)
+		}
+	}
+	for _, svc := range svcs {
 		name := canon(svc.Name + "." + svc.Namespace + ".svc." + d)
 		switch {
 		case svc.Spec.Type == corev1.ServiceTypeExternalName:
 			r.cname[name] = canon(svc.Spec.ExternalName)
 		case svc.Spec.ClusterIP == corev1.ClusterIPNone:
-			c.headlessRecords(r, svc, name)
+			for _, s := range bySvc[svc.Namespace+"/"+svc.Name] {
+				r.addHeadless(name, s)
+			}
 		default:
 			ip, err := netip.ParseAddr(svc.Spec.ClusterIP)
 			if err != nil {
@@ -120,13 +160,11 @@ func (c *Cluster) DNS() *Records {
 				if p.Name == "" {
 					continue
 				}
-				srvName := "_" + p.Name + "._" + strings.ToLower(string(p.Protocol)) + "." + name
-				r.srv[srvName] = append(r.srv[srvName], SRV{Target: name, Port: uint16(p.Port), Weight: 100})
+				r.addSRV(srvName(p.Name, p.Protocol, name), SRV{Target: name, Port: uint16(p.Port), Weight: 100})
 			}
 		}
 	}
-	for _, k := range sortedKeys(c.st.Pods) {
-		p := c.st.Pods[k]
+	for _, p := range pods {
 		ip, err := netip.ParseAddr(p.Status.PodIP)
 		if err != nil || !ip.Is4() {
 			continue
@@ -148,37 +186,44 @@ func (c *Cluster) DNS() *Records {
 	return r
 }
 
+func srvName(port string, proto corev1.Protocol, name string) string {
+	if proto == "" {
+		proto = corev1.ProtocolTCP
+	}
+	return "_" + port + "._" + strings.ToLower(string(proto)) + "." + name
+}
+
 func dashed(ip netip.Addr) string { return strings.ReplaceAll(ip.String(), ".", "-") }
 
-func (c *Cluster) headlessRecords(r *Records, svc *corev1.Service, name string) {
-	ep := c.st.Endpoints[key(svc.Namespace, svc.Name)]
-	if ep == nil {
-		return
-	}
-	for _, ss := range ep.Subsets {
-		for _, a := range ss.Addresses {
-			ip, err := netip.ParseAddr(a.IP)
+// addHeadless adds the records of one slice of headless Service name: its
+// ready endpoints (a nil ready condition means ready).
+func (r *Records) addHeadless(name string, s *discoveryv1.EndpointSlice) {
+	for _, ep := range s.Endpoints {
+		if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+			continue
+		}
+		for _, a := range ep.Addresses {
+			ip, err := netip.ParseAddr(a)
 			if err != nil || !ip.Is4() {
 				continue
 			}
-			host := a.Hostname
-			if host == "" {
-				host = dashed(ip)
+			host := dashed(ip)
+			if ep.Hostname != nil && *ep.Hostname != "" {
+				host = *ep.Hostname
 			}
 			hostName := canon(host + "." + name)
 			r.addA(name, ip)
 			r.addA(hostName, ip)
 			r.addPTR(ip, hostName)
-			for _, p := range ss.Ports {
-				if p.Name == "" {
+			for _, p := range s.Ports {
+				if p.Name == nil || *p.Name == "" || p.Port == nil {
 					continue
 				}
-				proto := p.Protocol
-				if proto == "" {
-					proto = corev1.ProtocolTCP
+				var proto corev1.Protocol
+				if p.Protocol != nil {
+					proto = *p.Protocol
 				}
-				srvName := "_" + p.Name + "._" + strings.ToLower(string(proto)) + "." + name
-				r.srv[srvName] = append(r.srv[srvName], SRV{Target: hostName, Port: uint16(p.Port), Weight: 100})
+				r.addSRV(srvName(*p.Name, proto, name), SRV{Target: hostName, Port: uint16(*p.Port), Weight: 100})
 			}
 		}
 	}

@@ -1,0 +1,122 @@
+package clusterdns
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/sim"
+	"github.com/svcsim/svcsim/topology"
+)
+
+// ServiceIP is the kube-dns Service's ClusterIP, kubeadm's default.
+const ServiceIP = "10.96.0.10"
+
+// Image is the kube-dns Deployment's image: the DNS server runs in place of
+// CoreDNS for it (and for svcsim's own name for it, Image's repository
+// "svcsim/clusterdns").
+const Image = "registry.k8s.io/coredns/coredns:v1.12.1"
+
+// Manifests are the add-on's objects, kubeadm's CoreDNS deployment reduced
+// to what Service networking needs.
+const Manifests = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: kube-system
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coredns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      k8s-app: kube-dns
+  template:
+    metadata:
+      labels:
+        k8s-app: kube-dns
+    spec:
+      containers:
+        - name: coredns
+          image: ` + Image + `
+          ports:
+            - {name: dns, containerPort: 53, protocol: UDP}
+            - {name: dns-tcp, containerPort: 53, protocol: TCP}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+spec:
+  selector:
+    k8s-app: kube-dns
+  clusterIP: ` + ServiceIP + `
+  ports:
+    - name: dns
+      protocol: UDP
+      port: 53
+      targetPort: 53
+    - name: dns-tcp
+      protocol: TCP
+      port: 53
+      targetPort: 53
+`
+
+// Workload is the DNS server as a pod's workload: it watches the cluster
+// through the pod's client and answers on port 53 of the pod.
+func Workload(domain string) addons.Workload {
+	return addons.Workload{
+		Name: "clusterdns",
+		Ports: func(sim.Pod, sim.Container) []topology.Port {
+			return []topology.Port{{Port: 53, Protocol: "TCP"}, {Port: 53, Protocol: "UDP"}}
+		},
+		Start: func(ctx context.Context, env addons.Env) (addons.Instance, error) {
+			w, err := Watch(ctx, env.Client, domain)
+			if err != nil {
+				return nil, err
+			}
+			srv, err := Start(env.NS, w.Records)
+			if err != nil {
+				w.Stop()
+				return nil, err
+			}
+			return &instance{w: w, srv: srv}, nil
+		},
+	}
+}
+
+type instance struct {
+	w   *Watcher
+	srv *Server
+}
+
+func (i *instance) Stop() error {
+	err := i.srv.Close()
+	i.w.Stop()
+	if err != nil {
+		return fmt.Errorf("stop DNS server: %w", err)
+	}
+	return nil
+}
+
+// AddOn is cluster DNS for domain ("cluster.local"): the kube-dns objects
+// and the DNS server for their image.
+func AddOn(domain string) addons.AddOn {
+	w := Workload(domain)
+	return addons.AddOn{
+		Name:      "cluster-dns",
+		Manifests: []byte(Manifests),
+		Workloads: map[string]addons.Workload{
+			addons.Repository(Image): w,
+			"svcsim/clusterdns":      w,
+		},
+	}
+}

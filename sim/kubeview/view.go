@@ -1,0 +1,205 @@
+// Package kubeview shows the embedded model (package sim) through
+// client-go's interfaces: a kubernetes.Interface, built on client-go's fake
+// clientset, whose objects the View keeps in step with the model. Add-ons
+// (cluster DNS now; the load balancer, the ingress controller and an
+// informer-fed node proxy next) read the cluster through informers and
+// listers over it, exactly as they would over a real API server's client,
+// so each is written once and runs on either control plane.
+//
+// After every committed change of the model, Sync diffs the model's objects
+// against what the view holds and writes the difference (create, update,
+// delete), so a watch sees the events a real API server would send. The
+// view keeps its own revision, like etcd's: every write gets the next one
+// as metadata.resourceVersion, a List returns the current one, and a watch
+// started from it sends exactly the events since.
+//
+// The kinds the model owns (see Resources) are read-only to clients: a
+// write fails with 403 Forbidden rather than diverging from the model.
+// Other kinds (Events, Leases, ...) can be written and live in the view
+// only.
+package kubeview
+
+import (
+	"fmt"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/svcsim/svcsim/sim"
+)
+
+// Model is what the view reads: *sim.Cluster.
+type Model interface {
+	Generation() uint64
+	Namespaces() []corev1.Namespace
+	NodeObjects() []corev1.Node
+	PodObjects() []corev1.Pod
+	Services() []corev1.Service
+	Endpoints() []corev1.Endpoints
+	Ingresses() []networkingv1.Ingress
+	Deployments() []appsv1.Deployment
+	DaemonSets() []appsv1.DaemonSet
+}
+
+var _ Model = (*sim.Cluster)(nil)
+
+// resource is one mirrored kind: its API resource and how to list it.
+type resource struct {
+	gvr  schema.GroupVersionResource
+	list func(Model) []runtime.Object
+}
+
+func objs[T any, P interface {
+	*T
+	runtime.Object
+}](items []T) []runtime.Object {
+	out := make([]runtime.Object, len(items))
+	for i := range items {
+		out[i] = P(&items[i])
+	}
+	return out
+}
+
+// resources are mirrored in this order (namespaces first); deletions go in
+// reverse.
+var resources = []resource{
+	{corev1.SchemeGroupVersion.WithResource("namespaces"), func(m Model) []runtime.Object { return objs(m.Namespaces()) }},
+	{corev1.SchemeGroupVersion.WithResource("nodes"), func(m Model) []runtime.Object { return objs(m.NodeObjects()) }},
+	{corev1.SchemeGroupVersion.WithResource("services"), func(m Model) []runtime.Object { return objs(m.Services()) }},
+	{corev1.SchemeGroupVersion.WithResource("endpoints"), func(m Model) []runtime.Object { return objs(m.Endpoints()) }},
+	{corev1.SchemeGroupVersion.WithResource("pods"), func(m Model) []runtime.Object { return objs(m.PodObjects()) }},
+	{appsv1.SchemeGroupVersion.WithResource("deployments"), func(m Model) []runtime.Object { return objs(m.Deployments()) }},
+	{appsv1.SchemeGroupVersion.WithResource("daemonsets"), func(m Model) []runtime.Object { return objs(m.DaemonSets()) }},
+	{networkingv1.SchemeGroupVersion.WithResource("ingresses"), func(m Model) []runtime.Object { return objs(m.Ingresses()) }},
+}
+
+// Resources lists the resources the view mirrors from the model.
+func Resources() []schema.GroupVersionResource {
+	out := make([]schema.GroupVersionResource, len(resources))
+	for i, r := range resources {
+		out[i] = r.gvr
+	}
+	return out
+}
+
+// View is the model seen through client-go. It is safe for concurrent use.
+type View struct {
+	client *fake.Clientset
+	tr     *tracker
+
+	mu     sync.Mutex // serialises Sync
+	synced bool
+	gen    uint64
+	// last holds the model's objects as last mirrored (with the model's
+	// own resourceVersions), per resource and "namespace/name".
+	last map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object
+}
+
+// New returns an empty view; Sync fills it.
+func New() *View {
+	tr := newTracker(Resources())
+	cs := fake.NewClientset()
+	// Replace the fake's own tracker (built for test fixtures) with ours.
+	cs.ReactionChain = nil
+	cs.WatchReactionChain = nil
+	cs.AddReactor("*", "*", k8stesting.ObjectReaction(tr))
+	cs.AddWatchReactor("*", func(action k8stesting.Action) (bool, watch.Interface, error) {
+		var opts []metav1.ListOptions
+		if wa, ok := action.(k8stesting.WatchActionImpl); ok {
+			opts = append(opts, wa.ListOptions)
+		}
+		w, err := tr.Watch(action.GetResource(), action.GetNamespace(), opts...)
+		return true, w, err
+	})
+	return &View{client: cs, tr: tr, last: map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object{}}
+}
+
+// Client is the view's kubernetes.Interface, for informers and listers.
+func (v *View) Client() kubernetes.Interface { return v.client }
+
+// Revision is the view's current revision (the resourceVersion a List
+// returns now).
+func (v *View) Revision() int64 {
+	v.tr.mu.Lock()
+	defer v.tr.mu.Unlock()
+	return v.tr.rev
+}
+
+// Close ends every open watch.
+func (v *View) Close() { v.tr.stopAll() }
+
+// Sync brings the view in step with m: every object created, changed or
+// deleted in the model since the last Sync is written to the view, which
+// sends the matching watch events. Nothing happens when m's generation is
+// the one last synced.
+func (v *View) Sync(m Model) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	// The fake clientset records every action it serves; a long-running
+	// view must not.
+	v.client.ClearActions()
+	var (
+		gen   uint64
+		lists [][]runtime.Object
+	)
+	// Each kind is listed on its own; read again if the model moved
+	// meanwhile, so that one Sync mirrors one generation.
+	for try := 0; try < 3; try++ {
+		gen = m.Generation()
+		if v.synced && gen == v.gen {
+			return nil
+		}
+		lists = lists[:0]
+		for _, r := range resources {
+			lists = append(lists, r.list(m))
+		}
+		if m.Generation() == gen {
+			break
+		}
+	}
+	v.tr.mu.Lock()
+	defer v.tr.mu.Unlock()
+	want := make([]map[types.NamespacedName]runtime.Object, len(resources))
+	for i, r := range resources {
+		want[i] = map[types.NamespacedName]runtime.Object{}
+		have := v.last[r.gvr]
+		for _, obj := range lists[i] {
+			nn, _, err := nameOf(obj)
+			if err != nil {
+				return fmt.Errorf("mirror %s: %w", r.gvr.Resource, err)
+			}
+			want[i][nn] = obj
+			if old, ok := have[nn]; ok && apiequality.Semantic.DeepEqual(old, obj) {
+				continue
+			}
+			if err := v.tr.put(r.gvr, obj); err != nil {
+				return fmt.Errorf("mirror %s %s: %w", r.gvr.Resource, nn, err)
+			}
+		}
+	}
+	for i := len(resources) - 1; i >= 0; i-- {
+		r := resources[i]
+		for nn := range v.last[r.gvr] {
+			if _, ok := want[i][nn]; ok {
+				continue
+			}
+			if err := v.tr.remove(r.gvr, nn); err != nil {
+				return fmt.Errorf("mirror deletion of %s %s: %w", r.gvr.Resource, nn, err)
+			}
+		}
+		v.last[r.gvr] = want[i]
+	}
+	v.gen, v.synced = gen, true
+	return nil
+}
