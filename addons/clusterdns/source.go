@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -41,7 +39,6 @@ func Watch(ctx context.Context, client kubernetes.Interface, domain string) (*Wa
 		w.factory.Core().V1().Services().Informer(),
 		w.factory.Discovery().V1().EndpointSlices().Informer(),
 		w.factory.Core().V1().Pods().Informer(),
-		w.factory.Core().V1().Endpoints().Informer(), // interim, see endpointsAsSlices
 	} {
 		if _, err := inf.AddEventHandler(mark); err != nil {
 			return nil, fmt.Errorf("cluster DNS informer: %w", err)
@@ -79,10 +76,6 @@ func (w *Watcher) Records() *Records {
 	objs.Services, _ = w.factory.Core().V1().Services().Lister().List(labels.Everything())
 	objs.EndpointSlices, _ = w.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
 	objs.Pods, _ = w.factory.Core().V1().Pods().Lister().List(labels.Everything())
-	if len(objs.EndpointSlices) == 0 {
-		eps, _ := w.factory.Core().V1().Endpoints().Lister().List(labels.Everything())
-		objs.EndpointSlices = endpointsAsSlices(eps)
-	}
 	w.cached = Build(w.domain, objs)
 	return w.cached
 }
@@ -91,30 +84,4 @@ func (w *Watcher) Records() *Records {
 func (w *Watcher) Stop() {
 	w.cancel()
 	w.factory.Shutdown()
-}
-
-// endpointsAsSlices reads Endpoints as the EndpointSlices the mirroring
-// controller would make of them. Interim: the embedded model publishes no
-// EndpointSlices yet; this goes when it does.
-func endpointsAsSlices(eps []*corev1.Endpoints) []*discoveryv1.EndpointSlice {
-	var out []*discoveryv1.EndpointSlice
-	for _, ep := range eps {
-		for i, ss := range ep.Subsets {
-			s := &discoveryv1.EndpointSlice{AddressType: discoveryv1.AddressTypeIPv4}
-			s.Namespace, s.Name = ep.Namespace, fmt.Sprintf("%s-%d", ep.Name, i)
-			s.Labels = map[string]string{discoveryv1.LabelServiceName: ep.Name}
-			for _, p := range ss.Ports {
-				s.Ports = append(s.Ports, discoveryv1.EndpointPort{Name: &p.Name, Port: &p.Port, Protocol: &p.Protocol})
-			}
-			for _, a := range ss.Addresses {
-				e := discoveryv1.Endpoint{Addresses: []string{a.IP}}
-				if a.Hostname != "" {
-					e.Hostname = &a.Hostname
-				}
-				s.Endpoints = append(s.Endpoints, e)
-			}
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -25,6 +25,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +48,7 @@ type Model interface {
 	PodObjects() []corev1.Pod
 	Services() []corev1.Service
 	Endpoints() []corev1.Endpoints
+	EndpointSlices() []discoveryv1.EndpointSlice
 	Ingresses() []networkingv1.Ingress
 	Deployments() []appsv1.Deployment
 	DaemonSets() []appsv1.DaemonSet
@@ -78,6 +80,7 @@ var resources = []resource{
 	{corev1.SchemeGroupVersion.WithResource("nodes"), func(m Model) []runtime.Object { return objs(m.NodeObjects()) }},
 	{corev1.SchemeGroupVersion.WithResource("services"), func(m Model) []runtime.Object { return objs(m.Services()) }},
 	{corev1.SchemeGroupVersion.WithResource("endpoints"), func(m Model) []runtime.Object { return objs(m.Endpoints()) }},
+	{discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), func(m Model) []runtime.Object { return objs(m.EndpointSlices()) }},
 	{corev1.SchemeGroupVersion.WithResource("pods"), func(m Model) []runtime.Object { return objs(m.PodObjects()) }},
 	{appsv1.SchemeGroupVersion.WithResource("deployments"), func(m Model) []runtime.Object { return objs(m.Deployments()) }},
 	{appsv1.SchemeGroupVersion.WithResource("daemonsets"), func(m Model) []runtime.Object { return objs(m.DaemonSets()) }},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -304,4 +305,25 @@ func TestWrites(t *testing.T) {
 	require.True(t, apierrors.IsConflict(err), "a stale resourceVersion conflicts: %v", err)
 	_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}}, metav1.CreateOptions{})
 	require.True(t, apierrors.IsAlreadyExists(err), "%v", err)
+}
+
+// The model's EndpointSlices are mirrored, and follow its pods.
+func TestEndpointSlices(t *testing.T) {
+	ctx := context.Background()
+	c, v := newCluster(t), New()
+	t.Cleanup(v.Close)
+	apply(t, c, v, app)
+	slices := v.Client().DiscoveryV1().EndpointSlices("default")
+	list, err := slices.List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
+	require.NoError(t, err)
+	require.Len(t, list.Items, 1)
+	require.Len(t, list.Items[0].Endpoints, 2)
+	w, err := slices.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, LabelSelector: "kubernetes.io/service-name=web"})
+	require.NoError(t, err)
+	defer w.Stop()
+	require.NoError(t, c.Scale("deployment", "default", "web", 3))
+	require.NoError(t, v.Sync(c))
+	ev := next(t, w)
+	require.Equal(t, watch.Modified, ev.Type)
+	require.Len(t, ev.Object.(*discoveryv1.EndpointSlice).Endpoints, 3)
 }
