@@ -73,6 +73,7 @@ type ControlPlane struct {
 	s      settings
 	ca     *CA
 	binary string
+	client *Client
 
 	mu     sync.Mutex
 	procs  []*Process // start order
@@ -111,6 +112,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		}
 	}
 	c := &ControlPlane{cfg: cfg, l: layout(cfg.Run.Path(DirName)), s: s, binary: bin, ready: map[string]time.Duration{}}
+	c.client = &Client{run: cfg.Run, ns: cfg.NS, l: c.l, binary: bin, server: s.server()}
 	if err := os.Mkdir(string(c.l), 0o700); err != nil {
 		return nil, fmt.Errorf("kube: create %s: %w", c.l, err)
 	}
@@ -122,6 +124,9 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 	if err := c.writeCredentials(); err != nil {
+		return nil, err
+	}
+	if err := c.client.linkKubectl(); err != nil {
 		return nil, err
 	}
 
@@ -169,6 +174,9 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		errc <- c.waitHealthy(ctx, sched, local, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedulerPort), "ok", begin)
 	}()
 	if err := errors.Join(<-errc, <-errc); err != nil {
+		return nil, err
+	}
+	if err := c.client.writeState(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -279,7 +287,7 @@ func (c *ControlPlane) KubeProxyKubeconfig() (string, error) {
 }
 
 // AdminKubeconfig is the administrator's kubeconfig (system:masters).
-func (c *ControlPlane) AdminKubeconfig() string { return c.l.kubeconfig(Admin) }
+func (c *ControlPlane) AdminKubeconfig() string { return c.client.AdminKubeconfig() }
 
 // Server is the API server's URL (https://<advertise address>:6443).
 func (c *ControlPlane) Server() string { return c.s.server() }

@@ -223,6 +223,28 @@ func TestControlPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("through Open, as another process would; a shell with kubectl on PATH", func(t *testing.T) {
+		cl, err := kube.Open(run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		var out, errb bytes.Buffer
+		if err := cl.Kubectl(ctx, kube.KubectlOptions{Out: &out, Err: &errb}, "get", "svc", "myhttp-v2-service", "-o", "name"); err != nil || strings.TrimSpace(out.String()) != "service/myhttp-v2-service" {
+			t.Fatalf("kubectl through Open: %v: %q %q", err, out.String(), errb.String())
+		}
+		sh := exec.Command("sh", "-c", `command -v kubectl && kubectl get ns default -o name && echo "$HOME"`)
+		sh.Env = cl.KubectlEnv()
+		var shOut []byte
+		if err := cl.NS().Do(func() error { var err error; shOut, err = sh.CombinedOutput(); return err }); err != nil {
+			t.Fatalf("shell: %v: %s", err, shOut)
+		}
+		lines := strings.Split(strings.TrimSpace(string(shOut)), "\n")
+		if len(lines) != 3 || filepath.Base(lines[0]) != "kubectl" || lines[1] != "namespace/default" || !strings.HasPrefix(lines[2], cp.Dir()) {
+			t.Fatalf("shell said %q", shOut)
+		}
+	})
+
 	t.Run("nodePort outside the range, refused by the API server", func(t *testing.T) {
 		out, stderr, err := kubectl("", badNodePort, "create", "-f", "-")
 		var ee *exec.ExitError
