@@ -245,6 +245,58 @@ func TestControlPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("CoreDNS with the kube-dns Corefile answers for Services and resolves nothing else", func(t *testing.T) {
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "Corefile")
+		corefile := kube.Corefile(kube.CorefileOptions{Port: 1053, Kubeconfig: cp.AdminKubeconfig(),
+			HealthAddr: "127.0.0.1:18080", ReadyAddr: "127.0.0.1:18181", MetricsAddr: "127.0.0.1:19153"})
+		if err := os.WriteFile(conf, []byte(corefile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		dns, err := cp.StartProcess(cp.NS(), kube.CoreDNS, []string{"-conf", conf}, kube.ProcessOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dns.Stop(10 * time.Second)
+		client := topology.HTTPClient(cp.NS(), false, 2*time.Second)
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			resp, err := client.Get("http://127.0.0.1:18181/ready")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) || dns.Err() != nil {
+				b, _ := os.ReadFile(dns.Log)
+				t.Fatalf("CoreDNS not ready (%v); log:\n%s", dns.Err(), b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		m := dns.Memory()
+		t.Logf("CoreDNS ready %v after start; RSS %.1f MiB, PSS %.1f MiB", time.Since(begin).Round(time.Millisecond), mib(m.RSS), mib(m.PSS))
+		vip, stderr, err := kubectl("", "", "get", "svc", "myhttp-v2-service", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil {
+			t.Fatalf("kubectl get: %v: %s", err, stderr)
+		}
+		dig := func(args ...string) string {
+			out, err := exec.Command("ip", append([]string{"netns", "exec", cp.NS().Name(), "dig", "-p", "1053", "@127.0.0.1", "+time=2", "+tries=1"}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("dig %v: %v: %s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		if got := dig("+short", "myhttp-v2-service.default.svc.cluster.local", "A"); got != vip {
+			t.Fatalf("myhttp-v2-service.default.svc.cluster.local = %q, want %s", got, vip)
+		}
+		// No plugin serves names outside the cluster domain: CoreDNS
+		// answers SERVFAIL without asking anyone.
+		if got := dig("+noall", "+comments", "example.com", "A"); !strings.Contains(got, "status: SERVFAIL") || !strings.Contains(got, "ANSWER: 0") {
+			t.Fatalf("example.com was answered:\n%s", got)
+		}
+	})
+
 	t.Run("nodePort outside the range, refused by the API server", func(t *testing.T) {
 		out, stderr, err := kubectl("", badNodePort, "create", "-f", "-")
 		var ee *exec.ExitError

@@ -177,3 +177,42 @@ func (c *ControlPlane) KubeProxyCleanup(ctx context.Context, ns *netns.NS, backe
 	}
 	return nil
 }
+
+// ProcessOptions describe a component started with StartProcess.
+type ProcessOptions struct {
+	// LogName names its log file, kube/logs/<LogName>.log ("": the
+	// component's name).
+	LogName string
+	// Env is added to the minimal environment (HOME inside kube/, PATH).
+	Env []string
+	// Dir is the working directory ("": the caller's).
+	Dir string
+}
+
+// StartProcess starts a component of the multi-call binary (CoreDNS for the
+// kube-dns pods, for one) with args inside ns, recorded in the run like
+// every component; Close stops it with the node components if the caller
+// has not.
+func (c *ControlPlane) StartProcess(ns *netns.NS, component string, args []string, o ProcessOptions) (*Process, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, errors.New("kube: control plane closed")
+	}
+	name := o.LogName
+	if name == "" {
+		name = component
+	}
+	p, err := startProcess(ns, c.cfg.Run, processSpec{
+		Binary: c.binary, Name: component, Args: args,
+		Env: append(baseEnv(c.l.home()), o.Env...), Dir: o.Dir, Log: c.l.log(name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kube: %w", err)
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p, nil
+}

@@ -208,3 +208,24 @@ func TestKubeProxyConfig(t *testing.T) {
 		t.Fatalf("kube-proxy args %q, want %q", args, want)
 	}
 }
+
+func TestCorefile(t *testing.T) {
+	def := Corefile(CorefileOptions{})
+	for _, want := range []string{".:53 {", "kubernetes cluster.local in-addr.arpa ip6.arpa {", "pods insecure", "prometheus :9153", "disable denial cluster.local", "loadbalance"} {
+		if !strings.Contains(def, want) {
+			t.Errorf("default Corefile lacks %q:\n%s", want, def)
+		}
+	}
+	if strings.Contains(def, "forward") || strings.Contains(def, "kubeconfig") {
+		t.Errorf("default Corefile forwards or names a kubeconfig:\n%s", def)
+	}
+	c := Corefile(CorefileOptions{Port: 1053, Kubeconfig: "/k/admin.conf", HealthAddr: "127.0.0.1:1", ReadyAddr: "127.0.0.1:2"})
+	for _, want := range []string{".:1053 {", "kubeconfig /k/admin.conf", "health 127.0.0.1:1 {", "ready 127.0.0.1:2"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("Corefile lacks %q:\n%s", want, c)
+		}
+	}
+	if strings.Count(c, "{") != strings.Count(c, "}") {
+		t.Errorf("unbalanced braces:\n%s", c)
+	}
+}
