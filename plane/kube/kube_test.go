@@ -351,6 +351,16 @@ func TestControlPlane(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
+			if dp.backend == kube.IPTablesLegacy {
+				// iptables took the node's own lock, not the host's.
+				if _, err := os.Stat(cp.XtablesLockFile(node.NS)); err != nil {
+					t.Errorf("%s: iptables did not use the node's lock file: %v", name, err)
+				}
+				environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", kp.PID()))
+				if !bytes.Contains(environ, []byte("XTABLES_LOCKFILE="+cp.XtablesLockFile(node.NS)+"\x00")) {
+					t.Errorf("%s: XTABLES_LOCKFILE not in its environment", name)
+				}
+			}
 			m := kp.Memory()
 			t.Logf("%s carried node1 -> %v:80 to default/web %v after its start; RSS %.1f MiB, PSS %.1f MiB",
 				name, vip, time.Since(begin).Round(time.Millisecond), mib(m.RSS), mib(m.PSS))

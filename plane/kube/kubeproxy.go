@@ -100,9 +100,25 @@ func (c *ControlPlane) iptablesPath(backend string) (string, error) {
 	return dir, nil
 }
 
-// kubeProxyEnv is the environment of kube-proxy and its --cleanup.
-func (c *ControlPlane) kubeProxyEnv(backend string) ([]string, error) {
-	env := baseEnv(c.l.home())
+// XtablesLockFile is the iptables lock of ns's kube-proxy. iptables-legacy
+// serializes writers through one lock file, /run/xtables.lock by default,
+// shared by every namespace of the host although each namespace has its own
+// tables: nodes would queue behind each other, where real nodes each have
+// their own /run. iptables (1.8.6 and later) takes the file from
+// $XTABLES_LOCKFILE, and kube-proxy passes its environment on to the
+// iptables commands it runs; whatever else writes iptables-legacy rules in
+// that namespace while kube-proxy runs must set the same.
+func (c *ControlPlane) XtablesLockFile(ns *netns.NS) string {
+	return c.l.path("xtables", ns.Name()+".lock")
+}
+
+// kubeProxyEnv is the environment of kube-proxy and its --cleanup in ns.
+func (c *ControlPlane) kubeProxyEnv(ns *netns.NS, backend string) ([]string, error) {
+	lock := c.XtablesLockFile(ns)
+	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
+		return nil, fmt.Errorf("kube-proxy: %w", err)
+	}
+	env := append(baseEnv(c.l.home()), "XTABLES_LOCKFILE="+lock)
 	if backend == "" {
 		return env, nil
 	}
@@ -135,7 +151,7 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 	if err != nil {
 		return nil, err
 	}
-	env, err := c.kubeProxyEnv(k.IPTables)
+	env, err := c.kubeProxyEnv(k.NS, k.IPTables)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +171,7 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 // KubeProxyCleanup runs `kube-proxy --cleanup` in ns, which removes the
 // rules of every mode (iptables with the given backend, nftables, ipvs).
 func (c *ControlPlane) KubeProxyCleanup(ctx context.Context, ns *netns.NS, backend string) error {
-	env, err := c.kubeProxyEnv(backend)
+	env, err := c.kubeProxyEnv(ns, backend)
 	if err != nil {
 		return err
 	}
