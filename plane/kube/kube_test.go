@@ -370,8 +370,12 @@ func TestControlPlane(t *testing.T) {
 			}
 			metrics, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if !bytes.Contains(metrics, []byte("kubeproxy_sync_proxy_rules_last_timestamp_seconds ")) {
-				t.Fatalf("%s metrics lack the sync timestamp:\n%.2000s", name, metrics)
+			syncs, err := kube.ParseKubeProxySync(metrics)
+			if err != nil || !syncs["IPv4"].Programmed() {
+				t.Fatalf("%s: IPv4 sync %+v, %v; metrics:\n%.3000s", name, syncs, err, metrics)
+			}
+			if s2, err := kube.KubeProxySyncIn(ctx, node.NS); err != nil || s2["IPv4"].Synced.Before(syncs["IPv4"].Synced) {
+				t.Fatalf("%s: KubeProxySyncIn %+v, %v", name, s2, err)
 			}
 			if other := map[string]string{kube.IPTablesLegacy: kube.IPTablesNFT, kube.IPTablesNFT: kube.IPTablesLegacy}[dp.backend]; other != "" {
 				if rules := proxyRules(t, node.NS, other); strings.Contains(rules, "KUBE-SERVICES") {

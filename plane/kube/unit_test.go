@@ -229,3 +229,27 @@ func TestCorefile(t *testing.T) {
 		t.Errorf("unbalanced braces:\n%s", c)
 	}
 }
+
+func TestParseKubeProxySync(t *testing.T) {
+	m := []byte(`# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds [ALPHA] The last time proxy rules were successfully synced
+# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge
+kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 1.7646e+09
+kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family="IPv4"} 1.7645999995e+09
+kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family="IPv6"} 1.7646e+09
+kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.001"} 0
+`)
+	got, err := ParseKubeProxySync(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4 := got["IPv4"]
+	if v4.Synced.Unix() != 1764600000 || v4.Queued.UnixMilli() != 1764599999500 || !v4.Programmed() {
+		t.Fatalf("IPv4 %+v (programmed %v)", v4, v4.Programmed())
+	}
+	if v6 := got["IPv6"]; v6.Programmed() {
+		t.Fatalf("IPv6 never synced but programmed: %+v", v6)
+	}
+	if _, err := ParseKubeProxySync([]byte(`kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} x`)); err == nil {
+		t.Fatal("bad value accepted")
+	}
+}
