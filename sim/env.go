@@ -1,13 +1,11 @@
 package sim
 
 import (
-	"fmt"
-	"net"
 	"sort"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/svcsim/svcsim/sim/podenv"
 )
 
 // PodEnv returns the Service environment variables the kubelet gives the
@@ -38,7 +36,7 @@ func serviceEnv(s *store, p *corev1.Pod) []corev1.EnvVar {
 		if svc.Namespace != p.Namespace || s.Seq["Service/"+key(svc.Namespace, svc.Name)] > podSeq {
 			continue
 		}
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone || len(svc.Spec.Ports) == 0 {
+		if !podenv.HasClusterIP(svc) {
 			continue
 		}
 		svcs = append(svcs, svc)
@@ -46,44 +44,11 @@ func serviceEnv(s *store, p *corev1.Pod) []corev1.EnvVar {
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
 	var out []corev1.EnvVar
 	for _, svc := range svcs {
-		out = append(out, serviceVars(svc)...)
+		out = append(out, podenv.ServiceVars(svc)...)
 	}
 	return out
 }
 
 // EnvName turns a Service or port name into the variable prefix the
 // kubelet uses: upper case, dashes to underscores.
-func EnvName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
-
-func serviceVars(svc *corev1.Service) []corev1.EnvVar {
-	prefix := EnvName(svc.Name)
-	ip := svc.Spec.ClusterIP
-	out := []corev1.EnvVar{
-		{Name: prefix + "_SERVICE_HOST", Value: ip},
-		{Name: prefix + "_SERVICE_PORT", Value: strconv.Itoa(int(svc.Spec.Ports[0].Port))},
-	}
-	for _, p := range svc.Spec.Ports {
-		if p.Name != "" {
-			out = append(out, corev1.EnvVar{Name: prefix + "_SERVICE_PORT_" + EnvName(p.Name), Value: strconv.Itoa(int(p.Port))})
-		}
-	}
-	for i, p := range svc.Spec.Ports {
-		proto := string(p.Protocol)
-		if proto == "" {
-			proto = "TCP"
-		}
-		lower := strings.ToLower(proto)
-		url := fmt.Sprintf("%s://%s", lower, net.JoinHostPort(ip, strconv.Itoa(int(p.Port))))
-		if i == 0 {
-			out = append(out, corev1.EnvVar{Name: prefix + "_PORT", Value: url})
-		}
-		pp := fmt.Sprintf("%s_PORT_%d_%s", prefix, p.Port, strings.ToUpper(proto))
-		out = append(out,
-			corev1.EnvVar{Name: pp, Value: url},
-			corev1.EnvVar{Name: pp + "_PROTO", Value: lower},
-			corev1.EnvVar{Name: pp + "_PORT", Value: strconv.Itoa(int(p.Port))},
-			corev1.EnvVar{Name: pp + "_ADDR", Value: ip},
-		)
-	}
-	return out
-}
+func EnvName(s string) string { return podenv.Name(s) }

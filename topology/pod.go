@@ -98,6 +98,8 @@ func (p *Pod) StartServers() error {
 }
 
 func (p *Pod) state() PodState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return PodState{Name: p.Name, Node: p.Node, NS: p.NS.Name(), IP: p.IP, MAC: p.MAC.String(),
 		HostNetwork: p.HostNetwork, Ports: slices.Clone(p.Ports)}
 }

@@ -1,0 +1,135 @@
+package kubelet
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// status is the pod status the kubelet's status manager would write now:
+// phase, host and pod IPs, conditions and container statuses. Fields the
+// kubelet does not own (the scheduler's PodScheduled, qosClass, other
+// writers' conditions such as readiness gates) are kept from old.
+func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
+	old := pod.Status
+	st := *old.DeepCopy()
+	host := w.k.cfg.NodeIP.String()
+	st.HostIP, st.HostIPs = host, []corev1.HostIP{{IP: host}}
+	if st.StartTime == nil {
+		t := w.startTime
+		st.StartTime = &t
+	}
+	sandbox := w.sandbox != nil || w.terminal
+	if sandbox && w.ip.IsValid() {
+		st.PodIP, st.PodIPs = w.ip.String(), []corev1.PodIP{{IP: w.ip.String()}}
+	}
+
+	var statuses []corev1.ContainerStatus
+	var unready []string
+	allReady, running, failed := true, 0, 0
+	for i := range pod.Spec.Containers {
+		spec := pod.Spec.Containers[i]
+		cs := corev1.ContainerStatus{Name: spec.Name, Image: spec.Image, ImageID: spec.Image, Started: new(bool)}
+		var c *ctrState
+		for _, s := range w.ctrs {
+			if s.spec.Name == spec.Name {
+				c = s
+			}
+		}
+		switch {
+		case c == nil:
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: w.waiting}
+		case c.running:
+			running++
+			cs.ContainerID = "svcsim://" + c.id
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
+			cs.Ready, *cs.Started = c.ready, c.started
+		case c.terminated != nil:
+			cs.ContainerID = "svcsim://" + c.id
+			cs.State.Terminated = c.terminated.DeepCopy()
+			if c.terminated.ExitCode != 0 {
+				failed++
+			}
+		}
+		if c != nil {
+			cs.RestartCount = c.restarts
+			if c.lastTerm != nil {
+				cs.LastTerminationState.Terminated = c.lastTerm.DeepCopy()
+			}
+		}
+		if !cs.Ready {
+			allReady = false
+			unready = append(unready, spec.Name)
+		}
+		statuses = append(statuses, cs)
+	}
+	st.ContainerStatuses = statuses
+	// Init containers are not run: they report as completed.
+	st.InitContainerStatuses = nil
+	for _, ic := range pod.Spec.InitContainers {
+		st.InitContainerStatuses = append(st.InitContainerStatuses, corev1.ContainerStatus{Name: ic.Name, Image: ic.Image, ImageID: ic.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: w.startTime, FinishedAt: w.startTime}}})
+	}
+
+	switch {
+	case w.terminal && failed > 0:
+		st.Phase = corev1.PodFailed
+	case w.terminal:
+		st.Phase = corev1.PodSucceeded
+	case running > 0:
+		st.Phase = corev1.PodRunning
+	case len(w.ctrs) > 0 && running == 0 && pod.Spec.RestartPolicy == corev1.RestartPolicyNever:
+		st.Phase = corev1.PodFailed
+	default:
+		st.Phase = corev1.PodPending
+	}
+
+	now := metav1.Now()
+	cond := func(t corev1.PodConditionType, ok bool, reason, msg string) {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, LastTransitionTime: now}
+		if ok {
+			c.Status = corev1.ConditionTrue
+		} else {
+			c.Reason, c.Message = reason, msg
+		}
+		for i, o := range st.Conditions {
+			if o.Type != t {
+				continue
+			}
+			if o.Status == c.Status {
+				c.LastTransitionTime = o.LastTransitionTime
+			}
+			st.Conditions[i] = c
+			return
+		}
+		st.Conditions = append(st.Conditions, c)
+	}
+	gatesOK := true
+	for _, g := range pod.Spec.ReadinessGates {
+		found := false
+		for _, c := range old.Conditions {
+			if c.Type == g.ConditionType && c.Status == corev1.ConditionTrue {
+				found = true
+			}
+		}
+		gatesOK = gatesOK && found
+	}
+	msg := ""
+	if len(unready) > 0 {
+		msg = fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))
+	}
+	cond(corev1.PodReadyToStartContainers, w.sandbox != nil, "", "")
+	cond(corev1.PodInitialized, true, "", "")
+	cond(corev1.ContainersReady, allReady && running > 0, "ContainersNotReady", msg)
+	readyMsg, readyReason := msg, "ContainersNotReady"
+	if allReady && !gatesOK {
+		readyReason, readyMsg = "ReadinessGatesNotReady", "the status of pod readiness gate is not \"True\""
+	}
+	if w.terminal {
+		readyReason = "PodCompleted"
+	}
+	cond(corev1.PodReady, allReady && running > 0 && gatesOK, readyReason, readyMsg)
+	return st
+}
