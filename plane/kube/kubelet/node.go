@@ -46,7 +46,12 @@ func (k *Kubelet) register(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: k.cfg.NodeName, Labels: k.nodeLabels()},
 		Spec:       corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
 	}
+	// Created with its status, as the kubelet's initialNode does, so the
+	// node lifecycle controller never sees it without a Ready condition
+	// (and taints it not-ready for a monitor period).
+	node.Status = k.nodeStatus(corev1.NodeStatus{}, metav1.Now())
 	got, err := nodes.Create(ctx, node, metav1.CreateOptions{})
+	created := err == nil
 	if apierrors.IsAlreadyExists(err) {
 		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			old, err := nodes.Get(ctx, k.cfg.NodeName, metav1.GetOptions{})
@@ -72,8 +77,10 @@ func (k *Kubelet) register(ctx context.Context) error {
 	k.nodeMu.Lock()
 	k.nodeUID = got.UID
 	k.nodeMu.Unlock()
-	if err := k.postNodeStatus(ctx); err != nil {
-		return err
+	if len(got.Status.Conditions) == 0 || !created {
+		if err := k.postNodeStatus(ctx); err != nil {
+			return err
+		}
 	}
 	return k.renewLease(ctx)
 }

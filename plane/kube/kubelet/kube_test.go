@@ -1,0 +1,331 @@
+package kubelet_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/plane/kube"
+	"github.com/svcsim/svcsim/plane/kube/kubelet"
+	"github.com/svcsim/svcsim/topology"
+	"github.com/svcsim/svcsim/topology/topotest"
+)
+
+// clientIn is a client-go clientset for kubeconfig whose connections are
+// made from inside ns (the API server listens only in the control-plane
+// namespace, on the underlay).
+func clientIn(t *testing.T, kubeconfig string, ns *netns.NS) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return topology.DialContext(ctx, ns, network, addr)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestGenuineControlPlane starts the genuine etcd, API server, controller
+// manager and scheduler, runs svcsim's kubelet for two nodes, applies a
+// Deployment with a Service and checks the pods run with host-local
+// addresses of their node's pod CIDR, answer from the other node, appear in
+// the EndpointSlice, and go through terminating endpoints when scaled
+// down. Everything is gone afterwards.
+func TestGenuineControlPlane(t *testing.T) {
+	topotest.RequireRoot(t)
+	bin, explicit, err := kube.FindBinary()
+	if err != nil {
+		if explicit {
+			t.Fatal(err)
+		}
+		t.Skipf("%v", err)
+	}
+	spec := topology.DefaultSpec(topotest.NewRun(t), 2)
+	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
+	topo := topotest.Build(t, spec)
+	run := topo.Run()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	begin := time.Now()
+	cp, err := kube.Start(ctx, kube.Config{Run: run, NS: topo.ControlPlane(), AdvertiseIP: spec.ControlPlaneIP, Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cp.Close(); err != nil {
+			t.Errorf("close control plane: %v", err)
+		}
+	}()
+	t.Logf("control plane healthy after %v", time.Since(begin).Round(time.Millisecond))
+
+	admin := clientIn(t, cp.AdminKubeconfig(), topo.ControlPlane())
+	tn := &kubelet.TopologyNetwork{T: topo}
+	var kubelets []*kubelet.Kubelet
+	var dirs []string
+	var logMu sync.Mutex
+	var logs strings.Builder
+	defer func() {
+		for _, k := range kubelets {
+			if err := k.Close(); err != nil {
+				t.Errorf("close kubelet: %v", err)
+			}
+		}
+		for _, d := range dirs {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Errorf("kubelet directory %s left: %v", d, err)
+			}
+		}
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("kubelet log:\n%s", logs.String())
+			logMu.Unlock()
+		}
+	}()
+	regBegin := time.Now()
+	for _, n := range spec.Nodes {
+		kc, err := cp.NodeKubeconfig(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dial, err := tn.NodeDialer(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := run.Path("kubelet-" + n.Name)
+		dirs = append(dirs, dir)
+		k, err := kubelet.Start(ctx, kubelet.Config{
+			Client: clientIn(t, kc, topo.Node(n.Name).NS), NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR,
+			Network: tn, Dial: dial, Dir: dir, Drain: 2 * time.Second, Log: lockedWriter{&logMu, &logs},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubelets = append(kubelets, k)
+	}
+	waitFor(t, ctx, "2 Ready nodes", func() (bool, string) {
+		nodes, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && len(n.Spec.Taints) == 0 {
+					ready++
+				}
+			}
+		}
+		return ready == 2, fmt.Sprintf("%d ready", ready)
+	})
+	t.Logf("2 nodes Ready %v after the kubelets started", time.Since(regBegin).Round(time.Millisecond))
+	// Pods of a namespace can be created once its ServiceAccount exists.
+	waitFor(t, ctx, "default ServiceAccount", func() (bool, string) {
+		_, err := admin.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+
+	labels := map[string]string{"app": "getip"}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "getip-service", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "getip-deployment", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](4), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: ptr.To[int64](10),
+				Containers: []corev1.Container{{Name: "getip", Image: "svcsim/getip:1.0",
+					Env:            []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/info", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+				}},
+			}}}}
+	if _, err := admin.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := admin.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=getip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	applied := time.Now()
+	if _, err := admin.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	running, ready := map[string]time.Duration{}, map[string]time.Duration{}
+	pods := map[string]*corev1.Pod{}
+	deadline := time.After(90 * time.Second)
+	for len(ready) < 4 {
+		select {
+		case ev := <-w.ResultChan():
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			pods[p.Name] = p
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				if _, seen := running[p.Name]; !seen {
+					running[p.Name] = time.Since(applied)
+				}
+				for _, c := range p.Status.Conditions {
+					if _, seen := ready[p.Name]; c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && !seen {
+						ready[p.Name] = time.Since(applied)
+					}
+				}
+			}
+		case <-deadline:
+			t.Fatalf("pods not Ready after 90s: running %v ready %v", running, ready)
+		}
+	}
+	names := make([]string, 0, len(ready))
+	for n := range ready {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	perNode := map[string][]string{}
+	var ips []string
+	for _, n := range names {
+		p := pods[n]
+		t.Logf("pod %s on %s at %s: Running %v, Ready %v after the Deployment was created", n, p.Spec.NodeName, p.Status.PodIP,
+			running[n].Round(time.Millisecond), ready[n].Round(time.Millisecond))
+		node := topo.Node(p.Spec.NodeName)
+		ip := netip.MustParseAddr(p.Status.PodIP)
+		if node == nil || !node.PodCIDR.Contains(ip) {
+			t.Errorf("pod %s at %v is not in its node %s's pod CIDR", n, ip, p.Spec.NodeName)
+		}
+		perNode[p.Spec.NodeName] = append(perNode[p.Spec.NodeName], p.Status.PodIP)
+		ips = append(ips, p.Status.PodIP)
+	}
+	for _, n := range spec.Nodes {
+		got := perNode[n.Name]
+		sort.Strings(got)
+		for i, ip := range got {
+			want := netip.AddrFrom4([4]byte{10, 244, n.PodCIDR.Addr().As4()[2], byte(2 + i)}).String()
+			if ip != want {
+				t.Errorf("node %s pod addresses %v, want host-local order from .2", n.Name, got)
+				break
+			}
+		}
+		if len(got) == 0 {
+			t.Errorf("the scheduler put no pod on %s: %v", n.Name, perNode)
+		}
+	}
+
+	// Each pod answers across nodes, from node2's namespace.
+	client := topology.HTTPClient(topo.Node("node2").NS, false, 2*time.Second)
+	for _, n := range names {
+		resp, err := client.Get("http://" + net.JoinHostPort(pods[n].Status.PodIP, "8080") + "/name")
+		if err != nil {
+			t.Fatalf("GET pod %s: %v", n, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "default/"+n {
+			t.Errorf("pod %s answered %q", n, b)
+		}
+	}
+
+	slices := func() map[string]discoveryv1.EndpointConditions {
+		l, err := admin.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=getip-service"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]discoveryv1.EndpointConditions{}
+		for _, s := range l.Items {
+			for _, ep := range s.Endpoints {
+				for _, a := range ep.Addresses {
+					out[a] = ep.Conditions
+				}
+			}
+		}
+		return out
+	}
+	waitFor(t, ctx, "EndpointSlice lists every pod ready", func() (bool, string) {
+		eps := slices()
+		for _, ip := range ips {
+			if !ptr.Deref(eps[ip].Ready, false) {
+				return false, fmt.Sprint(eps)
+			}
+		}
+		return len(eps) == len(ips), fmt.Sprint(eps)
+	})
+
+	// Scale down: the two removed pods are terminating (serving, not ready)
+	// endpoints for their drain, then gone with their sandboxes.
+	scaleBegin := time.Now()
+	if _, err := admin.AppsV1().Deployments("default").Patch(ctx, "getip-deployment", "application/merge-patch+json",
+		[]byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sawTerminating := false
+	waitFor(t, ctx, "scaled down to 2 endpoints", func() (bool, string) {
+		eps := slices()
+		for _, c := range eps {
+			if ptr.Deref(c.Terminating, false) && ptr.Deref(c.Serving, false) {
+				sawTerminating = true
+			}
+		}
+		l, err := admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=getip"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(eps) == 2 && len(l.Items) == 2, fmt.Sprintf("%d endpoints, %d pods", len(eps), len(l.Items))
+	})
+	t.Logf("scaled 4 -> 2 in %v (drain 2s)", time.Since(scaleBegin).Round(time.Millisecond))
+	if !sawTerminating {
+		t.Error("never saw a serving, terminating endpoint while pods drained")
+	}
+	total := 0
+	for _, k := range kubelets {
+		total += len(k.Pods())
+	}
+	if total != 2 || len(topo.Pods()) != 2 {
+		t.Errorf("after scale-down: kubelets run %d pods, topology has %d; want 2", total, len(topo.Pods()))
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, f func() (bool, string)) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		ok, msg := f()
+		if ok {
+			return
+		}
+		last = msg
+	}
+	t.Fatalf("%s: not reached: %s", what, last)
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
