@@ -24,11 +24,19 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/plane/kube/kubelet"
 	"github.com/svcsim/svcsim/topology"
 	"github.com/svcsim/svcsim/topology/topotest"
 )
+
+func TestMain(m *testing.M) {
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
 
 // clientIn is a client-go clientset for kubeconfig whose connections are
 // made from inside ns (the API server listens only in the control-plane
@@ -67,6 +75,18 @@ func TestGenuineControlPlane(t *testing.T) {
 	}
 	spec := topology.DefaultSpec(topotest.NewRun(t), 2)
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
+	// Runs after the topology's cleanup: nothing of the run is left.
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(netns.Dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), spec.Run.ID) {
+				t.Errorf("namespace %s left", e.Name())
+			}
+		}
+		if pids, err := spec.Run.PIDs(); err != nil || len(pids) != 0 {
+			t.Errorf("processes still recorded in the run: %v %v", pids, err)
+		}
+	})
 	topo := topotest.Build(t, spec)
 	run := topo.Run()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -245,6 +265,34 @@ func TestGenuineControlPlane(t *testing.T) {
 		if string(b) != "default/"+n {
 			t.Errorf("pod %s answered %q", n, b)
 		}
+	}
+
+	// A pod's service-account token (TokenRequest, projected by the
+	// ServiceAccount admission plugin's kube-api-access volume) reaches
+	// the API server from inside the pod, as CoreDNS's does.
+	info := append(kubelets[0].Pods(), kubelets[1].Pods()...)
+	pi := info[0]
+	podNS, err := netns.Get(pi.Netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer podNS.Close()
+	review := `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`
+	sa := "/var/run/secrets/kubernetes.io/serviceaccount"
+	cmd, err := pi.Command("sh", "-c", `curl -sS --max-time 5 --cacert `+sa+`/ca.crt -H "Authorization: Bearer $(cat `+sa+`/token)" `+
+		`-H 'Content-Type: application/json' -X POST -d '`+review+`' https://`+spec.ControlPlaneIP.String()+`:6443/apis/authentication.k8s.io/v1/selfsubjectreviews; `+
+		`echo; cat `+sa+`/namespace; echo; echo $POD_NAME; grep -c nameserver /etc/resolv.conf`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := podNS.Do(cmd.Run); err != nil {
+		t.Fatalf("in pod %s: %v: %s", pi.Name, err, out.String())
+	}
+	if !strings.Contains(out.String(), `"username": "system:serviceaccount:default:default"`) ||
+		!strings.Contains(out.String(), "\ndefault\n"+pi.Name+"\n1\n") {
+		t.Errorf("in pod %s: want the service account's identity, the namespace, POD_NAME and one nameserver:\n%s", pi.Name, out.String())
 	}
 
 	slices := func() map[string]discoveryv1.EndpointConditions {

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -38,6 +39,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/svcsim/svcsim/internal/podexec"
 )
 
 // Config describes one node's kubelet.
@@ -117,16 +120,15 @@ type Container struct {
 	// Mounts are the container's volume mounts: host paths under Dir to
 	// bind at container paths, plus /etc/hosts and /etc/resolv.conf.
 	Mounts []Mount
-	Client kubernetes.Interface
-	Log    io.Writer
+	// Scratch is an empty directory for podexec.Spec.Scratch.
+	Scratch string
+	Client  kubernetes.Interface
+	Log     io.Writer
 }
 
-// Mount is a file or directory to show a container at Path.
-type Mount struct {
-	Path     string // inside the container
-	Source   string // on the host
-	ReadOnly bool
-}
+// Mount is a file or directory to show a container at Path (package
+// podexec binds them in a private mount namespace).
+type Mount = podexec.Mount
 
 // Kubelet is a running kubelet. Its methods are safe for concurrent use.
 type Kubelet struct {
@@ -348,8 +350,17 @@ type PodInfo struct {
 	// ResolvConf and Hosts are the files the kubelet made for the pod
 	// (empty for a pod not started yet).
 	ResolvConf, Hosts string
-	// Mounts are the first container's mounts.
-	Mounts []Mount
+	// Mounts are the first container's mounts; Scratch an empty
+	// directory for podexec.
+	Mounts  []Mount
+	Scratch string
+}
+
+// Command runs argv as in the pod's first container: its mounts and
+// environment (start it inside the pod's network namespace, Netns, with
+// netns.NS.Do).
+func (p PodInfo) Command(argv ...string) (*exec.Cmd, error) {
+	return podexec.Command(podexec.Spec{Mounts: p.Mounts, Scratch: p.Scratch}, p.Env, argv)
 }
 
 // Pod returns the running pod namespace/name, if this kubelet runs it.

@@ -204,6 +204,21 @@ func (w *podWorker) run(ctx context.Context) bool {
 func (w *podWorker) setup(ctx context.Context, pod *corev1.Pod) (err error) {
 	k := w.k
 	hostNet := pod.Spec.HostNetwork
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, w.teardown(context.Background()))
+		}
+	}()
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		return err
+	}
+	// Volumes first, as the kubelet waits for them before it makes the
+	// sandbox: an address is taken (host-local order) only when the pod
+	// can start. Downward-API volumes cannot ask for the pod IP.
+	vols, err := k.writeVolumes(ctx, pod, "", w.dir)
+	if err != nil {
+		return err
+	}
 	ip := k.cfg.NodeIP
 	if !hostNet {
 		want, _ := netip.ParseAddr(pod.Status.PodIP)
@@ -211,24 +226,15 @@ func (w *podWorker) setup(ctx context.Context, pod *corev1.Pod) (err error) {
 			return err
 		}
 	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, w.teardown(context.Background()))
-		}
-	}()
 	w.ip = ip
-	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+	resolv, hosts, scratch := filepath.Join(w.dir, "resolv.conf"), filepath.Join(w.dir, "etc-hosts"), filepath.Join(w.dir, "scratch")
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
 		return err
 	}
-	resolv, hosts := filepath.Join(w.dir, "resolv.conf"), filepath.Join(w.dir, "etc-hosts")
 	if err := os.WriteFile(resolv, []byte(k.resolvConf(pod)), 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(hosts, []byte(k.hostsFile(pod, ip.String())), 0o644); err != nil {
-		return err
-	}
-	vols, err := k.writeVolumes(ctx, pod, ip.String(), w.dir)
-	if err != nil {
 		return err
 	}
 	svcEnv, err := k.serviceEnv(pod)
@@ -274,7 +280,7 @@ func (w *podWorker) setup(ctx context.Context, pod *corev1.Pod) (err error) {
 			return err
 		}
 	}
-	info := PodInfo{Namespace: w.ns, Name: w.name, UID: w.uid, IP: ip, ResolvConf: resolv, Hosts: hosts}
+	info := PodInfo{Namespace: w.ns, Name: w.name, UID: w.uid, IP: ip, ResolvConf: resolv, Hosts: hosts, Scratch: scratch}
 	if n := sb.Netns(); n != nil {
 		info.Netns = n.Name()
 	}
@@ -298,7 +304,7 @@ func containerID(uid types.UID, name string, restart int32) string {
 func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *ctrState) error {
 	if c.workload != nil && c.workload.Start != nil {
 		inst, err := c.workload.Start(ctx, Container{Pod: pod, Container: &c.spec, Sandbox: w.sandbox, Env: c.env,
-			Mounts: c.mounts, Client: w.k.cfg.Client, Log: w.k.cfg.Log})
+			Mounts: c.mounts, Scratch: filepath.Join(w.dir, "scratch"), Client: w.k.cfg.Client, Log: w.k.cfg.Log})
 		if err != nil {
 			return fmt.Errorf("container %s: start %s: %w", c.spec.Name, c.workload.Name, err)
 		}
