@@ -344,30 +344,14 @@ func (c *ControlPlane) start(component string, args []string) (*Process, error) 
 
 // waitHealthy polls url until its body contains want, p exits, or ctx ends.
 func (c *ControlPlane) waitHealthy(ctx context.Context, p *Process, client *http.Client, url, want string, begin time.Time) error {
-	var last string
 	for {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
-		if err != nil {
-			cancel()
-			return fmt.Errorf("kube: %s health check: %w", p.Name, err)
+		ok, last := probe(ctx, client, url, want)
+		if ok {
+			c.mu.Lock()
+			c.ready[p.Name] = time.Since(begin)
+			c.mu.Unlock()
+			return nil
 		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(want)) {
-				cancel()
-				c.mu.Lock()
-				c.ready[p.Name] = time.Since(begin)
-				c.mu.Unlock()
-				return nil
-			}
-			last = fmt.Sprintf("%s: %s", resp.Status, firstLine(string(body)))
-		} else {
-			last = err.Error()
-		}
-		cancel()
 		select {
 		case <-p.Done():
 			return fmt.Errorf("kube: %s exited before becoming healthy (%v); end of %s:\n%s", p.Name, p.Err(), p.Log, tail(p.Log, 15))
@@ -376,6 +360,70 @@ func (c *ControlPlane) waitHealthy(ctx context.Context, p *Process, client *http
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// probe GETs url once (2 s at most) and reports whether it answered 200
+// with a body containing want, and otherwise what it answered.
+func probe(ctx context.Context, client *http.Client, url, want string) (bool, string) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(want)) {
+		return true, ""
+	}
+	return false, fmt.Sprintf("%s: %s", resp.Status, firstLine(string(body)))
+}
+
+// Check asks every control-plane component once whether it is healthy (the
+// checks Start waited for) and reports each one that has exited or does not
+// answer, with the end of its log: a scenario sharing one control plane
+// can tell a dead component from a slow change.
+func (c *ControlPlane) Check(ctx context.Context) error {
+	adminTLS, err := c.adminTLS()
+	if err != nil {
+		return err
+	}
+	api := tlsClient(c.cfg.NS, adminTLS)
+	defer api.CloseIdleConnections()
+	local := tlsClient(c.cfg.NS, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // loopback of our own namespace
+	defer local.CloseIdleConnections()
+	plain := plainClient(c.cfg.NS)
+	defer plain.CloseIdleConnections()
+	checks := map[string]struct {
+		client    *http.Client
+		url, want string
+	}{
+		Etcd:              {plain, etcdURL(etcdClientPort) + "/health", `"health":"true"`},
+		APIServer:         {api, c.s.server() + "/readyz", "ok"},
+		ControllerManager: {local, fmt.Sprintf("https://127.0.0.1:%d/healthz", controllerManagerPort), "ok"},
+		Scheduler:         {local, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedulerPort), "ok"},
+	}
+	var errs []error
+	for _, p := range c.Processes() {
+		chk, ok := checks[p.Name]
+		if !ok {
+			continue
+		}
+		select {
+		case <-p.Done():
+			errs = append(errs, fmt.Errorf("kube: %s (pid %d) exited (%v); end of %s:\n%s", p.Name, p.PID(), p.Err(), p.Log, tail(p.Log, 15)))
+			continue
+		default:
+		}
+		if ok, last := probe(ctx, chk.client, chk.url, chk.want); !ok {
+			errs = append(errs, fmt.Errorf("kube: %s not healthy at %s (%s); end of %s:\n%s", p.Name, chk.url, last, p.Log, tail(p.Log, 15)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // adminTLS is a TLS configuration trusting the cluster CA and presenting an

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -396,6 +397,26 @@ func TestControlPlane(t *testing.T) {
 			if rules := proxyRules(t, node.NS, dp.backend); strings.Contains(rules, "kube-proxy") || strings.Contains(rules, "KUBE-SERVICES") {
 				t.Fatalf("%s: kube-proxy --cleanup left:\n%s", name, rules)
 			}
+		}
+	})
+
+	t.Run("Check notices a dead component", func(t *testing.T) {
+		if err := cp.Check(ctx); err != nil {
+			t.Fatalf("healthy plane: %v", err)
+		}
+		var sched *kube.Process
+		for _, p := range procs {
+			if p.Name == kube.Scheduler {
+				sched = p
+			}
+		}
+		if err := syscall.Kill(sched.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-sched.Done()
+		err := cp.Check(ctx)
+		if err == nil || !strings.Contains(err.Error(), "kube-scheduler (pid") || strings.Contains(err.Error(), "kube-apiserver") {
+			t.Fatalf("Check after killing the scheduler: %v", err)
 		}
 	})
 
