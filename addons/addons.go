@@ -41,13 +41,23 @@ type Env struct {
 	Pod       sim.Pod
 	Container int
 	// NS is the pod's network namespace: sockets a workload opens inside it
-	// (netns.NS.Do) stay there.
-	NS *netns.NS
+	// (NS.Do) stay there.
+	NS Namespace
 	// Client reads (and, for kinds the plane lets it, writes) the cluster.
 	Client kubernetes.Interface
 	// Log receives the workload's progress and error lines.
 	Log io.Writer
 }
+
+// Namespace is a network namespace to open sockets in; *netns.NS is one.
+type Namespace interface {
+	// Do runs f with the calling goroutine's thread in the namespace.
+	Do(f func() error) error
+	// Name names it in errors.
+	Name() string
+}
+
+var _ Namespace = (*netns.NS)(nil)
 
 // Instance is a running workload.
 type Instance interface {

@@ -17,6 +17,7 @@ package sim
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -64,7 +65,7 @@ type Pod struct {
 	// the pod is chosen by image (see package addons).
 	Containers []Container
 	// TargetPorts are the ports Services send this pod to, from every
-	// Endpoints address (ready or not) whose targetRef is this pod, sorted
+	// EndpointSlice endpoint (ready or not) whose targetRef is this pod, sorted
 	// and without duplicates: a workload that answers on whatever it is sent
 	// (the built-in servers) listens on them even when the manifest declares
 	// no containerPort, as the seed's do not.
@@ -190,36 +191,36 @@ func (c *Cluster) Pods() []Pod {
 	return out
 }
 
-// targetPorts maps each pod key to the ports Endpoints send it to.
+// targetPorts maps each pod key to the ports EndpointSlices (the
+// controllers' and the users') send it to.
 func targetPorts(s *store) map[string][]ContainerPort {
 	sets := map[string]map[ContainerPort]bool{}
-	for _, ep := range s.Endpoints {
-		for _, ss := range ep.Subsets {
-			for _, addrs := range [][]corev1.EndpointAddress{ss.Addresses, ss.NotReadyAddresses} {
-				for _, a := range addrs {
-					ref := a.TargetRef
-					if ref == nil || ref.Kind != "Pod" {
-						continue
-					}
-					ns := ref.Namespace
-					if ns == "" {
-						ns = ep.Namespace
-					}
-					k := key(ns, ref.Name)
-					if p := s.Pods[k]; p == nil || p.Status.PodIP != a.IP {
-						continue
-					}
-					if sets[k] == nil {
-						sets[k] = map[ContainerPort]bool{}
-					}
-					for _, pt := range ss.Ports {
-						proto := pt.Protocol
-						if proto == "" {
-							proto = corev1.ProtocolTCP
-						}
-						sets[k][ContainerPort{Port: pt.Port, Protocol: state.Protocol(proto)}] = true
-					}
+	for _, es := range s.EndpointSlices {
+		for _, ep := range es.Endpoints {
+			ref := ep.TargetRef
+			if ref == nil || ref.Kind != "Pod" {
+				continue
+			}
+			ns := ref.Namespace
+			if ns == "" {
+				ns = es.Namespace
+			}
+			k := key(ns, ref.Name)
+			if p := s.Pods[k]; p == nil || !slices.Contains(ep.Addresses, p.Status.PodIP) {
+				continue
+			}
+			if sets[k] == nil {
+				sets[k] = map[ContainerPort]bool{}
+			}
+			for _, pt := range es.Ports {
+				if pt.Port == nil {
+					continue
 				}
+				proto := corev1.ProtocolTCP
+				if pt.Protocol != nil {
+					proto = *pt.Protocol
+				}
+				sets[k][ContainerPort{Port: *pt.Port, Protocol: state.Protocol(proto)}] = true
 			}
 		}
 	}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/svcsim/svcsim/sim/state"
@@ -42,4 +44,25 @@ func TestPodContainersAndTargetPorts(t *testing.T) {
 			require.Equal(t, want, p.TargetPorts, "a pod that is not ready is still sent to once ready")
 		}
 	}
+}
+
+// A user-written EndpointSlice that names a pod sends it traffic too.
+func TestPodTargetPortsFromUserSlices(t *testing.T) {
+	c, _ := newCluster(t, 2)
+	mustApply(t, c, makePod("default", "db"))
+	var ip string
+	for _, p := range c.Pods() {
+		ip = p.IP.String()
+	}
+	port, proto := int32(7000), corev1.ProtocolUDP
+	mustApply(t, c,
+		makeService("default", "ext", func(s *corev1.Service) { s.Spec.Selector = nil }),
+		&discoveryv1.EndpointSlice{
+			TypeMeta:    metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "ext-1", Labels: map[string]string{discoveryv1.LabelServiceName: "ext"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "db"}}},
+			Ports:       []discoveryv1.EndpointPort{{Port: &port, Protocol: &proto}},
+		})
+	require.Equal(t, []ContainerPort{{Port: 7000, Protocol: state.UDP}}, c.Pods()[0].TargetPorts)
 }

@@ -3,6 +3,7 @@ package clusterdns
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/sim"
@@ -72,7 +73,9 @@ spec:
 
 // Workload is the DNS server as a pod's workload: it watches the cluster
 // through the pod's client and answers on port 53 of the pod.
-func Workload(domain string) addons.Workload {
+func Workload(domain string) addons.Workload { return workload(domain, "0.0.0.0:53") }
+
+func workload(domain, addr string) addons.Workload {
 	return addons.Workload{
 		Name: "clusterdns",
 		Ports: func(sim.Pod, sim.Container) []topology.Port {
@@ -83,7 +86,7 @@ func Workload(domain string) addons.Workload {
 			if err != nil {
 				return nil, err
 			}
-			srv, err := Start(env.NS, w.Records)
+			srv, err := StartOn(env.NS, addr, w.Records)
 			if err != nil {
 				w.Stop()
 				return nil, err
@@ -97,6 +100,9 @@ type instance struct {
 	w   *Watcher
 	srv *Server
 }
+
+// Addr is where the server answers.
+func (i *instance) Addr() net.Addr { return i.srv.Addr() }
 
 func (i *instance) Stop() error {
 	err := i.srv.Close()

@@ -20,7 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/addons"
 )
 
 // TTL of every answer, CoreDNS's default for the kubernetes plugin.
@@ -33,18 +33,20 @@ type Source func() *Records
 // Server answers DNS over UDP and TCP.
 type Server struct {
 	src     Source
+	addr    net.Addr
 	servers []*dns.Server
 	wg      sync.WaitGroup
 }
 
 // Start listens on port 53 of every address in ns (UDP and TCP) and serves
 // src. Sockets are created inside ns and stay there.
-func Start(ns *netns.NS, src Source) (*Server, error) {
+func Start(ns addons.Namespace, src Source) (*Server, error) {
 	return StartOn(ns, "0.0.0.0:53", src)
 }
 
-// StartOn is Start on a chosen address.
-func StartOn(ns *netns.NS, addr string, src Source) (*Server, error) {
+// StartOn is Start on a chosen address; port 0 picks a free one (the same
+// for UDP and TCP).
+func StartOn(ns addons.Namespace, addr string, src Source) (*Server, error) {
 	s := &Server{src: src}
 	var pc net.PacketConn
 	var ln net.Listener
@@ -53,7 +55,7 @@ func StartOn(ns *netns.NS, addr string, src Source) (*Server, error) {
 		if pc, err = net.ListenPacket("udp4", addr); err != nil {
 			return err
 		}
-		if ln, err = net.Listen("tcp4", addr); err != nil {
+		if ln, err = net.Listen("tcp4", pc.LocalAddr().String()); err != nil {
 			pc.Close()
 			return err
 		}
@@ -62,6 +64,7 @@ func StartOn(ns *netns.NS, addr string, src Source) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for DNS on %s in %s: %w", addr, ns.Name(), err)
 	}
+	s.addr = pc.LocalAddr()
 	h := dns.HandlerFunc(s.serve)
 	s.servers = []*dns.Server{
 		{PacketConn: pc, Handler: h},
@@ -79,6 +82,9 @@ func StartOn(ns *netns.NS, addr string, src Source) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Addr is the address the server answers on (UDP and TCP).
+func (s *Server) Addr() net.Addr { return s.addr }
 
 // Close stops both servers and waits for them.
 func (s *Server) Close() error {
