@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/clusterdns"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/plane/kube"
@@ -127,6 +130,10 @@ func TestGenuineControlPlane(t *testing.T) {
 			logMu.Unlock()
 		}
 	}()
+	reg := addons.NewRegistry()
+	if err := reg.RegisterAddOns(clusterdns.AddOn(kube.ClusterDomain)); err != nil {
+		t.Fatal(err)
+	}
 	regBegin := time.Now()
 	for _, n := range spec.Nodes {
 		kc, err := cp.NodeKubeconfig(n.Name)
@@ -142,6 +149,7 @@ func TestGenuineControlPlane(t *testing.T) {
 		k, err := kubelet.Start(ctx, kubelet.Config{
 			Client: clientIn(t, kc, topo.Node(n.Name).NS), NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR,
 			Network: tn, Dial: dial, Dir: dir, Drain: 2 * time.Second, Log: lockedWriter{&logMu, &logs},
+			Workloads: kubelet.Registry(reg), WorkloadClient: admin,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -170,6 +178,27 @@ func TestGenuineControlPlane(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 
+	// Cluster DNS as the kube-dns Deployment: its pod runs svcsim's DNS
+	// server through the add-on registry.
+	var applyOut strings.Builder
+	if err := cp.Kubectl(ctx, kube.KubectlOptions{In: strings.NewReader(clusterdns.Manifests), Out: &applyOut, Err: &applyOut}, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply cluster DNS: %v: %s", err, applyOut.String())
+	}
+
+	var dnsIP string
+	waitFor(t, ctx, "kube-dns pod Ready", func() (bool, string) {
+		l, err := admin.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
+		if err != nil || len(l.Items) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		for _, c := range l.Items[0].Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				dnsIP = l.Items[0].Status.PodIP
+				return true, ""
+			}
+		}
+		return false, string(l.Items[0].Status.Phase)
+	})
 	labels := map[string]string{"app": "getip"}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "getip-service", Namespace: "default"},
 		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
@@ -238,18 +267,22 @@ func TestGenuineControlPlane(t *testing.T) {
 		perNode[p.Spec.NodeName] = append(perNode[p.Spec.NodeName], p.Status.PodIP)
 		ips = append(ips, p.Status.PodIP)
 	}
-	for _, n := range spec.Nodes {
-		got := perNode[n.Name]
-		sort.Strings(got)
+	for i, n := range spec.Nodes {
+		if len(perNode[n.Name]) == 0 {
+			t.Errorf("the scheduler put no pod on %s: %v", n.Name, perNode)
+		}
+		// Every pod of the node (the DNS pod too) took the next address.
+		var got []string
+		for _, p := range kubelets[i].Pods() {
+			got = append(got, p.IP.String())
+		}
+		sort.Slice(got, func(a, b int) bool { return netip.MustParseAddr(got[a]).Less(netip.MustParseAddr(got[b])) })
 		for i, ip := range got {
 			want := netip.AddrFrom4([4]byte{10, 244, n.PodCIDR.Addr().As4()[2], byte(2 + i)}).String()
 			if ip != want {
 				t.Errorf("node %s pod addresses %v, want host-local order from .2", n.Name, got)
 				break
 			}
-		}
-		if len(got) == 0 {
-			t.Errorf("the scheduler put no pod on %s: %v", n.Name, perNode)
 		}
 	}
 
@@ -270,8 +303,12 @@ func TestGenuineControlPlane(t *testing.T) {
 	// A pod's service-account token (TokenRequest, projected by the
 	// ServiceAccount admission plugin's kube-api-access volume) reaches
 	// the API server from inside the pod, as CoreDNS's does.
-	info := append(kubelets[0].Pods(), kubelets[1].Pods()...)
-	pi := info[0]
+	var pi kubelet.PodInfo
+	for _, p := range append(kubelets[0].Pods(), kubelets[1].Pods()...) {
+		if p.Namespace == "default" {
+			pi = p
+		}
+	}
 	podNS, err := netns.Get(pi.Netns)
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +357,17 @@ func TestGenuineControlPlane(t *testing.T) {
 		return len(eps) == len(ips), fmt.Sprint(eps)
 	})
 
+	got, err := admin.CoreV1().Services("default").Get(ctx, "getip-service", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var digOut strings.Builder
+	dig := exec.Command("dig", "+short", "+time=2", "+tries=3", "@"+dnsIP, "getip-service.default.svc.cluster.local")
+	dig.Stdout, dig.Stderr = &digOut, &digOut
+	if err := topo.Node("node1").NS.Do(dig.Run); err != nil || strings.TrimSpace(digOut.String()) != got.Spec.ClusterIP {
+		t.Errorf("dig @%s getip-service: %v %q, want %s", dnsIP, err, digOut.String(), got.Spec.ClusterIP)
+	}
+
 	// Scale down: the two removed pods are terminating (serving, not ready)
 	// endpoints for their drain, then gone with their sandboxes.
 	scaleBegin := time.Now()
@@ -349,8 +397,8 @@ func TestGenuineControlPlane(t *testing.T) {
 	for _, k := range kubelets {
 		total += len(k.Pods())
 	}
-	if total != 2 || len(topo.Pods()) != 2 {
-		t.Errorf("after scale-down: kubelets run %d pods, topology has %d; want 2", total, len(topo.Pods()))
+	if total != 3 || len(topo.Pods()) != 3 {
+		t.Errorf("after scale-down: kubelets run %d pods, topology has %d; want 2 and the DNS pod", total, len(topo.Pods()))
 	}
 }
 

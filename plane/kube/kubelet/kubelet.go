@@ -41,6 +41,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcsim/svcsim/internal/podexec"
+	"github.com/svcsim/svcsim/topology"
 )
 
 // Config describes one node's kubelet.
@@ -57,9 +58,13 @@ type Config struct {
 	// Dial opens probe connections from the node's namespace; nil uses
 	// net.Dialer in the caller's namespace (tests).
 	Dial DialFunc
-	// Workloads picks what a container of an image runs; nil, or false from
-	// it, means the built-in servers (topology/podserver).
-	Workloads func(image string) (Workload, bool)
+	// Workloads picks what a container runs (by its image, see Registry);
+	// nil, or false from it, means the built-in servers (topology/podserver).
+	Workloads func(pod *corev1.Pod, c *corev1.Container) (Workload, bool)
+	// WorkloadClient is the client workloads get (a pod's own view of the
+	// cluster: CoreDNS needs Services and EndpointSlices, which the Node
+	// authorizer does not give a kubelet); nil means Client.
+	WorkloadClient kubernetes.Interface
 	// Dir is this kubelet's own directory (pod files: resolv.conf, hosts,
 	// volumes); it is created and, by Close, removed.
 	Dir string
@@ -97,6 +102,9 @@ type Workload struct {
 	Name string
 	// Builtin keeps the built-in servers on the container's ports as well.
 	Builtin bool
+	// Serves are the ports the workload answers on itself: a Service's
+	// targetPort among them is not given to the built-in servers.
+	Serves []topology.Port
 	// Start runs the workload; it returns once the workload serves.
 	Start func(ctx context.Context, c Container) (Instance, error)
 }
@@ -112,8 +120,10 @@ type Instance interface {
 type Container struct {
 	Pod       *corev1.Pod
 	Container *corev1.Container
-	// Netns is the pod's network namespace.
+	// Sandbox is the pod's network (Sandbox.Netns its namespace) and IP
+	// its address.
 	Sandbox Sandbox
+	IP      netip.Addr
 	// Env is the container's environment, "NAME=value", in the kubelet's
 	// order.
 	Env []string
@@ -187,6 +197,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
+	}
+	if c.WorkloadClient == nil {
+		c.WorkloadClient = c.Client
 	}
 	if c.Version == "" {
 		c.Version = "v1.37.2"

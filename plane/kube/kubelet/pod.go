@@ -263,7 +263,7 @@ func (w *podWorker) setup(ctx context.Context, pod *corev1.Pod) (err error) {
 			c.mounts = append(c.mounts, Mount{Path: vm.MountPath, Source: src, ReadOnly: vm.ReadOnly})
 		}
 		if k.cfg.Workloads != nil {
-			if wl, ok := k.cfg.Workloads(c.spec.Image); ok {
+			if wl, ok := k.cfg.Workloads(pod, &c.spec); ok {
 				c.workload = &wl
 			}
 		}
@@ -303,8 +303,8 @@ func containerID(uid types.UID, name string, restart int32) string {
 // sandbox) and resets its probes.
 func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *ctrState) error {
 	if c.workload != nil && c.workload.Start != nil {
-		inst, err := c.workload.Start(ctx, Container{Pod: pod, Container: &c.spec, Sandbox: w.sandbox, Env: c.env,
-			Mounts: c.mounts, Scratch: filepath.Join(w.dir, "scratch"), Client: w.k.cfg.Client, Log: w.k.cfg.Log})
+		inst, err := c.workload.Start(ctx, Container{Pod: pod, Container: &c.spec, Sandbox: w.sandbox, IP: w.ip, Env: c.env,
+			Mounts: c.mounts, Scratch: filepath.Join(w.dir, "scratch"), Client: w.k.cfg.WorkloadClient, Log: w.k.cfg.Log})
 		if err != nil {
 			return fmt.Errorf("container %s: start %s: %w", c.spec.Name, c.workload.Name, err)
 		}
@@ -340,34 +340,45 @@ func (w *podWorker) stopContainer(c *ctrState, exit int32, reason string) error 
 }
 
 // builtinPorts is where the built-in servers listen: the container ports of
-// containers without a workload of their own, and, when every container
-// is built-in, every numeric targetPort of a Service selecting the pod
+// containers without a workload of their own, and every numeric targetPort
+// of a Service selecting the pod that no other workload of the pod serves
 // (manifests that omit containerPort, like the seed's, still answer there,
-// as the real image would).
+// as the real image would; the DNS pod's port 53 is its DNS server's).
 func (w *podWorker) builtinPorts(pod *corev1.Pod) []topology.Port {
 	seen := map[topology.Port]bool{}
+	owned := map[topology.Port]bool{}
 	var out []topology.Port
 	add := func(port int32, proto corev1.Protocol) {
 		if proto == "" {
 			proto = corev1.ProtocolTCP
 		}
 		p := topology.Port{Port: port, Protocol: string(proto)}
-		if port > 0 && !seen[p] {
+		if port > 0 && !seen[p] && !owned[p] {
 			seen[p] = true
 			out = append(out, p)
 		}
 	}
-	allBuiltin := true
+	builtin := 0
 	for _, c := range w.ctrs {
 		if c.workload != nil && !c.workload.Builtin {
-			allBuiltin = false
+			for _, p := range c.workload.Serves {
+				if p.Protocol == "" {
+					p.Protocol = string(corev1.ProtocolTCP)
+				}
+				owned[p] = true
+			}
+		}
+	}
+	for _, c := range w.ctrs {
+		if c.workload != nil && !c.workload.Builtin {
 			continue
 		}
+		builtin++
 		for _, cp := range c.spec.Ports {
 			add(cp.ContainerPort, cp.Protocol)
 		}
 	}
-	if allBuiltin {
+	if builtin > 0 {
 		svcs, _ := w.k.svcLst.Services(pod.Namespace).List(everything)
 		for _, s := range svcs {
 			if !selects(s, pod) {
