@@ -16,7 +16,8 @@
 //
 //	svcsim/clusterdns, registry.k8s.io/coredns/coredns   cluster DNS (package addons/clusterdns)
 //	registry.k8s.io/ingress-nginx/controller            (planned) nginx as the ingress controller
-//	gcr.io/k8s-staging-gateway-api/echo-basic           (planned) echo backend of the Gateway API conformance tests
+//	gcr.io/k8s-staging-gateway-api/echo-basic,
+//	gcr.io/k8s-staging-gateway-api/echo-advanced        (planned) echo backends of the Gateway API conformance tests
 //	anything else                                        the built-in servers (Builtin)
 package addons
 
