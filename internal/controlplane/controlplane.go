@@ -106,11 +106,13 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
-	cp = &ControlPlane{cfg: cfg, run: run, cluster: cl, log: logw, view: kubeview.New(), registry: addons.NewRegistry(),
+	made := &ControlPlane{cfg: cfg, run: run, cluster: cl, log: logw, view: kubeview.New(), registry: addons.NewRegistry(),
 		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, workloads: map[string][]addons.Instance{}}
+	cp = made
 	defer func() {
+		// Not cp: a return statement has set it to nil by now.
 		if err != nil {
-			err = errors.Join(err, cp.Close())
+			err = errors.Join(err, made.Close())
 			cp = nil
 		}
 	}()
@@ -299,7 +301,10 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 			env := addons.Env{Pod: p, Container: st.Container, NS: pod.NS, Client: cp.view.Client(), Log: cp.log}
 			inst, err := st.Workload.Start(ctx, env)
 			if err != nil {
-				return fmt.Errorf("start %s in pod %s (container %s): %w", st.Workload.Name, name, p.Containers[st.Container].Name, err)
+				// Take the pod down again so that the next change retries it
+				// whole rather than leaving it without its workload.
+				err = fmt.Errorf("start %s in pod %s (container %s): %w", st.Workload.Name, name, p.Containers[st.Container].Name, err)
+				return errors.Join(err, cp.removePod(ctx, name))
 			}
 			cp.workloads[name] = append(cp.workloads[name], inst)
 		}
