@@ -12,8 +12,11 @@
 // run directory, so topology.GC (svcsim down) kills it if svcsim dies first;
 // Close stops them with SIGTERM, then SIGKILL, and removes kube/.
 //
-// The kubelet side (registering nodes, running pods) and kube-proxy are not
-// here: Kubeconfig issues the credentials they use.
+// The node side runs from the same binary: StartKubeProxy starts the genuine
+// kube-proxy in a node's namespace, StartProcess any other component (CoreDNS
+// with Corefile's kube-dns configuration). Kubeconfig and NodeKubeconfig
+// issue credentials for them and for svcsim's kubelet (plane/kube/kubelet).
+// Open gives another process kubectl against a running control plane.
 package kube
 
 import (
