@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -199,11 +200,17 @@ func TestGenuineControlPlane(t *testing.T) {
 		}
 		return false, string(l.Items[0].Status.Phase)
 	})
+	// $SVCSIM_KUBELET_REPLICAS (default 4, even) sizes the Deployment,
+	// for measuring start-up at scale.
+	replicas := 4
+	if v, err := strconv.Atoi(os.Getenv("SVCSIM_KUBELET_REPLICAS")); err == nil && v >= 2 && v%2 == 0 {
+		replicas = v
+	}
 	labels := map[string]string{"app": "getip"}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "getip-service", Namespace: "default"},
 		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "getip-deployment", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](4), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(replicas)), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 				TerminationGracePeriodSeconds: ptr.To[int64](10),
 				Containers: []corev1.Container{{Name: "getip", Image: "svcsim/getip:1.0",
@@ -223,10 +230,10 @@ func TestGenuineControlPlane(t *testing.T) {
 	if _, err := admin.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	running, ready := map[string]time.Duration{}, map[string]time.Duration{}
+	running, ready, created := map[string]time.Duration{}, map[string]time.Duration{}, map[string]time.Duration{}
 	pods := map[string]*corev1.Pod{}
 	deadline := time.After(90 * time.Second)
-	for len(ready) < 4 {
+	for len(ready) < replicas {
 		select {
 		case ev := <-w.ResultChan():
 			p, ok := ev.Object.(*corev1.Pod)
@@ -234,6 +241,9 @@ func TestGenuineControlPlane(t *testing.T) {
 				continue
 			}
 			pods[p.Name] = p
+			if _, seen := created[p.Name]; !seen {
+				created[p.Name] = time.Since(applied)
+			}
 			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
 				if _, seen := running[p.Name]; !seen {
 					running[p.Name] = time.Since(applied)
@@ -253,12 +263,26 @@ func TestGenuineControlPlane(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var times, own []time.Duration
+	for n, d := range running {
+		times = append(times, d)
+		own = append(own, d-created[n])
+	}
+	sortDurations(times)
+	sortDurations(own)
+	last := times[len(times)-1]
+	t.Logf("%d pods Running after the Deployment was created: first %v, median %v, last %v (%.1f pods/s); "+
+		"from the pod's creation (scheduler and kubelet): median %v, max %v", len(times),
+		times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond), last.Round(time.Millisecond),
+		float64(len(times))/last.Seconds(), own[len(own)/2].Round(time.Millisecond), own[len(own)-1].Round(time.Millisecond))
 	perNode := map[string][]string{}
 	var ips []string
 	for _, n := range names {
 		p := pods[n]
-		t.Logf("pod %s on %s at %s: Running %v, Ready %v after the Deployment was created", n, p.Spec.NodeName, p.Status.PodIP,
-			running[n].Round(time.Millisecond), ready[n].Round(time.Millisecond))
+		if replicas <= 8 {
+			t.Logf("pod %s on %s at %s: Running %v, Ready %v after the Deployment was created", n, p.Spec.NodeName, p.Status.PodIP,
+				running[n].Round(time.Millisecond), ready[n].Round(time.Millisecond))
+		}
 		node := topo.Node(p.Spec.NodeName)
 		ip := netip.MustParseAddr(p.Status.PodIP)
 		if node == nil || !node.PodCIDR.Contains(ip) {
@@ -372,7 +396,7 @@ func TestGenuineControlPlane(t *testing.T) {
 	// endpoints for their drain, then gone with their sandboxes.
 	scaleBegin := time.Now()
 	if _, err := admin.AppsV1().Deployments("default").Patch(ctx, "getip-deployment", "application/merge-patch+json",
-		[]byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{}); err != nil {
+		[]byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas/2)), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	sawTerminating := false
@@ -387,9 +411,9 @@ func TestGenuineControlPlane(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return len(eps) == 2 && len(l.Items) == 2, fmt.Sprintf("%d endpoints, %d pods", len(eps), len(l.Items))
+		return len(eps) == replicas/2 && len(l.Items) == replicas/2, fmt.Sprintf("%d endpoints, %d pods", len(eps), len(l.Items))
 	})
-	t.Logf("scaled 4 -> 2 in %v (drain 2s)", time.Since(scaleBegin).Round(time.Millisecond))
+	t.Logf("scaled %d -> %d in %v (drain 2s)", replicas, replicas/2, time.Since(scaleBegin).Round(time.Millisecond))
 	if !sawTerminating {
 		t.Error("never saw a serving, terminating endpoint while pods drained")
 	}
@@ -397,10 +421,12 @@ func TestGenuineControlPlane(t *testing.T) {
 	for _, k := range kubelets {
 		total += len(k.Pods())
 	}
-	if total != 3 || len(topo.Pods()) != 3 {
-		t.Errorf("after scale-down: kubelets run %d pods, topology has %d; want 2 and the DNS pod", total, len(topo.Pods()))
+	if total != replicas/2+1 || len(topo.Pods()) != replicas/2+1 {
+		t.Errorf("after scale-down: kubelets run %d pods, topology has %d; want %d and the DNS pod", total, len(topo.Pods()), replicas/2)
 	}
 }
+
+func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
 
 func waitFor(t *testing.T, ctx context.Context, what string, f func() (bool, string)) {
 	t.Helper()

@@ -168,6 +168,9 @@ func (w *podWorker) run(ctx context.Context) bool {
 		backoff = min(2*backoff, 10*time.Second)
 	}
 	w.waiting = ""
+	// Probes without an initial delay run before the first post, so a pod
+	// that is ready at once is reported Running and Ready in one update.
+	w.runProbes(ctx)
 	w.postStatus(ctx)
 	for {
 		var due <-chan time.Time
@@ -616,11 +619,21 @@ func (w *podWorker) teardown(ctx context.Context) error {
 
 // postStatus writes the pod's status when it changed since the last post.
 func (w *podWorker) postStatus(ctx context.Context) {
+	// Most probe rounds change nothing: decide that on the informer's copy
+	// without asking the API server.
+	if cached, _ := w.current(); w.posted != nil && cached != nil && sameStatus(*w.posted, w.status(cached)) {
+		return
+	}
 	pods := w.k.cfg.Client.CoreV1().Pods(w.ns)
+	cached, _ := w.current()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pod, err := pods.Get(ctx, w.name, metav1.GetOptions{})
-		if err != nil {
-			return err
+		// The informer's copy first; after a conflict, a fresh one.
+		pod := cached
+		if cached = nil; pod == nil {
+			var err error
+			if pod, err = pods.Get(ctx, w.name, metav1.GetOptions{}); err != nil {
+				return err
+			}
 		}
 		if pod.UID != w.uid {
 			return nil

@@ -15,6 +15,7 @@ import (
 func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 	old := pod.Status
 	st := *old.DeepCopy()
+	st.ObservedGeneration = pod.Generation
 	host := w.k.cfg.NodeIP.String()
 	st.HostIP, st.HostIPs = host, []corev1.HostIP{{IP: host}}
 	if st.StartTime == nil {
