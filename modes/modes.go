@@ -46,6 +46,11 @@ type Options struct {
 	Node string
 	// Scheduler is the IPVS scheduler ("rr" when empty).
 	Scheduler string
+	// IPTablesBackend is the node's iptables backend ("legacy" or "nft"),
+	// which every datapath that writes iptables rules uses (the iptables
+	// datapath under its alias name, IPVS and userspace for their glue
+	// rules); empty means the one the host's `iptables` command uses.
+	IPTablesBackend string
 	// MinSyncPeriod etc. could follow; keep this small.
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/iptables"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	ipvsmode "github.com/svcsim/svcsim/modes/ipvs"
 	"github.com/svcsim/svcsim/modes/nftables"
 	"github.com/svcsim/svcsim/report/results"
@@ -80,10 +81,10 @@ func info(dp string) *results.DatapathInfo {
 	return &results.DatapathInfo{Order: d.Report.Order, Claim: string(d.Report.Claim)}
 }
 
-// recorder is an iptables.Runner that keeps the input of the last restore
+// recorder is an iptrestore.Interface that keeps the input of the last restore
 // (the floor replays the exact text the mode generated).
 type recorder struct {
-	iptables.Runner
+	iptrestore.Interface
 	mu   sync.Mutex
 	last []byte
 }
@@ -92,7 +93,7 @@ func (r *recorder) Restore(ctx context.Context, data []byte, noFlush, counters b
 	r.mu.Lock()
 	r.last = append(r.last[:0], data...)
 	r.mu.Unlock()
-	return r.Runner.Restore(ctx, data, noFlush, counters)
+	return r.Interface.Restore(ctx, data, noFlush, counters)
 }
 
 func (r *recorder) lastInput() []byte {
@@ -111,11 +112,11 @@ type instance struct {
 // newInstance builds dp's proxier; call it inside the namespace's Do.
 func newInstance(dp string) (*instance, error) {
 	if b, ok := iptables.BackendOfDatapath(dp); ok {
-		run, err := iptables.NewExecRunner(b)
+		run, err := iptrestore.NewExec(b)
 		if err != nil {
 			return nil, err
 		}
-		rec := &recorder{Runner: run}
+		rec := &recorder{Interface: run}
 		p, err := iptables.New(iptables.Config{Backend: b, Runner: rec, Node: "node1"})
 		if err != nil {
 			return nil, err

@@ -38,6 +38,9 @@ type Config struct {
 	Mode string
 	// Scheduler is the IPVS scheduler, when Mode is ipvs.
 	Scheduler string
+	// IPTablesBackend is every node's iptables backend ("legacy", "nft";
+	// empty: the host's), for every datapath that writes iptables rules.
+	IPTablesBackend string
 	// Sim configures the model; its Nodes decide the topology's nodes.
 	Sim sim.Config
 	// ExternalIP is the outside client's address on the underlay.
@@ -158,7 +161,7 @@ func (cp *ControlPlane) startProxy(ctx context.Context, node string) error {
 	}
 	fmt.Fprintf(cp.log, "run %s: starting %s proxy on %s\n", cp.run.ID, cp.cfg.Mode, node)
 	p, err := agent.Start(ctx, n.NS, agent.StartOptions{
-		Node: node, Mode: cp.cfg.Mode, Scheduler: cp.cfg.Scheduler,
+		Node: node, Mode: cp.cfg.Mode, Scheduler: cp.cfg.Scheduler, IPTablesBackend: cp.cfg.IPTablesBackend,
 		Socket:  filepath.Join(cp.run.Dir, "proxy-"+node+".sock"),
 		Log:     cp.log,
 		OnStart: cp.run.RecordPID,

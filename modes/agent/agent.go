@@ -66,9 +66,10 @@ func mainEntry() {
 	node := fs.String("node", "", "node name")
 	sock := fs.String("socket", "", "unix socket to serve the feed on")
 	sched := fs.String("scheduler", "", "IPVS scheduler")
+	backend := fs.String("iptables-backend", "", `the node's iptables backend, "legacy" or "nft" (empty: the host's)`)
 	_ = fs.Parse(os.Args[1:])
 	log.SetPrefix(fmt.Sprintf("node-proxy[%s %s] ", *node, *mode))
-	if err := Serve(context.Background(), Config{Mode: *mode, Node: *node, Socket: *sock, Scheduler: *sched, WatchStdin: true}); err != nil {
+	if err := Serve(context.Background(), Config{Mode: *mode, Node: *node, Socket: *sock, Scheduler: *sched, IPTablesBackend: *backend, WatchStdin: true}); err != nil {
 		log.Print(err)
 		os.Exit(1)
 	}
@@ -77,6 +78,8 @@ func mainEntry() {
 // Config configures Serve.
 type Config struct {
 	Mode, Node, Socket, Scheduler string
+	// IPTablesBackend is modes.Options.IPTablesBackend.
+	IPTablesBackend string
 	// WatchStdin stops the server when standard input reaches EOF.
 	WatchStdin bool
 }
@@ -85,7 +88,7 @@ type Config struct {
 // ctx ends, a signal arrives, or (with WatchStdin) stdin closes. It always
 // runs the mode's Cleanup before returning.
 func Serve(ctx context.Context, cfg Config) error {
-	p, err := modes.New(cfg.Mode, modes.Options{Node: cfg.Node, Scheduler: cfg.Scheduler})
+	p, err := modes.New(cfg.Mode, modes.Options{Node: cfg.Node, Scheduler: cfg.Scheduler, IPTablesBackend: cfg.IPTablesBackend})
 	if err != nil {
 		return err
 	}

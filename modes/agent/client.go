@@ -109,6 +109,9 @@ type Process struct {
 // StartOptions describe a node proxy to start.
 type StartOptions struct {
 	Node, Mode, Scheduler string
+	// IPTablesBackend is the node's iptables backend (modes.Options);
+	// empty is the host's.
+	IPTablesBackend string
 	// Socket is the path of the feed socket to create.
 	Socket string
 	// Log receives the process's stdout and stderr (nil: os.Stderr).
@@ -122,7 +125,7 @@ type StartOptions struct {
 // until its feed answers. The binary must call reexec.Init first thing in main
 // (or TestMain) and link this package.
 func Start(ctx context.Context, ns *netns.NS, o StartOptions) (*Process, error) {
-	cmd, err := reexec.Command(EntryPoint, "--mode", o.Mode, "--node", o.Node, "--socket", o.Socket, "--scheduler", o.Scheduler)
+	cmd, err := reexec.Command(EntryPoint, "--mode", o.Mode, "--node", o.Node, "--socket", o.Socket, "--scheduler", o.Scheduler, "--iptables-backend", o.IPTablesBackend)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes/iptables"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -37,7 +38,7 @@ func flipEndpoint(svcs []state.ServicePort, i int) *state.NodeState {
 func BenchmarkKernelSync(b *testing.B) {
 	requireRoot(b)
 	ctx := context.Background()
-	for _, backend := range []iptables.Backend{iptables.Legacy, iptables.NFT} {
+	for _, backend := range []iptrestore.Backend{iptrestore.Legacy, iptrestore.NFT} {
 		_, restore, _ := backend.Binaries()
 		for _, full := range []bool{true, false} {
 			kind := "partial"

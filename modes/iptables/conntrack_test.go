@@ -5,17 +5,17 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
 	"github.com/svcsim/svcsim/modes/iptables"
-	"github.com/svcsim/svcsim/modes/iptables/iptablestest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
-func flowTo(proto, orig, reply string) iptablestest.Flow {
-	return iptablestest.Flow{Proto: proto, OrigDst: netip.MustParseAddrPort(orig), ReplySrc: netip.MustParseAddrPort(reply)}
+func flowTo(proto, orig, reply string) conntracktest.Flow {
+	return conntracktest.Flow{Proto: proto, OrigDst: netip.MustParseAddrPort(orig), ReplySrc: netip.MustParseAddrPort(reply)}
 }
 
 func TestStaleUDPConntrackEntriesDeleted(t *testing.T) {
-	ct := &iptablestest.FakeConntrack{}
+	ct := &conntracktest.Fake{}
 	p, _ := newFakeProxier(t, func(c *iptables.Config) { c.Conntrack = ct })
 	dns := func(eps ...string) state.ServicePort {
 		return makeService("kube-system", "kube-dns", "10.96.0.10", 53, withPortName("dns"), withProtocol(state.UDP),
@@ -42,7 +42,7 @@ func TestStaleUDPConntrackEntriesDeleted(t *testing.T) {
 
 	// One DNS endpoint goes: its entries go, nothing else.
 	mustSync(t, p, makeState(dns("10.244.1.10:53"), web("10.244.1.6:8080")))
-	if got, want := ct.Flows(), []iptablestest.Flow{toKept, tcpSame, other}; !slices.Equal(got, want) {
+	if got, want := ct.Flows(), []conntracktest.Flow{toKept, tcpSame, other}; !slices.Equal(got, want) {
 		t.Errorf("after endpoint removal flows = %v, want %v", got, want)
 	}
 	if n := p.LastSync().ConntrackDeleted; n != 2 {
@@ -62,7 +62,7 @@ func TestStaleUDPConntrackEntriesDeleted(t *testing.T) {
 	// The service goes: every UDP entry to its VIP goes.
 	ct.Add(toKept)
 	mustSync(t, p, makeState(web("10.244.1.6:8080")))
-	if got, want := ct.Flows(), []iptablestest.Flow{tcpSame, other}; !slices.Equal(got, want) {
+	if got, want := ct.Flows(), []conntracktest.Flow{tcpSame, other}; !slices.Equal(got, want) {
 		t.Errorf("after service removal flows = %v, want %v", got, want)
 	}
 }

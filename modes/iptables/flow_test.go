@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/svcsim/svcsim/modes/iptables/ruleset"
 	"github.com/svcsim/svcsim/modes/iptables/tracer"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 )
 
 // node1 as the tracer sees it: its underlay address and its cni0 gateway.

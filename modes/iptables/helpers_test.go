@@ -9,7 +9,8 @@ import (
 	"testing"
 
 	"github.com/svcsim/svcsim/modes/iptables"
-	"github.com/svcsim/svcsim/modes/iptables/iptablestest"
+	"github.com/svcsim/svcsim/modes/iptrestore"
+	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -91,10 +92,10 @@ func withExternalIPs(ips ...string) func(*state.ServicePort) {
 }
 
 // newFakeProxier returns a proxier on an empty in-memory iptables.
-func newFakeProxier(t testing.TB, mutate ...func(*iptables.Config)) (*iptables.Proxier, *iptablestest.Fake) {
+func newFakeProxier(t testing.TB, mutate ...func(*iptables.Config)) (*iptables.Proxier, *iptrestoretest.Fake) {
 	t.Helper()
-	fake := iptablestest.NewFake("")
-	cfg := iptables.Config{Backend: iptables.NFT, Runner: fake, Node: "node1"}
+	fake := iptrestoretest.NewFake("")
+	cfg := iptables.Config{Backend: iptrestore.NFT, Runner: fake, Node: "node1"}
 	for _, m := range mutate {
 		m(&cfg)
 	}

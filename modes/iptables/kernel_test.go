@@ -15,7 +15,8 @@ import (
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes/iptables"
-	"github.com/svcsim/svcsim/modes/iptables/ruleset"
+	"github.com/svcsim/svcsim/modes/iptrestore"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -49,8 +50,8 @@ func newNS(t testing.TB) *netns.NS {
 
 // forEachBackend runs f for both backends, skipping one whose tools are not
 // installed.
-func forEachBackend(t *testing.T, f func(t *testing.T, b iptables.Backend)) {
-	for _, b := range []iptables.Backend{iptables.Legacy, iptables.NFT} {
+func forEachBackend(t *testing.T, f func(t *testing.T, b iptrestore.Backend)) {
+	for _, b := range []iptrestore.Backend{iptrestore.Legacy, iptrestore.NFT} {
 		t.Run(string(b), func(t *testing.T) {
 			ipt, restore, save := b.Binaries()
 			for _, bin := range []string{ipt, restore, save} {
@@ -97,9 +98,9 @@ func checkHostUntouched(t *testing.T) {
 
 // kernelTables returns nat and filter of the namespace as iptables-save
 // prints them, without comments and counters.
-func kernelTables(t testing.TB, ns *netns.NS, b iptables.Backend) string {
+func kernelTables(t testing.TB, ns *netns.NS, b iptrestore.Backend) string {
 	t.Helper()
-	r, err := iptables.NewExecRunner(b)
+	r, err := iptrestore.NewExec(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func representativeState() *state.NodeState {
 func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
 	requireRoot(t)
 	checkHostUntouched(t)
-	forEachBackend(t, func(t *testing.T, b iptables.Backend) {
+	forEachBackend(t, func(t *testing.T, b iptrestore.Backend) {
 		ctx := context.Background()
 		ns := newNS(t)
 		p, err := iptables.New(iptables.Config{Backend: b, Node: "node1"})
@@ -157,7 +158,7 @@ func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
 		empty := kernelTables(t, ns, b)
 		// Someone else's rules, which Sync and Cleanup must leave alone and
 		// Dump must not show.
-		runner, err := iptables.NewExecRunner(b)
+		runner, err := iptrestore.NewExec(b)
 		must(t, err)
 		foreign := "*nat\n:CNI-HOSTPORT - [0:0]\n-A POSTROUTING -s 192.0.2.0/24 ! -d 10.244.0.0/16 -j MASQUERADE\n-A CNI-HOSTPORT -j RETURN\nCOMMIT\n"
 		must(t, ns.Do(func() error { return runner.Restore(ctx, []byte(foreign), true, false) }))

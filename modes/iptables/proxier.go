@@ -11,8 +11,10 @@
 // The first sync, a sync after an error or after Cleanup, a change of the
 // cluster CIDR, and ForceFullSync make the next sync full.
 //
-// The kernel is reached only through Runner; ExecRunner runs the real tools
-// in the calling thread's network namespace, iptablestest.Fake is in memory.
+// The kernel is reached only through iptrestore.Interface (the seam every
+// datapath that writes iptables rules shares); iptrestore.Exec runs the real
+// tools in the calling thread's network namespace, iptrestoretest.Fake is in
+// memory. Stale UDP conntrack entries go through conntrack.Cleaner.
 package iptables
 
 import (
@@ -29,7 +31,9 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes"
-	"github.com/svcsim/svcsim/modes/iptables/ruleset"
+	"github.com/svcsim/svcsim/modes/conntrack"
+	"github.com/svcsim/svcsim/modes/iptrestore"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -50,50 +54,39 @@ const (
 	largeClusterEndpoints = 1000
 )
 
-// jumpRule is a rule in a built-in chain that sends traffic to one of ours.
-type jumpRule struct {
-	table, from, to, comment string
-	extra                    []string
-}
-
-// args are the rule's words after "-A <from>", as iptables-save prints them.
-func (j jumpRule) args() []string {
-	return append(slices.Clone(j.extra), "-m", "comment", "--comment", j.comment, "-j", j.to)
-}
-
 var ctNew = []string{"-m", "conntrack", "--ctstate", "NEW"}
 
 // jumpRules are kube-proxy's jump rules (minus the load-balancer firewall and
 // health-check ones, which svcsim's state never needs), in the order
 // kube-proxy prepends them.
-var jumpRules = []jumpRule{
-	{"filter", "INPUT", kubeExternalServices, "kubernetes externally-visible service portals", ctNew},
-	{"filter", "FORWARD", kubeExternalServices, "kubernetes externally-visible service portals", ctNew},
-	{"filter", "FORWARD", kubeServices, "kubernetes service portals", ctNew},
-	{"filter", "OUTPUT", kubeServices, "kubernetes service portals", ctNew},
-	{"filter", "FORWARD", kubeForward, "kubernetes forwarding rules", nil},
-	{"nat", "OUTPUT", kubeServices, "kubernetes service portals", nil},
-	{"nat", "PREROUTING", kubeServices, "kubernetes service portals", nil},
-	{"nat", "POSTROUTING", kubePostrouting, "kubernetes postrouting rules", nil},
+var jumpRules = []iptrestore.Jump{
+	{Table: "filter", From: "INPUT", To: kubeExternalServices, Comment: "kubernetes externally-visible service portals", Match: ctNew},
+	{Table: "filter", From: "FORWARD", To: kubeExternalServices, Comment: "kubernetes externally-visible service portals", Match: ctNew},
+	{Table: "filter", From: "FORWARD", To: kubeServices, Comment: "kubernetes service portals", Match: ctNew},
+	{Table: "filter", From: "OUTPUT", To: kubeServices, Comment: "kubernetes service portals", Match: ctNew},
+	{Table: "filter", From: "FORWARD", To: kubeForward, Comment: "kubernetes forwarding rules"},
+	{Table: "nat", From: "OUTPUT", To: kubeServices, Comment: "kubernetes service portals"},
+	{Table: "nat", From: "PREROUTING", To: kubeServices, Comment: "kubernetes service portals"},
+	{Table: "nat", From: "POSTROUTING", To: kubePostrouting, Comment: "kubernetes postrouting rules"},
 }
 
 // Config configures a Proxier.
 type Config struct {
 	// Backend selects the iptables implementation; required unless Runner
 	// is set, and part of Name.
-	Backend Backend
-	// Runner reaches the kernel; nil means an ExecRunner for Backend.
-	Runner Runner
+	Backend iptrestore.Backend
+	// Runner reaches the kernel; nil means an iptrestore.Exec for Backend.
+	Runner iptrestore.Interface
 	// Node is the node's name, for error messages.
 	Node string
 	// AlwaysFullSync turns partial syncs off (kube-proxy with
 	// MinimizeIPTablesRestore disabled).
 	AlwaysFullSync bool
 	// Conntrack deletes stale UDP conntrack entries after a sync. When nil
-	// it is NetlinkConntrack if Runner is nil too, and nothing (no
+	// it is conntrack.Netlink if Runner is nil too, and nothing (no
 	// conntrack cleanup) when a Runner is given, so that tests on a fake
 	// never touch the conntrack table of the namespace they run in.
-	Conntrack Conntrack
+	Conntrack conntrack.Interface
 }
 
 // SyncStats describes the last Sync, for benchmarks and reports.
@@ -123,8 +116,8 @@ type SyncStats struct {
 // Proxier is the iptables mode bound to the kernel its Runner reaches.
 type Proxier struct {
 	cfg Config
-	run Runner
-	ct  Conntrack // nil: no conntrack cleanup
+	run iptrestore.Interface
+	ct  conntrack.Cleaner
 
 	mu sync.Mutex
 	// needFull forces the next sync to be full.
@@ -140,7 +133,7 @@ type Proxier struct {
 	largeCluster bool
 	stats        SyncStats
 
-	filterChains, filterRules, natChains, natRules lineBuffer
+	filterChains, filterRules, natChains, natRules iptrestore.LineBuffer
 	data                                           bytes.Buffer
 	probs                                          []string
 }
@@ -155,19 +148,19 @@ var (
 func New(cfg Config) (*Proxier, error) {
 	run, ct := cfg.Runner, cfg.Conntrack
 	if run == nil {
-		r, err := NewExecRunner(cfg.Backend)
+		r, err := iptrestore.NewExec(cfg.Backend)
 		if err != nil {
 			return nil, err
 		}
 		run = r
 		if ct == nil {
-			ct = NetlinkConntrack{}
+			ct = conntrack.Netlink{}
 		}
 	}
-	if cfg.Backend != "" && !cfg.Backend.valid() {
+	if cfg.Backend != "" && cfg.Backend != iptrestore.Legacy && cfg.Backend != iptrestore.NFT {
 		return nil, fmt.Errorf("unknown iptables backend %q", cfg.Backend)
 	}
-	return &Proxier{cfg: cfg, run: run, ct: ct, needFull: true}, nil
+	return &Proxier{cfg: cfg, run: run, ct: conntrack.Cleaner{CT: ct}, needFull: true}, nil
 }
 
 // Name is "iptables/legacy" or "iptables/nft".
@@ -241,12 +234,7 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		p.needFull = true
 		return fmt.Errorf("iptables sync on node %s: %w", p.cfg.Node, err)
 	}
-	var ctErr error
-	if p.ct != nil && (full || touchesUDP(changed, st, p.prev)) {
-		if stale := udpStaleness(st, p.prev); stale != nil {
-			stats.ConntrackDeleted, ctErr = p.ct.DeleteUDP(ctx, stale)
-		}
-	}
+	stats.ConntrackDeleted, err = p.ct.Synced(ctx, st)
 	stats.Duration = time.Since(start)
 	p.stats = stats
 	p.needFull = false
@@ -257,26 +245,10 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		s := cloneServicePort(&st.Services[i])
 		p.prev[s.Key()] = s
 	}
-	if ctErr != nil {
-		return fmt.Errorf("iptables sync on node %s: rules written, but: %w", p.cfg.Node, ctErr)
+	if err != nil {
+		return fmt.Errorf("iptables sync on node %s: rules written, but: %w", p.cfg.Node, err)
 	}
 	return nil
-}
-
-// touchesUDP reports whether a changed service has a UDP port now or had one.
-func touchesUDP(changed map[string]bool, st *state.NodeState, prev map[string]*state.ServicePort) bool {
-	for i := range st.Services {
-		s := &st.Services[i]
-		if s.Protocol == state.UDP && changed[s.Namespace+"/"+s.Name] {
-			return true
-		}
-	}
-	for _, s := range prev {
-		if s.Protocol == state.UDP && changed[s.Namespace+"/"+s.Name] {
-			return true
-		}
-	}
-	return false
 }
 
 // syncLocked builds and restores one sync's input. On success it records the
@@ -287,13 +259,9 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 	var existing map[string]*ruleset.Table // full syncs only: the kernel's tables
 	if full {
 		t0 := time.Now()
-		existing = map[string]*ruleset.Table{}
-		for _, table := range []string{"filter", "nat"} {
-			t, err := p.saveTable(ctx, table)
-			if err != nil {
-				return stats, err
-			}
-			existing[table] = t
+		var err error
+		if existing, err = iptrestore.SaveTables(ctx, p.run, "filter", "nat"); err != nil {
+			return stats, err
 		}
 		stats.SaveDuration = time.Since(t0)
 	}
@@ -308,7 +276,8 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 		p.natChains.WriteChain(c)
 	}
 	if full {
-		p.writeJumpRules(existing)
+		iptrestore.WriteJumps(&p.filterRules, "filter", existing["filter"], jumpRules)
+		iptrestore.WriteJumps(&p.natRules, "nat", existing["nat"], jumpRules)
 	}
 
 	// Masquerade what leaves through KUBE-MARK-MASQ, once.
@@ -389,35 +358,6 @@ func syncKind(full bool) string {
 		return "full"
 	}
 	return "partial"
-}
-
-// writeJumpRules adds the jump rules missing from the built-in chains and
-// removes duplicates, so that there is exactly one of each.
-func (p *Proxier) writeJumpRules(existing map[string]*ruleset.Table) {
-	for _, j := range jumpRules {
-		args := j.args()
-		n := 0
-		if c := existing[j.table].Chain(j.from); c != nil {
-			for _, r := range c.Rules {
-				if slices.Equal(r.Args, args) {
-					n++
-				}
-			}
-		}
-		buf := &p.natRules
-		if j.table == "filter" {
-			buf = &p.filterRules
-		}
-		quoted := quoteAll(args)
-		switch {
-		case n == 0:
-			buf.Write("-I", j.from, "1", quoted)
-		case n > 1:
-			for range n - 1 {
-				buf.Write("-D", j.from, quoted)
-			}
-		}
-	}
 }
 
 // writeService writes one service port's rules in the top-level chains and,
@@ -547,51 +487,18 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	defer p.mu.Unlock()
 	p.needFull = true
 	p.prev = nil
+	p.ct.Reset()
 	p.chains = nil
 
-	var in bytes.Buffer
-	for _, table := range []string{"filter", "nat"} {
-		t, err := p.saveTable(ctx, table)
-		if err != nil {
-			return fmt.Errorf("iptables cleanup on node %s: %w", p.cfg.Node, err)
-		}
-		var kube []string
-		for name, c := range t.Chains {
-			if !c.Builtin && strings.HasPrefix(name, "KUBE-") {
-				kube = append(kube, name)
-			}
-		}
-		sort.Strings(kube)
-		var jumps []ruleset.Rule
-		for _, name := range t.ChainNames() {
-			if strings.HasPrefix(name, "KUBE-") && !t.Chains[name].Builtin {
-				continue
-			}
-			for _, r := range t.Chains[name].Rules {
-				if strings.HasPrefix(r.Target(), "KUBE-") {
-					jumps = append(jumps, r)
-				}
-			}
-		}
-		if len(kube) == 0 && len(jumps) == 0 {
-			continue
-		}
-		fmt.Fprintf(&in, "*%s\n", table)
-		for _, name := range kube {
-			fmt.Fprintf(&in, ":%s - [0:0]\n", name)
-		}
-		for _, r := range jumps {
-			fmt.Fprintf(&in, "-D %s %s\n", r.Chain, strings.Join(quoteAll(r.Args), " "))
-		}
-		for _, name := range kube {
-			fmt.Fprintf(&in, "-X %s\n", name)
-		}
-		in.WriteString("COMMIT\n")
+	saved, err := iptrestore.SaveTables(ctx, p.run, "filter", "nat")
+	if err != nil {
+		return fmt.Errorf("iptables cleanup on node %s: %w", p.cfg.Node, err)
 	}
-	if in.Len() == 0 {
+	in := iptrestore.CleanupInput(saved, func(chain string) bool { return strings.HasPrefix(chain, "KUBE-") })
+	if in == nil {
 		return nil
 	}
-	if err := p.run.Restore(ctx, in.Bytes(), true, false); err != nil {
+	if err := p.run.Restore(ctx, in, true, false); err != nil {
 		return fmt.Errorf("iptables cleanup on node %s: %w", p.cfg.Node, err)
 	}
 	return nil
@@ -618,26 +525,6 @@ func (p *Proxier) Dump(ctx context.Context) (string, error) {
 		}
 	}
 	return b.String(), nil
-}
-
-func (p *Proxier) saveTable(ctx context.Context, table string) (*ruleset.Table, error) {
-	data, err := p.run.Save(ctx, table)
-	if err != nil {
-		return nil, fmt.Errorf("save table %s: %w", table, err)
-	}
-	rs, err := ruleset.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("parse iptables-save -t %s: %w", table, err)
-	}
-	return rs.Table(table), nil
-}
-
-func quoteAll(words []string) []string {
-	out := make([]string, len(words))
-	for i, w := range words {
-		out[i] = ruleset.Quote(w)
-	}
-	return out
 }
 
 func prefixString(p netip.Prefix) string {

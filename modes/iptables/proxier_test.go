@@ -12,13 +12,14 @@ import (
 
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/iptables"
-	"github.com/svcsim/svcsim/modes/iptables/iptablestest"
+	"github.com/svcsim/svcsim/modes/iptrestore"
+	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-var _ iptables.Runner = (*iptablestest.Fake)(nil)
+var _ iptrestore.Interface = (*iptrestoretest.Fake)(nil)
 
 // kube-proxy's own tests name these chains (pkg/proxy/iptables/proxier_test.go):
 // ns1/svc1:p80 TCP is KUBE-SVC-XPGD46QRK7WJZT7O, its endpoint 10.180.0.1:80
@@ -38,22 +39,6 @@ func TestChainNamesMatchKubeProxy(t *testing.T) {
 	u.Protocol = state.UDP
 	if iptables.ServiceChain(&u) == iptables.ServiceChain(&s) {
 		t.Errorf("TCP and UDP ports share chain %s", iptables.ServiceChain(&s))
-	}
-}
-
-func TestBackendOf(t *testing.T) {
-	for in, want := range map[string]iptables.Backend{
-		"iptables v1.8.9 (nf_tables)\n": iptables.NFT,
-		"iptables v1.8.9 (legacy)":      iptables.Legacy,
-		"iptables v1.6.1":               iptables.Legacy,
-	} {
-		got, err := iptables.BackendOf(in)
-		if err != nil || got != want {
-			t.Errorf("BackendOf(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if _, err := iptables.BackendOf("nft v1.0.6"); err == nil {
-		t.Errorf("BackendOf(nft) did not fail")
 	}
 }
 
@@ -237,7 +222,7 @@ func TestPartialSyncWritesOnlyChangedService(t *testing.T) {
 
 // checkSameAsFullSync syncs st with a fresh proxier on an empty fake and
 // fails if the resulting tables differ from got's.
-func checkSameAsFullSync(t *testing.T, got *iptablestest.Fake, st *state.NodeState) {
+func checkSameAsFullSync(t *testing.T, got *iptrestoretest.Fake, st *state.NodeState) {
 	t.Helper()
 	p, want := newFakeProxier(t)
 	mustSync(t, p, st)
@@ -337,7 +322,7 @@ func TestJumpRulesExactlyOnce(t *testing.T) {
 	p.ForceFullSync()
 	mustSync(t, p, st)
 	// A restarted proxy finds the rules in place.
-	p2, err := iptables.New(iptables.Config{Backend: iptables.NFT, Runner: fake})
+	p2, err := iptables.New(iptables.Config{Backend: iptrestore.NFT, Runner: fake})
 	must(t, err)
 	mustSync(t, p2, st)
 
@@ -394,12 +379,12 @@ func TestJumpRulesExactlyOnce(t *testing.T) {
 }
 
 func TestStaleChainsOfEarlierProcessDeleted(t *testing.T) {
-	fake := iptablestest.NewFake("")
-	old, err := iptables.New(iptables.Config{Backend: iptables.NFT, Runner: fake})
+	fake := iptrestoretest.NewFake("")
+	old, err := iptables.New(iptables.Config{Backend: iptrestore.NFT, Runner: fake})
 	must(t, err)
 	mustSync(t, old, makeState(manyServices(4, 2)...))
 	// A new process with a smaller state deletes what it does not own.
-	p, err := iptables.New(iptables.Config{Backend: iptables.NFT, Runner: fake})
+	p, err := iptables.New(iptables.Config{Backend: iptrestore.NFT, Runner: fake})
 	must(t, err)
 	small := makeState(manyServices(1, 2)...)
 	mustSync(t, p, small)

@@ -5,18 +5,20 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 )
 
-// The registered names: "iptables" uses the backend the host's `iptables`
-// command uses; the other two pick one.
+// The registered names: "iptables" uses the node's backend
+// (modes.Options.IPTablesBackend, by default the one the host's `iptables`
+// command uses); the other two pick one.
 func init() {
 	modes.Register(modes.Datapath{
 		Name:    "iptables",
-		AliasOf: []string{datapathName(Legacy), datapathName(NFT)},
+		AliasOf: []string{datapathName(iptrestore.Legacy), datapathName(iptrestore.NFT)},
 		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			b, err := DetectBackend(ctx)
+			b, err := iptrestore.NodeBackend(ctx, o.IPTablesBackend)
 			if err != nil {
 				return nil, err
 			}
@@ -26,7 +28,7 @@ func init() {
 		Traits: traits,
 		Report: modes.Report{Order: 20, Claim: modes.ClaimNotIncremental},
 	})
-	for i, b := range []Backend{Legacy, NFT} {
+	for i, b := range []iptrestore.Backend{iptrestore.Legacy, iptrestore.NFT} {
 		_, restore, save := b.Binaries()
 		modes.Register(modes.Datapath{
 			Name:   datapathName(b),
@@ -54,12 +56,12 @@ var traits = modes.Traits{
 	},
 }
 
-func datapathName(b Backend) string { return "iptables/" + string(b) }
+func datapathName(b iptrestore.Backend) string { return "iptables/" + string(b) }
 
 // BackendOfDatapath returns the backend of a registered datapath name
 // ("iptables/nft"), and false for names that are not one backend.
-func BackendOfDatapath(name string) (Backend, bool) {
-	for _, b := range []Backend{Legacy, NFT} {
+func BackendOfDatapath(name string) (iptrestore.Backend, bool) {
+	for _, b := range []iptrestore.Backend{iptrestore.Legacy, iptrestore.NFT} {
 		if name == datapathName(b) {
 			return b, true
 		}
@@ -67,7 +69,7 @@ func BackendOfDatapath(name string) (Backend, bool) {
 	return "", false
 }
 
-func newForMode(b Backend, o modes.Options) (modes.Proxier, error) {
+func newForMode(b iptrestore.Backend, o modes.Options) (modes.Proxier, error) {
 	p, err := New(Config{Backend: b, Node: o.Node})
 	if err != nil {
 		return nil, err

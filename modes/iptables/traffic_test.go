@@ -14,7 +14,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/modes/iptables"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -27,7 +29,7 @@ import (
 func TestKernelTraffic(t *testing.T) {
 	requireRoot(t)
 	checkHostUntouched(t)
-	forEachBackend(t, func(t *testing.T, b iptables.Backend) {
+	forEachBackend(t, func(t *testing.T, b iptrestore.Backend) {
 		ctx := context.Background()
 		node, client, server := newNS(t), newNS(t), newNS(t)
 		link(t, node, client, "nc0", "10.244.1.1/24", "10.244.1.2/24")
@@ -171,13 +173,13 @@ func dial(ns *netns.NS, addr string) (string, error) {
 func TestKernelUDPConntrackCleanup(t *testing.T) {
 	requireRoot(t)
 	checkHostUntouched(t)
-	forEachBackend(t, func(t *testing.T, b iptables.Backend) {
+	forEachBackend(t, func(t *testing.T, b iptrestore.Backend) {
 		for _, tc := range []struct {
 			name    string
-			ct      iptables.Conntrack
+			ct      conntrack.Interface
 			wantNew string
 		}{
-			{"netlink", iptables.NetlinkConntrack{}, "B"},
+			{"netlink", conntrack.Netlink{}, "B"},
 			{"control-without-cleanup", noConntrack{}, "A"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -190,7 +192,7 @@ func TestKernelUDPConntrackCleanup(t *testing.T) {
 				}))
 				serveUDP(t, server, "10.244.2.2:5353", "A")
 				serveUDP(t, server, "10.244.2.2:5354", "B")
-				runner, err := iptables.NewExecRunner(b)
+				runner, err := iptrestore.NewExec(b)
 				must(t, err)
 				p, err := iptables.New(iptables.Config{Backend: b, Runner: runner, Conntrack: tc.ct})
 				must(t, err)

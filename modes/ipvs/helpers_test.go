@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
 	"github.com/svcsim/svcsim/modes/ipvs/ipset"
-	"github.com/svcsim/svcsim/modes/ipvs/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
 	"github.com/svcsim/svcsim/modes/ipvs/netdev"
 	"github.com/svcsim/svcsim/sim/state"
@@ -27,13 +27,13 @@ type fakes struct {
 	ipvs  *ipvsutil.Fake
 	links *netdev.Fake
 	sets  *ipset.Fake
-	ipt   *iptrestore.Fake
+	ipt   *iptrestoretest.Fake
 }
 
 // newTestProxier returns a Proxier on fresh fakes, with cfg mutators applied.
 func newTestProxier(t *testing.T, muts ...func(*Config)) (*Proxier, *fakes) {
 	t.Helper()
-	f := &fakes{ipvs: ipvsutil.NewFake(), links: netdev.NewFake(), sets: ipset.NewFake(), ipt: iptrestore.NewFake()}
+	f := &fakes{ipvs: ipvsutil.NewFake(), links: netdev.NewFake(), sets: ipset.NewFake(), ipt: iptrestoretest.NewFake("")}
 	cfg := Config{Node: "node1", IPVS: f.ipvs, Links: f.links, IPSet: f.sets, IPTables: f.ipt}
 	for _, m := range muts {
 		m(&cfg)

@@ -14,8 +14,8 @@ import (
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipset"
-	"github.com/svcsim/svcsim/modes/ipvs/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
 	"github.com/svcsim/svcsim/modes/ipvs/netdev"
 )
@@ -147,8 +147,10 @@ func TestKernelIPVS(t *testing.T) {
 func TestKernelSetsAndRules(t *testing.T) {
 	ns := testNS(t)
 	ctx := context.Background()
+	ipt, err := iptrestore.NewNode("")
+	require.NoError(t, err)
 	p, err := New(Config{Node: "node1", IPVS: ipvsutil.NewFake(), Links: netdev.NewFake(),
-		IPSet: &ipset.Exec{}, IPTables: iptrestore.Exec{}})
+		IPSet: &ipset.Exec{}, IPTables: ipt})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Do(func() error { return p.Cleanup(ctx) })) })
 

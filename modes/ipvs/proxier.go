@@ -35,8 +35,8 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipset"
-	"github.com/svcsim/svcsim/modes/ipvs/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
 	"github.com/svcsim/svcsim/modes/ipvs/netdev"
 	"github.com/svcsim/svcsim/sim/state"
@@ -224,9 +224,15 @@ func NewReal(o modes.Options) (*Proxier, error) {
 		iv.Close()
 		return nil, err
 	}
+	ipt, err := iptrestore.NewNode(o.IPTablesBackend)
+	if err != nil {
+		iv.Close()
+		nd.Close()
+		return nil, err
+	}
 	p, err := New(Config{
 		Node: o.Node, Scheduler: o.Scheduler,
-		IPVS: iv, Links: nd, IPSet: &ipset.Exec{}, IPTables: iptrestore.Exec{},
+		IPVS: iv, Links: nd, IPSet: &ipset.Exec{}, IPTables: ipt,
 		Sysctl: ProcSysctl{}, IPVSAdm: "ipvsadm", ReapInterval: 5 * time.Second,
 	})
 	if err != nil {
@@ -662,17 +668,13 @@ func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops m
 	if p.rulesText != nil && string(text) == string(p.rulesText) {
 		return nil
 	}
-	saved := map[string][]byte{}
-	for _, t := range []string{"nat", "filter"} {
-		ops[OpIPTablesSave]++
-		s, err := p.cfg.IPTables.Save(ctx, t)
-		if err != nil {
-			return err
-		}
-		saved[t] = s
+	ops[OpIPTablesSave] += 2
+	saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, "nat", "filter")
+	if err != nil {
+		return err
 	}
 	ops[OpIPTablesRestor]++
-	if err := p.cfg.IPTables.Restore(ctx, buildRules(clusterCIDR, missingJumps(saved))); err != nil {
+	if err := p.cfg.IPTables.Restore(ctx, buildRules(clusterCIDR, saved), true, false); err != nil {
 		return err
 	}
 	p.rulesText = text
@@ -713,17 +715,10 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		}
 	}
 	// Rules before sets: a set referenced by a rule cannot be destroyed.
-	saved := map[string][]byte{}
-	for _, t := range []string{"nat", "filter"} {
-		s, err := p.cfg.IPTables.Save(ctx, t)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		saved[t] = s
-	}
-	if text := cleanupRules(saved); text != nil {
-		if err := p.cfg.IPTables.Restore(ctx, text); err != nil {
+	if saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, "nat", "filter"); err != nil {
+		errs = append(errs, err)
+	} else if text := iptrestore.CleanupInput(saved, ownsChain); text != nil {
+		if err := p.cfg.IPTables.Restore(ctx, text, true, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

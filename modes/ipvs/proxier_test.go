@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
 	"github.com/svcsim/svcsim/sim/state"
 )
@@ -64,13 +65,13 @@ func TestSecondSyncWritesNothing(t *testing.T) {
 	p, f := newTestProxier(t)
 	mustSync(t, p, twoServices())
 	f.ipvs.ResetOps()
-	restores, iptRestores, adds := f.sets.Restores, f.ipt.Restores, f.links.Adds
+	restores, iptRestores, adds := f.sets.Restores, len(f.ipt.Restores()), f.links.Adds
 
 	mustSync(t, p, twoServices())
 	assert.Equal(t, map[string]int{ipvsutil.OpListServices: 1}, f.ipvs.Ops(),
 		"an unchanged state costs one IPVS dump and no writes")
 	assert.Equal(t, restores, f.sets.Restores, "no ipset restore")
-	assert.Equal(t, iptRestores, f.ipt.Restores, "no iptables restore")
+	assert.Equal(t, iptRestores, len(f.ipt.Restores()), "no iptables restore")
 	assert.Equal(t, adds, f.links.Adds)
 	assert.Equal(t, 0, f.links.Dels)
 }
@@ -304,9 +305,9 @@ const goldenRules = `*nat
 -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
 -A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
--I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
--I OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
--I POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
 COMMIT
 *filter
 :KUBE-FORWARD - [0:0]
@@ -316,13 +317,13 @@ COMMIT
 -A KUBE-IPVS-FILTER -m set --match-set KUBE-CLUSTER-IP dst,dst -j RETURN
 -A KUBE-IPVS-FILTER -m set --match-set KUBE-EXTERNAL-IP dst,dst -j RETURN
 -A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT
--I FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
--I INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER
+-I FORWARD 1 -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-I INPUT 1 -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER
 COMMIT
 `
 
 func TestIPTablesRulesGolden(t *testing.T) {
-	assert.Equal(t, goldenRules, string(buildRules(netip.MustParsePrefix("10.244.0.0/16"), jumps)))
+	assert.Equal(t, goldenRules, string(buildRules(netip.MustParsePrefix("10.244.0.0/16"), map[string]*ruleset.Table{})))
 
 	p, f := newTestProxier(t)
 	mustSync(t, p, twoServices())
@@ -334,7 +335,7 @@ func TestIPTablesRulesGolden(t *testing.T) {
 	st := twoServices()
 	st.ClusterCIDR = netip.MustParsePrefix("10.240.0.0/12")
 	mustSync(t, p, st)
-	assert.Equal(t, 2, f.ipt.Restores)
+	assert.Len(t, f.ipt.Restores(), 2)
 	nat, err = f.ipt.Save(context.Background(), "nat")
 	require.NoError(t, err)
 	assert.Equal(t, 1, strings.Count(string(nat), "-A PREROUTING "))

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
 	"github.com/svcsim/svcsim/modes/userspace"
 	"github.com/svcsim/svcsim/sim/state"
 )
@@ -123,7 +124,7 @@ func BenchmarkLoopback(b *testing.B) {
 func newBenchProxier(b *testing.B) (*userspace.Proxier, any) {
 	netw := userspace.NewHostNetwork()
 	netw.ListenIP = lo
-	p := userspace.New(userspace.Config{Node: "node1", Runner: &nopRunner{}, Network: netw, Conntrack: &recordingConntrack{}})
+	p := userspace.New(userspace.Config{Node: "node1", IPTables: &nopRunner{}, Network: netw, Conntrack: &conntracktest.Fake{}})
 	b.Cleanup(func() {
 		if err := p.Cleanup(ctx); err != nil {
 			b.Error(err)

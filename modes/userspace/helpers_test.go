@@ -25,8 +25,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
+	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
 	"github.com/svcsim/svcsim/modes/userspace"
-	"github.com/svcsim/svcsim/modes/userspace/fakeipt"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -71,12 +72,12 @@ func withEndpoints(eps ...netip.AddrPort) func(*state.ServicePort) {
 
 // newLoopbackProxier builds a Proxier on the fake nat table whose listeners
 // are on 127.0.0.1, and registers its Cleanup.
-func newLoopbackProxier(t *testing.T, mut ...func(*userspace.Config)) (*userspace.Proxier, *fakeipt.NAT) {
+func newLoopbackProxier(t *testing.T, mut ...func(*userspace.Config)) (*userspace.Proxier, *iptrestoretest.Fake) {
 	t.Helper()
-	nat := &fakeipt.NAT{}
+	nat := iptrestoretest.NewFake("")
 	netw := userspace.NewHostNetwork()
 	netw.ListenIP = lo
-	cfg := userspace.Config{Node: "node1", Runner: nat, Network: netw, Conntrack: &recordingConntrack{}}
+	cfg := userspace.Config{Node: "node1", IPTables: nat, Network: netw, Conntrack: &conntracktest.Fake{}}
 	for _, m := range mut {
 		m(&cfg)
 	}
@@ -86,24 +87,6 @@ func newLoopbackProxier(t *testing.T, mut ...func(*userspace.Config)) (*userspac
 		requireNoProxyGoroutines(t)
 	})
 	return p, nat
-}
-
-type recordingConntrack struct {
-	mu      sync.Mutex
-	cleared []netip.Addr
-}
-
-func (r *recordingConntrack) ClearUDP(vip netip.Addr) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.cleared = append(r.cleared, vip)
-	return nil
-}
-
-func (r *recordingConntrack) Cleared() []netip.Addr {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]netip.Addr(nil), r.cleared...)
 }
 
 // proxyAddr is where a test client connects instead of the VIP (no
@@ -299,5 +282,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // nopRunner accepts any rules and shows none (benchmarks on loopback).
 type nopRunner struct{}
 
-func (*nopRunner) Restore(context.Context, []byte) error   { return nil }
-func (*nopRunner) SaveNAT(context.Context) ([]byte, error) { return nil, nil }
+func (*nopRunner) Restore(context.Context, []byte, bool, bool) error { return nil }
+func (*nopRunner) Save(context.Context, string) ([]byte, error)      { return nil, nil }
+func (*nopRunner) Version(context.Context) (string, error)           { return "", nil }

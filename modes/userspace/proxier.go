@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/conntrack"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -52,7 +54,11 @@ func init() {
 	modes.Register(modes.Datapath{
 		Name: Name,
 		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) {
-			return New(Config{Node: o.Node}), nil
+			ipt, err := iptrestore.NewNode(o.IPTablesBackend)
+			if err != nil {
+				return nil, err
+			}
+			return New(Config{Node: o.Node, IPTables: ipt}), nil
 		}},
 		Needs:  []modes.Feature{modes.Tool("iptables-restore")},
 		Kernel: modes.KernelUserspace,
@@ -69,13 +75,15 @@ func init() {
 type Config struct {
 	// Node is the node's name, for messages.
 	Node string
-	// Runner runs iptables-restore/iptables-save (ExecRunner by default).
-	Runner Runner
+	// IPTables runs iptables-restore/iptables-save (an iptrestore.Exec of
+	// the host's default backend by default; the registered datapath gives
+	// the node's).
+	IPTables iptrestore.Interface
 	// Network makes listeners and dials backends (HostNetwork by default).
 	Network Network
-	// Conntrack clears UDP flows of added and removed Services
-	// (NetlinkConntrack by default).
-	Conntrack Conntrack
+	// Conntrack deletes stale UDP flows after each sync
+	// (conntrack.Netlink by default).
+	Conntrack conntrack.Interface
 	// Clock times session affinity (the real clock by default).
 	Clock Clock
 	// UDPIdleTimeout defaults to DefaultUDPIdleTimeout.
@@ -91,6 +99,8 @@ type Proxier struct {
 	mu       sync.Mutex
 	services map[string]*service // by ServicePort.Key
 	hostIP   netip.Addr          // node IP the host chains DNAT to
+	nodeIPs  []netip.Addr        // of the last Sync, for Cleanup's flows
+	ct       conntrack.Cleaner
 }
 
 var (
@@ -100,14 +110,14 @@ var (
 
 // New returns a Proxier that has programmed nothing yet.
 func New(cfg Config) *Proxier {
-	if cfg.Runner == nil {
-		cfg.Runner = ExecRunner{}
+	if cfg.IPTables == nil {
+		cfg.IPTables = &iptrestore.Exec{Backend: hostBackend()}
 	}
 	if cfg.Network == nil {
 		cfg.Network = NewHostNetwork()
 	}
 	if cfg.Conntrack == nil {
-		cfg.Conntrack = NetlinkConntrack{}
+		cfg.Conntrack = conntrack.Netlink{}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
@@ -118,7 +128,29 @@ func New(cfg Config) *Proxier {
 	if len(cfg.DialTimeouts) == 0 {
 		cfg.DialTimeouts = DefaultDialTimeouts
 	}
-	return &Proxier{cfg: cfg, services: map[string]*service{}}
+	p := &Proxier{cfg: cfg, services: map[string]*service{}}
+	p.ct = conntrack.Cleaner{CT: cfg.Conntrack, Live: p.live}
+	return p
+}
+
+// hostBackend is the backend of the host's `iptables` command, legacy when
+// it cannot be told.
+func hostBackend() iptrestore.Backend {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if b, err := iptrestore.DetectBackend(ctx); err == nil {
+		return b
+	}
+	return iptrestore.Legacy
+}
+
+// live reports whether a UDP flow to one of s's frontends ends in its
+// listener: the portal rules translate the destination to the proxy port
+// (on whichever local address), so the reply comes from that port. The
+// caller holds p.mu.
+func (p *Proxier) live(s *state.ServicePort, reply netip.AddrPort) bool {
+	svc := p.services[s.Key()]
+	return svc != nil && reply.Port() == uint16(svc.port)
 }
 
 // Name implements modes.Proxier.
@@ -140,7 +172,6 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 
 	var errs []error
 	want := make(map[string]bool, len(st.Services))
-	var added []*service
 	for i := range st.Services {
 		sp := &st.Services[i]
 		key := sp.Key()
@@ -154,7 +185,6 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 				continue
 			}
 			p.services[key] = svc
-			added = append(added, svc)
 		}
 		svc.update(sp)
 	}
@@ -179,30 +209,12 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 			errs = append(errs, err)
 		}
 		delete(p.services, key)
-		errs = append(errs, p.clearUDP(svc)...)
 	}
-	for _, svc := range added {
-		errs = append(errs, p.clearUDP(svc)...)
+	p.nodeIPs = st.NodeIPs
+	if _, err := p.ct.Synced(ctx, st); err != nil {
+		errs = append(errs, fmt.Errorf("userspace sync of node %s: %w", st.Node, err))
 	}
 	return errors.Join(errs...)
-}
-
-// clearUDP forgets conntrack flows to the VIPs of a UDP service that was
-// added or removed: they carry a NAT (or none) made for another proxy port.
-func (p *Proxier) clearUDP(svc *service) []error {
-	if svc.proto != state.UDP {
-		return nil
-	}
-	svc.mu.Lock()
-	vips := append([]netip.Addr{svc.spec.ClusterIP}, svc.spec.ExternalIPs...)
-	svc.mu.Unlock()
-	var errs []error
-	for _, vip := range vips {
-		if err := p.cfg.Conntrack.ClearUDP(vip); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errs
 }
 
 func (p *Proxier) startService(ctx context.Context, sp *state.ServicePort) (*service, error) {
@@ -277,12 +289,12 @@ func (p *Proxier) portalRules(want map[string]bool) []portalRule {
 }
 
 func (p *Proxier) writeRules(ctx context.Context, want map[string]bool) error {
-	save, err := p.cfg.Runner.SaveNAT(ctx)
+	have, err := saveNAT(ctx, p.cfg.IPTables)
 	if err != nil {
 		return err
 	}
-	data := buildRestore(p.portalRules(want), p.hostIP, parseNAT(save))
-	if err := p.cfg.Runner.Restore(ctx, data); err != nil {
+	data := buildRestore(p.portalRules(want), p.hostIP, have)
+	if err := p.cfg.IPTables.Restore(ctx, data, true, false); err != nil {
 		return fmt.Errorf("write portal rules: %w", err)
 	}
 	return nil
@@ -300,18 +312,22 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		delete(p.services, key)
-		errs = append(errs, p.clearUDP(svc)...)
 	}
+	// With no Service left, every flow to a frontend of the last Sync is
+	// stale.
+	if _, err := p.ct.Synced(ctx, &state.NodeState{Node: p.cfg.Node, NodeIPs: p.nodeIPs}); err != nil {
+		errs = append(errs, err)
+	}
+	p.ct.Reset()
 	if c, ok := p.cfg.Network.(io.Closer); ok {
 		if err := c.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close proxy network: %w", err))
 		}
 	}
-	save, err := p.cfg.Runner.SaveNAT(ctx)
-	if err != nil {
+	if saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, "nat"); err != nil {
 		errs = append(errs, err)
-	} else if data := buildCleanup(parseNAT(save)); data != nil {
-		if err := p.cfg.Runner.Restore(ctx, data); err != nil {
+	} else if data := iptrestore.CleanupInput(saved, owned); data != nil {
+		if err := p.cfg.IPTables.Restore(ctx, data, true, false); err != nil {
 			errs = append(errs, fmt.Errorf("remove userspace chains: %w", err))
 		}
 	}
@@ -383,13 +399,13 @@ func (p *Proxier) ProxyPort(key string) (int, bool) {
 // Dump implements modes.Dumper: the mode's nat rules as iptables-save prints
 // them, then a table of Service port -> proxy port -> endpoints.
 func (p *Proxier) Dump(ctx context.Context) (string, error) {
-	save, err := p.cfg.Runner.SaveNAT(ctx)
+	nat, err := saveNAT(ctx, p.cfg.IPTables)
 	if err != nil {
 		return "", fmt.Errorf("userspace dump of node %s: %w", p.cfg.Node, err)
 	}
 	var b bytes.Buffer
 	b.WriteString("# iptables-save -t nat (userspace chains and jumps)\n*nat\n")
-	for _, l := range parseNAT(save).lines {
+	for _, l := range ownedLines(nat) {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}

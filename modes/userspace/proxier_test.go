@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
 	"github.com/svcsim/svcsim/modes/userspace"
 	"github.com/svcsim/svcsim/sim/state"
 )
@@ -68,24 +69,24 @@ COMMIT
 `, web, dns)
 	restores := nat.Restores()
 	require.Len(t, restores, 1)
-	require.Equal(t, want, string(restores[0]))
+	require.Equal(t, want, string(restores[0].Data))
 
 	// A second, identical Sync writes the same rules but no second set of
 	// jumps, and keeps both listeners.
 	require.NoError(t, p.Sync(ctx, st))
 	restores = nat.Restores()
 	require.Len(t, restores, 2)
-	require.NotContains(t, string(restores[1]), "PREROUTING")
+	require.NotContains(t, string(restores[1].Data), "PREROUTING")
 	web2, _ := p.ProxyPort(webKey)
 	require.Equal(t, web, web2)
-	require.Len(t, nat.Rules("PREROUTING"), 2)
-	require.Len(t, nat.Rules("KUBE-PORTALS-CONTAINER"), 3)
+	require.Len(t, nat.Rules("nat", "PREROUTING"), 2)
+	require.Len(t, nat.Rules("nat", "KUBE-PORTALS-CONTAINER"), 3)
 
 	// Without a node IP, host traffic is REDIRECTed.
 	st2 := makeState(st.Services...)
 	st2.NodeIPs = nil
 	require.NoError(t, p.Sync(ctx, st2))
-	require.Contains(t, nat.Rules("KUBE-PORTALS-HOST"),
+	require.Contains(t, nat.Rules("nat", "KUBE-PORTALS-HOST"),
 		fmt.Sprintf(`-A KUBE-PORTALS-HOST -d 10.96.0.20/32 -p tcp -m comment --comment "default/web:p" -m tcp --dport 80 -j REDIRECT --to-ports %d`, web))
 }
 
@@ -264,15 +265,19 @@ func (c *testClock) Advance(d time.Duration) {
 }
 
 func TestUDPSessionsReplyToTheRightClient(t *testing.T) {
-	cts := &recordingConntrack{}
+	cts := &conntracktest.Fake{}
 	p, _ := newLoopbackProxier(t, func(c *userspace.Config) {
 		c.UDPIdleTimeout = 5 * time.Second
 		c.Conntrack = cts
 	})
 	b1, b2 := startUDPBackend(t, "u1"), startUDPBackend(t, "u2")
 	st := makeState(makeService("dns", state.UDP, dnsIP, 53, withEndpoints(b1.AddrPort(), b2.AddrPort())))
+	// A flow to the VIP from before the Service existed was never
+	// translated: it is stale once the Service has its listener.
+	untranslated := conntracktest.Flow{Proto: "udp", OrigDst: netip.AddrPortFrom(dnsIP, 53), ReplySrc: netip.AddrPortFrom(dnsIP, 53)}
+	cts.Add(untranslated)
 	require.NoError(t, p.Sync(ctx, st))
-	require.Equal(t, []netip.Addr{dnsIP}, cts.Cleared(), "stale UDP flows to a new VIP are cleared")
+	require.Empty(t, cts.Flows(), "stale UDP flows to a new VIP are cleared")
 	addr := proxyAddr(t, p, dnsKey)
 	first := st.Services[0].Endpoints[0]
 	wantFirst := "u1"
@@ -324,7 +329,7 @@ func TestUDPSessionIdleTimeout(t *testing.T) {
 }
 
 func TestSyncIsIncremental(t *testing.T) {
-	cts := &recordingConntrack{}
+	cts := &conntracktest.Fake{}
 	p, nat := newLoopbackProxier(t, func(c *userspace.Config) { c.Conntrack = cts })
 	b1, b2, b3 := startTCPBackend(t, "b1"), startTCPBackend(t, "b2"), startTCPBackend(t, "b3")
 	u1 := startUDPBackend(t, "u1")
@@ -335,6 +340,9 @@ func TestSyncIsIncremental(t *testing.T) {
 	require.NoError(t, p.Sync(ctx, makeState(web(b1.AddrPort()), dns)))
 	webPort, _ := p.ProxyPort(webKey)
 	dnsPort, _ := p.ProxyPort(dnsKey)
+	// A flow through the portal ends in the listener: it is not stale.
+	toListener := conntracktest.Flow{Proto: "udp", OrigDst: netip.AddrPortFrom(dnsIP, 53), ReplySrc: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.11"), uint16(dnsPort))}
+	cts.Add(toListener)
 
 	// A long-lived connection to b1.
 	c, err := net.Dial("tcp4", proxyAddr(t, p, webKey))
@@ -345,6 +353,9 @@ func TestSyncIsIncremental(t *testing.T) {
 	line, err := r.ReadString('\n')
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(line, "b1 "))
+
+	require.NoError(t, p.Sync(ctx, makeState(web(b1.AddrPort()), dns)))
+	require.Equal(t, []conntracktest.Flow{toListener}, cts.Flows(), "a flow to the listener stays")
 
 	// Replace b1 by b2 and b3: same listener, the connection to b1 keeps
 	// working, new connections only go to b2 and b3.
@@ -370,10 +381,10 @@ func TestSyncIsIncremental(t *testing.T) {
 	pc, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", dnsPort))
 	require.NoError(t, err, "the removed Service's port is free again")
 	require.NoError(t, pc.Close())
-	for _, r := range nat.Rules("KUBE-PORTALS-CONTAINER") {
+	for _, r := range nat.Rules("nat", "KUBE-PORTALS-CONTAINER") {
 		require.NotContains(t, r, "udp")
 	}
-	require.Equal(t, []netip.Addr{dnsIP, dnsIP}, cts.Cleared())
+	require.Empty(t, cts.Flows(), "the removed Service's flows are cleared")
 	port, _ = p.ProxyPort(webKey)
 	require.Equal(t, webPort, port)
 
@@ -384,7 +395,7 @@ func TestSyncIsIncremental(t *testing.T) {
 	require.Error(t, err)
 	_, err = io.ReadAll(r)
 	require.NoError(t, err, "the connection ends with EOF")
-	require.Empty(t, nat.Rules("KUBE-PORTALS-CONTAINER"))
+	require.Empty(t, nat.Rules("nat", "KUBE-PORTALS-CONTAINER"))
 	require.Empty(t, p.ServicePorts())
 	requireNoProxyGoroutines(t)
 }
@@ -406,7 +417,7 @@ func TestFailedRuleWriteKeepsRemovedServiceRunning(t *testing.T) {
 
 func TestCleanupRemovesEverything(t *testing.T) {
 	p, nat := newLoopbackProxier(t)
-	nat.Seed("PREROUTING", `-m comment --comment "someone else" -j ACCEPT`)
+	require.NoError(t, nat.AddRule("nat", "PREROUTING", "-m", "comment", "--comment", "someone else", "-j", "ACCEPT"))
 	b := startTCPBackend(t, "b1")
 	u := startUDPBackend(t, "u1")
 	require.NoError(t, p.Sync(ctx, makeState(
@@ -428,9 +439,9 @@ func TestCleanupRemovesEverything(t *testing.T) {
 
 	require.NoError(t, p.Cleanup(ctx))
 	requireNoProxyGoroutines(t)
-	require.Empty(t, nat.Chains())
-	require.Equal(t, []string{`-A PREROUTING -m comment --comment "someone else" -j ACCEPT`}, nat.Rules("PREROUTING"))
-	require.Empty(t, nat.Rules("OUTPUT"))
+	require.Empty(t, nat.Chains("nat"))
+	require.Equal(t, []string{`-A PREROUTING -m comment --comment "someone else" -j ACCEPT`}, nat.Rules("nat", "PREROUTING"))
+	require.Empty(t, nat.Rules("nat", "OUTPUT"))
 	require.NoError(t, p.Cleanup(ctx), "Cleanup twice is fine")
 	require.Len(t, nat.Restores(), 2, "the second Cleanup found nothing to remove")
 

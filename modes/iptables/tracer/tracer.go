@@ -21,7 +21,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/svcsim/svcsim/modes/iptables/ruleset"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 )
 
 // Packet is the first packet of a new connection.

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/svcsim/svcsim/modes/iptables/ruleset"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 )
 
 func TestMarkTargets(t *testing.T) {

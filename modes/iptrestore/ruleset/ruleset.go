@@ -59,11 +59,25 @@ func (r Rule) String() string {
 	var b strings.Builder
 	b.WriteString("-A ")
 	b.WriteString(r.Chain)
-	for _, a := range r.Args {
+	for i, a := range r.Args {
 		b.WriteByte(' ')
-		b.WriteString(Quote(a))
+		if i > 0 && r.Args[i-1] == "--comment" {
+			b.WriteString(QuoteString(a))
+		} else {
+			b.WriteString(Quote(a))
+		}
 	}
 	return b.String()
+}
+
+// QuoteString returns a string argument (a comment) as iptables-save prints
+// it: bare when it holds only letters, digits, '_' and '-', else in double
+// quotes.
+func QuoteString(w string) string {
+	if w != "" && strings.Trim(w, "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" {
+		return w
+	}
+	return `"` + w + `"`
 }
 
 // Quote returns w as iptables-save prints a word: in double quotes when it

@@ -1,4 +1,6 @@
-package iptablestest
+// Package conntracktest provides Fake, an in-memory conntrack table for
+// tests of the datapaths' stale-entry cleanup.
+package conntracktest
 
 import (
 	"context"
@@ -7,30 +9,29 @@ import (
 	"sync"
 )
 
-// Flow is a conntrack entry as FakeConntrack models it.
+// Flow is a conntrack entry as Fake models it.
 type Flow struct {
 	Proto    string // "udp" or "tcp"
 	OrigDst  netip.AddrPort
 	ReplySrc netip.AddrPort
 }
 
-// FakeConntrack is an in-memory conntrack table implementing the mode's
-// Conntrack interface.
-type FakeConntrack struct {
+// Fake is an in-memory conntrack table implementing conntrack.Interface.
+type Fake struct {
 	mu    sync.Mutex
 	flows []Flow
 	calls int
 }
 
 // Add puts flows into the table.
-func (f *FakeConntrack) Add(flows ...Flow) {
+func (f *Fake) Add(flows ...Flow) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.flows = append(f.flows, flows...)
 }
 
 // DeleteUDP deletes the UDP flows stale reports as stale.
-func (f *FakeConntrack) DeleteUDP(ctx context.Context, stale func(origDst, replySrc netip.AddrPort) bool) (int, error) {
+func (f *Fake) DeleteUDP(ctx context.Context, stale func(origDst, replySrc netip.AddrPort) bool) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -43,14 +44,14 @@ func (f *FakeConntrack) DeleteUDP(ctx context.Context, stale func(origDst, reply
 }
 
 // Flows returns the table.
-func (f *FakeConntrack) Flows() []Flow {
+func (f *Fake) Flows() []Flow {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.flows)
 }
 
 // Calls counts DeleteUDP calls.
-func (f *FakeConntrack) Calls() int {
+func (f *Fake) Calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls

@@ -1,4 +1,15 @@
-package iptables
+// Package iptrestore is the one way svcsim's datapaths reach iptables: the
+// whole desired ruleset of a sync goes to the kernel with one
+// iptables-restore run, on the node's configured backend (legacy or nft),
+// and what is there is read with iptables-save. The iptables, IPVS and
+// userspace modes share it the way kube-proxy's proxiers share
+// pkg/util/iptables. Package ruleset models the tables in memory,
+// iptrestoretest.Fake is an Interface on that model, and Jump and
+// CleanupInput are the rule shapes every mode writes.
+//
+// Commands run in the network namespace of the calling thread: call them
+// from the node's proxy process or inside netns.NS.Do.
+package iptrestore
 
 import (
 	"bytes"
@@ -9,12 +20,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// Runner is the mode's only way to the kernel. The exec implementation runs
-// the iptables tools in the network namespace of the calling thread;
-// iptablestest.Fake is an in-memory one.
-type Runner interface {
+// Interface is a datapath's only way to iptables. Exec runs the real tools
+// in the network namespace of the calling thread; iptrestoretest.Fake is an
+// in-memory one.
+type Interface interface {
 	// Restore feeds data to iptables-restore (one transaction per table);
 	// noFlush keeps what the input does not mention (--noflush), counters
 	// passes --counters.
@@ -70,15 +82,42 @@ func DetectBackend(ctx context.Context) (Backend, error) {
 	return BackendOf(string(out))
 }
 
-// ExecRunner runs a backend's iptables-restore/-save binaries. The commands
+// NodeBackend returns the backend a node is configured with: configured when
+// set ("legacy" or "nft", modes.Options.IPTablesBackend), else the one the
+// host's `iptables` command uses.
+func NodeBackend(ctx context.Context, configured string) (Backend, error) {
+	if configured != "" {
+		b := Backend(configured)
+		if !b.valid() {
+			return "", fmt.Errorf("unknown iptables backend %q (want %q or %q)", configured, Legacy, NFT)
+		}
+		return b, nil
+	}
+	return DetectBackend(ctx)
+}
+
+// NewNode returns an Exec for the node's configured backend (NodeBackend).
+func NewNode(configured string) (*Exec, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := NodeBackend(ctx, configured)
+	if err != nil {
+		return nil, err
+	}
+	return NewExec(b)
+}
+
+// Exec runs a backend's iptables-restore/-save binaries. The commands
 // inherit the network namespace of the calling thread: call it from the node's
 // process or inside netns.NS.Do.
-type ExecRunner struct {
+type Exec struct {
 	Backend Backend
 }
 
-// NewExecRunner checks that the backend's binaries are installed.
-func NewExecRunner(b Backend) (*ExecRunner, error) {
+var _ Interface = (*Exec)(nil)
+
+// NewExec checks that the backend's binaries are installed.
+func NewExec(b Backend) (*Exec, error) {
 	if !b.valid() {
 		return nil, fmt.Errorf("unknown iptables backend %q (want %q or %q)", b, Legacy, NFT)
 	}
@@ -88,11 +127,11 @@ func NewExecRunner(b Backend) (*ExecRunner, error) {
 			return nil, fmt.Errorf("iptables backend %s: %w", b, err)
 		}
 	}
-	return &ExecRunner{Backend: b}, nil
+	return &Exec{Backend: b}, nil
 }
 
 // Restore runs `iptables-<backend>-restore -w [--noflush] [--counters]`.
-func (r *ExecRunner) Restore(ctx context.Context, data []byte, noFlush, counters bool) error {
+func (r *Exec) Restore(ctx context.Context, data []byte, noFlush, counters bool) error {
 	_, bin, _ := r.Backend.Binaries()
 	args := []string{"-w"}
 	if noFlush {
@@ -112,7 +151,7 @@ func (r *ExecRunner) Restore(ctx context.Context, data []byte, noFlush, counters
 }
 
 // Save runs `iptables-<backend>-save -t table`.
-func (r *ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
+func (r *Exec) Save(ctx context.Context, table string) ([]byte, error) {
 	_, _, bin := r.Backend.Binaries()
 	cmd := exec.CommandContext(ctx, bin, "-t", table)
 	var stderr bytes.Buffer
@@ -125,7 +164,7 @@ func (r *ExecRunner) Save(ctx context.Context, table string) ([]byte, error) {
 }
 
 // Version runs `iptables-<backend> --version`.
-func (r *ExecRunner) Version(ctx context.Context) (string, error) {
+func (r *Exec) Version(ctx context.Context) (string, error) {
 	bin, _, _ := r.Backend.Binaries()
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {

@@ -1,8 +1,10 @@
-// Package iptablestest provides Fake, an in-memory iptables for tests of the
-// iptables proxy mode: it implements the mode's Runner interface on a
-// ruleset.Ruleset, so restore input is checked the way iptables-restore checks
-// it and Save prints what the kernel would hold.
-package iptablestest
+// Package iptrestoretest provides Fake, an in-memory iptables for tests of
+// every datapath that writes iptables rules: it implements
+// iptrestore.Interface on a ruleset.Ruleset, so restore input is checked the
+// way iptables-restore checks it (a failure quotes the input lines around
+// the bad one, as iptrestore.RestoreError does for the real tool) and Save
+// prints what the kernel would hold.
+package iptrestoretest
 
 import (
 	"context"
@@ -10,8 +12,11 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/svcsim/svcsim/modes/iptables/ruleset"
+	"github.com/svcsim/svcsim/modes/iptrestore"
+	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 )
+
+var _ iptrestore.Interface = (*Fake)(nil)
 
 // Restore is one recorded call of Fake.Restore.
 type Restore struct {
@@ -28,6 +33,7 @@ type Fake struct {
 	saves    int
 	// failNext makes the next n Restore calls fail without applying.
 	failNext int
+	failErr  error
 	version  string
 }
 
@@ -50,10 +56,13 @@ func (f *Fake) Restore(ctx context.Context, data []byte, noFlush, counters bool)
 	f.restores = append(f.restores, Restore{Data: slices.Clone(data), NoFlush: noFlush, Counters: counters})
 	if f.failNext > 0 {
 		f.failNext--
+		if f.failErr != nil {
+			return f.failErr
+		}
 		return fmt.Errorf("iptables-restore (fake): injected failure")
 	}
 	if err := f.rs.Restore(data, noFlush); err != nil {
-		return fmt.Errorf("iptables-restore (fake): %w", err)
+		return &iptrestore.RestoreError{Cmd: "iptables-restore (fake)", Err: err, Stderr: err.Error(), Input: slices.Clone(data)}
 	}
 	return nil
 }
@@ -76,7 +85,45 @@ func (f *Fake) Version(ctx context.Context) (string, error) { return f.version, 
 func (f *Fake) FailNextRestores(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failNext = n
+	f.failNext, f.failErr = n, nil
+}
+
+// FailNextRestore makes the next Restore call return err (and change
+// nothing), as the real tool does when the xtables lock is held.
+func (f *Fake) FailNextRestore(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext, f.failErr = 1, err
+}
+
+// Rules returns the rules of a chain as iptables-save prints them
+// ("-A chain ...").
+func (f *Fake) Rules(table, chain string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.rs.Table(table).Chain(chain)
+	if c == nil {
+		return nil
+	}
+	out := make([]string, 0, len(c.Rules))
+	for _, r := range c.Rules {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+// Chains lists the user-defined chains of a table, sorted.
+func (f *Fake) Chains(table string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	t := f.rs.Table(table)
+	for _, n := range t.ChainNames() {
+		if !t.Chains[n].Builtin {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Restores returns the recorded Restore calls, oldest first.
