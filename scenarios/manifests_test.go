@@ -90,3 +90,41 @@ spec:
         - name: myhttp
           image: myhttp:v2
 `
+
+// udpEchoApp is a Deployment of UDP echo servers (port 5353) behind the
+// Service echo-udp (port 53).
+func udpEchoApp(replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+spec:
+  replicas: %d
+  selector:
+    matchLabels:
+      app: echo
+  template:
+    metadata:
+      labels:
+        app: echo
+    spec:
+      containers:
+        - name: echo
+          image: echo
+          ports:
+            - containerPort: 5353
+              protocol: UDP
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo-udp
+spec:
+  selector:
+    app: echo
+  ports:
+    - protocol: UDP
+      port: 53
+      targetPort: 5353
+`, replicas)
+}

@@ -144,40 +144,7 @@ func TestMultiPortService(t *testing.T) {
 // node's for the userspace proxy, which opens its own connections).
 func TestUDPService(t *testing.T) {
 	sc := harness.Scenario{Name: "udp", Title: "UDP through a ClusterIP", Group: results.GroupProxyModes}
-	const udpApp = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: echo
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: echo
-  template:
-    metadata:
-      labels:
-        app: echo
-    spec:
-      containers:
-        - name: echo
-          image: echo
-          ports:
-            - containerPort: 5353
-              protocol: UDP
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: echo-udp
-spec:
-  selector:
-    app: echo
-  ports:
-    - protocol: UDP
-      port: 53
-      targetPort: 5353
-`
-	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), udpApp}}, func(h *harness.H) {
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), udpEchoApp(3)}}, func(h *harness.H) {
 		vip := clusterIP(h, "echo-udp")
 		c := client(h, "client")
 		clientPod := h.CP.Topology().Pod("default/client")

@@ -3,10 +3,12 @@ package iptables_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -228,7 +230,8 @@ func (noConntrack) DeleteUDP(context.Context, func(netip.AddrPort, netip.AddrPor
 	return 0, nil
 }
 
-// serveUDP answers every datagram to addr (in ns) with reply.
+// serveUDP answers every datagram to addr (in ns) with reply, followed by
+// the datagram.
 func serveUDP(t *testing.T, ns *netns.NS, addr, reply string) {
 	t.Helper()
 	var pc net.PacketConn
@@ -240,29 +243,41 @@ func serveUDP(t *testing.T, ns *netns.NS, addr, reply string) {
 	go func() {
 		buf := make([]byte, 64)
 		for {
-			_, from, err := pc.ReadFrom(buf)
+			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				return
 			}
-			_, _ = pc.WriteTo([]byte(reply), from)
+			_, _ = pc.WriteTo([]byte(reply+" "+string(buf[:n])), from)
 		}
 	}()
 }
 
 // askUDP sends one datagram on c and returns the answer ("" on timeout),
-// retrying a few times since UDP may drop.
+// retrying a few times since UDP may drop. Each try carries its own token,
+// and answers to earlier ones (late after a neighbour lookup, say) are
+// skipped, so they cannot pass for the answer to this one.
 func askUDP(t *testing.T, c net.Conn) string {
 	t.Helper()
 	buf := make([]byte, 64)
 	for range 3 {
-		if _, err := c.Write([]byte("?")); err != nil {
+		udpTries++
+		token := fmt.Sprintf("?%d", udpTries)
+		if _, err := c.Write([]byte(token)); err != nil {
 			t.Fatalf("udp write: %v", err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := c.Read(buf)
-		if err == nil {
-			return string(buf[:n])
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				break
+			}
+			if reply, got, _ := strings.Cut(string(buf[:n]), " "); got == token {
+				return reply
+			}
 		}
 	}
 	return ""
 }
+
+// udpTries numbers askUDP's datagrams.
+var udpTries int

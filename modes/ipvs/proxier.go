@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipset"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
@@ -107,6 +108,9 @@ type Config struct {
 	IPTables  iptrestore.Interface
 	// Sysctl, when set, gets the IPVS sysctls on the first sync.
 	Sysctl Sysctl
+	// Conntrack deletes stale UDP conntrack entries after each sync
+	// (NewReal: conntrack.Netlink; nil deletes none).
+	Conntrack conntrack.Interface
 	// IPVSAdm is the ipvsadm binary Dump runs; empty renders the table
 	// from IPVS instead.
 	IPVSAdm string
@@ -128,6 +132,8 @@ const (
 	OpIPSetDel       = "ipset-del-entry"
 	OpIPTablesSave   = "iptables-save"
 	OpIPTablesRestor = "iptables-restore"
+	// OpConntrackDelete counts stale UDP conntrack entries deleted.
+	OpConntrackDelete = "conntrack-delete"
 )
 
 // SyncStats describe one Sync.
@@ -177,6 +183,7 @@ type Proxier struct {
 	rulesText   []byte                     // iptables text written; nil = unknown
 	sysctlsDone bool
 	last        SyncStats
+	ct          conntrack.Cleaner
 
 	reapStop chan struct{}
 	reapDone chan struct{}
@@ -207,6 +214,7 @@ func New(cfg Config) (*Proxier, error) {
 		full:        true,
 		terminating: map[ipvsutil.Key]*terminatingVS{},
 		nodeIPs:     map[netip.Addr]bool{},
+		ct:          conntrack.Cleaner{CT: cfg.Conntrack},
 	}, nil
 }
 
@@ -234,6 +242,7 @@ func NewReal(o modes.Options) (*Proxier, error) {
 		Node: o.Node, Scheduler: o.Scheduler,
 		IPVS: iv, Links: nd, IPSet: &ipset.Exec{}, IPTables: ipt,
 		Sysctl: ProcSysctl{}, IPVSAdm: "ipvsadm", ReapInterval: 5 * time.Second,
+		Conntrack: conntrack.Netlink{},
 	})
 	if err != nil {
 		iv.Close()
@@ -311,6 +320,15 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		// Trust nothing remembered: read and rewrite everything next time.
 		p.full, p.setsApplied, p.rulesText = true, nil, nil
 		err = fmt.Errorf("ipvs sync on %s: %w", p.cfg.Node, err)
+	}
+	if err == nil {
+		var n int
+		if n, err = p.ct.Synced(ctx, st); err != nil {
+			err = fmt.Errorf("ipvs sync on %s: rules written, but: %w", p.cfg.Node, err)
+		}
+		if n > 0 {
+			ops[OpConntrackDelete] = n
+		}
 	}
 	p.last = SyncStats{Duration: time.Since(start), Ops: ops}
 	if err == nil && p.cfg.ReapInterval > 0 && p.reapStop == nil {
@@ -688,6 +706,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.stopReaper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.ct.Reset()
 	var errs []error
 	owned := map[netip.Addr]bool{}
 	for ip := range p.nodeIPs {

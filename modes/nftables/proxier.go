@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -65,6 +66,9 @@ type Config struct {
 	// AlwaysFullSync turns partial syncs off: every Sync rebuilds the whole
 	// table (to compare the two, or to rule the partial sync out).
 	AlwaysFullSync bool
+	// Conntrack deletes stale UDP conntrack entries after each sync;
+	// NewKernel sets conntrack.Netlink, nil (tests on a fake) deletes none.
+	Conntrack conntrack.Interface
 }
 
 // SyncStats describes the last Sync that ran a transaction (or found there
@@ -79,6 +83,8 @@ type SyncStats struct {
 	Changed int
 	// Removed is the number of stale chains deleted.
 	Removed int
+	// ConntrackDeleted is the number of stale UDP conntrack entries deleted.
+	ConntrackDeleted int
 	// Duration is the wall time of Sync, building included.
 	Duration time.Duration
 }
@@ -101,6 +107,7 @@ type Proxier struct {
 	applied map[string]*servicePlan // by ServicePort.Key
 	elems   map[elemID]elemState
 	last    SyncStats
+	ct      conntrack.Cleaner
 }
 
 var (
@@ -111,7 +118,7 @@ var (
 // New returns a Proxier that programs nft. With a *knftables.Fake, Dump
 // returns the fake's dump; otherwise it runs `nft list table ip kube-proxy`.
 func New(nft knftables.Interface, cfg Config) *Proxier {
-	p := &Proxier{nft: nft, cfg: cfg, needFull: true}
+	p := &Proxier{nft: nft, cfg: cfg, needFull: true, ct: conntrack.Cleaner{CT: cfg.Conntrack}}
 	if f, ok := nft.(*knftables.Fake); ok {
 		p.list = func(context.Context) (string, error) { return f.Dump(), nil }
 	} else {
@@ -126,6 +133,9 @@ func NewKernel(cfg Config) (*Proxier, error) {
 	nft, err := knftables.New(knftables.IPv4Family, tableName)
 	if err != nil {
 		return nil, fmt.Errorf("nftables on node %s: %w", cfg.Node, err)
+	}
+	if cfg.Conntrack == nil {
+		cfg.Conntrack = conntrack.Netlink{}
 	}
 	return New(nft, cfg), nil
 }
@@ -320,7 +330,12 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 	if full {
 		p.baseRecreated = true
 	}
-	p.last = SyncStats{Full: full, Ops: ops, Changed: len(changed), Removed: len(staleChains), Duration: time.Since(start)}
+	deleted, err := p.ct.Synced(ctx, st)
+	p.last = SyncStats{Full: full, Ops: ops, Changed: len(changed), Removed: len(staleChains),
+		ConntrackDeleted: deleted, Duration: time.Since(start)}
+	if err != nil {
+		return fmt.Errorf("nftables sync on node %s: table written, but: %w", p.cfg.Node, err)
+	}
 	return nil
 }
 
@@ -402,6 +417,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.baseRecreated = false
 	p.applied = nil
 	p.elems = nil
+	p.ct.Reset()
 	return nil
 }
 
