@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/topology/topotest"
 )
 
@@ -15,7 +16,7 @@ import (
 // kube-proxy does for hairpin traffic), and the node itself reaches a
 // service address.
 func TestServiceDatapathSupport(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	ipt, err := exec.LookPath("iptables")
 	if err != nil {
 		t.Skip("iptables not installed")

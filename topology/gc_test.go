@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/topology"
@@ -118,7 +119,7 @@ func alive(pid int) bool {
 // process of its run, and the run directory, while a live topology in the
 // same root is left alone.
 func TestGCAfterKill9(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	live := topotest.NewTestTopology(t, 1)
 	if _, err := live.AddPod(context.Background(), podA); err != nil {
 		t.Fatal(err)
@@ -181,7 +182,7 @@ func TestGCAfterKill9(t *testing.T) {
 // A namespace with a run prefix but no run directory is an orphan: GC
 // removes it unless a live process holds it open.
 func TestGCOrphanNamespace(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	name := "svs0000ff-orphan"
 	ns, err := netns.New(name)
 	if err != nil {
@@ -207,7 +208,7 @@ func TestGCOrphanNamespace(t *testing.T) {
 }
 
 func TestCloseLeavesNothing(t *testing.T) {
-	run := topotest.NewRun(t)
+	run := privtest.NewRun(t)
 	topo, err := topology.Build(context.Background(), topology.DefaultSpec(run, 2))
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +293,7 @@ func TestTwoTopologies(t *testing.T) {
 
 // A Build that fails half-way removes what it made.
 func TestBuildFailureUndoes(t *testing.T) {
-	run := topotest.NewRun(t)
+	run := privtest.NewRun(t)
 	// Occupy node2's namespace name so Build fails after node1.
 	blocker, err := netns.New(topology.NodeNSName(run.ID, "node2"))
 	if err != nil {
@@ -321,7 +322,7 @@ func TestBuildFailureUndoes(t *testing.T) {
 // RemoveRun removes a live run of another process, owner included, and
 // nothing else.
 func TestRemoveRunLive(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	other := topotest.NewTestTopology(t, 1)
 	cmd, id, recorded, unrecorded := startCrashChild(t)
 	removed, err := topology.RemoveRun(context.Background(), id)

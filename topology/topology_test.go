@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/topology"
 	"github.com/svcsim/svcsim/topology/hostcheck"
 	"github.com/svcsim/svcsim/topology/topotest"
@@ -348,7 +349,7 @@ func TestAddPodRejects(t *testing.T) {
 // Building, using and closing a topology leaves the host's links, addresses,
 // routes, rules and rulesets exactly as they were.
 func TestHostUntouched(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	before, err := hostcheck.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +359,7 @@ func TestHostUntouched(t *testing.T) {
 			t.Logf("%s: %s", k, v)
 		}
 	}
-	run := topotest.NewRun(t)
+	run := privtest.NewRun(t)
 	start := time.Now()
 	topo, err := topology.Build(context.Background(), topology.DefaultSpec(run, 2))
 	if err != nil {
@@ -397,9 +398,9 @@ func TestHostUntouched(t *testing.T) {
 // Pods' servers are goroutines of this process: RemovePod and Close must end
 // all of them, open connections included.
 func TestNoGoroutineLeak(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	base := runtime.NumGoroutine()
-	run := topotest.NewRun(t)
+	run := privtest.NewRun(t)
 	topo, err := topology.Build(context.Background(), topology.DefaultSpec(run, 2))
 	if err != nil {
 		t.Fatal(err)
@@ -439,7 +440,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 // underlay that nodes reach directly and pods reach without NAT; Close
 // removes it.
 func TestControlPlaneNamespace(t *testing.T) {
-	spec := topology.DefaultSpec(topotest.NewRun(t), 2)
+	spec := topology.DefaultSpec(privtest.NewRun(t), 2)
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
 	topo := topotest.Build(t, spec)
 	cp := topo.ControlPlane()

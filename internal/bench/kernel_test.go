@@ -12,18 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/sim/state"
 	"github.com/svcsim/svcsim/topology"
 )
-
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: run with sudo go test ./internal/bench/")
-	}
-}
 
 // leftovers lists the namespaces whose names start with the run's ID.
 func leftovers(t *testing.T, runID string) []string {
@@ -42,7 +36,7 @@ func leftovers(t *testing.T, runID string) []string {
 // TestRunKernel runs a tiny sweep on every datapath this kernel offers and
 // checks that each produced its figures, files and nothing left behind.
 func TestRunKernel(t *testing.T) {
-	requireRoot(t)
+	privtest.RequireRoot(t)
 	c := Quick()
 	c.Services = []int{50, 200}
 	c.Reps, c.Changes, c.IPVSFloorReps = 2, 2, 3
@@ -125,7 +119,7 @@ func TestRunKernel(t *testing.T) {
 //
 //	sudo go test -run '^$' -bench EndpointChange ./internal/bench/
 func BenchmarkEndpointChange(b *testing.B) {
-	requireRoot(b)
+	privtest.RequireRoot(b)
 	run, err := rundir.New()
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = run.Remove() })

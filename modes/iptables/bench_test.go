@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes/iptables"
 	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/sim/state"
@@ -36,7 +37,7 @@ func flipEndpoint(svcs []state.ServicePort, i int) *state.NodeState {
 // both backends. Besides ns/op it reports the restore input's size and the
 // time spent in iptables-restore and (full syncs) iptables-save.
 func BenchmarkKernelSync(b *testing.B) {
-	requireRoot(b)
+	privtest.RequireRoot(b)
 	ctx := context.Background()
 	for _, backend := range []iptrestore.Backend{iptrestore.Legacy, iptrestore.NFT} {
 		_, restore, _ := backend.Binaries()
@@ -49,7 +50,7 @@ func BenchmarkKernelSync(b *testing.B) {
 				if _, err := exec.LookPath(restore); err != nil {
 					b.Skipf("backend %s: %s not installed", backend, restore)
 				}
-				ns := newNS(b)
+				ns := privtest.NS(b, "bench")
 				p, err := iptables.New(iptables.Config{Backend: backend, AlwaysFullSync: full})
 				if err != nil {
 					b.Fatal(err)

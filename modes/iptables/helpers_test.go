@@ -11,6 +11,7 @@ import (
 	"github.com/svcsim/svcsim/modes/iptables"
 	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
+	"github.com/svcsim/svcsim/modes/modetest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -30,18 +31,7 @@ const (
 )
 
 // makeState returns node1's state holding the given service ports.
-func makeState(svcs ...state.ServicePort) *state.NodeState {
-	st := &state.NodeState{
-		Node:        "node1",
-		NodeIPs:     []netip.Addr{netip.MustParseAddr(node1IP)},
-		PodCIDR:     netip.MustParsePrefix("10.244.1.0/24"),
-		ClusterCIDR: netip.MustParsePrefix(clusterCIDR),
-		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		Services:    svcs,
-	}
-	st.Sort()
-	return st
-}
+func makeState(svcs ...state.ServicePort) *state.NodeState { return modetest.NodeState(svcs...) }
 
 // makeService returns a TCP service port ns/name at ip:port, changed by the
 // mutators (kube-proxy's makeTestService style).

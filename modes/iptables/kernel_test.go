@@ -1,12 +1,8 @@
 package iptables_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -14,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes/iptables"
 	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
@@ -21,32 +18,6 @@ import (
 )
 
 // Tests in this file program the real kernel, in namespaces they create.
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: run with sudo go test ./modes/iptables/...")
-	}
-}
-
-// newNS creates a namespace named svsit-<random> and deletes it in cleanup.
-func newNS(t testing.TB) *netns.NS {
-	t.Helper()
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.New("svsit-" + hex.EncodeToString(b[:]))
-	if err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Delete(); err != nil {
-			t.Errorf("delete namespace %s: %v", ns.Name(), err)
-		}
-	})
-	return ns
-}
 
 // forEachBackend runs f for both backends, skipping one whose tools are not
 // installed.
@@ -65,36 +36,6 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b iptrestore.Backend)) {
 }
 
 var saveNoise = regexp.MustCompile(`(?m)^#.*\n|\[\d+:\d+\]`)
-
-// hostRuleset prints the host's iptables (both backends) without comments
-// and counters. It lists only tables that already exist: `-t` would make the
-// legacy backend create one in the host.
-func hostRuleset(t testing.TB) string {
-	t.Helper()
-	var all bytes.Buffer
-	for _, bin := range []string{"iptables-legacy-save", "iptables-nft-save"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			continue
-		}
-		out, err := exec.Command(bin).Output()
-		if err != nil {
-			t.Fatalf("%s in the host namespace: %v", bin, err)
-		}
-		all.WriteString("== " + bin + "\n")
-		all.Write(saveNoise.ReplaceAll(out, nil))
-	}
-	return all.String()
-}
-
-// checkHostUntouched fails the test if the host's iptables changed by its end.
-func checkHostUntouched(t *testing.T) {
-	before := hostRuleset(t)
-	t.Cleanup(func() {
-		if after := hostRuleset(t); after != before {
-			t.Errorf("host iptables changed:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
-}
 
 // kernelTables returns nat and filter of the namespace as iptables-save
 // prints them, without comments and counters.
@@ -143,11 +84,10 @@ func representativeState() *state.NodeState {
 }
 
 func TestKernelSyncIdempotentAndCleanup(t *testing.T) {
-	requireRoot(t)
-	checkHostUntouched(t)
+	privtest.HostUntouched(t)
 	forEachBackend(t, func(t *testing.T, b iptrestore.Backend) {
 		ctx := context.Background()
-		ns := newNS(t)
+		ns := privtest.NS(t, "node")
 		p, err := iptables.New(iptables.Config{Backend: b, Node: "node1"})
 		if err != nil {
 			t.Fatal(err)

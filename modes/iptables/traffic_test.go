@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/modes/iptables"
 	"github.com/svcsim/svcsim/modes/iptrestore"
@@ -29,11 +30,10 @@ import (
 // The node namespace holds the rules and forwards; the server answers every
 // TCP connection with the address it sees the client as.
 func TestKernelTraffic(t *testing.T) {
-	requireRoot(t)
-	checkHostUntouched(t)
+	privtest.HostUntouched(t)
 	forEachBackend(t, func(t *testing.T, b iptrestore.Backend) {
 		ctx := context.Background()
-		node, client, server := newNS(t), newNS(t), newNS(t)
+		node, client, server := privtest.NS(t, "node"), privtest.NS(t, "client"), privtest.NS(t, "server")
 		link(t, node, client, "nc0", "10.244.1.1/24", "10.244.1.2/24")
 		link(t, node, server, "ns0", "10.244.2.1/24", "10.244.2.2/24")
 		must(t, node.Do(func() error {
@@ -173,8 +173,7 @@ func dial(ns *netns.NS, addr string) (string, error) {
 // service's endpoint changes: with conntrack cleanup it reaches the new
 // endpoint, without (the control) it still reaches the old one.
 func TestKernelUDPConntrackCleanup(t *testing.T) {
-	requireRoot(t)
-	checkHostUntouched(t)
+	privtest.HostUntouched(t)
 	forEachBackend(t, func(t *testing.T, b iptrestore.Backend) {
 		for _, tc := range []struct {
 			name    string
@@ -186,7 +185,7 @@ func TestKernelUDPConntrackCleanup(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				ctx := context.Background()
-				node, client, server := newNS(t), newNS(t), newNS(t)
+				node, client, server := privtest.NS(t, "node"), privtest.NS(t, "client"), privtest.NS(t, "server")
 				link(t, node, client, "nc0", "10.244.1.1/24", "10.244.1.2/24")
 				link(t, node, server, "ns0", "10.244.2.1/24", "10.244.2.2/24")
 				must(t, node.Do(func() error {

@@ -12,6 +12,7 @@ import (
 	"github.com/svcsim/svcsim/modes/ipvs/ipset"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
 	"github.com/svcsim/svcsim/modes/ipvs/netdev"
+	"github.com/svcsim/svcsim/modes/modetest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -47,18 +48,7 @@ func newTestProxier(t *testing.T, muts ...func(*Config)) (*Proxier, *fakes) {
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // makeState returns node1's state with the given services.
-func makeState(svcs ...state.ServicePort) *state.NodeState {
-	st := &state.NodeState{
-		Node:        "node1",
-		NodeIPs:     []netip.Addr{addr("198.18.0.11")},
-		PodCIDR:     netip.MustParsePrefix("10.244.1.0/24"),
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		Services:    svcs,
-	}
-	st.Sort()
-	return st
-}
+func makeState(svcs ...state.ServicePort) *state.NodeState { return modetest.NodeState(svcs...) }
 
 // makeSvc builds a TCP service port ns/name on ip:port, then applies muts.
 func makeSvc(name, ip string, port int32, muts ...func(*state.ServicePort)) state.ServicePort {

@@ -7,12 +7,11 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/ipvs/ipset"
@@ -20,24 +19,10 @@ import (
 	"github.com/svcsim/svcsim/modes/ipvs/netdev"
 )
 
-// testNS creates a uniquely named namespace removed at cleanup.
-func testNS(t *testing.T) *netns.NS {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: run with sudo go test ./modes/ipvs/...")
-	}
-	ns, err := netns.New(fmt.Sprintf("svcsim-ipvs-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9))
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, ns.Delete()) })
-	return ns
-}
-
 // requireIPVS skips unless the kernel has IP_VS (loading the module first).
 func requireIPVS(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: run with sudo go test ./modes/ipvs/...")
-	}
+	privtest.RequireRoot(t)
 	_ = exec.Command("modprobe", "ip_vs").Run()
 	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
 		t.Skip("kernel lacks IP_VS (/proc/net/ip_vs missing): run `make vm-test` to run it in the qemu kernel lane")
@@ -56,7 +41,7 @@ func run(name string, args ...string) (string, error) {
 // ipvsadm, syncs again (nothing to write) and cleans up.
 func TestKernelIPVS(t *testing.T) {
 	requireIPVS(t)
-	ns := testNS(t)
+	ns := privtest.NS(t, "node")
 	ctx := context.Background()
 	var p modes.Proxier
 	require.NoError(t, ns.Do(func() error {
@@ -145,7 +130,7 @@ func TestKernelIPVS(t *testing.T) {
 // tools and kernel in a fresh namespace (IPVS and the dummy device on fakes,
 // so it runs on kernels without them).
 func TestKernelSetsAndRules(t *testing.T) {
-	ns := testNS(t)
+	ns := privtest.NS(t, "node")
 	ctx := context.Background()
 	ipt, err := iptrestore.NewNode("")
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes"
 )
 
@@ -25,7 +26,7 @@ import (
 //	pod ns:  eth0 10.244.1.5/24, default via 10.244.1.1, listens on :8080
 func TestKernelTraffic(t *testing.T) {
 	requireIPVS(t)
-	node, pod := testNS(t), testNS(t)
+	node, pod := privtest.NS(t, "node"), privtest.NS(t, "pod")
 	ctx := context.Background()
 
 	h, err := netlink.NewHandleAt(node.Handle())

@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/knftables"
 
+	"github.com/svcsim/svcsim/modes/modetest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -118,18 +119,7 @@ func allServices() []state.ServicePort {
 }
 
 // makeState builds node1's state with the given service ports.
-func makeState(svcs ...state.ServicePort) *state.NodeState {
-	st := &state.NodeState{
-		Node:        "node1",
-		NodeIPs:     []netip.Addr{addr(node1IP)},
-		PodCIDR:     netip.MustParsePrefix("10.244.1.0/24"),
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		Services:    svcs,
-	}
-	st.Sort()
-	return st
-}
+func makeState(svcs ...state.ServicePort) *state.NodeState { return modetest.NodeState(svcs...) }
 
 // newFakeProxier returns a Proxier on a fresh fake.
 func newFakeProxier(cfg Config) (*Proxier, *knftables.Fake) {

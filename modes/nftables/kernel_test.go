@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -19,34 +18,12 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
 // The tests in this file program the real kernel, each in namespaces of its
 // own; they skip unless run as root.
-
-func needRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: run with sudo go test ./modes/nftables/")
-	}
-}
-
-// newNS creates a namespace with a unique name, deleted at the end of the test.
-func newNS(tb testing.TB, role string) *netns.NS {
-	tb.Helper()
-	name := fmt.Sprintf("svsnft-%s-%d-%08x", role, os.Getpid(), rand.Uint32())
-	ns, err := netns.New(name)
-	if err != nil {
-		tb.Fatalf("create namespace: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := ns.Delete(); err != nil {
-			tb.Errorf("delete namespace %s: %v", name, err)
-		}
-	})
-	return ns
-}
 
 // nft runs the nft command in ns (nil: the test process's own namespace).
 func nft(tb testing.TB, ns *netns.NS, args ...string) string {
@@ -109,9 +86,9 @@ func inNS(tb testing.TB, ns *netns.NS, f func() error) {
 }
 
 func TestKernelSyncIdempotentCleanup(t *testing.T) {
-	needRoot(t)
+	privtest.RequireRoot(t)
 	hostRulesetUnchanged(t)
-	ns := newNS(t, "node")
+	ns := privtest.NS(t, "node")
 	ctx := context.Background()
 
 	var p *Proxier
@@ -214,9 +191,9 @@ func TestKernelSyncIdempotentCleanup(t *testing.T) {
 // changes; after each partial sync, a full resync of the same state must not
 // change the table (it would remove leftovers and add what is missing).
 func TestKernelPartialSyncMatchesFull(t *testing.T) {
-	needRoot(t)
+	privtest.RequireRoot(t)
 	hostRulesetUnchanged(t)
-	ns := newNS(t, "walk")
+	ns := privtest.NS(t, "walk")
 	ctx := context.Background()
 	var p *Proxier
 	inNS(t, ns, func() error {
@@ -262,9 +239,9 @@ func boolInt(b bool) int {
 // The node namespace runs the proxier and forwards; the server answers every
 // TCP connection with the peer address it sees.
 func TestKernelTraffic(t *testing.T) {
-	needRoot(t)
+	privtest.RequireRoot(t)
 	hostRulesetUnchanged(t)
-	node, client, server := newNS(t, "node"), newNS(t, "cli"), newNS(t, "srv")
+	node, client, server := privtest.NS(t, "node"), privtest.NS(t, "cli"), privtest.NS(t, "srv")
 	const nodeIP, clientIP, serverIP = "10.244.1.1", "10.244.1.2", "10.244.1.3"
 	link(t, node, client, "vc", nodeIP, clientIP)
 	link(t, node, server, "vs", nodeIP, serverIP)
@@ -434,7 +411,7 @@ func askRemoteAddr(dst string) (string, error) {
 // set, and the kernel scans the table's sets to name every new one (10,000
 // such rules load in ~8 s, 5,000 in ~2 s on 6.18).
 func BenchmarkEndpointChange(b *testing.B) {
-	needRoot(b)
+	privtest.RequireRoot(b)
 	for _, n := range []int{100, 1000, 10000} {
 		for _, full := range []bool{false, true} {
 			kind := "partial"
@@ -449,7 +426,7 @@ func BenchmarkEndpointChange(b *testing.B) {
 }
 
 func benchEndpointChange(b *testing.B, n int, full bool) {
-	ns := newNS(b, "bench")
+	ns := privtest.NS(b, "bench")
 	ctx := context.Background()
 	svcs := make([]state.ServicePort, n)
 	for i := range svcs {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
 	"github.com/svcsim/svcsim/modes/userspace"
 	"github.com/svcsim/svcsim/sim/state"
@@ -134,7 +135,7 @@ func newBenchProxier(b *testing.B) (*userspace.Proxier, any) {
 }
 
 func BenchmarkNamespaces(b *testing.B) {
-	needRoot(b)
+	privtest.RequireRoot(b)
 	tp := newTopo(b)
 	in(b, tp.backend, func() error {
 		ln, err := net.Listen("tcp4", "10.244.1.20:8080")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
 	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
+	"github.com/svcsim/svcsim/modes/modetest"
 	"github.com/svcsim/svcsim/modes/userspace"
 	"github.com/svcsim/svcsim/sim/state"
 )
@@ -39,18 +40,7 @@ var (
 )
 
 // makeState builds a node state; mutators add Services.
-func makeState(svcs ...state.ServicePort) *state.NodeState {
-	st := &state.NodeState{
-		Node:        "node1",
-		NodeIPs:     []netip.Addr{nodeIP},
-		PodCIDR:     netip.MustParsePrefix("10.244.1.0/24"),
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/12"),
-		Services:    svcs,
-	}
-	st.Sort()
-	return st
-}
+func makeState(svcs ...state.ServicePort) *state.NodeState { return modetest.NodeState(svcs...) }
 
 // makeService builds a Service port with its defaults and applies mutators.
 func makeService(name string, proto state.Protocol, vip netip.Addr, port int32, mut ...func(*state.ServicePort)) state.ServicePort {

@@ -15,12 +15,9 @@ package userspace_test
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -30,15 +27,10 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes/userspace"
 	"github.com/svcsim/svcsim/sim/state"
 )
-
-func needRoot(t testing.TB) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: run with sudo go test ./modes/userspace/...")
-	}
-}
 
 type topo struct {
 	node, client, backend, ext *netns.NS
@@ -56,17 +48,8 @@ var (
 // everything in them) in t.Cleanup.
 func newTopo(t testing.TB) *topo {
 	t.Helper()
-	var rb [4]byte
-	_, _ = rand.Read(rb[:])
-	prefix := fmt.Sprintf("svcsim-us%d-%s-", os.Getpid(), hex.EncodeToString(rb[:]))
 	tp := &topo{backendIPs: backendIPs}
-	mk := func(name string) *netns.NS {
-		ns, err := netns.New(prefix + name)
-		require.NoError(t, err)
-		t.Cleanup(func() { require.NoError(t, ns.Delete()) })
-		return ns
-	}
-	tp.node, tp.client, tp.backend, tp.ext = mk("node"), mk("client"), mk("backend"), mk("ext")
+	tp.node, tp.client, tp.backend, tp.ext = privtest.NS(t, "node"), privtest.NS(t, "client"), privtest.NS(t, "backend"), privtest.NS(t, "ext")
 
 	h := func(ns *netns.NS) *netlink.Handle {
 		hd, err := netlink.NewHandleAt(ns.Handle())
@@ -143,32 +126,6 @@ func defaultVia(t testing.TB, h *netlink.Handle, gw string) {
 	require.NoError(t, h.RouteAdd(&netlink.Route{Gw: net.ParseIP(gw)}))
 }
 
-// hostIptables is the root namespace's iptables-save without the lines that
-// change by themselves (timestamps, counters).
-func hostIptables(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("iptables-save").Output()
-	require.NoError(t, err)
-	var keep []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		if i := strings.Index(l, " ["); strings.HasPrefix(l, ":") && i > 0 {
-			l = l[:i]
-		}
-		keep = append(keep, l)
-	}
-	return strings.Join(keep, "\n")
-}
-
-// checkHostUntouched fails the test if the root namespace's rules differ at
-// the end of the test from what they were at its start.
-func checkHostUntouched(t testing.TB) {
-	before := hostIptables(t)
-	t.Cleanup(func() { require.Equal(t, before, hostIptables(t), "root namespace iptables changed") })
-}
-
 func in(t testing.TB, ns *netns.NS, f func() error) {
 	t.Helper()
 	require.NoError(t, ns.Do(f))
@@ -235,8 +192,7 @@ func privState() *state.NodeState {
 }
 
 func TestPrivilegedTCP(t *testing.T) {
-	needRoot(t)
-	checkHostUntouched(t)
+	privtest.HostUntouched(t)
 	tp := newTopo(t)
 	var backends []*tcpBackend
 	for _, ip := range backendIPs {
@@ -312,8 +268,7 @@ func TestPrivilegedTCP(t *testing.T) {
 }
 
 func TestPrivilegedUDP(t *testing.T) {
-	needRoot(t)
-	checkHostUntouched(t)
+	privtest.HostUntouched(t)
 	tp := newTopo(t)
 	var backends []*udpBackend
 	for _, ip := range backendIPs {

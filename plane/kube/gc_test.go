@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/topology"
-	"github.com/svcsim/svcsim/topology/topotest"
 )
 
 const ownerEntry = "plane-kube-test-owner"
@@ -57,7 +57,7 @@ func ownerChild() {
 // running; removing the run (what `svcsim down` does) kills every component
 // and leaves no namespace, mount or file.
 func TestDownAfterKill9(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	bin := binary(t)
 	cmd, err := reexec.Command(ownerEntry)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/topology"
 	"github.com/svcsim/svcsim/topology/topotest"
@@ -116,11 +117,11 @@ spec:
 // namespace, drives it with the genuine kubectl and checks that closing it
 // leaves nothing behind.
 func TestControlPlane(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	bin := binary(t)
 	_, homeKubeErr := os.Stat(filepath.Join(os.Getenv("HOME"), ".kube"))
 
-	spec := topology.DefaultSpec(topotest.NewRun(t), 1)
+	spec := topology.DefaultSpec(privtest.NewRun(t), 1)
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
 	topo := topotest.Build(t, spec)
 	run := topo.Run()

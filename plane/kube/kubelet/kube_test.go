@@ -28,6 +28,7 @@ import (
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/addons/clusterdns"
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/plane/kube/kubelet"
@@ -69,7 +70,7 @@ func clientIn(t *testing.T, kubeconfig string, ns *netns.NS) kubernetes.Interfac
 // the EndpointSlice, and go through terminating endpoints when scaled
 // down. Everything is gone afterwards.
 func TestGenuineControlPlane(t *testing.T) {
-	topotest.RequireRoot(t)
+	privtest.RequireRoot(t)
 	bin, explicit, err := kube.FindBinary()
 	if err != nil {
 		if explicit {
@@ -77,7 +78,7 @@ func TestGenuineControlPlane(t *testing.T) {
 		}
 		t.Skipf("%v", err)
 	}
-	spec := topology.DefaultSpec(topotest.NewRun(t), 2)
+	spec := topology.DefaultSpec(privtest.NewRun(t), 2)
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
 	// Runs after the topology's cleanup: nothing of the run is left.
 	t.Cleanup(func() {
