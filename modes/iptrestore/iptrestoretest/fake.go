@@ -167,7 +167,7 @@ func (f *Fake) Ruleset() *ruleset.Ruleset {
 	}
 	rs, err := ruleset.Parse(data)
 	if err != nil {
-		panic(fmt.Sprintf("iptablestest: re-parse own dump: %v", err)) // a bug in ruleset
+		panic(fmt.Sprintf("iptrestoretest: re-parse own dump: %v", err)) // a bug in ruleset
 	}
 	return rs
 }

@@ -4,7 +4,7 @@
 // (chains exist before rules use them, a chain is empty and unreferenced when
 // deleted, a deleted rule exists), and prints the result like iptables-save.
 //
-// The fake Runner (package iptablestest) and the packet tracer (package
+// The fake iptables (package iptrestoretest) and the packet tracer (package
 // tracer) are built on it, so that rule-building code can be tested without
 // root. Rules are kept as the argument words they were written with; unlike
 // the kernel, the model does not canonicalise them (iptables-save prints
