@@ -20,7 +20,7 @@ VM_MODES   ?=
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
 
-.PHONY: all build kube kube-pin deps test unit unit-unprivileged scenarios demo report clean down vet fmt-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-pin deps test unit unit-unprivileged scenarios demo report clean down vet fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -75,6 +75,13 @@ deps:
 vet:
 	$(GO) vet ./...
 
+# tidy-check fails when `go mod tidy` would change go.mod or go.sum, of this
+# module or of upstream/ (CI builds with -mod=readonly, so an untidy file
+# would otherwise only show up as a confusing build error, or not at all).
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy (diff above): run go mod tidy"; exit 1; }
+	@cd upstream && $(GO) mod tidy -diff || { echo "upstream/go.mod/go.sum are not tidy (diff above): run go mod tidy in upstream/"; exit 1; }
+
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
@@ -106,7 +113,7 @@ scenarios: build
 # Under make test a missing bin/k8s fails the tests that need it instead of
 # skipping them.
 test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
-test: deps fmt-check vet kube clean-results
+test: deps fmt-check tidy-check vet kube clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
 	$(GO) test -count=1 -timeout 45m ./...
 	@lane="$$($(LANE_MODES))" || exit 1; \
