@@ -327,3 +327,28 @@ func TestEndpointSlices(t *testing.T) {
 	require.Equal(t, watch.Modified, ev.Type)
 	require.Len(t, ev.Object.(*discoveryv1.EndpointSlice).Endpoints, 3)
 }
+
+// BenchmarkSyncOneChange measures a Sync after one change (a scale) in a
+// cluster of 1000 Services: each Sync lists and compares every object.
+func BenchmarkSyncOneChange(b *testing.B) {
+	c, err := sim.New(sim.DefaultConfig(2))
+	require.NoError(b, err)
+	v := New()
+	b.Cleanup(v.Close)
+	var m string
+	for i := range 1000 {
+		m += fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d}\nspec: {ports: [{port: 80}]}\n", i)
+	}
+	objs, err := sim.Decode([]byte(m+"---\n"+app), "bench")
+	require.NoError(b, err)
+	_, err = c.Apply(objs)
+	require.NoError(b, err)
+	require.NoError(b, v.Sync(c))
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		require.NoError(b, c.Scale("deployment", "default", "web", int32(1+i%2)))
+		b.StartTimer()
+		require.NoError(b, v.Sync(c))
+	}
+}
