@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/sim"
 	"github.com/svcsim/svcsim/topology"
@@ -66,9 +67,7 @@ func (p *probe) Stop() error {
 
 func startWith(t *testing.T, p *probe) (*ControlPlane, error) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces")
-	}
+	privtest.HostUntouched(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	cfg := DefaultConfig("nftables", 1)
