@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
@@ -22,8 +23,8 @@ import (
 func TestUDPConntrack(t *testing.T) {
 	sc := harness.Scenario{Name: "udp-conntrack", Title: "A UDP client on one port follows a replaced endpoint", Group: results.GroupService}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), udpEchoApp(1)}}, func(h *harness.H) {
-		vip := clusterIP(h, "echo-udp")
-		conn, err := client(h, "client").DialContext(h.Ctx, "udp", vip)
+		vip := clusterIP(h, h.NS, "echo-udp")
+		conn, err := client(h, h.NS, "client").DialContext(h.Ctx, "udp", vip)
 		if err != nil {
 			h.Fatalf("dial udp %s: %v", vip, err)
 		}
@@ -85,9 +86,10 @@ func TestUDPConntrack(t *testing.T) {
 		h.Check(ask() == first, "the only endpoint answers", "%s answered from source port %d", first, local.Port)
 
 		// Replace the only endpoint: the Deployment starts a new pod.
-		if err := h.CP.Delete(h.Ctx, "pod", "default", strings.TrimPrefix(first, "default/")); err != nil {
+		if err := h.P.Delete(h.Ctx, plane.Ref{Kind: "pod", Namespace: h.NS, Name: strings.TrimPrefix(first, h.NS+"/")}); err != nil {
 			h.Fatalf("delete pod %s: %v", first, err)
 		}
+		h.Programmed()
 		second, took, n := follow(first)
 		h.Check(second != "", "the replacement endpoint answers the same source port",
 			"after deleting %s, %d datagrams from port %d over %v: answered by %q", first, 40, local.Port, took.Round(time.Millisecond), second)
@@ -95,15 +97,17 @@ func TestUDPConntrack(t *testing.T) {
 		h.Figure("first answer from the replacement endpoint", took.Seconds(), "s")
 
 		// No endpoint, then a first endpoint again.
-		if err := h.CP.Scale(h.Ctx, "deployment", "default", "echo", 0); err != nil {
+		if err := h.P.Scale(h.Ctx, plane.Ref{Kind: "deployment", Namespace: h.NS, Name: "echo"}, 0); err != nil {
 			h.Fatalf("scale echo to 0: %v", err)
 		}
+		h.Programmed()
 		for range 5 {
 			ask() // datagrams to a Service without endpoints (answered by no pod)
 		}
-		if err := h.CP.Scale(h.Ctx, "deployment", "default", "echo", 1); err != nil {
+		if err := h.P.Scale(h.Ctx, plane.Ref{Kind: "deployment", Namespace: h.NS, Name: "echo"}, 1); err != nil {
 			h.Fatalf("scale echo to 1: %v", err)
 		}
+		h.Programmed()
 		third, took, n := follow(second)
 		h.Check(third != "" && n == 10, "a first endpoint answers the same source port",
 			"after 0 -> 1 endpoints, answered by %q after %v, then %d of 10", third, took.Round(time.Millisecond), n)

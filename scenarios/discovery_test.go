@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
@@ -34,10 +34,14 @@ spec:
 func TestHeadlessDNS(t *testing.T) {
 	sc := harness.Scenario{Name: "headless-dns", Title: "Headless Service: DNS returns every pod", Group: results.GroupHeadless}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(2, ""), seedHeadless}}, func(h *harness.H) {
-		c := client(h, "client")
+		c := client(h, h.NS, "client")
 		var dnsPod string
-		for _, p := range h.CP.Cluster().Pods() {
-			if p.Namespace == "kube-system" && p.Labels["k8s-app"] == "kube-dns" {
+		sys, err := h.P.Pods(h.Ctx, "kube-system")
+		if err != nil {
+			h.Fatalf("list kube-system pods: %v", err)
+		}
+		for _, p := range sys {
+			if p.Labels["k8s-app"] == "kube-dns" {
 				dnsPod = p.IP.String()
 			}
 		}
@@ -53,30 +57,31 @@ func TestHeadlessDNS(t *testing.T) {
 		}
 		want := func() []string {
 			var ips []string
-			for ip := range podIPs(h, "getip-deployment-") {
+			for ip := range podIPs(h, h.NS, "getip-deployment-") {
 				ips = append(ips, ip)
 			}
 			sort.Strings(ips)
 			return ips
 		}
-		const name = "getip-service-headless.default.svc.cluster.local."
+		name := "getip-service-headless." + h.NS + ".svc.cluster.local."
 		got := dig(dnsPod, name)
 		h.Check(fmt.Sprint(got) == fmt.Sprint(want()), "dig @pod returns every pod IP", "dig +short -t A %s @%s: %v (pods %v)", name, dnsPod, got, want())
-		got = dig(controlplane.DNSServiceIP, name)
-		h.Check(fmt.Sprint(got) == fmt.Sprint(want()), "dig @kube-dns ClusterIP returns every pod IP", "via %s through %s: %v", controlplane.DNSServiceIP, h.Mode, got)
+		got = dig(plane.DNSServiceIP, name)
+		h.Check(fmt.Sprint(got) == fmt.Sprint(want()), "dig @kube-dns ClusterIP returns every pod IP", "via %s through %s: %v", plane.DNSServiceIP, h.Mode, got)
 
-		if err := h.CP.Scale(h.Ctx, "deployment", "default", "getip-deployment", 3); err != nil {
+		if err := h.P.Scale(h.Ctx, plane.Ref{Kind: "deployment", Namespace: h.NS, Name: "getip-deployment"}, 3); err != nil {
 			h.Fatalf("scale: %v", err)
 		}
-		got = dig(controlplane.DNSServiceIP, name)
+		h.Programmed()
+		got = dig(plane.DNSServiceIP, name)
 		h.Check(len(got) == 3 && fmt.Sprint(got) == fmt.Sprint(want()), "answer follows scale-up", "%v", got)
 
-		vip := strings.Split(clusterIP(h, "getip-service"), ":")[0]
-		got = dig(controlplane.DNSServiceIP, "getip-service.default.svc.cluster.local.")
+		vip := strings.Split(clusterIP(h, h.NS, "getip-service"), ":")[0]
+		got = dig(plane.DNSServiceIP, "getip-service."+h.NS+".svc.cluster.local.")
 		h.Check(len(got) == 1 && got[0] == vip, "ClusterIP Service resolves to its VIP", "%v, want %s", got, vip)
 
 		// And over TCP, through the kube-dns Service's TCP port.
-		out, err := c.Exec(h.Ctx, "dig", "+tcp", "+short", "+time=2", "-t", "A", name, "@"+controlplane.DNSServiceIP)
+		out, err := c.Exec(h.Ctx, "dig", "+tcp", "+short", "+time=2", "-t", "A", name, "@"+plane.DNSServiceIP)
 		h.Check(err == nil && len(strings.Fields(out)) == 3, "DNS over TCP via the Service", "%q %v", out, err)
 	})
 }
@@ -100,10 +105,15 @@ spec:
       image: curl
 `)
 		env := map[string]string{}
-		for _, e := range h.CP.Cluster().PodEnv("default", "late-client") {
-			env[e.Name] = e.Value
+		tgt, err := h.P.Target(h.Ctx, h.NS, "late-client")
+		if err != nil {
+			h.Fatalf("late-client: %v", err)
 		}
-		vip := clusterIP(h, "getip-service")
+		for _, e := range tgt.Env {
+			k, v, _ := strings.Cut(e, "=")
+			env[k] = v
+		}
+		vip := clusterIP(h, h.NS, "getip-service")
 		host, port, _ := strings.Cut(vip, ":")
 		h.Check(env["GETIP_SERVICE_SERVICE_HOST"] == host, "GETIP_SERVICE_SERVICE_HOST", "%q, want %q", env["GETIP_SERVICE_SERVICE_HOST"], host)
 		h.Check(env["GETIP_SERVICE_SERVICE_PORT"] == port, "GETIP_SERVICE_SERVICE_PORT", "%q, want %q", env["GETIP_SERVICE_SERVICE_PORT"], port)
@@ -111,10 +121,9 @@ spec:
 		h.Check(env["GETIP_SERVICE_PORT"] == link, "Docker-links GETIP_SERVICE_PORT", "%q, want %q", env["GETIP_SERVICE_PORT"], link)
 		h.Check(env["GETIP_SERVICE_PORT_80_TCP_ADDR"] == host && env["GETIP_SERVICE_PORT_80_TCP_PROTO"] == "tcp",
 			"Docker-links GETIP_SERVICE_PORT_80_TCP_*", "ADDR=%q PROTO=%q", env["GETIP_SERVICE_PORT_80_TCP_ADDR"], env["GETIP_SERVICE_PORT_80_TCP_PROTO"])
-		p := h.CP.Topology().Pod("default/late-client")
-		c := harness.NewClient("late-client", p.NS)
+		c := harness.NewClient("late-client", tgt.NS)
 		addr := env["GETIP_SERVICE_SERVICE_HOST"] + ":" + env["GETIP_SERVICE_SERVICE_PORT"]
 		in, _, err := c.GetInfo(h.Ctx, addr)
-		h.Check(err == nil && podIPs(h, "getip-deployment-")[in.IP()] != "", "the variables reach a backend", "GET http://%s/info from late-client: %s %v", addr, in.IP(), err)
+		h.Check(err == nil && podIPs(h, h.NS, "getip-deployment-")[in.IP()] != "", "the variables reach a backend", "GET http://%s/info from late-client: %s %v", addr, in.IP(), err)
 	})
 }

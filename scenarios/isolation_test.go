@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 	"github.com/svcsim/svcsim/topology/hostcheck"
@@ -27,12 +28,17 @@ func TestIsolation(t *testing.T) {
 				t.Fatalf("snapshot: %v", err)
 			}
 			var runID, runDir string
-			harness.RunOne(t, sc, dp, harness.Options{}, func(h *harness.H) {
+			harness.RunOne(t, sc, dp, harness.Options{OwnsCluster: true}, func(h *harness.H) {
 				h.Apply(getipApp(2, "  type: NodePort\n"))
-				runID, runDir = h.CP.Run().ID, h.CP.Run().Dir
-				counts, _, err := client(h, "client").Tally(h.Ctx, clusterIP(h, "getip-service"), 20)
+				runID = h.P.Info().RunID
+				run, err := rundir.Open(runID)
+				if err != nil {
+					h.Fatalf("run %s: %v", runID, err)
+				}
+				runDir = run.Dir
+				counts, _, err := client(h, h.NS, "client").Tally(h.Ctx, clusterIP(h, h.NS, "getip-service"), 20)
 				h.Check(err == nil && len(counts) > 0, "traffic flows", "%v %v", counts, err)
-				if err := h.CP.Close(); err != nil {
+				if err := h.P.Close(); err != nil {
 					h.Fatalf("close: %v", err)
 				}
 				after, err := hostcheck.Snapshot()

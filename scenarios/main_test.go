@@ -1,5 +1,7 @@
-// Package scenarios holds svcsim's conformance scenarios: each builds its own
-// simulated cluster per datapath, applies manifests, sends real traffic and
+// Package scenarios holds svcsim's conformance scenarios: each runs per
+// datapath in a namespace of its own (on a fresh cluster, or with
+// SVCSIM_SHARE=1 on one cluster per datapath shared by every scenario that
+// does not own its cluster), applies manifests, sends real traffic and
 // asserts what a user of Kubernetes Services would see. Run as root:
 //
 //	sudo go test ./scenarios/...
@@ -46,6 +48,10 @@ func TestMain(m *testing.M) {
 	}
 	go removeRunsOnSignal()
 	code := m.Run()
+	if err := harness.CloseShared(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: tear down shared clusters: %v\n", err)
+		code = 1
+	}
 	after, err := hostcheck.Snapshot()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "snapshot host network state: %v\n", err)

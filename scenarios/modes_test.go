@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
@@ -24,16 +25,16 @@ import (
 func TestBackendFailure(t *testing.T) {
 	sc := harness.Scenario{Name: "backend-failure", Title: "A backend dies: who notices?", Group: results.GroupProxyModes}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(3, "")}}, func(h *harness.H) {
-		c := client(h, "client")
-		vip := clusterIP(h, "getip-service")
+		c := client(h, h.NS, "client")
+		vip := clusterIP(h, h.NS, "getip-service")
 		var victim string
-		for ip, name := range podIPs(h, "getip-deployment-") {
+		for ip, name := range podIPs(h, h.NS, "getip-deployment-") {
 			_ = ip
 			victim = name
 			break
 		}
-		pod := h.CP.Topology().Pod("default/" + victim)
-		if err := pod.StopServers(); err != nil {
+		pod := pod(h, h.NS, victim)
+		if err := h.P.StopPodServers(h.Ctx, h.NS, victim); err != nil {
 			h.Fatalf("stop %s's servers: %v", victim, err)
 		}
 		const n = 150
@@ -59,11 +60,74 @@ func TestBackendFailure(t *testing.T) {
 			h.Check(failed > 0, "kernel datapath sends clients to the dead backend", "%d of %d requests failed (connection refused): the kernel does not know the process died", failed, n)
 		}
 		// Readiness removes it from the endpoints: nobody fails any more.
-		if err := h.CP.SetPodReady(h.Ctx, "default", victim, false); err != nil {
+		if err := h.P.SetPodReady(h.Ctx, h.NS, victim, false); err != nil {
 			h.Fatalf("mark %s not ready: %v", victim, err)
 		}
+		h.Programmed()
 		counts, _, err := c.Tally(h.Ctx, vip, 100)
 		h.Check(err == nil && counts[pod.IP.String()] == 0 && len(counts) == 2, "after readiness removes it, no request fails", "100 requests: %v %v", counts, err)
+	})
+}
+
+// TestProxyRestart: a node's proxy crashes (SIGKILL) and comes back. While
+// it is down, the kernel datapaths keep serving from the rules it left
+// (kube-proxy's design: the datapath is the kernel, the proxy only writes
+// it), a relaying proxy's (userspace) Services on that node go dark (it is
+// the datapath), and a change is programmed on the other node only; once the
+// proxy is back, the barrier waits for it and the node sees the change.
+func TestProxyRestart(t *testing.T) {
+	sc := harness.Scenario{Name: "proxy-restart", Title: "A node's proxy crashes and restarts", Group: results.GroupProxyModes}
+	const client2 = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client2\nspec:\n  nodeName: node2\n  containers:\n    - name: c\n      image: curl\n"
+	// It kills a node's proxy: on a shared cluster a failure half-way
+	// would leave the next scenarios a node without one.
+	opts := harness.Options{OwnsCluster: true, Manifests: []string{getipApp(2, ""), client2}}
+	harness.Run(t, sc, opts, func(h *harness.H) {
+		c1, c2 := client(h, h.NS, "client"), client(h, h.NS, "client2")
+		vip := clusterIP(h, h.NS, "getip-service")
+		before := podIPs(h, h.NS, "getip-deployment-")
+		if err := h.P.KillProxy(h.Ctx, "node1"); err != nil {
+			h.Fatalf("kill node1's proxy: %v", err)
+		}
+		const n = 30
+		served := 0
+		for i := 0; i < n; i++ {
+			ctx, cancel := context.WithTimeout(h.Ctx, 2*time.Second)
+			if _, _, err := c1.GetInfo(ctx, vip); err == nil {
+				served++
+			}
+			cancel()
+		}
+		h.Figure("requests served on node1 with its proxy dead", float64(served), fmt.Sprintf("of %d", n))
+		if h.Desc.Traits.Relay {
+			h.Check(served == 0, "a relaying proxy is the datapath: node1's Services go dark", "%d of %d requests from node1 served", served, n)
+		} else {
+			h.Check(served == n, "the kernel keeps serving from the rules a dead proxy left", "%d of %d requests from node1 served", served, n)
+		}
+
+		// A change while node1's proxy is down: the barrier does not wait
+		// for a node without a proxy, and node2 programs it.
+		if err := h.P.Scale(h.Ctx, plane.Ref{Kind: "deployment", Namespace: h.NS, Name: "getip-deployment"}, 3); err != nil {
+			h.Fatalf("scale: %v", err)
+		}
+		h.Programmed()
+		var newIP string
+		for ip := range podIPs(h, h.NS, "getip-deployment-") {
+			if before[ip] == "" {
+				newIP = ip
+			}
+		}
+		h.Check(newIP != "", "a third pod runs", "new pod %q", newIP)
+		counts, _, err := c2.Tally(h.Ctx, vip, 90)
+		h.Check(err == nil && counts[newIP] > 0, "node2 programmed the change", "90 requests from node2: %v %v", counts, err)
+
+		if err := h.P.StartProxy(h.Ctx, "node1"); err != nil {
+			h.Fatalf("start node1's proxy: %v", err)
+		}
+		t0 := time.Now()
+		h.Programmed()
+		h.Figure("restarted proxy programmed", time.Since(t0).Seconds(), "s")
+		counts, _, err = c1.Tally(h.Ctx, vip, 90)
+		h.Check(err == nil && len(counts) == 3 && counts[newIP] > 0, "the restarted proxy programs the current state", "90 requests from node1: %v %v", counts, err)
 	})
 }
 
@@ -73,11 +137,11 @@ func TestBackendFailure(t *testing.T) {
 // kube-ipvs0, no listening socket.
 func TestProxyCleanup(t *testing.T) {
 	sc := harness.Scenario{Name: "proxy-cleanup", Title: "Stopping a proxy leaves no rule, set or listener", Group: results.GroupIsolation}
-	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(2, "  type: NodePort\n  sessionAffinity: ClientIP\n")}}, func(h *harness.H) {
-		node := h.CP.Topology().Node("node1")
-		nodeClient := harness.NewClient("node1", node.NS)
+	opts := harness.Options{OwnsCluster: true, Manifests: []string{getipApp(2, "  type: NodePort\n  sessionAffinity: ClientIP\n")}}
+	harness.Run(t, sc, opts, func(h *harness.H) {
+		nodeClient := nodeClient(h, "node1")
 		// Programmed: the mode's state is visible with the real tools.
-		dump, err := h.CP.Dump(h.Ctx, "node1")
+		dump, err := h.P.Dump(h.Ctx, "node1")
 		h.Check(err == nil && dump != "", "programmed state visible", "%d bytes of %s state", len(dump), h.Mode)
 		if h.Desc.Kernel == modes.KernelNftables {
 			out, err := nodeClient.Exec(h.Ctx, "nft", "list", "tables")
@@ -85,8 +149,9 @@ func TestProxyCleanup(t *testing.T) {
 			rs, _ := nodeClient.Exec(h.Ctx, "nft", "list", "ruleset")
 			h.Result.KernelState = excerptLines(rs, 80)
 		}
-		if err := h.CP.Proxy("node1").Cleanup(h.Ctx); err != nil {
-			h.Fatalf("cleanup: %v", err)
+		// Stopped as its operator would: the proxy removes what it made.
+		if err := h.P.StopProxy(h.Ctx, "node1"); err != nil {
+			h.Fatalf("stop node1's proxy: %v", err)
 		}
 		checks := [][]string{
 			{"iptables-legacy-save"}, {"iptables-nft-save"}, {"nft", "list", "ruleset"},
@@ -133,22 +198,17 @@ func TestIPVSKernelState(t *testing.T) {
 		t.Run("rr", func(t *testing.T) {
 			sc := harness.Scenario{Name: "ipvs-kernel-state", Title: "IPVS: ipvsadm shows the virtual and real servers", Group: results.GroupProxyModes}
 			harness.RunOne(t, sc, dp, harness.Options{Manifests: []string{getipApp(2, "  type: NodePort\n")}}, func(h *harness.H) {
-				node := h.CP.Topology().Node("node1")
+				node := node(h, "node1")
 				out, err := harness.NewClient("node1", node.NS).Exec(h.Ctx, "ipvsadm", "-Ln")
 				if err != nil {
 					h.Fatalf("ipvsadm: %v", err)
 				}
 				h.Result.KernelState = out
-				vip := clusterIP(h, "getip-service")
-				var np int32
-				for _, s := range h.CP.Cluster().Services() {
-					if s.Name == "getip-service" {
-						np = s.Spec.Ports[0].NodePort
-					}
-				}
+				vip := clusterIP(h, h.NS, "getip-service")
+				np := nodePort(h, h.NS, "getip-service")
 				h.Check(strings.Contains(out, "TCP  "+vip+" rr"), "virtual server for the ClusterIP", "%s rr in ipvsadm -Ln", vip)
 				h.Check(strings.Contains(out, fmt.Sprintf("TCP  %s:%d rr", node.IP, np)), "virtual server for the NodePort", "%s:%d", node.IP, np)
-				for ip := range podIPs(h, "getip-deployment-") {
+				for ip := range podIPs(h, h.NS, "getip-deployment-") {
 					h.Check(strings.Contains(out, "-> "+ip+":80") && strings.Contains(out, "Masq"), "real server "+ip, "masqueraded real server %s:80", ip)
 				}
 			})
@@ -156,7 +216,7 @@ func TestIPVSKernelState(t *testing.T) {
 		t.Run("sh", func(t *testing.T) {
 			sc := harness.Scenario{Name: "ipvs-scheduler-sh", Title: "IPVS sh: one backend per client", Group: results.GroupProxyModes}
 			harness.RunOne(t, sc, dp, harness.Options{Scheduler: "sh", Manifests: []string{getipApp(3, "")}}, func(h *harness.H) {
-				counts, _, err := client(h, "client").Tally(h.Ctx, clusterIP(h, "getip-service"), 60)
+				counts, _, err := client(h, h.NS, "client").Tally(h.Ctx, clusterIP(h, h.NS, "getip-service"), 60)
 				if err != nil {
 					h.Fatalf("traffic: %v", err)
 				}
@@ -170,7 +230,10 @@ func TestIPVSKernelState(t *testing.T) {
 // at once (connection refused, or closed by the userspace proxy) instead of
 // waiting for a timeout; kube-proxy's REJECT rules, the nftables
 // no-endpoint map and IPVS's empty virtual server each give that answer.
-func TestNoEndpoints(t *testing.T) {
+func TestNoEndpoints(t *testing.T) { harness.RunCase(t, noEndpoints()) }
+
+// noEndpoints is TestNoEndpoints as a harness.Case.
+func noEndpoints() harness.Case {
 	sc := harness.Scenario{Name: "no-endpoints", Title: "A Service without endpoints refuses at once", Group: results.GroupService}
 	const svc = `apiVersion: v1
 kind: Service
@@ -184,15 +247,15 @@ spec:
       port: 80
       targetPort: 8080
 `
-	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), svc}}, func(h *harness.H) {
-		vip := clusterIP(h, "nobody-home")
+	return harness.Case{Scenario: sc, Options: harness.Options{Manifests: []string{getipApp(1, ""), svc}}, Body: func(h *harness.H) {
+		vip := clusterIP(h, h.NS, "nobody-home")
 		ctx, cancel := context.WithTimeout(h.Ctx, 3*time.Second)
 		defer cancel()
-		_, _, err := client(h, "client").GetInfo(ctx, vip)
+		_, _, err := client(h, h.NS, "client").GetInfo(ctx, vip)
 		var ne net.Error
 		timedOut := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 		h.Check(err != nil && !timedOut, "client is answered, not left to time out", "GET %s/info: %v", vip, err)
 		refused := errors.Is(err, syscall.ECONNREFUSED)
 		h.Figure("connection refused (1) or closed by a proxy (0)", map[bool]float64{true: 1, false: 0}[refused], "")
-	})
+	}}
 }

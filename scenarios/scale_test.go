@@ -47,7 +47,7 @@ func TestRuleUpdateScaling(t *testing.T) {
 	var runErr error
 	if os.Geteuid() == 0 && len(measure) > 0 {
 		cfg := bench.Quick()
-		cfg.Datapaths, cfg.Services, cfg.Traffic = measure, []int{scaleSmall, scaleLarge}, false
+		cfg.Datapaths, cfg.Services, cfg.Traffic, cfg.Plane = measure, []int{scaleSmall, scaleLarge}, false, false
 		cfg.Reps, cfg.Changes, cfg.NoFloor = 3, 3, true
 		cfg.Lane = env.Lane
 		var log strings.Builder

@@ -1,11 +1,13 @@
 package scenarios
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 	"github.com/svcsim/svcsim/topology"
@@ -38,36 +40,45 @@ subsets:
 // "database outside the cluster" at 172.188.2.89:3307 (a host svcsim makes on
 // the underlay) through the ClusterIP; Endpoints on loopback, link-local or
 // another Service's ClusterIP are rejected and change nothing.
-func TestSelectorlessService(t *testing.T) {
+func TestSelectorlessService(t *testing.T) { harness.RunCase(t, selectorlessService()) }
+
+// selectorlessService is TestSelectorlessService as a harness.Case.
+func selectorlessService() harness.Case {
 	sc := harness.Scenario{Name: "selectorless-service", Title: "Service without a selector reaches an outside backend", Group: results.GroupSelectorless}
-	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, "")}}, func(h *harness.H) {
+	return harness.Case{Scenario: sc, Options: harness.Options{Manifests: []string{getipApp(1, "")}}, Body: func(h *harness.H) {
 		db := netip.MustParseAddr("172.188.2.89")
-		if _, err := h.CP.Topology().AddHost(h.Ctx, "external-db", db, []topology.Port{{Port: 3307, Protocol: "TCP"}}); err != nil {
+		if _, err := h.P.AddHost(h.Ctx, "external-db", db, []topology.Port{{Port: 3307, Protocol: "TCP"}}); err != nil {
 			h.Fatalf("create the outside database host: %v", err)
 		}
+		h.T.Cleanup(func() {
+			if err := h.P.RemoveHost(context.Background(), "external-db"); err != nil {
+				h.T.Errorf("remove the outside database host: %v", err)
+			}
+		})
 		h.Apply(seedExternalService)
-		vip := clusterIP(h, "external-service")
-		reply, err := client(h, "client").Echo(h.Ctx, "tcp", vip, "SELECT 1")
+		vip := clusterIP(h, h.NS, "external-service")
+		reply, err := client(h, h.NS, "client").Echo(h.Ctx, "tcp", vip, "SELECT 1")
 		h.Check(err == nil && strings.HasPrefix(reply, "external-db ") && strings.HasSuffix(reply, " SELECT 1"),
 			"ClusterIP reaches the outside endpoint", "echo via %s: %q %v", vip, reply, err)
 
-		before, _ := h.CP.Dump(h.Ctx, "node1")
-		getipVIP := strings.Split(clusterIP(h, "getip-service"), ":")[0]
+		before, _ := h.P.Dump(h.Ctx, "node1")
+		getipVIP := strings.Split(clusterIP(h, h.NS, "getip-service"), ":")[0]
 		for _, bad := range []struct{ ip, want string }{
 			{"127.0.0.1", "loopback"},
 			{"169.254.1.1", "link-local"},
 			{getipVIP, ""},
 		} {
 			m := strings.Replace(seedExternalService, "172.188.2.89", bad.ip, 1)
-			_, err := h.CP.Apply(h.Ctx, decode(h, m))
+			_, err := h.P.Apply(h.Ctx, h.NS, plane.Text("bad-endpoints", m))
 			h.Check(err != nil && strings.Contains(err.Error(), "subsets[0].addresses[0].ip") && strings.Contains(err.Error(), bad.want),
 				"endpoint "+bad.ip+" rejected", "%v", err)
 		}
-		after, _ := h.CP.Dump(h.Ctx, "node1")
+		h.Programmed()
+		after, _ := h.P.Dump(h.Ctx, "node1")
 		h.Check(before == after, "rejected batches change nothing", "node1 rules identical: %v", before == after)
-		reply, err = client(h, "client").Echo(h.Ctx, "tcp", vip, "SELECT 2")
+		reply, err = client(h, h.NS, "client").Echo(h.Ctx, "tcp", vip, "SELECT 2")
 		h.Check(err == nil && strings.HasPrefix(reply, "external-db "), "still served after rejections", "%q %v", reply, err)
-	})
+	}}
 }
 
 // seedMultiPort is the seed's multi-port Service, as written, plus pods
@@ -111,17 +122,15 @@ spec:
 // TestMultiPortService: both named ports of the seed's my-service reach the
 // backends on their own target ports; a second port without a name is
 // rejected.
-func TestMultiPortService(t *testing.T) {
+func TestMultiPortService(t *testing.T) { harness.RunCase(t, multiPortService()) }
+
+// multiPortService is TestMultiPortService as a harness.Case.
+func multiPortService() harness.Case {
 	sc := harness.Scenario{Name: "multi-port", Title: "Multi-port Service: every port routes to its targetPort", Group: results.GroupMultiPort}
-	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), seedMultiPort}}, func(h *harness.H) {
-		var vip string
-		for _, s := range h.CP.Cluster().Services() {
-			if s.Name == "my-service" {
-				vip = s.Spec.ClusterIP
-			}
-		}
-		pods := podIPs(h, "myapp-")
-		c := client(h, "client")
+	return harness.Case{Scenario: sc, Options: harness.Options{Manifests: []string{getipApp(1, ""), seedMultiPort}}, Body: func(h *harness.H) {
+		vip := service(h, h.NS, "my-service").Spec.ClusterIP
+		pods := podIPs(h, h.NS, "myapp-")
+		c := client(h, h.NS, "client")
 		for _, port := range []int{80, 443} {
 			seen := map[string]int{}
 			for i := 0; i < 30; i++ {
@@ -134,9 +143,9 @@ func TestMultiPortService(t *testing.T) {
 			h.Check(len(seen) == 2 && seen[""] == 0, fmt.Sprintf("port %d reaches both MyApp pods", port), "%s:%d, 30 requests: %v", vip, port, seen)
 		}
 		bad := strings.Replace(seedMultiPort, "    - name: https\n      protocol: TCP\n", "    - protocol: TCP\n", 1)
-		_, err := h.CP.Apply(h.Ctx, decode(h, bad))
+		_, err := h.P.Apply(h.Ctx, h.NS, plane.Text("unnamed-port", bad))
 		h.Check(err != nil && strings.Contains(err.Error(), "spec.ports[1].name"), "unnamed second port rejected", "%v", err)
-	})
+	}}
 }
 
 // TestUDPService: UDP echo through a ClusterIP works and spreads; the source
@@ -145,10 +154,10 @@ func TestMultiPortService(t *testing.T) {
 func TestUDPService(t *testing.T) {
 	sc := harness.Scenario{Name: "udp", Title: "UDP through a ClusterIP", Group: results.GroupProxyModes}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), udpEchoApp(3)}}, func(h *harness.H) {
-		vip := clusterIP(h, "echo-udp")
-		c := client(h, "client")
-		clientPod := h.CP.Topology().Pod("default/client")
-		node1 := h.CP.Topology().Node("node1")
+		vip := clusterIP(h, h.NS, "echo-udp")
+		c := client(h, h.NS, "client")
+		clientPod := pod(h, h.NS, "client")
+		node1 := node(h, "node1")
 		pods := map[string]int{}
 		sources := map[string]int{}
 		const n = 90

@@ -13,30 +13,48 @@ import (
 
 	"github.com/svcsim/svcsim/internal/stats"
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
-	"github.com/svcsim/svcsim/sim"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // alpha is the significance level of every distribution test.
 const alpha = 0.001
 
-// clusterIP returns "ip:port" of a Service's first port.
-func clusterIP(h *harness.H, name string) string {
+// clusterIP returns "ip:port" of the first port of Service ns/name.
+func clusterIP(h *harness.H, ns, name string) string {
 	h.T.Helper()
-	for _, s := range h.CP.Cluster().Services() {
-		if s.Namespace == "default" && s.Name == name {
-			return netip.AddrPortFrom(netip.MustParseAddr(s.Spec.ClusterIP), uint16(s.Spec.Ports[0].Port)).String()
-		}
-	}
-	h.Fatalf("no service default/%s", name)
-	return ""
+	s := service(h, ns, name)
+	return netip.AddrPortFrom(netip.MustParseAddr(s.Spec.ClusterIP), uint16(s.Spec.Ports[0].Port)).String()
 }
 
-// podIPs returns the IPs of the pods whose name starts with prefix.
-func podIPs(h *harness.H, prefix string) map[string]string {
+// service returns Service ns/name.
+func service(h *harness.H, ns, name string) *corev1.Service {
+	h.T.Helper()
+	o, err := h.P.Get(h.Ctx, plane.Ref{Kind: "service", Namespace: ns, Name: name})
+	if err != nil {
+		h.Fatalf("get service %s/%s: %v", ns, name, err)
+	}
+	return o.(*corev1.Service)
+}
+
+// nodePort returns the nodePort of the first port of Service ns/name.
+func nodePort(h *harness.H, ns, name string) int32 {
+	h.T.Helper()
+	return service(h, ns, name).Spec.Ports[0].NodePort
+}
+
+// podIPs returns the IPs of the running pods of ns whose name starts with
+// prefix.
+func podIPs(h *harness.H, ns, prefix string) map[string]string {
+	h.T.Helper()
+	pods, err := h.P.Pods(h.Ctx, ns)
+	if err != nil {
+		h.Fatalf("list pods of %s: %v", ns, err)
+	}
 	out := map[string]string{}
-	for _, p := range h.CP.Cluster().Pods() {
+	for _, p := range pods {
 		if strings.HasPrefix(p.Name, prefix) {
 			out[p.IP.String()] = p.Name
 		}
@@ -44,17 +62,54 @@ func podIPs(h *harness.H, prefix string) map[string]string {
 	return out
 }
 
-func client(h *harness.H, pod string) *harness.Client {
+// pod returns running pod ns/name.
+func pod(h *harness.H, ns, name string) plane.Pod {
 	h.T.Helper()
-	p := h.CP.Topology().Pod("default/" + pod)
-	if p == nil {
-		h.Fatalf("no pod default/%s in the topology", pod)
+	pods, err := h.P.Pods(h.Ctx, ns)
+	if err != nil {
+		h.Fatalf("list pods of %s: %v", ns, err)
 	}
-	return harness.NewClient(pod, p.NS)
+	for _, p := range pods {
+		if p.Name == name {
+			return p
+		}
+	}
+	h.Fatalf("no running pod %s/%s", ns, name)
+	return plane.Pod{}
 }
 
+// client sends traffic from pod ns/name.
+func client(h *harness.H, ns, name string) *harness.Client {
+	h.T.Helper()
+	return harness.NewClient(name, pod(h, ns, name).NS)
+}
+
+// external sends traffic from the outside client's namespace.
 func external(h *harness.H) *harness.Client {
-	return harness.NewClient("external", h.CP.Topology().External())
+	h.T.Helper()
+	t, err := h.P.Target(h.Ctx, "", plane.ExternalTarget)
+	if err != nil {
+		h.Fatalf("external: %v", err)
+	}
+	return harness.NewClient("external", t.NS)
+}
+
+// node returns the cluster's node called name.
+func node(h *harness.H, name string) plane.Node {
+	h.T.Helper()
+	for _, n := range h.P.Nodes() {
+		if n.Name == name {
+			return n
+		}
+	}
+	h.Fatalf("no node %s", name)
+	return plane.Node{}
+}
+
+// nodeClient runs commands in node's namespace.
+func nodeClient(h *harness.H, name string) *harness.Client {
+	h.T.Helper()
+	return harness.NewClient(name, node(h, name).NS)
 }
 
 // TestClusterIPDistribution: 600 requests from a client pod to a ClusterIP
@@ -71,8 +126,8 @@ func TestClusterIPDistribution(t *testing.T) {
 	sc := harness.Scenario{Name: "clusterip-distribution", Title: "ClusterIP spreads load over every backend", Group: results.GroupService}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(3, "")}}, func(h *harness.H) {
 		const n = 600
-		vip := clusterIP(h, "getip-service")
-		backends := podIPs(h, "getip-deployment-")
+		vip := clusterIP(h, h.NS, "getip-service")
+		backends := podIPs(h, h.NS, "getip-deployment-")
 		h.Check(len(backends) == 3, "three backends", "%d getip pods", len(backends))
 		ips := make([]string, 0, len(backends))
 		for ip := range backends {
@@ -82,7 +137,7 @@ func TestClusterIPDistribution(t *testing.T) {
 
 		// sample sends size requests and tests them against uniform.
 		sample := func(size int) (*results.Distribution, []int, []string, stats.ChiSquare) {
-			counts, order, err := client(h, "client").Tally(h.Ctx, vip, size)
+			counts, order, err := client(h, h.NS, "client").Tally(h.Ctx, vip, size)
 			if err != nil {
 				h.Fatalf("traffic: %v", err)
 			}
@@ -154,9 +209,9 @@ func TestNodePort(t *testing.T) {
 	sc := harness.Scenario{Name: "nodeport", Title: "NodePort reached from outside on every node", Group: results.GroupPublishing}
 	harness.Run(t, sc, harness.Options{Manifests: []string{myHTTPv2, seedMyHTTPv2Service, getipApp(2, "  type: NodePort\n")}}, func(h *harness.H) {
 		ext := external(h)
-		backends := podIPs(h, "myhttp-v2-")
+		backends := podIPs(h, h.NS, "myhttp-v2-")
 		h.Check(len(backends) == 2, "two myhttp-v2 pods", "%v", backends)
-		for _, node := range h.CP.Topology().Nodes() {
+		for _, node := range h.P.Nodes() {
 			url := fmt.Sprintf("http://%s:30080/info", node.IP)
 			seen := map[string]bool{}
 			for i := 0; i < 10; i++ {
@@ -176,20 +231,15 @@ func TestNodePort(t *testing.T) {
 			h.Check(true, "nodePort 30080 on "+node.Name, "curl %s: 10 answers from %d pod(s)", url, len(seen))
 		}
 		// The ClusterIP side of the same Service, from a pod.
-		vip := clusterIP(h, "myhttp-v2-service")
-		in, _, err := client(h, "client").GetInfo(h.Ctx, vip)
+		vip := clusterIP(h, h.NS, "myhttp-v2-service")
+		in, _, err := client(h, h.NS, "client").GetInfo(h.Ctx, vip)
 		h.Check(err == nil && backends[in.IP()] != "", "clusterIP port 8800", "GET %s/info from client pod: %v %v", vip, in.IP(), err)
 
 		// An unset nodePort is allocated in 30000-32767 and serves.
-		var np int32
-		for _, s := range h.CP.Cluster().Services() {
-			if s.Name == "getip-service" {
-				np = s.Spec.Ports[0].NodePort
-			}
-		}
+		np := nodePort(h, h.NS, "getip-service")
 		h.Check(np >= 30000 && np <= 32767, "nodePort allocated in range", "getip-service got nodePort %d", np)
 		h.Figure("allocated nodePort", float64(np), "")
-		node2 := h.CP.Topology().Nodes()[1]
+		node2 := h.P.Nodes()[1]
 		in, _, err = ext.GetInfo(h.Ctx, fmt.Sprintf("%s:%d", node2.IP, np))
 		h.Check(err == nil && strings.HasPrefix(in.IP(), "10.244."), "allocated nodePort serves", "GET %s:%d/info from external: %s %v", node2.IP, np, in.IP(), err)
 	})
@@ -203,12 +253,13 @@ func TestNodePort(t *testing.T) {
 func TestSessionAffinity(t *testing.T) {
 	sc := harness.Scenario{Name: "session-affinity", Title: "sessionAffinity: ClientIP pins, unpins and expires", Group: results.GroupService}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(3, "  type: NodePort\n")}}, func(h *harness.H) {
-		c := client(h, "client")
-		vip := clusterIP(h, "getip-service")
+		c := client(h, h.NS, "client")
+		vip := clusterIP(h, h.NS, "getip-service")
 		patch := func(p string) {
-			if err := h.CP.Patch(h.Ctx, "svc", "default", "getip-service", []byte(p)); err != nil {
+			if err := h.P.Patch(h.Ctx, plane.Ref{Kind: "svc", Namespace: h.NS, Name: "getip-service"}, []byte(p)); err != nil {
 				h.Fatalf("patch %s: %v", p, err)
 			}
+			h.Programmed()
 		}
 		patch(`{"spec":{"sessionAffinity":"ClientIP"}}`)
 		const pinnedN = 60
@@ -225,13 +276,8 @@ func TestSessionAffinity(t *testing.T) {
 		h.Result.Affinity = aff
 
 		// The seed's loop from outside, through the NodePort, with real curl.
-		var np int32
-		for _, s := range h.CP.Cluster().Services() {
-			if s.Name == "getip-service" {
-				np = s.Spec.Ports[0].NodePort
-			}
-		}
-		url := fmt.Sprintf("http://%s:%d/info", h.CP.Topology().Nodes()[0].IP, np)
+		np := nodePort(h, h.NS, "getip-service")
+		url := fmt.Sprintf("http://%s:%d/info", h.P.Nodes()[0].IP, np)
 		seen := map[string]int{}
 		for i := 0; i < 10; i++ {
 			out, err := external(h).Exec(h.Ctx, "curl", "-sS", "--max-time", "3", url)
@@ -261,7 +307,7 @@ func TestSessionAffinity(t *testing.T) {
 		patch(fmt.Sprintf(`{"spec":{"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":%d}}}}`, timeout))
 		aff.TimeoutSeconds = timeout
 		h.Apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: client2\nspec:\n  nodeName: node1\n  containers:\n    - name: c\n      image: curl\n")
-		c = client(h, "client2")
+		c = client(h, h.NS, "client2")
 		counts, _, err = c.Tally(h.Ctx, vip, 20)
 		if err != nil {
 			h.Fatalf("traffic: %v", err)
@@ -289,8 +335,8 @@ func TestSessionAffinity(t *testing.T) {
 			// template in the kernel's connection table (`ipvsadm -Lnc`,
 			// source port 0) without sending traffic, which would refresh
 			// it; bounded at 4 minutes.
-			node1 := harness.NewClient("node1", h.CP.Topology().Node("node1").NS)
-			template := h.CP.Topology().Pod("default/client2").IP.String() + ":0"
+			node1 := nodeClient(h, "node1")
+			template := pod(h, h.NS, "client2").IP.String() + ":0"
 			start := time.Now()
 			gone := false
 			for time.Since(start) < 4*time.Minute {
@@ -378,9 +424,9 @@ func loop(ctx context.Context, c *harness.Client, vip string, stop <-chan struct
 func TestEndpointChanges(t *testing.T) {
 	sc := harness.Scenario{Name: "endpoint-changes", Title: "Scale up and pod deletion converge", Group: results.GroupService}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(2, "")}}, func(h *harness.H) {
-		c := client(h, "client")
-		vip := clusterIP(h, "getip-service")
-		before := podIPs(h, "getip-deployment-")
+		c := client(h, h.NS, "client")
+		vip := clusterIP(h, h.NS, "getip-service")
+		before := podIPs(h, h.NS, "getip-deployment-")
 		h.Check(len(before) == 2, "two backends", "%v", before)
 
 		stop := make(chan struct{})
@@ -390,11 +436,12 @@ func TestEndpointChanges(t *testing.T) {
 		res := loop(h.Ctx, c, vip, stop, 20000, 60*time.Second)
 		time.Sleep(200 * time.Millisecond)
 		t0 := time.Now()
-		if err := h.CP.Scale(h.Ctx, "deployment", "default", "getip-deployment", 3); err != nil {
+		if err := h.P.Scale(h.Ctx, plane.Ref{Kind: "deployment", Namespace: h.NS, Name: "getip-deployment"}, 3); err != nil {
 			h.Fatalf("scale: %v", err)
 		}
+		h.Programmed()
 		programmed := time.Since(t0)
-		after := podIPs(h, "getip-deployment-")
+		after := podIPs(h, h.NS, "getip-deployment-")
 		var newIP string
 		for ip := range after {
 			if _, ok := before[ip]; !ok {
@@ -435,9 +482,10 @@ func TestEndpointChanges(t *testing.T) {
 			break
 		}
 		t1 := time.Now()
-		if err := h.CP.Delete(h.Ctx, "pod", "default", victim); err != nil {
+		if err := h.P.Delete(h.Ctx, plane.Ref{Kind: "pod", Namespace: h.NS, Name: victim}); err != nil {
 			h.Fatalf("delete pod %s: %v", victim, err)
 		}
+		h.Programmed()
 		h.Figure("pod deletion programmed (all nodes)", time.Since(t1).Seconds(), "s")
 		// The Deployment replaces the pod; count where the next requests go.
 		counts, _, err := c.Tally(h.Ctx, vip, 300)
@@ -445,12 +493,10 @@ func TestEndpointChanges(t *testing.T) {
 			h.Fatalf("traffic after delete: %v", err)
 		}
 		h.Check(counts[victimIP] == 0, "deleted pod gets no traffic", "300 requests after deleting %s (%s): %v", victim, victimIP, counts)
-		now := podIPs(h, "getip-deployment-")
+		now := podIPs(h, h.NS, "getip-deployment-")
 		h.Check(len(now) == 3, "deployment replaced the pod", "%v", now)
 		for ip := range now {
 			h.Check(counts[ip] > 0, "every live pod used", "%s (%s) got %d of 300", now[ip], ip, counts[ip])
 		}
 	})
 }
-
-func decode(h *harness.H, m string) []sim.Object { return h.Decode(m) }

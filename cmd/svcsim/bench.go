@@ -36,6 +36,7 @@ func init() {
 // benchOpts are the flags of svcsim bench.
 type benchOpts struct {
 	quick, noVM, noTraffic bool
+	noPlane                bool
 	datapaths              []string
 	services               []int
 	endpoints, reps        int
@@ -63,6 +64,8 @@ meaningful:
                    pod directly (floor-direct), percentiles
   convergence      endpoint change until the first request answered by the new pod
   rps-keepalive, rps-new-conn   requests/s through the VIP vs directly (bounded)
+  plane-programmed a Deployment scaled by one through a two-node cluster's control
+                   plane with N Services, until every node's proxy programmed it
 
 Results are JSON files (package report/results) in -o (default
 $SVCSIM_RESULTS_DIR, else results/ at the repository root); ` + "`svcsim report`" + ` renders them.
@@ -108,6 +111,7 @@ Durations measured on a shared 2-core AMD EPYC (kernel 6.18, TCG guest):
 	f.StringVarP(&o.out, "output", "o", "", "results directory (default $SVCSIM_RESULTS_DIR, else <repo>/results)")
 	f.BoolVar(&o.noVM, "no-vm", false, "never use the kernel lane: skip datapaths the host kernel cannot run (ipvs without IP_VS)")
 	f.BoolVar(&o.noTraffic, "no-traffic", false, "rule updates only: no first-packet, convergence or throughput")
+	f.BoolVar(&o.noPlane, "no-plane", false, "no changes through a two-node cluster's control plane (plane-programmed)")
 	f.StringVar(&o.kernel, "vm-kernel", "6.1", "kernel of the kernel lane (see vmtest --kernel)")
 	f.DurationVar(&o.vmTimeout, "vm-timeout", 0, "bound on the kernel-lane run (default 10m with --quick, else 2h)")
 	return cmd
@@ -130,6 +134,7 @@ func (o benchOpts) config() bench.Config {
 		c.Reps = o.reps
 	}
 	c.Traffic = !o.noTraffic
+	c.Plane = !o.noPlane
 	if o.quick && strings.HasPrefix(c.Lane, "vm:") {
 		// The guest runs under TCG: fewer samples keep --quick quick.
 		c.Conns, c.RPSTime, c.RPSReps, c.ConvergeReps = 100, 300*time.Millisecond, 1, 2
@@ -245,6 +250,9 @@ func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string,
 	}
 	if o.noTraffic {
 		argv = append(argv, "--no-traffic")
+	}
+	if o.noPlane {
+		argv = append(argv, "--no-plane")
 	}
 	timeout := o.vmTimeout
 	if timeout == 0 {

@@ -18,7 +18,7 @@ import (
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
-	"github.com/svcsim/svcsim/sim"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/topology"
 )
 
@@ -92,32 +92,26 @@ func newUp() *cobra.Command {
 					return fmt.Errorf("simulation %s is already running: use `svcsim apply`, or `svcsim down` first", id)
 				}
 			}
-			// Load manifests first: bad input changes nothing.
-			var paths []string
-			for _, f := range files {
-				abs, err := filepath.Abs(f)
-				if err != nil {
-					return err
-				}
-				paths = append(paths, abs)
+			// Read and decode manifests first: bad input starts nothing.
+			ms, err := plane.ReadManifests(cmd.InOrStdin(), files...)
+			if err != nil {
+				return err
 			}
-			if len(paths) > 0 {
-				if _, err := sim.Load(paths...); err != nil {
-					return err
-				}
+			if _, err := controlplane.Decode("", ms...); err != nil {
+				return err
 			}
 			id, err := startDaemon(cmd.Context(), cf, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
-			if len(paths) == 0 {
+			if len(ms) == 0 {
 				return nil
 			}
 			c, err := daemon.Dial(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
-			out, err := c.Apply(cmd.Context(), daemon.ApplyRequest{Paths: paths})
+			out, err := c.Apply(cmd.Context(), daemon.ApplyRequest{Manifests: ms})
 			if err != nil {
 				return fmt.Errorf("%w\n(the cluster is up with nothing applied; fix the manifests and run `svcsim apply -f`)", err)
 			}

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/svcsim/svcsim/internal/daemon"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/reexec"
+	"github.com/svcsim/svcsim/plane"
 )
 
 func dial(cmd *cobra.Command) (*daemon.Client, error) {
@@ -55,42 +54,37 @@ func show(cmd *cobra.Command) func(string, error) error {
 
 func newApply() *cobra.Command {
 	var files []string
+	var namespace string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILENAME",
 		Short: "Apply manifests to the running simulation (all or nothing)",
 		Long: `apply validates every object first, as the API server does; if any object is
-invalid, nothing changes and every error is listed with its field path.`,
+invalid, nothing changes and every error is listed with its field path. It
+returns once every node's proxy has programmed the change.
+
+The manifests are read here (files, the manifest files of a directory, or
+standard input for -) and sent to the simulation as they are.`,
 		Example: `  sudo svcsim apply -f myhttp-v2-service.yaml
-  cat svc.yaml | sudo svcsim apply -f -`,
+  cat svc.yaml | sudo svcsim apply -f -
+  sudo svcsim apply -n demo -f app/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
 				return fmt.Errorf("must specify -f (a file, a directory, or - for stdin)")
 			}
-			var req daemon.ApplyRequest
-			for _, f := range files {
-				if f == "-" {
-					b, err := io.ReadAll(cmd.InOrStdin())
-					if err != nil {
-						return err
-					}
-					req.Stdin += string(b) + "\n---\n"
-					continue
-				}
-				abs, err := filepath.Abs(f)
-				if err != nil {
-					return err
-				}
-				req.Paths = append(req.Paths, abs)
+			ms, err := plane.ReadManifests(cmd.InOrStdin(), files...)
+			if err != nil {
+				return err
 			}
 			c, err := dial(cmd)
 			if err != nil {
 				return err
 			}
-			return show(cmd)(c.Apply(cmd.Context(), req))
+			return show(cmd)(c.Apply(cmd.Context(), daemon.ApplyRequest{Namespace: namespace, Manifests: ms}))
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file, directory, or - (repeatable)")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace for objects that name none (default \"default\")")
 	return cmd
 }
 

@@ -86,6 +86,9 @@ type Config struct {
 	Changes int
 	// Traffic enables first-packet, convergence and throughput.
 	Traffic bool
+	// Plane enables MetricPlaneProgrammed: Changes scale-ups and downs
+	// through a two-node embedded cluster (package plane) with N Services.
+	Plane bool
 	// Conns is the number of connect() samples per first-packet point.
 	Conns int
 	// ConvergeReps is the number of convergence samples per N.
@@ -110,7 +113,7 @@ type Config struct {
 func Full() Config {
 	return Config{
 		Datapaths: Datapaths(), Services: []int{100, 1000, 5000, 10000}, Endpoints: 2,
-		Reps: 5, Changes: 3, Traffic: true, Conns: 300, ConvergeReps: 5,
+		Reps: 5, Changes: 3, Traffic: true, Plane: true, Conns: 300, ConvergeReps: 5,
 		RPSMax: 20000, RPSTime: 2 * time.Second, RPSReps: 3, IPVSFloorReps: 20,
 		Lane: hostinfo.Lane(),
 	}
@@ -331,10 +334,15 @@ func (r *runner) datapath(ctx context.Context, dp string) {
 			r.fail(dp, "traffic", err)
 		}
 	}
+	if r.cfg.Plane && ctx.Err() == nil {
+		if err := r.plane(ctx, dp, s); err != nil {
+			r.fail(dp, "changes through the plane", err)
+		}
+	}
 	r.logf("bench: %s done in %s", dp, time.Since(start).Round(time.Millisecond))
 	floor, floorFor := FloorMetric(dp)
 	for _, m := range []string{MetricFullSync, MetricEndpointChange, MetricFullResync, floor, MetricFirstPacket,
-		MetricFloorDirect, MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn} {
+		MetricFloorDirect, MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn, MetricPlaneProgrammed} {
 		pts := s[m]
 		if m == "" || len(pts) == 0 {
 			continue
@@ -382,6 +390,8 @@ func (r *runner) note(dp, m string) string {
 		return "from handing the state with the target's endpoint replaced to Sync, until the first new connection is answered by the new pod" + load
 	case MetricRPSKeepAlive, MetricRPSNewConn:
 		return "sequential HTTP GETs from one client pod through the VIP; Extra: direct to the pod IP in the same run" + load
+	case MetricPlaneProgrammed:
+		return fmt.Sprintf("a Deployment scaled by one (up, then down) through the control plane (package plane) on a fresh two-node cluster with N-1 selectorless Services of %d endpoints present, from the call until WaitProgrammed returned (both nodes' proxies programmed it); Extra: until the change was accepted%s", e, load)
 	}
 	return ""
 }

@@ -71,7 +71,7 @@ func TestRunKernel(t *testing.T) {
 		}
 		measured++
 		metrics := []string{MetricFullSync, MetricEndpointChange, MetricFirstPacket, MetricFloorDirect,
-			MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn}
+			MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn, MetricPlaneProgrammed}
 		if fm, _ := FloorMetric(dp); fm != "" {
 			metrics = append(metrics, fm)
 		}

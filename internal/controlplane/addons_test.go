@@ -14,6 +14,7 @@ import (
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/reexec"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/sim"
 	"github.com/svcsim/svcsim/topology"
 )
@@ -95,7 +96,9 @@ func TestAddOnWorkloadLifecycle(t *testing.T) {
 	require.Equal(t, pod.NS, env.NS, "the pod's own namespace")
 	require.Empty(t, pod.Ports, "no built-in servers in the probe's pod")
 
-	require.NoError(t, cp.Scale(context.Background(), "deployment", "default", "probe", 0))
+	ctx := context.Background()
+	require.NoError(t, cp.Scale(ctx, plane.Ref{Kind: "deployment", Namespace: "default", Name: "probe"}, 0))
+	require.NoError(t, cp.WaitProgrammed(ctx))
 	require.Equal(t, 1, p.stopped)
 	require.Nil(t, cp.Topology().Pod(env.Pod.Key()))
 }

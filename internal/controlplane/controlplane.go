@@ -4,9 +4,10 @@
 // runs in the background and what every scenario drives in-process.
 //
 // Every change goes the same way: the model validates and applies it (all or
-// nothing), pods that appeared or vanished are created or removed in the
-// topology, then each node's proxy is sent its new desired state and the call
-// returns once every node has programmed it.
+// nothing) and the call returns (the change is accepted). A reconciler then
+// creates the pods that appeared in the topology, sends each node's proxy its
+// new desired state, and removes the pods that vanished once every proxy has
+// programmed it. WaitProgrammed (package plane's barrier) waits for that.
 package controlplane
 
 import (
@@ -16,6 +17,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -24,12 +26,19 @@ import (
 
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/addons/clusterdns"
+	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes/agent"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/sim"
 	"github.com/svcsim/svcsim/sim/kubeview"
+	"github.com/svcsim/svcsim/sim/printer"
 	"github.com/svcsim/svcsim/sim/state"
 	"github.com/svcsim/svcsim/topology"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Config describes a simulated cluster.
@@ -58,7 +67,8 @@ type Config struct {
 	AddOns []addons.AddOn
 }
 
-// DNSServiceIP is the kube-dns Service's ClusterIP, kubeadm's default.
+// DNSServiceIP is the kube-dns Service's ClusterIP, kubeadm's default
+// (plane.DNSServiceIP, the same on every plane).
 const DNSServiceIP = clusterdns.ServiceIP
 
 // DefaultConfig is a two-node cluster on the default address plan running mode.
@@ -72,30 +82,57 @@ func DefaultConfig(mode string, nodes int) Config {
 	}
 }
 
-// ControlPlane is a running simulated cluster.
+// ControlPlane is a running simulated cluster. It implements plane.Plane:
+// changes return once the model has accepted them, and a background
+// reconciler then makes the topology's pods match the model and pushes
+// every node's state to its proxy; WaitProgrammed waits for the proxies'
+// sync replies to carry the model's generation.
 type ControlPlane struct {
 	cfg     Config
 	run     *rundir.Run
+	runID   string
 	cluster *sim.Cluster
 	topo    *topology.Topology
 	log     io.Writer
 
-	// view is the model through client-go, kept in step after every change;
+	mu sync.Mutex // serialises model changes (the API server)
+
+	// view is the model through client-go, kept in step by the reconciler;
 	// workloads read the cluster through its client.
 	view     *kubeview.View
 	registry *addons.Registry
 
-	mu      sync.Mutex // serialises changes
+	// recMu serialises reconciles and guards proxies and workloads (the
+	// nodes).
+	recMu   sync.Mutex
 	proxies map[string]*agent.Process
 	// workloads are the running workloads with a Start of their own, by
 	// pod key.
 	workloads map[string][]addons.Instance
-	// LastSync holds each node's reply to the most recent push.
+
+	// progMu guards what the reconciler has programmed.
+	progMu sync.Mutex
+	// lastSync holds each node's reply to the most recent push.
 	lastSync map[string]agent.SyncReply
+	// programmed is the model generation every running proxy has
+	// programmed (with the pods of that generation in place).
+	programmed uint64
+	// failed is the error of the last reconcile, for generation failedGen.
+	failed    error
+	failedGen uint64
+	// progress is closed (and replaced) whenever programmed or failed change.
+	progress chan struct{}
+
+	kick       chan struct{} // wakes the reconciler (buffered 1)
+	stopWorker context.CancelFunc
+	workerDone chan struct{}
 }
 
+var _ plane.Plane = (*ControlPlane)(nil)
+
 // Start builds the topology, starts a proxy on every node and programs the
-// empty cluster. On error everything made so far is removed.
+// cluster's add-ons; it returns once every node has programmed them. On
+// error everything made so far is removed.
 func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	logw := cfg.Log
 	if logw == nil {
@@ -109,8 +146,9 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
-	made := &ControlPlane{cfg: cfg, run: run, cluster: cl, log: logw, view: kubeview.New(), registry: addons.NewRegistry(),
-		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, workloads: map[string][]addons.Instance{}}
+	made := &ControlPlane{cfg: cfg, run: run, runID: run.ID, cluster: cl, log: logw, view: kubeview.New(), registry: addons.NewRegistry(),
+		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, workloads: map[string][]addons.Instance{},
+		progress: make(chan struct{}), kick: make(chan struct{}, 1)}
 	cp = made
 	defer func() {
 		// Not cp: a return statement has set it to nil by now.
@@ -148,7 +186,10 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 			return nil, fmt.Errorf("add-on %s: %w", a.Name, err)
 		}
 	}
-	if err := cp.reconcile(ctx); err != nil {
+	wctx, cancel := context.WithCancel(context.Background())
+	cp.stopWorker, cp.workerDone = cancel, make(chan struct{})
+	go cp.reconciler(wctx)
+	if err := cp.WaitProgrammed(ctx); err != nil {
 		return nil, err
 	}
 	return cp, nil
@@ -184,77 +225,202 @@ func (cp *ControlPlane) Topology() *topology.Topology { return cp.topo }
 func (cp *ControlPlane) Cluster() *sim.Cluster { return cp.cluster }
 
 // Client is the cluster through client-go: the model's list/watch view,
-// in step with every change the ControlPlane's methods make (read-only for
+// kept in step with every accepted change by the reconciler (read-only for
 // the kinds the model owns).
 func (cp *ControlPlane) Client() kubernetes.Interface { return cp.view.Client() }
 
 // Mode is the proxy mode's name as the proxies report it ("iptables/nft").
 func (cp *ControlPlane) Mode() string {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
+	cp.progMu.Lock()
+	defer cp.progMu.Unlock()
 	for _, r := range cp.lastSync {
 		return r.Mode
 	}
 	return cp.cfg.Mode
 }
 
-// Apply applies manifests all-or-nothing and programs the result.
-func (cp *ControlPlane) Apply(ctx context.Context, objs []sim.Object) ([]string, error) {
+// Info implements plane.Plane.
+func (cp *ControlPlane) Info() plane.Info {
+	return plane.Info{ControlPlane: "embedded", Datapath: cp.Mode(), RunID: cp.runID,
+		Versions: map[string]string{"svcsim": version()}}
+}
+
+// version is the main module's version as the Go toolchain stamped it.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// Apply applies manifests all-or-nothing (namespaced objects without a
+// namespace go into namespace) and returns once the model has accepted
+// them; WaitProgrammed waits for the kernel.
+func (cp *ControlPlane) Apply(_ context.Context, namespace string, ms ...plane.Manifest) ([]string, error) {
+	objs, err := Decode(namespace, ms...)
+	if err != nil {
+		return nil, err
+	}
+	return cp.ApplyObjects(objs)
+}
+
+// Decode decodes manifests into model objects, putting namespaced objects
+// without a namespace into namespace ("" leaves them to "default").
+func Decode(namespace string, ms ...plane.Manifest) ([]sim.Object, error) {
+	var objs []sim.Object
+	for _, m := range ms {
+		o, err := sim.Decode(m.Data, m.Source)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, o...)
+	}
+	if namespace != "" {
+		for _, o := range objs {
+			switch o.Obj.(type) {
+			case *corev1.Namespace, *corev1.Node:
+				continue
+			}
+			if m, err := meta.Accessor(o.Obj); err == nil && m.GetNamespace() == "" {
+				m.SetNamespace(namespace)
+			}
+		}
+	}
+	return objs, nil
+}
+
+// ApplyObjects applies decoded objects as Apply does.
+func (cp *ControlPlane) ApplyObjects(objs []sim.Object) ([]string, error) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	out, err := cp.cluster.Apply(objs)
 	if err != nil {
 		return nil, err
 	}
-	return out, cp.reconcile(ctx)
+	cp.wake()
+	return out, nil
 }
 
-// Patch applies a strategic merge patch to one object and programs the result.
-func (cp *ControlPlane) Patch(ctx context.Context, kind, namespace, name string, patch []byte) error {
-	return cp.change(ctx, func() error { return cp.cluster.Patch(kind, namespace, name, patch) })
+// Patch applies a strategic merge patch to one object.
+func (cp *ControlPlane) Patch(_ context.Context, r plane.Ref, patch []byte) error {
+	return cp.change(func() error { return cp.cluster.Patch(r.Kind, r.Namespace, r.Name, patch) })
 }
 
-// Scale sets a Deployment's replicas and programs the result.
-func (cp *ControlPlane) Scale(ctx context.Context, kind, namespace, name string, replicas int32) error {
-	return cp.change(ctx, func() error { return cp.cluster.Scale(kind, namespace, name, replicas) })
+// Scale sets a Deployment's replicas.
+func (cp *ControlPlane) Scale(_ context.Context, r plane.Ref, replicas int32) error {
+	return cp.change(func() error { return cp.cluster.Scale(r.Kind, r.Namespace, r.Name, replicas) })
 }
 
-// Delete removes an object and programs the result.
-func (cp *ControlPlane) Delete(ctx context.Context, kind, namespace, name string) error {
-	return cp.change(ctx, func() error { return cp.cluster.Delete(kind, namespace, name) })
+// Delete removes an object.
+func (cp *ControlPlane) Delete(_ context.Context, r plane.Ref) error {
+	return cp.change(func() error { return cp.cluster.Delete(r.Kind, r.Namespace, r.Name) })
 }
 
-// Label sets or removes labels ("key-") on an object and programs the result.
-func (cp *ControlPlane) Label(ctx context.Context, kind, namespace, name string, labels map[string]string) error {
-	return cp.change(ctx, func() error { return cp.cluster.Label(kind, namespace, name, labels) })
+// Label sets or removes labels ("key-") on an object.
+func (cp *ControlPlane) Label(_ context.Context, r plane.Ref, labels map[string]string) error {
+	return cp.change(func() error { return cp.cluster.Label(r.Kind, r.Namespace, r.Name, labels) })
 }
 
-// SetPodReady flips a pod's readiness (its endpoints follow) and programs it.
-func (cp *ControlPlane) SetPodReady(ctx context.Context, namespace, name string, ready bool) error {
-	return cp.change(ctx, func() error { return cp.cluster.SetPodReady(namespace, name, ready) })
+// SetPodReady flips a pod's readiness (its endpoints follow).
+func (cp *ControlPlane) SetPodReady(_ context.Context, namespace, name string, ready bool) error {
+	return cp.change(func() error { return cp.cluster.SetPodReady(namespace, name, ready) })
 }
 
-func (cp *ControlPlane) change(ctx context.Context, f func() error) error {
+func (cp *ControlPlane) change(f func() error) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if err := f(); err != nil {
 		return err
 	}
-	return cp.reconcile(ctx)
+	cp.wake()
+	return nil
 }
 
-// Resync pushes every node's state again (after a proxy restart, say).
-func (cp *ControlPlane) Resync(ctx context.Context) error {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	return cp.reconcile(ctx)
+// wake asks the reconciler for another round.
+func (cp *ControlPlane) wake() {
+	select {
+	case cp.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reconciler runs reconcile whenever woken, until ctx ends, and records
+// the generation every proxy replied with (or the error).
+func (cp *ControlPlane) reconciler(ctx context.Context) {
+	defer close(cp.workerDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cp.kick:
+		}
+		gen := cp.cluster.Generation()
+		cp.recMu.Lock()
+		err := cp.reconcile(ctx)
+		got := cp.programmedLocked(gen)
+		cp.recMu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		cp.progMu.Lock()
+		if err != nil {
+			cp.failed, cp.failedGen = err, gen
+			fmt.Fprintf(cp.log, "run %s: programming generation %d: %v\n", cp.run.ID, gen, err)
+		} else {
+			cp.failed = nil
+			cp.programmed = max(cp.programmed, got)
+		}
+		close(cp.progress)
+		cp.progress = make(chan struct{})
+		cp.progMu.Unlock()
+	}
+}
+
+// programmedLocked is the lowest generation the running proxies replied
+// with (gen when no proxy runs). Called with recMu held.
+func (cp *ControlPlane) programmedLocked(gen uint64) uint64 {
+	cp.progMu.Lock()
+	defer cp.progMu.Unlock()
+	low, any := gen, false
+	for node := range cp.proxies {
+		if g := cp.lastSync[node].Generation; !any || g < low {
+			low, any = g, true
+		}
+	}
+	return low
+}
+
+// WaitProgrammed implements plane.Plane: it returns once the reconciler
+// has made the pods of the model's current generation and every running
+// proxy has replied to a push of that generation or a later one.
+func (cp *ControlPlane) WaitProgrammed(ctx context.Context) error {
+	want := cp.cluster.Generation()
+	cp.wake()
+	for {
+		cp.progMu.Lock()
+		done, failed, failedGen, progress := cp.programmed, cp.failed, cp.failedGen, cp.progress
+		cp.progMu.Unlock()
+		switch {
+		case done >= want:
+			return nil
+		case failed != nil && failedGen >= want:
+			return fmt.Errorf("program generation %d: %w", want, failed)
+		}
+		select {
+		case <-progress:
+		case <-cp.workerDone:
+			return errors.New("the control plane is closed")
+		case <-ctx.Done():
+			return fmt.Errorf("wait for generation %d to be programmed (programmed: %d): %w", want, done, ctx.Err())
+		}
+	}
 }
 
 // reconcile makes the topology's pods match the model's and pushes every
 // node's desired state to its proxy. Order matters, as on a real cluster: new
 // pods are running before any proxy sends them traffic, and departed pods
 // are removed only after every proxy has stopped sending them any. Called
-// with mu held.
+// by the reconciler with recMu held.
 func (cp *ControlPlane) reconcile(ctx context.Context) error {
 	// Workloads see the change before the proxies program it, as they
 	// would on a real cluster, where watches fire as soon as it is stored.
@@ -386,7 +552,9 @@ func (cp *ControlPlane) push(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("program node %s: %w", node, err))
 				return
 			}
+			cp.progMu.Lock()
 			cp.lastSync[node] = r
+			cp.progMu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -400,8 +568,8 @@ func (cp *ControlPlane) NodeState(node string) *state.NodeState {
 
 // LastSync returns each node's reply to the latest push.
 func (cp *ControlPlane) LastSync() map[string]agent.SyncReply {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
+	cp.progMu.Lock()
+	defer cp.progMu.Unlock()
 	out := make(map[string]agent.SyncReply, len(cp.lastSync))
 	for k, v := range cp.lastSync {
 		out[k] = v
@@ -409,10 +577,10 @@ func (cp *ControlPlane) LastSync() map[string]agent.SyncReply {
 	return out
 }
 
-// Proxy returns node's proxy process.
+// Proxy returns node's proxy process (nil when it is not running).
 func (cp *ControlPlane) Proxy(node string) *agent.Process {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
+	cp.recMu.Lock()
+	defer cp.recMu.Unlock()
 	return cp.proxies[node]
 }
 
@@ -427,9 +595,9 @@ func (cp *ControlPlane) Dump(ctx context.Context, node string) (string, error) {
 
 // KillProxy kills node's proxy with SIGKILL, as a crash would, leaving its
 // kernel state in place.
-func (cp *ControlPlane) KillProxy(node string) error {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
+func (cp *ControlPlane) KillProxy(_ context.Context, node string) error {
+	cp.recMu.Lock()
+	defer cp.recMu.Unlock()
 	p := cp.proxies[node]
 	if p == nil {
 		return fmt.Errorf("no proxy on node %q", node)
@@ -438,25 +606,201 @@ func (cp *ControlPlane) KillProxy(node string) error {
 	return p.Kill()
 }
 
-// RestartProxy starts a new proxy on node (after KillProxy) and programs it.
-func (cp *ControlPlane) RestartProxy(ctx context.Context, node string) error {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	if p := cp.proxies[node]; p != nil {
-		_ = p.Stop(10 * time.Second)
-		delete(cp.proxies, node)
+// StopProxy stops node's proxy with SIGTERM; it removes everything it
+// programmed before it exits.
+func (cp *ControlPlane) StopProxy(_ context.Context, node string) error {
+	cp.recMu.Lock()
+	defer cp.recMu.Unlock()
+	p := cp.proxies[node]
+	if p == nil {
+		return fmt.Errorf("no proxy on node %q", node)
+	}
+	delete(cp.proxies, node)
+	return p.Stop(15 * time.Second)
+}
+
+// StartProxy starts a proxy on node (after KillProxy or StopProxy) and
+// returns once it answers; the reconciler then programs it, and
+// WaitProgrammed waits for that.
+func (cp *ControlPlane) StartProxy(ctx context.Context, node string) error {
+	cp.recMu.Lock()
+	defer cp.recMu.Unlock()
+	if cp.proxies[node] != nil {
+		return fmt.Errorf("node %s: a proxy is already running", node)
 	}
 	if err := cp.startProxy(ctx, node); err != nil {
 		return err
 	}
-	return cp.push(ctx)
+	cp.progMu.Lock()
+	delete(cp.lastSync, node)
+	// The new proxy has programmed nothing: what was programmed is no
+	// longer true of every node.
+	cp.programmed = 0
+	cp.progMu.Unlock()
+	cp.wake()
+	return nil
+}
+
+// Get implements plane.Plane.
+func (cp *ControlPlane) Get(_ context.Context, r plane.Ref) (runtime.Object, error) {
+	return cp.cluster.Get(r.Kind, r.Namespace, r.Name)
+}
+
+// List implements plane.Plane.
+func (cp *ControlPlane) List(_ context.Context, kind, namespace, selector string) ([]runtime.Object, error) {
+	k, err := sim.CanonicalKind(kind)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return nil, fmt.Errorf("parse selector %q: %w", selector, err)
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	var all []runtime.Object
+	add := func(o runtime.Object) { all = append(all, o) }
+	switch k {
+	case "Pod":
+		for _, o := range cp.cluster.PodObjects() {
+			add(&o)
+		}
+	case "Service":
+		for _, o := range cp.cluster.Services() {
+			add(&o)
+		}
+	case "Endpoints":
+		for _, o := range cp.cluster.Endpoints() {
+			add(&o)
+		}
+	case "EndpointSlice":
+		for _, o := range cp.cluster.EndpointSlices() {
+			add(&o)
+		}
+	case "Deployment":
+		for _, o := range cp.cluster.Deployments() {
+			add(&o)
+		}
+	case "DaemonSet":
+		for _, o := range cp.cluster.DaemonSets() {
+			add(&o)
+		}
+	case "Ingress":
+		for _, o := range cp.cluster.Ingresses() {
+			add(&o)
+		}
+	case "Namespace":
+		for _, o := range cp.cluster.Namespaces() {
+			add(&o)
+		}
+	case "Node":
+		for _, o := range cp.cluster.NodeObjects() {
+			add(&o)
+		}
+	default:
+		return nil, fmt.Errorf("list %s: not supported by the embedded plane", kind)
+	}
+	clusterScoped := k == "Namespace" || k == "Node"
+	out := all[:0]
+	for _, o := range all {
+		m, err := meta.Accessor(o)
+		if err != nil {
+			return nil, err
+		}
+		if (clusterScoped || m.GetNamespace() == namespace) && sel.Matches(labels.Set(m.GetLabels())) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// Nodes implements plane.Plane.
+func (cp *ControlPlane) Nodes() []plane.Node {
+	var out []plane.Node
+	for _, n := range cp.topo.Nodes() {
+		out = append(out, plane.Node{Name: n.Name, IP: n.IP, Gateway: n.Gateway, NS: n.NS})
+	}
+	return out
+}
+
+// Pods implements plane.Plane: the model's pods that the reconciler has
+// created in the topology.
+func (cp *ControlPlane) Pods(_ context.Context, namespace string) ([]plane.Pod, error) {
+	var out []plane.Pod
+	for _, p := range cp.cluster.Pods() {
+		if namespace != "" && p.Namespace != namespace {
+			continue
+		}
+		tp := cp.topo.Pod(p.Key())
+		if tp == nil || tp.IP != p.IP {
+			continue // not made yet, or an older pod of that name
+		}
+		out = append(out, plane.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, IP: p.IP,
+			HostNetwork: p.HostNetwork, Ready: p.Ready, Labels: p.Labels, NS: tp.NS})
+	}
+	return out, nil
+}
+
+// Target implements plane.Plane.
+func (cp *ControlPlane) Target(_ context.Context, namespace, name string) (plane.Target, error) {
+	if name == plane.ExternalTarget {
+		return plane.Target{Name: name, NS: cp.topo.External()}, nil
+	}
+	if n := cp.topo.Node(name); n != nil {
+		return plane.Target{Name: name, NS: n.NS}, nil
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	p := cp.topo.Pod(namespace + "/" + name)
+	if p == nil {
+		return plane.Target{}, fmt.Errorf("no pod, node or %q named %q (namespace %q)", plane.ExternalTarget, name, namespace)
+	}
+	t := plane.Target{Name: namespace + "/" + name, NS: p.NS}
+	for _, e := range cp.cluster.PodEnv(namespace, name) {
+		t.Env = append(t.Env, e.Name+"="+e.Value)
+	}
+	if !p.HostNetwork {
+		domain := cp.cluster.Config().DNSDomain
+		t.ResolvConf = fmt.Sprintf("nameserver %s\nsearch %s.svc.%s svc.%s %s\noptions ndots:5\n",
+			DNSServiceIP, namespace, domain, domain, domain)
+	}
+	return t, nil
+}
+
+// AddHost implements plane.Plane.
+func (cp *ControlPlane) AddHost(ctx context.Context, name string, ip netip.Addr, ports []topology.Port) (*netns.NS, error) {
+	return cp.topo.AddHost(ctx, name, ip, ports)
+}
+
+// RemoveHost implements plane.Plane.
+func (cp *ControlPlane) RemoveHost(ctx context.Context, name string) error {
+	return cp.topo.RemoveHost(ctx, name)
+}
+
+// StopPodServers implements plane.Plane.
+func (cp *ControlPlane) StopPodServers(_ context.Context, namespace, name string) error {
+	if namespace == "" {
+		namespace = "default"
+	}
+	p := cp.topo.Pod(namespace + "/" + name)
+	if p == nil {
+		return fmt.Errorf("no running pod %s/%s", namespace, name)
+	}
+	return p.StopServers()
 }
 
 // Close stops every proxy (each cleans up its rules), removes the topology
 // and the run directory. It is safe to call more than once.
 func (cp *ControlPlane) Close() error {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
+	if cp.stopWorker != nil {
+		cp.stopWorker()
+		<-cp.workerDone
+		cp.stopWorker = nil
+	}
+	cp.recMu.Lock()
+	defer cp.recMu.Unlock()
 	var errs []error
 	for name := range cp.workloads {
 		errs = append(errs, cp.stopWorkloads(name))
@@ -483,4 +827,9 @@ func (cp *ControlPlane) Close() error {
 		cp.run = nil
 	}
 	return errors.Join(errs...)
+}
+
+// Print writes the model's objects as kubectl get does (daemon.Printer).
+func (cp *ControlPlane) Print(w io.Writer, r printer.Request) error {
+	return printer.Print(w, cp.cluster, r)
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,7 +26,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/rundir"
-	"github.com/svcsim/svcsim/sim"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/sim/printer"
 )
 
@@ -45,28 +46,39 @@ func Serve(ctx context.Context, cfg controlplane.Config) error {
 	if err != nil {
 		return err
 	}
+	return ServePlane(ctx, cp, cfg.Log)
+}
+
+// ServePlane serves the control socket for a running plane until a `down`
+// request or ctx ends, then closes the plane.
+func ServePlane(ctx context.Context, p plane.Plane, log io.Writer) error {
+	info := p.Info()
 	defer func() {
-		fmt.Fprintf(cfg.Log, "run %s: tearing down\n", cp.Run().ID)
-		if err := cp.Close(); err != nil {
-			fmt.Fprintf(cfg.Log, "teardown: %v\n", err)
+		fmt.Fprintf(log, "run %s: tearing down\n", info.RunID)
+		if err := p.Close(); err != nil {
+			fmt.Fprintf(log, "teardown: %v\n", err)
 		}
 	}()
-	sock := cp.Run().Path(SocketName)
+	run, err := rundir.Open(info.RunID)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", info.RunID, err)
+	}
+	sock := run.Path(SocketName)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
 	current := filepath.Join(rundir.Root(), CurrentFile)
-	if err := os.WriteFile(current, []byte(cp.Run().ID+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(current, []byte(info.RunID+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", current, err)
 	}
 	defer func() {
-		if b, err := os.ReadFile(current); err == nil && strings.TrimSpace(string(b)) == cp.Run().ID {
+		if b, err := os.ReadFile(current); err == nil && strings.TrimSpace(string(b)) == info.RunID {
 			_ = os.Remove(current)
 		}
 	}()
 	done := make(chan struct{})
-	s := &server{cp: cp, ctx: ctx, down: func() {
+	s := &server{p: p, run: run, ctx: ctx, down: func() {
 		select {
 		case <-done:
 		default:
@@ -75,7 +87,7 @@ func Serve(ctx context.Context, cfg controlplane.Config) error {
 	}}
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	fmt.Fprintf(cfg.Log, "run %s: ready (%s mode, %d nodes)\n", cp.Run().ID, cp.Mode(), len(cfg.Sim.Nodes))
+	fmt.Fprintf(log, "run %s: ready (%s mode, %d nodes)\n", info.RunID, info.Datapath, len(p.Nodes()))
 	select {
 	case <-ctx.Done():
 	case <-done:
@@ -86,8 +98,16 @@ func Serve(ctx context.Context, cfg controlplane.Config) error {
 	return nil
 }
 
+// Printer is what a plane offers for `svcsim get`: kubectl's tables of its
+// objects. The embedded plane prints its model; a plane without it sends
+// users to its own kubectl.
+type Printer interface {
+	Print(w io.Writer, r printer.Request) error
+}
+
 type server struct {
-	cp   *controlplane.ControlPlane
+	p    plane.Plane
+	run  *rundir.Run
 	ctx  context.Context
 	down func()
 }
@@ -99,11 +119,14 @@ func fail(w http.ResponseWriter, code int, err error) {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		info := Info{RunID: s.cp.Run().ID, Mode: s.cp.Mode(), PID: os.Getpid()}
-		for _, n := range s.cp.Topology().Nodes() {
+		pi := s.p.Info()
+		info := Info{RunID: pi.RunID, Mode: pi.Datapath, ControlPlane: pi.ControlPlane, PID: os.Getpid()}
+		for _, n := range s.p.Nodes() {
 			info.Nodes = append(info.Nodes, NodeInfo{Name: n.Name, IP: n.IP.String(), Namespace: n.NS.Name()})
 		}
-		info.External = s.cp.Topology().External().Name()
+		if ext, err := s.p.Target(r.Context(), "", plane.ExternalTarget); err == nil {
+			info.External = ext.NS.Name()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(info)
 	})
@@ -118,24 +141,16 @@ func (s *server) routes() http.Handler {
 			fail(w, http.StatusBadRequest, fmt.Errorf("decode apply request: %w", err))
 			return
 		}
-		var objs []sim.Object
-		if len(req.Paths) > 0 {
-			if objs, err = sim.Load(req.Paths...); err != nil {
-				fail(w, http.StatusBadRequest, err)
-				return
-			}
+		if len(req.Manifests) == 0 {
+			fail(w, http.StatusBadRequest, errors.New("no manifests"))
+			return
 		}
-		if req.Stdin != "" {
-			more, err := sim.Decode([]byte(req.Stdin), "STDIN")
-			if err != nil {
-				fail(w, http.StatusBadRequest, err)
-				return
-			}
-			objs = append(objs, more...)
-		}
-		lines, err := s.cp.Apply(r.Context(), objs)
+		lines, err := s.p.Apply(r.Context(), req.Namespace, req.Manifests...)
 		if err != nil {
 			fail(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		if !s.programmed(w, r) {
 			return
 		}
 		_, _ = io.WriteString(w, strings.Join(lines, "\n"))
@@ -143,8 +158,11 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/patch", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err := s.cp.Patch(r.Context(), q.Get("kind"), q.Get("namespace"), q.Get("name"), body); err != nil {
+		if err := s.p.Patch(r.Context(), ref(q), body); err != nil {
 			fail(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		if !s.programmed(w, r) {
 			return
 		}
 		fmt.Fprintf(w, "%s/%s patched", printer.KindName(q.Get("kind")), q.Get("name"))
@@ -156,16 +174,22 @@ func (s *server) routes() http.Handler {
 			fail(w, http.StatusBadRequest, fmt.Errorf("--replicas must be a non-negative integer, got %q", q.Get("replicas")))
 			return
 		}
-		if err := s.cp.Scale(r.Context(), q.Get("kind"), q.Get("namespace"), q.Get("name"), int32(n)); err != nil {
+		if err := s.p.Scale(r.Context(), ref(q), int32(n)); err != nil {
 			fail(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		if !s.programmed(w, r) {
 			return
 		}
 		fmt.Fprintf(w, "%s/%s scaled", printer.KindName(q.Get("kind")), q.Get("name"))
 	})
 	mux.HandleFunc("POST /v1/delete", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		if err := s.cp.Delete(r.Context(), q.Get("kind"), q.Get("namespace"), q.Get("name")); err != nil {
+		if err := s.p.Delete(r.Context(), ref(q)); err != nil {
 			fail(w, http.StatusNotFound, err)
+			return
+		}
+		if !s.programmed(w, r) {
 			return
 		}
 		fmt.Fprintf(w, "%s \"%s\" deleted", printer.KindName(q.Get("kind")), q.Get("name"))
@@ -185,15 +209,23 @@ func (s *server) routes() http.Handler {
 			}
 			labels[k] = v
 		}
-		if err := s.cp.Label(r.Context(), q.Get("kind"), q.Get("namespace"), q.Get("name"), labels); err != nil {
+		if err := s.p.Label(r.Context(), ref(q), labels); err != nil {
 			fail(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		if !s.programmed(w, r) {
 			return
 		}
 		fmt.Fprintf(w, "%s/%s labeled", printer.KindName(q.Get("kind")), q.Get("name"))
 	})
 	mux.HandleFunc("GET /v1/get", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		err := printer.Print(w, s.cp.Cluster(), printer.Request{
+		pr, ok := s.p.(Printer)
+		if !ok {
+			fail(w, http.StatusNotImplemented, fmt.Errorf("the %s control plane prints no tables: use its kubectl", s.p.Info().ControlPlane))
+			return
+		}
+		err := pr.Print(w, printer.Request{
 			Kind: q.Get("kind"), Name: q.Get("name"), Namespace: q.Get("namespace"),
 			AllNamespaces: q.Get("all") == "true", Output: q.Get("output"), Selector: q.Get("selector"),
 		})
@@ -202,7 +234,7 @@ func (s *server) routes() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /v1/target", func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.target(r.URL.Query().Get("name"), r.URL.Query().Get("namespace"))
+		t, err := s.target(r.Context(), r.URL.Query().Get("name"), r.URL.Query().Get("namespace"))
 		if err != nil {
 			fail(w, http.StatusNotFound, err)
 			return
@@ -211,7 +243,7 @@ func (s *server) routes() http.Handler {
 		_ = json.NewEncoder(w).Encode(t)
 	})
 	mux.HandleFunc("GET /v1/dump", func(w http.ResponseWriter, r *http.Request) {
-		out, err := s.cp.Dump(r.Context(), r.URL.Query().Get("node"))
+		out, err := s.p.Dump(r.Context(), r.URL.Query().Get("node"))
 		if err != nil {
 			fail(w, http.StatusInternalServerError, err)
 			return
@@ -238,31 +270,18 @@ type Target struct {
 
 // target resolves an exec target: "external", a node name, or a pod name
 // (in namespace, default "default").
-func (s *server) target(name, namespace string) (Target, error) {
-	topo := s.cp.Topology()
-	if name == "external" {
-		return Target{Netns: topo.External().Name()}, nil
+func (s *server) target(ctx context.Context, name, namespace string) (Target, error) {
+	pt, err := s.p.Target(ctx, namespace, name)
+	if err != nil {
+		return Target{}, err
 	}
-	if n := topo.Node(name); n != nil {
-		return Target{Netns: n.NS.Name()}, nil
-	}
-	if namespace == "" {
-		namespace = "default"
-	}
-	p := topo.Pod(namespace + "/" + name)
-	if p == nil {
-		return Target{}, fmt.Errorf("no pod, node or \"external\" named %q (namespace %q)", name, namespace)
-	}
-	t := Target{Netns: p.NS.Name()}
-	for _, e := range s.cp.Cluster().PodEnv(namespace, name) {
-		t.Env = append(t.Env, e.Name+"="+e.Value)
-	}
-	if !p.HostNetwork {
-		domain := s.cp.Cluster().Config().DNSDomain
-		conf := fmt.Sprintf("nameserver %s\nsearch %s.svc.%s svc.%s %s\noptions ndots:5\n",
-			controlplane.DNSServiceIP, namespace, domain, domain, domain)
-		path := s.cp.Run().Path("resolv-" + namespace + ".conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	t := Target{Netns: pt.NS.Name(), Env: pt.Env}
+	if pt.ResolvConf != "" {
+		if namespace == "" {
+			namespace = "default"
+		}
+		path := s.run.Path("resolv-" + namespace + ".conf")
+		if err := os.WriteFile(path, []byte(pt.ResolvConf), 0o644); err != nil {
 			return Target{}, err
 		}
 		t.ResolvConf = path
@@ -270,20 +289,38 @@ func (s *server) target(name, namespace string) (Target, error) {
 	return t, nil
 }
 
-// ApplyRequest names manifests to apply: files or directories on this
-// machine (absolute paths) and/or manifest text read from the CLI's stdin.
+func ref(q url.Values) plane.Ref {
+	return plane.Ref{Kind: q.Get("kind"), Namespace: q.Get("namespace"), Name: q.Get("name")}
+}
+
+// programmed waits for the change just made to be programmed on every
+// node, as the CLI promises (a command after `svcsim apply` sees its
+// effect); on failure it answers with the error and returns false.
+func (s *server) programmed(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.p.WaitProgrammed(r.Context()); err != nil {
+		fail(w, http.StatusInternalServerError, fmt.Errorf("accepted, but not programmed: %w", err))
+		return false
+	}
+	return true
+}
+
+// ApplyRequest carries manifests to apply, as the CLI read them (files,
+// directories' files, standard input), each with its source name. The
+// daemon never reads the CLI's files itself.
 type ApplyRequest struct {
-	Paths []string `json:"paths,omitempty"`
-	Stdin string   `json:"stdin,omitempty"`
+	// Namespace receives namespaced objects that name none ("" is "default").
+	Namespace string           `json:"namespace,omitempty"`
+	Manifests []plane.Manifest `json:"manifests"`
 }
 
 // Info describes a running simulation.
 type Info struct {
-	RunID    string     `json:"runID"`
-	Mode     string     `json:"mode"`
-	PID      int        `json:"pid"`
-	Nodes    []NodeInfo `json:"nodes"`
-	External string     `json:"external"`
+	RunID        string     `json:"runID"`
+	Mode         string     `json:"mode"`
+	ControlPlane string     `json:"controlPlane"`
+	PID          int        `json:"pid"`
+	Nodes        []NodeInfo `json:"nodes"`
+	External     string     `json:"external"`
 }
 
 // NodeInfo is one node of a running simulation.

@@ -118,7 +118,11 @@ type Result struct {
 	Title    string `json:"title"`
 	Group    string `json:"group"`
 	Mode     string `json:"mode"`
-	Status   Status `json:"status"`
+	// ControlPlane is the plane the scenario ran on ("embedded",
+	// "kubernetes") and Versions its components' versions (plane.Info).
+	ControlPlane string            `json:"controlPlane,omitempty"`
+	Versions     map[string]string `json:"versions,omitempty"`
+	Status       Status            `json:"status"`
 	// Reason explains a skip or a failure.
 	Reason       string        `json:"reason,omitempty"`
 	Started      time.Time     `json:"started"`

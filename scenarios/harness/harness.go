@@ -1,6 +1,8 @@
-// Package harness runs svcsim scenarios: one simulated cluster per scenario
-// and datapath, real traffic from pod and external namespaces, assertions
-// recorded into a results file for the report.
+// Package harness runs svcsim scenarios: each in its own namespace of a
+// simulated cluster (a fresh one per scenario and datapath, or one shared
+// by many scenarios), driven through package plane, with real traffic from
+// pod and external namespaces and assertions recorded into a results file
+// for the report.
 //
 // Address plan used by every scenario (the defaults of sim and topology):
 //
@@ -21,8 +23,8 @@ import (
 	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/hostinfo"
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
-	"github.com/svcsim/svcsim/sim"
 )
 
 // Scenario names one scenario and its place in the report.
@@ -103,13 +105,18 @@ func ResultsDir() string {
 
 // H is one scenario running on one datapath.
 type H struct {
-	T    *testing.T
-	Ctx  context.Context
-	CP   *controlplane.ControlPlane
+	T   *testing.T
+	Ctx context.Context
+	// P is the cluster. Changes made through it return once accepted;
+	// call Programmed before traffic that must see them.
+	P    plane.Plane
 	Mode string
 	// Desc is the datapath's descriptor: scenarios ask its Traits and Kernel
 	// rather than comparing mode names.
-	Desc   modes.Datapath
+	Desc modes.Datapath
+	// NS is the scenario's own namespace: Apply puts objects there, and
+	// several scenarios can share one cluster (see Run).
+	NS     string
 	Result *results.Result
 }
 
@@ -117,13 +124,29 @@ type H struct {
 type Options struct {
 	Nodes     int
 	Scheduler string
-	// Manifests are applied before the scenario body runs.
+	// Manifests are applied in the scenario's namespace before the
+	// scenario body runs.
 	Manifests []string
+	// OwnsCluster says the scenario needs a cluster of its own: it tears
+	// the cluster down, stops a node's proxy or measures the whole host.
+	// It never runs on a shared cluster.
+	OwnsCluster bool
 }
 
-// Run runs body once per datapath as subtests named after the mode, each on
-// a fresh cluster, and writes each subtest's Result (pass, fail or skip with
-// its reason) into ResultsDir.
+// Case is one scenario with its options and body, for RunShared.
+type Case struct {
+	Scenario Scenario
+	Options  Options
+	Body     func(h *H)
+}
+
+// Run runs body once per datapath as subtests named after the mode and
+// writes each subtest's Result (pass, fail or skip with its reason) into
+// ResultsDir. Each run gets a fresh cluster, unless SVCSIM_SHARE=1 is
+// set: then every scenario that does not own its cluster runs on one
+// cluster per datapath (and node count and scheduler) of the test binary,
+// in its own namespace, deleted at its end; CloseShared tears those
+// clusters down.
 func Run(t *testing.T, sc Scenario, opts Options, body func(h *H)) {
 	for _, dp := range Datapaths() {
 		t.Run(strings.ReplaceAll(dp.Mode, "/", "-"), func(t *testing.T) {
@@ -134,10 +157,53 @@ func Run(t *testing.T, sc Scenario, opts Options, body func(h *H)) {
 
 // RunOne runs body on one datapath.
 func RunOne(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)) {
+	var sh *Shared
+	if !opts.OwnsCluster && os.Getenv("SVCSIM_SHARE") == "1" {
+		sh = pool.get(dp, opts)
+	}
+	runOn(t, sc, dp, opts, body, sh, true)
+}
+
+// RunShared runs cases one after another on one cluster per datapath, each
+// in its own namespace, and tears each cluster down once at the end. It
+// writes no result files (the cases write theirs when run alone); every
+// case must leave the cluster as it found it, which RunShared checks: a
+// case's namespace is gone, with its pods, before the next case starts.
+func RunShared(t *testing.T, cases ...Case) {
+	for _, dp := range Datapaths() {
+		t.Run(strings.ReplaceAll(dp.Mode, "/", "-"), func(t *testing.T) {
+			RequireRoot(t)
+			if dp.Skip != "" {
+				t.Skip(dp.Skip)
+			}
+			var opts Options
+			for _, c := range cases {
+				if c.Options.OwnsCluster {
+					t.Fatalf("%s owns its cluster and cannot share one", c.Scenario.Name)
+				}
+				opts.Nodes, opts.Scheduler = max(opts.Nodes, c.Options.Nodes), c.Options.Scheduler
+			}
+			sh := &Shared{dp: dp, opts: opts}
+			t.Cleanup(func() {
+				if err := sh.Close(); err != nil {
+					t.Errorf("tear down shared cluster: %v", err)
+				}
+			})
+			for _, c := range cases {
+				t.Run(c.Scenario.Name, func(t *testing.T) {
+					runOn(t, c.Scenario, dp, c.Options, c.Body, sh, false)
+				})
+			}
+		})
+	}
+}
+
+// runOn runs body on dp, on sh's cluster (nil: a fresh one).
+func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H), sh *Shared, write bool) {
 	res := &results.Result{Scenario: sc.Name, Title: sc.Title, Group: sc.Group, Mode: dp.Mode,
 		Started: time.Now().UTC(), Env: hostinfo.Collect(hostinfo.Lane()), Info: DatapathInfo(dp.Desc)}
-	h := &H{T: t, Mode: dp.Mode, Desc: dp.Desc, Result: res}
-	t.Cleanup(func() { h.finish() })
+	h := &H{T: t, Mode: dp.Mode, Desc: dp.Desc, Result: res, NS: Namespace(sc, dp)}
+	t.Cleanup(func() { h.finish(write) })
 	if os.Geteuid() != 0 {
 		res.Reason = "needs root: run `sudo go test ./scenarios/...`"
 		t.Skip(res.Reason)
@@ -149,40 +215,60 @@ func RunOne(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	h.Ctx = ctx
-	nodes := opts.Nodes
-	if nodes == 0 {
-		nodes = 2
-	}
-	cfg := controlplane.DefaultConfig(dp.Mode, nodes)
-	cfg.Scheduler = opts.Scheduler
-	cfg.Log = testLog{t}
-	cp, err := controlplane.Start(ctx, cfg)
-	if err != nil {
-		h.Fatalf("start cluster: %v", err)
-	}
-	h.CP = cp
-	t.Cleanup(func() {
-		if err := cp.Close(); err != nil {
-			t.Errorf("tear down cluster: %v", err)
+	if sh != nil {
+		p, err := sh.acquire(ctx, t)
+		if err != nil {
+			h.Fatalf("start shared cluster: %v", err)
 		}
-	})
-	if rep := cp.LastSync(); len(rep) > 0 {
-		for _, r := range rep {
-			res.Mode = r.Mode
-			break
+		h.P = p
+		t.Cleanup(func() { sh.release(t, h.NS) })
+	} else {
+		nodes := opts.Nodes
+		if nodes == 0 {
+			nodes = 2
 		}
+		cfg := controlplane.DefaultConfig(dp.Mode, nodes)
+		cfg.Scheduler = opts.Scheduler
+		cfg.Log = testLog{t}
+		cp, err := controlplane.Start(ctx, cfg)
+		if err != nil {
+			h.Fatalf("start cluster: %v", err)
+		}
+		h.P = cp
+		t.Cleanup(func() {
+			if err := cp.Close(); err != nil {
+				t.Errorf("tear down cluster: %v", err)
+			}
+		})
 	}
+	// Cleanups run last-registered first: node1's state is kept before
+	// the cluster is torn down or the namespace deleted.
+	t.Cleanup(h.keepKernelState)
+	info := h.P.Info()
+	res.Mode, res.ControlPlane, res.Versions = info.Datapath, info.ControlPlane, info.Versions
 	if d, ok := modes.Lookup(res.Mode); ok && res.Mode != dp.Mode {
 		// An alias ran as the datapath it picked: describe that one.
 		h.Desc, res.Info = d, DatapathInfo(d)
 	}
+	h.Apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + h.NS + "\n")
 	if len(opts.Manifests) > 0 {
 		h.Apply(opts.Manifests...)
 	}
 	body(h)
 }
 
-func (h *H) finish() {
+// Namespace is the namespace of scenario sc on datapath dp: its name and
+// the datapath's, so that scenarios and datapaths can share a cluster (or,
+// on a plane that keeps one control plane for every datapath, the API).
+func Namespace(sc Scenario, dp Datapath) string {
+	n := strings.ToLower(sc.Name + "-" + strings.NewReplacer("/", "-", "_", "-", ".", "-").Replace(dp.Mode))
+	if len(n) > 63 {
+		n = strings.TrimRight(n[:63], "-")
+	}
+	return n
+}
+
+func (h *H) finish(write bool) {
 	r := h.Result
 	r.Seconds = time.Since(r.Started).Seconds()
 	switch {
@@ -196,15 +282,24 @@ func (h *H) finish() {
 	default:
 		r.Status = results.Pass
 	}
-	if h.CP != nil && r.KernelState == "" && r.Status != results.Skip {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if dump, err := h.CP.Dump(ctx, "node1"); err == nil {
-			r.KernelState = excerpt(dump, 200)
-		}
-		cancel()
+	if !write {
+		return
 	}
 	if err := results.WriteResult(ResultsDir(), *r); err != nil {
 		h.T.Errorf("write result: %v", err)
+	}
+}
+
+// keepKernelState records node1's datapath state in the result, unless the
+// scenario recorded its own.
+func (h *H) keepKernelState() {
+	if h.Result.KernelState != "" || h.T.Skipped() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if dump, err := h.P.Dump(ctx, "node1"); err == nil {
+		h.Result.KernelState = excerpt(dump, 200)
 	}
 }
 
@@ -243,31 +338,41 @@ func (h *H) Figure(name string, value float64, unit string) {
 	h.T.Logf("figure: %s = %g %s", name, value, unit)
 }
 
-// Apply applies manifest texts (YAML, possibly multi-document).
+// Apply applies manifest texts (YAML, possibly multi-document) and waits
+// until every node has programmed them.
 func (h *H) Apply(manifests ...string) {
 	h.T.Helper()
-	var objs []sim.Object
+	ms := make([]plane.Manifest, len(manifests))
 	for i, m := range manifests {
-		o, err := sim.Decode([]byte(m), fmt.Sprintf("%s-manifest-%d", h.T.Name(), i))
-		if err != nil {
-			h.Fatalf("decode manifest %d: %v", i, err)
-		}
-		objs = append(objs, o...)
+		ms[i] = plane.Text(fmt.Sprintf("%s-manifest-%d", h.T.Name(), i), m)
 	}
-	if _, err := h.CP.Apply(h.Ctx, objs); err != nil {
+	if _, err := h.P.Apply(h.Ctx, h.NS, ms...); err != nil {
 		h.Fatalf("apply: %v", err)
 	}
+	h.Programmed()
 }
 
-// ApplyFiles applies manifest files or directories.
+// ApplyFiles applies manifest files or directories and waits until every
+// node has programmed them.
 func (h *H) ApplyFiles(paths ...string) {
 	h.T.Helper()
-	objs, err := sim.Load(paths...)
+	ms, err := plane.ReadManifests(nil, paths...)
 	if err != nil {
-		h.Fatalf("load %v: %v", paths, err)
+		h.Fatalf("read %v: %v", paths, err)
 	}
-	if _, err := h.CP.Apply(h.Ctx, objs); err != nil {
+	if _, err := h.P.Apply(h.Ctx, h.NS, ms...); err != nil {
 		h.Fatalf("apply %v: %v", paths, err)
+	}
+	h.Programmed()
+}
+
+// Programmed is the barrier: it returns once every change made so far is
+// programmed on every node (plane.Plane.WaitProgrammed). Call it after a
+// change and before sending traffic that should see it.
+func (h *H) Programmed() {
+	h.T.Helper()
+	if err := h.P.WaitProgrammed(h.Ctx); err != nil {
+		h.Fatalf("wait until programmed: %v", err)
 	}
 }
 
@@ -278,12 +383,5 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Decode parses manifest text, failing the scenario on a syntax error.
-func (h *H) Decode(manifest string) []sim.Object {
-	h.T.Helper()
-	objs, err := sim.Decode([]byte(manifest), h.T.Name())
-	if err != nil {
-		h.Fatalf("decode manifest: %v", err)
-	}
-	return objs
-}
+// RunCase is Run of one Case.
+func RunCase(t *testing.T, c Case) { Run(t, c.Scenario, c.Options, c.Body) }
