@@ -376,16 +376,18 @@ func (cp *ControlPlane) reconciler(ctx context.Context) {
 	}
 }
 
-// programmedLocked is the lowest generation the running proxies replied
-// with (gen when no proxy runs). Called with recMu held.
+// programmedLocked is what a reconcile that started at generation gen
+// has put in place: the lowest generation the running proxies replied
+// with, but no more than gen. A change accepted during the reconcile may
+// be in the states pushed (they are read after the pods are made) without
+// its pods, so only gen, read before the pods, is known to be complete.
+// Called with recMu held.
 func (cp *ControlPlane) programmedLocked(gen uint64) uint64 {
 	cp.progMu.Lock()
 	defer cp.progMu.Unlock()
-	low, any := gen, false
+	low := gen
 	for node := range cp.proxies {
-		if g := cp.lastSync[node].Generation; !any || g < low {
-			low, any = g, true
-		}
+		low = min(low, cp.lastSync[node].Generation)
 	}
 	return low
 }
