@@ -3,11 +3,11 @@ package iptables_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -260,7 +260,7 @@ func askUDP(t *testing.T, c net.Conn) string {
 	buf := make([]byte, 64)
 	for range 3 {
 		udpTries++
-		token := fmt.Sprintf("?%d", udpTries)
+		token := "?" + strconv.Itoa(udpTries)
 		if _, err := c.Write([]byte(token)); err != nil {
 			t.Fatalf("udp write: %v", err)
 		}
