@@ -410,6 +410,28 @@ func (k *Kubelet) Pods() []PodInfo {
 	return out
 }
 
+// SetReady makes the pod's running containers ready or not ready whatever
+// their readiness probes say (a scenario's stand-in for a probe that starts
+// failing) and posts the status; the endpoint controllers follow.
+func (k *Kubelet) SetReady(namespace, name string, ready bool) error {
+	k.mu.Lock()
+	var w *podWorker
+	for _, cand := range k.workers {
+		if cand.ns == namespace && cand.name == name {
+			w = cand
+		}
+	}
+	k.mu.Unlock()
+	if w == nil {
+		return fmt.Errorf("kubelet %s: no pod %s/%s", k.cfg.NodeName, namespace, name)
+	}
+	w.mu.Lock()
+	w.readyOverride, w.overrideNew = &ready, true
+	w.mu.Unlock()
+	w.signal()
+	return nil
+}
+
 // Close stops the loops and removes every pod sandbox this kubelet built
 // and its directory. The Node and the pods stay in the API, as when a
 // real kubelet stops. Idempotent.

@@ -41,6 +41,10 @@ type podWorker struct {
 	latest *corev1.Pod
 	isGone bool
 	pinfo  *PodInfo
+	// readyOverride, when set, replaces the containers' readiness
+	// (Kubelet.SetReady); overrideNew says run has not posted it yet.
+	readyOverride *bool
+	overrideNew   bool
 
 	// Owned by run.
 	sandbox   Sandbox
@@ -195,6 +199,9 @@ func (w *podWorker) run(ctx context.Context) bool {
 				return w.finish(ctx)
 			}
 			w.refreshPorts(ctx, pod)
+			if w.takeOverride() {
+				w.postStatus(ctx)
+			}
 		case <-due:
 			w.runProbes(ctx)
 			w.postStatus(ctx)
@@ -615,6 +622,23 @@ func (w *podWorker) teardown(ctx context.Context) error {
 	}
 	errs = append(errs, os.RemoveAll(w.dir))
 	return errors.Join(errs...)
+}
+
+// takeOverride reports whether a readiness override arrived since run last
+// posted one.
+func (w *podWorker) takeOverride() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.overrideNew
+	w.overrideNew = false
+	return n
+}
+
+// override is the readiness override (nil: the probes decide).
+func (w *podWorker) override() *bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.readyOverride
 }
 
 // postStatus writes the pod's status when it changed since the last post.

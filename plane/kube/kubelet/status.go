@@ -27,6 +27,7 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 		st.PodIP, st.PodIPs = w.ip.String(), []corev1.PodIP{{IP: w.ip.String()}}
 	}
 
+	override := w.override()
 	var statuses []corev1.ContainerStatus
 	var unready []string
 	allReady, running, failed := true, 0, 0
@@ -47,6 +48,9 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 			cs.ContainerID = "svcsim://" + c.id
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
 			cs.Ready, *cs.Started = c.ready, c.started
+			if override != nil {
+				cs.Ready = *override
+			}
 		case c.terminated != nil:
 			cs.ContainerID = "svcsim://" + c.id
 			cs.State.Terminated = c.terminated.DeepCopy()

@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
+)
+
+// BarrierNamespace holds the barrier Service and its EndpointSlice.
+const BarrierNamespace = "svcsim-system"
+
+const barrierName = "barrier"
+
+// WaitProgrammed implements plane.Plane: first the API objects settle
+// (Deployments rolled out, pods bound to a node running, deleted pods gone,
+// every selector Service's EndpointSlices naming exactly its pods with their
+// readiness), then the barrier Service and EndpointSlice get a new port
+// name and every running kube-proxy's rules must show it.
+func (c *Cluster) WaitProgrammed(ctx context.Context) error {
+	if err := poll(ctx, 100*time.Millisecond, "the API objects to settle", func() (bool, string, error) {
+		msg, err := c.settled(ctx)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return msg == "", msg, nil
+	}); err != nil {
+		return err
+	}
+	c.barrierMu.Lock()
+	defer c.barrierMu.Unlock()
+	c.barrierGen++
+	port := fmt.Sprintf("b%d", c.barrierGen)
+	if err := c.writeBarrier(ctx, port); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
+	c.proxyMu.Lock()
+	dp := c.datapath
+	var nodes []string
+	for n, p := range c.proxies {
+		if p != nil {
+			nodes = append(nodes, n)
+		}
+	}
+	c.proxyMu.Unlock()
+	sort.Strings(nodes)
+	programmed := barrierProgrammed(dp, port)
+	for _, n := range nodes {
+		err := poll(ctx, 20*time.Millisecond, "kube-proxy on "+n+" to program barrier "+port, func() (bool, string, error) {
+			out, err := c.Dump(ctx, n)
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			return programmed(out), "not yet", nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// barrierProgrammed reports whether a dump holds the barrier's port name
+// with its endpoint: iptables has a jump to the endpoint's chain commented
+// "ns/name:port -> ip:port"; nftables a chain per service port that DNATs
+// to its endpoints (or jumps to their chains).
+func barrierProgrammed(dp Datapath, port string) func(dump string) bool {
+	id := BarrierNamespace + "/" + barrierName
+	if dp.Mode != "nftables" {
+		marker := id + ":" + port + " -> "
+		return func(dump string) bool { return strings.Contains(dump, marker) }
+	}
+	marker := id + "/tcp/" + port + " {"
+	return func(dump string) bool {
+		_, rest, ok := strings.Cut(dump, marker)
+		if !ok {
+			return false
+		}
+		body, _, _ := strings.Cut(rest, "}")
+		return strings.Contains(body, "dnat") || strings.Contains(body, "endpoint-")
+	}
+}
+
+// writeBarrier gives the barrier Service and its EndpointSlice port name
+// port, creating them on first use. Its endpoint is the control plane's
+// address on port 9: nothing is ever sent to the barrier's ClusterIP.
+func (c *Cluster) writeBarrier(ctx context.Context, port string) error {
+	cs := c.admin
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, BarrierNamespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: BarrierNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	svcs := cs.CoreV1().Services(BarrierNamespace)
+	svc, err := svcs.Get(ctx, barrierName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: barrierName},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: port, Port: 9, Protocol: corev1.ProtocolTCP}}}}
+		if _, err := svcs.Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		svc.Spec.Ports[0].Name = port
+		if _, err := svcs.Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+	eps := cs.DiscoveryV1().EndpointSlices(BarrierNamespace)
+	slice, err := eps.Get(ctx, barrierName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		slice = &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: barrierName, Labels: map[string]string{
+				discoveryv1.LabelServiceName: barrierName, discoveryv1.LabelManagedBy: "svcsim-barrier"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{c.topo.Spec().ControlPlaneIP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(port), Port: ptr.To[int32](9), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		}
+		_, err = eps.Create(ctx, slice, metav1.CreateOptions{})
+		return err
+	case err != nil:
+		return err
+	}
+	slice.Ports[0].Name = ptr.To(port)
+	_, err = eps.Update(ctx, slice, metav1.UpdateOptions{})
+	return err
+}
+
+// settled returns "" when the API objects are as the controllers and
+// kubelets will leave them, else what is still moving.
+func (c *Cluster) settled(ctx context.Context) (string, error) {
+	deps, err := c.admin.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for i := range deps.Items {
+		if msg := deploymentMoving(&deps.Items[i]); msg != "" {
+			return msg, nil
+		}
+	}
+	pods, err := c.admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		switch {
+		case p.DeletionTimestamp != nil:
+			return fmt.Sprintf("pod %s/%s terminating", p.Namespace, p.Name), nil
+		case p.Spec.NodeName == "":
+			continue // unschedulable: nothing will change until something else does
+		case p.Status.Phase == corev1.PodPending || (p.Status.Phase == corev1.PodRunning && p.Status.PodIP == ""):
+			return fmt.Sprintf("pod %s/%s %s", p.Namespace, p.Name, p.Status.Phase), nil
+		}
+	}
+	svcs, err := c.admin.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	slicesList, err := c.admin.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range slicesList.Items {
+		s := &slicesList.Items[i]
+		key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
+		bySvc[key] = append(bySvc[key], s)
+	}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if len(s.Spec.Selector) == 0 || s.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		want := map[string]bool{}
+		sel := labels.SelectorFromSet(s.Spec.Selector)
+		for j := range pods.Items {
+			p := &pods.Items[j]
+			if p.Namespace != s.Namespace || !sel.Matches(labels.Set(p.Labels)) || p.Status.PodIP == "" ||
+				p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			want[p.Status.PodIP] = podReady(p) || s.Spec.PublishNotReadyAddresses
+		}
+		got := map[string]bool{}
+		for _, sl := range bySvc[s.Namespace+"/"+s.Name] {
+			for _, ep := range sl.Endpoints {
+				for _, a := range ep.Addresses {
+					got[a] = ep.Conditions.Ready == nil || *ep.Conditions.Ready
+				}
+			}
+		}
+		if !mapsEqual(want, got) {
+			return fmt.Sprintf("EndpointSlices of %s/%s: %s, want %s", s.Namespace, s.Name, show(got), show(want)), nil
+		}
+	}
+	return "", nil
+}
+
+func deploymentMoving(d *appsv1.Deployment) string {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st := d.Status
+	if st.ObservedGeneration < d.Generation || st.Replicas != want || st.UpdatedReplicas != want {
+		return fmt.Sprintf("deployment %s/%s: %d/%d updated", d.Namespace, d.Name, st.UpdatedReplicas, want)
+	}
+	return ""
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func show(m map[string]bool) string {
+	var ips []netip.Addr
+	for k := range m {
+		if ip, err := netip.ParseAddr(k); err == nil {
+			ips = append(ips, ip)
+		}
+	}
+	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
+	var parts []string
+	for _, ip := range ips {
+		s := ip.String()
+		if !m[s] {
+			s += "(not ready)"
+		}
+		parts = append(parts, s)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}

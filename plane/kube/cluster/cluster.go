@@ -1,0 +1,430 @@
+// Package cluster is the kubernetes plane: a plane.Plane whose control
+// plane is the genuine one (package plane/kube: etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler), whose nodes run svcsim's kubelet
+// (package plane/kube/kubelet) and the genuine kube-proxy, and whose cluster
+// DNS is the genuine CoreDNS as the kube-dns Deployment.
+//
+// Every change goes through the API server, with the genuine kubectl, so
+// validation, defaulting, allocation and errors are the API server's own.
+// WaitProgrammed is a barrier over what kube-proxy has really programmed:
+// once the API objects have settled (Deployments rolled out, pods running or
+// gone, each Service's EndpointSlices naming its pods), a barrier Service
+// and its EndpointSlice are given a new port name, and every running
+// kube-proxy's rules must show it. kube-proxy receives Services and
+// EndpointSlices on two watches that each deliver in order, so rules that
+// contain the barrier's newest generation were synced with every change
+// accepted before it. (kube-proxy's sync metrics alone only cover the
+// changes it has already received: its watch may lag the API server.)
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/internal/rundir"
+	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/kube"
+	"github.com/svcsim/svcsim/plane/kube/kubelet"
+	"github.com/svcsim/svcsim/topology"
+)
+
+// ControlPlaneName is this plane's plane.Info.ControlPlane.
+const ControlPlaneName = "kubernetes"
+
+// Datapath is one way to run the genuine kube-proxy.
+type Datapath struct {
+	// Name is kube-proxy's name for it: "iptables-legacy", "iptables-nft"
+	// or "nftables".
+	Name string
+	// Mode is --proxy-mode; IPTables the iptables backend ("" for
+	// nftables).
+	Mode, IPTables string
+}
+
+// Datapaths are kube-proxy's datapaths on this host kernel, in report
+// order (ipvs needs IP_VS: the kernel lane).
+var Datapaths = []Datapath{
+	{Name: "iptables-legacy", Mode: "iptables", IPTables: kube.IPTablesLegacy},
+	{Name: "iptables-nft", Mode: "iptables", IPTables: kube.IPTablesNFT},
+	{Name: "nftables", Mode: "nftables"},
+}
+
+// LookupDatapath returns the datapath of that name.
+func LookupDatapath(name string) (Datapath, error) {
+	for _, d := range Datapaths {
+		if d.Name == name {
+			return d, nil
+		}
+	}
+	var names []string
+	for _, d := range Datapaths {
+		names = append(names, d.Name)
+	}
+	return Datapath{}, fmt.Errorf("kube-proxy datapath %q: want one of %s", name, strings.Join(names, ", "))
+}
+
+// Options describe a cluster to start.
+type Options struct {
+	// Nodes is the number of nodes (node1..nodeN, default 2).
+	Nodes int
+	// Datapath names kube-proxy's datapath ("": nftables).
+	Datapath string
+	// Binary is the multi-call binary ("": kube.FindBinary).
+	Binary string
+	// Run is the run directory (nil: a new one, removed by Close).
+	Run *rundir.Run
+	// Log receives progress lines and the kubelets' logs (nil: discard).
+	Log io.Writer
+	// AddOns run their workloads in pods of their images (the built-in
+	// servers otherwise); their manifests are not applied.
+	AddOns []addons.AddOn
+}
+
+// Cluster is a running kubernetes plane. It implements plane.Plane.
+type Cluster struct {
+	opts     Options
+	run      *rundir.Run
+	ownRun   bool
+	topo     *topology.Topology
+	cp       *kube.ControlPlane
+	admin    kubernetes.Interface
+	log      io.Writer
+	versions map[string]string
+	began    time.Time
+
+	kubelets []*kubelet.Kubelet
+
+	// proxyMu guards datapath and proxies (nil for a node whose proxy was
+	// killed or stopped).
+	proxyMu  sync.Mutex
+	datapath Datapath
+	proxies  map[string]*kube.Process
+
+	barrierMu  sync.Mutex
+	barrierGen int
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ plane.Plane = (*Cluster)(nil)
+
+// Start builds the topology (nodes, the external client and the
+// control-plane namespace), starts the genuine control plane, one svcsim
+// kubelet per node (spec.podCIDR 10.244.<i>.0/24), the genuine kube-proxy
+// on every node and CoreDNS as the kube-dns Deployment, and returns once
+// every node is Ready and cluster DNS is programmed. On error everything
+// made so far is removed.
+func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
+	if o.Nodes == 0 {
+		o.Nodes = 2
+	}
+	if o.Datapath == "" {
+		o.Datapath = "nftables"
+	}
+	dp, err := LookupDatapath(o.Datapath)
+	if err != nil {
+		return nil, err
+	}
+	if o.Binary == "" {
+		if o.Binary, _, err = kube.FindBinary(); err != nil {
+			return nil, err
+		}
+	}
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	c := &Cluster{opts: o, run: o.Run, log: &lockedWriter{w: logw}, datapath: dp, proxies: map[string]*kube.Process{}, began: time.Now()}
+	if c.run == nil {
+		if c.run, err = rundir.New(); err != nil {
+			return nil, fmt.Errorf("create run directory: %w", err)
+		}
+		c.ownRun = true
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.Close())
+		}
+	}()
+	if c.versions, err = kube.Versions(ctx, o.Binary); err != nil {
+		return nil, err
+	}
+	spec := topology.DefaultSpec(c.run, o.Nodes)
+	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
+	c.logf("run %s: building %d nodes and the control-plane namespace", c.run.ID, o.Nodes)
+	if c.topo, err = topology.Build(ctx, spec); err != nil {
+		return nil, fmt.Errorf("build topology: %w", err)
+	}
+	c.logf("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
+	if c.cp, err = kube.Start(ctx, kube.Config{Run: c.run, NS: c.topo.ControlPlane(), AdvertiseIP: spec.ControlPlaneIP, Binary: o.Binary}); err != nil {
+		return nil, err
+	}
+	if c.admin, err = clientIn(c.cp.AdminKubeconfig(), c.topo.ControlPlane()); err != nil {
+		return nil, err
+	}
+	if err := c.startKubelets(ctx, spec); err != nil {
+		return nil, err
+	}
+	for _, n := range spec.Nodes {
+		if err := c.startProxy(ctx, n.Name); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.waitNodesReady(ctx, len(spec.Nodes)); err != nil {
+		return nil, err
+	}
+	c.logf("nodes Ready after %v; applying kube-dns (CoreDNS %s)", time.Since(c.began).Round(time.Millisecond), c.versions[kube.CoreDNS])
+	if err := c.waitServiceAccount(ctx, "default"); err != nil {
+		return nil, err
+	}
+	if _, err := c.Apply(ctx, "kube-system", plane.Text("kube-dns", kubeDNSManifests)); err != nil {
+		return nil, fmt.Errorf("apply kube-dns: %w", err)
+	}
+	if err := c.WaitProgrammed(ctx); err != nil {
+		return nil, fmt.Errorf("kube-dns: %w", err)
+	}
+	c.logf("cluster up after %v", time.Since(c.began).Round(time.Millisecond))
+	return c, nil
+}
+
+func (c *Cluster) logf(format string, a ...any) {
+	fmt.Fprintf(c.log, "kubernetes plane: "+format+"\n", a...)
+}
+
+// clientIn is a clientset for kubeconfig whose connections are made from
+// inside ns (the API server listens only in the control-plane namespace).
+func clientIn(kubeconfig string, ns *netns.NS) (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return topology.DialContext(ctx, ns, network, addr)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", kubeconfig, err)
+	}
+	return cs, nil
+}
+
+func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
+	reg := addons.NewRegistry()
+	if err := reg.RegisterAddOns(c.opts.AddOns...); err != nil {
+		return err
+	}
+	fallback := kubelet.Registry(reg)
+	workloads := func(pod *corev1.Pod, ct *corev1.Container) (kubelet.Workload, bool) {
+		if addons.Repository(ct.Image) == addons.Repository(CoreDNSImage) {
+			return c.coreDNSWorkload(), true
+		}
+		return fallback(pod, ct)
+	}
+	tn := &kubelet.TopologyNetwork{T: c.topo}
+	for _, n := range spec.Nodes {
+		kc, err := c.cp.NodeKubeconfig(n.Name)
+		if err != nil {
+			return err
+		}
+		node := c.topo.Node(n.Name)
+		cs, err := clientIn(kc, node.NS)
+		if err != nil {
+			return err
+		}
+		dial, err := tn.NodeDialer(n.Name)
+		if err != nil {
+			return err
+		}
+		k, err := kubelet.Start(ctx, kubelet.Config{
+			Client: cs, NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR, Network: tn, Dial: dial,
+			Dir: c.run.Path("kubelet-" + n.Name), Workloads: workloads, WorkloadClient: c.admin,
+			Log: prefixWriter{"kubelet " + n.Name + ": ", c.log}, Version: c.versions["kubernetes"],
+		})
+		if err != nil {
+			return fmt.Errorf("kubelet on %s: %w", n.Name, err)
+		}
+		c.kubelets = append(c.kubelets, k)
+	}
+	return nil
+}
+
+func (c *Cluster) waitNodesReady(ctx context.Context, want int) error {
+	return poll(ctx, 100*time.Millisecond, fmt.Sprintf("%d Ready nodes", want), func() (bool, string, error) {
+		nodes, err := c.admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready >= want, fmt.Sprintf("%d Ready", ready), nil
+	})
+}
+
+// waitServiceAccount waits for namespace's default ServiceAccount: pods of
+// a namespace are refused until the controller manager has made it.
+func (c *Cluster) waitServiceAccount(ctx context.Context, namespace string) error {
+	return poll(ctx, 50*time.Millisecond, "ServiceAccount "+namespace+"/default", func() (bool, string, error) {
+		_, err := c.admin.CoreV1().ServiceAccounts(namespace).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err), nil
+	})
+}
+
+// poll calls f every interval until it reports done, fails, or ctx ends
+// (then the error names what was waited for and f's last word).
+func poll(ctx context.Context, interval time.Duration, what string, f func() (bool, string, error)) error {
+	last := ""
+	for {
+		done, msg, err := f()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		last = msg
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s (%s): %w", what, last, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Info implements plane.Plane.
+func (c *Cluster) Info() plane.Info {
+	c.proxyMu.Lock()
+	dp := c.datapath.Name
+	c.proxyMu.Unlock()
+	v := map[string]string{}
+	for _, comp := range []string{kube.Etcd, kube.APIServer, kube.ControllerManager, kube.Scheduler, kube.KubeProxy, kube.Kubectl} {
+		v[comp] = c.versions["kubernetes"]
+	}
+	v[kube.Etcd] = c.versions["etcd"]
+	v[kube.CoreDNS] = c.versions["coredns"]
+	v["kubelet"] = "svcsim"
+	return plane.Info{ControlPlane: ControlPlaneName, Datapath: "kube-proxy/" + dp, Versions: v, RunID: c.run.ID}
+}
+
+// Run is the run directory.
+func (c *Cluster) Run() *rundir.Run { return c.run }
+
+// ControlPlane is the genuine control plane (kubeconfigs, kubectl).
+func (c *Cluster) ControlPlane() *kube.ControlPlane { return c.cp }
+
+// Topology is the kernel side.
+func (c *Cluster) Topology() *topology.Topology { return c.topo }
+
+// Client is an administrator's clientset.
+func (c *Cluster) Client() kubernetes.Interface { return c.admin }
+
+// Nodes implements plane.Plane.
+func (c *Cluster) Nodes() []plane.Node {
+	var out []plane.Node
+	for _, n := range c.topo.Nodes() {
+		out = append(out, plane.Node{Name: n.Name, IP: n.IP, Gateway: n.Gateway, NS: n.NS})
+	}
+	return out
+}
+
+// Close implements plane.Plane: kube-proxy stopped and cleaned up on every
+// node, the kubelets (their pods) and the control plane stopped, the
+// topology and the run directory (when Start made it) removed.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		if c.cp != nil && c.topo != nil {
+			c.proxyMu.Lock()
+			for node, p := range c.proxies {
+				if p != nil {
+					if err := p.Stop(5 * time.Second); err != nil {
+						errs = append(errs, fmt.Errorf("stop kube-proxy on %s: %w", node, err))
+					}
+				}
+			}
+			c.proxies = map[string]*kube.Process{}
+			dp := c.datapath
+			c.proxyMu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			for _, n := range c.topo.Nodes() {
+				if err := c.cp.KubeProxyCleanup(ctx, n.NS, dp.IPTables); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			cancel()
+		}
+		for _, k := range c.kubelets {
+			if err := k.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if c.cp != nil {
+			if err := c.cp.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if c.topo != nil {
+			if err := c.topo.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if c.ownRun && c.run != nil {
+			if err := c.run.Remove(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+type prefixWriter struct {
+	prefix string
+	w      io.Writer
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	var sb strings.Builder
+	for line := range strings.Lines(string(b)) {
+		sb.WriteString(p.prefix)
+		sb.WriteString(line)
+	}
+	if _, err := io.WriteString(p.w, sb.String()); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+var _ = os.Getpid
