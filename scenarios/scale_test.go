@@ -31,7 +31,9 @@ const (
 // slower than N and than iptables-legacy, and far cheaper than its full
 // resync), and IPVS's incremental sync (the same number of netlink requests
 // whatever N, far cheaper than programming everything). Speeds
-// themselves are never asserted; the figures go into the result.
+// themselves are never asserted; the figures go into the result. It owns
+// its namespaces (package bench builds them) and never runs on a shared
+// cluster: other scenarios' rules would be in what it measures.
 func TestRuleUpdateScaling(t *testing.T) {
 	sc := harness.Scenario{Name: "rule-update-scaling", Title: "One endpoint change as Services grow from 100 to 5,000",
 		Group: results.GroupScale}
