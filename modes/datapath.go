@@ -47,7 +47,8 @@ type Start struct {
 	Factory Factory
 	// Program and Args start an external proxy (the genuine kube-proxy is
 	// one). Cleanup, when set, is the command that removes what it left
-	// behind ("kube-proxy --cleanup"). No datapath is external yet.
+	// behind ("kube-proxy --cleanup"). External datapaths run on the
+	// kubernetes plane (plane/kube/cluster), which starts them itself.
 	Program string
 	Args    []string
 	Cleanup []string
@@ -61,6 +62,11 @@ const (
 	// the node proxy replies to the control plane after it. External
 	// proxies, which report through their own signals, add values here.
 	ProgrammedOnSync Programmed = iota
+	// ProgrammedMetrics: the program's own metrics say when it last synced
+	// (kube-proxy's kubeproxy_sync_proxy_rules_last_timestamp_seconds not
+	// older than ..._last_queued_timestamp_seconds), once the changes have
+	// reached it (the kubernetes plane's barrier checks that).
+	ProgrammedMetrics
 )
 
 // Kernel is where a datapath translates Service addresses to endpoints.
