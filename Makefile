@@ -111,16 +111,23 @@ scenarios: build
 # user, then everything as root. Datapaths the host kernel lacks (IPVS) run in
 # the kernel lane.
 # Under make test a missing bin/k8s fails the tests that need it instead of
-# skipping them.
+# skipping them. It ends with the scenario x datapath table of every lane's
+# results and writes $(RESULTS)/junit.xml (svcsim results), also when a test
+# failed; the exit status is the tests'.
 test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
-test: deps fmt-check tidy-check vet kube clean-results
+test: deps fmt-check tidy-check vet kube build clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
-	$(GO) test -count=1 -timeout 45m ./...
-	@lane="$$($(LANE_MODES))" || exit 1; \
+	@status=0; \
+	echo "$(GO) test -count=1 -timeout 45m ./..."; \
+	$(GO) test -count=1 -timeout 45m ./... || status=1; \
+	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then \
 	  echo "kernel lane for $$lane (the host kernel cannot run it)"; \
-	  $(MAKE) --no-print-directory vm-test VM_MODES="$$lane" && $(MAKE) --no-print-directory vm-selftest; \
-	fi
+	  { $(MAKE) --no-print-directory vm-test VM_MODES="$$lane" && $(MAKE) --no-print-directory vm-selftest; } || status=1; \
+	fi; \
+	echo "== scenarios x datapaths ($(RESULTS))"; \
+	$(BIN) results -i $(RESULTS) --junit $(RESULTS)/junit.xml || status=1; \
+	exit $$status
 
 vm-build:
 	@mkdir -p bin
@@ -158,6 +165,8 @@ demo: deps build clean-results
 	$(GO) test -count=1 -timeout 40m ./scenarios/... || status=1; \
 	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then $(MAKE) --no-print-directory vm-test VM_MODES="$$lane" || status=1; fi; \
+	echo "== scenarios x datapaths"; \
+	$(BIN) results -i $(RESULTS) --junit $(RESULTS)/junit.xml || status=1; \
 	echo "== quick benchmark"; \
 	$(BIN) bench --quick -o $(RESULTS) || status=1; \
 	$(BIN) report -i $(RESULTS) -o $(RESULTS)/report.html || status=1; \
@@ -173,7 +182,7 @@ down: build
 # clean-results empties the results directory so a report shows one run.
 clean-results:
 	@mkdir -p $(RESULTS)
-	rm -f $(RESULTS)/scenario-*.json $(RESULTS)/bench-*.json $(RESULTS)/env-*.json $(RESULTS)/*.png
+	rm -f $(RESULTS)/scenario-*.json $(RESULTS)/bench-*.json $(RESULTS)/env-*.json $(RESULTS)/*.png $(RESULTS)/junit.xml
 
 clean:
 	rm -rf bin $(RESULTS)

@@ -65,17 +65,28 @@ func Render(w io.Writer, set *results.Set, opts Options) error {
 }
 
 // RenderFile reads the results directory dir and writes the report to out
-// atomically: a temporary file beside out is written, synced, closed and
-// renamed, so readers never see a half-written report. A results file that
-// cannot be read fails the rendering rather than being silently left out.
-func RenderFile(dir, out string) (err error) {
+// atomically (see writeAtomic). A results file that cannot be read fails the
+// rendering rather than being silently left out.
+func RenderFile(dir, out string) error {
 	set, err := results.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("read results %s: %w", dir, err)
 	}
+	return writeAtomic(out, "report", func(w io.Writer) error { return Render(w, set, Options{Source: dir}) })
+}
+
+// WriteJUnitFile writes the JUnit XML of set to out atomically.
+func WriteJUnitFile(set *results.Set, out string) error {
+	return writeAtomic(out, "junit", func(w io.Writer) error { return WriteJUnit(w, set) })
+}
+
+// writeAtomic writes out through write: a temporary file beside out is
+// written, synced, closed and renamed, so readers never see a half-written
+// file. what names the file in errors.
+func writeAtomic(out, what string, write func(io.Writer) error) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("create report %s: %w", out, err)
+		return fmt.Errorf("create %s %s: %w", what, out, err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -85,23 +96,23 @@ func RenderFile(dir, out string) (err error) {
 		}
 	}()
 	bw := bufio.NewWriter(f)
-	if err := Render(bw, set, Options{Source: dir}); err != nil {
+	if err := write(bw); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write report %s: %w", out, err)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write report %s: %w", out, err)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write report %s: %w", out, err)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write report %s: %w", out, err)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
 	if err := os.Rename(tmp, out); err != nil {
-		return fmt.Errorf("write report %s: %w", out, err)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
 	return nil
 }

@@ -189,26 +189,12 @@ func runBench(ctx context.Context, cmd *cobra.Command, o benchOpts) error {
 	return errors.Join(errs...)
 }
 
-// benchResultsDir is -o, else $SVCSIM_RESULTS_DIR, else results/ at the
-// repository root above the working directory (as the scenarios do), else
-// ./results; always absolute (the kernel lane shares it by path).
+// benchResultsDir is -o, else defaultResultsDir(); always absolute (the
+// kernel lane shares it by path).
 func benchResultsDir(flag string) (string, error) {
 	dir := flag
 	if dir == "" {
-		dir = os.Getenv("SVCSIM_RESULTS_DIR")
-	}
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", fmt.Errorf("working directory: %w", err)
-		}
-		dir = filepath.Join(wd, "results")
-		for d := wd; d != "/"; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "results")
-				break
-			}
-		}
+		dir = defaultResultsDir()
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
