@@ -28,12 +28,15 @@ type clusterFlags struct {
 	mode      string
 	scheduler string
 	network   string
+	// controlPlane is "embedded" (svcsim's model) or "kubernetes".
+	controlPlane string
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.nodes, "nodes", 2, "number of nodes (node1..nodeN)")
 	cmd.Flags().StringVar(&f.mode, "mode", "iptables", "proxy mode: "+strings.Join(modes.Names(), ", "))
 	cmd.Flags().StringVar(&f.scheduler, "scheduler", "", "IPVS scheduler (rr, wrr, lc, sh, ...)")
+	cmd.Flags().StringVar(&f.controlPlane, "control-plane", controlPlaneEmbedded, "control plane: embedded (svcsim's model) or kubernetes (genuine API server, controllers, scheduler, kube-proxy and CoreDNS; needs `make kube`)")
 	cmd.Flags().StringVar(&f.network, "node-network", "198.18.0.0/24", "node (underlay) network; node i gets host .10+i, the external client .100 (e.g. the seed's 172.188.2.0/24)")
 }
 
@@ -79,12 +82,24 @@ func newUp() *cobra.Command {
 			if _, err := cf.config(); err != nil {
 				return err
 			}
-			d, err := modes.Get(cf.mode)
-			if err != nil {
-				return err
-			}
-			if why := d.Unsupported(); why != "" {
-				return fmt.Errorf("proxy mode %s cannot run here: %s", cf.mode, why)
+			switch cf.controlPlane {
+			case controlPlaneEmbedded:
+				d, err := modes.Get(cf.mode)
+				if err != nil {
+					return err
+				}
+				if why := d.Unsupported(); why != "" {
+					return fmt.Errorf("proxy mode %s cannot run here: %s", cf.mode, why)
+				}
+				if d.Start.Factory == nil {
+					return fmt.Errorf("datapath %s runs on the kubernetes plane: add --control-plane kubernetes", cf.mode)
+				}
+			case controlPlaneKubernetes:
+				if _, err := cf.kubeDatapath(cmd.Flags().Changed("mode")); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("--control-plane is %s or %s, not %q", controlPlaneEmbedded, controlPlaneKubernetes, cf.controlPlane)
 			}
 			// Refuse to start over a live simulation.
 			if id, err := daemon.Current(); err == nil {
@@ -97,8 +112,11 @@ func newUp() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := controlplane.Decode("", ms...); err != nil {
-				return err
+			if cf.controlPlane == controlPlaneEmbedded {
+				// The kubernetes plane's API server validates instead.
+				if _, err := controlplane.Decode("", ms...); err != nil {
+					return err
+				}
 			}
 			id, err := startDaemon(cmd.Context(), cf, cmd.OutOrStdout())
 			if err != nil {
@@ -136,7 +154,7 @@ func startDaemon(ctx context.Context, cf clusterFlags, out io.Writer) (string, e
 	}
 	defer logf.Close()
 	cmd, err := reexec.Command("svcsim-daemon", "--nodes", fmt.Sprint(cf.nodes), "--mode", cf.mode,
-		"--scheduler", cf.scheduler, "--node-network", cf.network, "--log", logf.Name())
+		"--scheduler", cf.scheduler, "--node-network", cf.network, "--control-plane", cf.controlPlane, "--log", logf.Name())
 	if err != nil {
 		return "", err
 	}
@@ -210,7 +228,11 @@ func newDaemon() *cobra.Command {
 				return err
 			}
 			cfg.Log = cmd.OutOrStdout()
-			err = daemon.Serve(context.Background(), cfg)
+			if cf.controlPlane == controlPlaneKubernetes {
+				err = serveKubernetes(cf, cmd)
+			} else {
+				err = daemon.Serve(context.Background(), cfg)
+			}
 			if err == nil && logPath != "" {
 				_ = os.Remove(logPath) // a clean exit leaves no log behind
 			}

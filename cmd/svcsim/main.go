@@ -60,7 +60,7 @@ inside every node, and lets you drive it with kubectl's verbs.
 	}
 	root.PersistentFlags().String("run", "", "ID of the simulation to talk to (default: the current one)")
 	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newPatch(), newScale(), newDelete(),
-		newLabel(), newExec(), newDump(), newDown(), newReport(), newResults(), newBench(), newDatapaths())
+		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newReport(), newResults(), newBench(), newDatapaths())
 	return root
 }
 

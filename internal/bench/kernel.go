@@ -30,11 +30,14 @@ import (
 )
 
 // Datapaths are the datapaths the benchmark knows (every registered one
-// but aliases), in the report's order.
+// but aliases and external programs, which run on the kubernetes plane:
+// the benchmark drives proxiers in-process), in the report's order.
 func Datapaths() []string {
 	var out []string
 	for _, d := range modes.Table() {
-		out = append(out, d.Name)
+		if d.Start.Factory != nil {
+			out = append(out, d.Name)
+		}
 	}
 	return out
 }
@@ -53,6 +56,10 @@ func Unsupported(dp string) string {
 	d, ok := modes.Lookup(dp)
 	if !ok || len(d.AliasOf) > 0 {
 		return fmt.Sprintf("unknown datapath %q (known: %s)", dp, strings.Join(Datapaths(), ", "))
+	}
+	if d.Start.Factory == nil {
+		return fmt.Sprintf("datapath %s is the program %s on the kubernetes plane; the benchmark drives in-process datapaths (%s)",
+			dp, d.Start.Program, strings.Join(Datapaths(), ", "))
 	}
 	return d.Unsupported()
 }

@@ -51,13 +51,20 @@ func namespaceOr(ns string) string {
 }
 
 // Apply implements plane.Plane with `kubectl apply -n namespace -f -`, each
-// manifest's bytes on its standard input. kubectl is not all-or-nothing
-// across objects: a manifest that fails part-way leaves the objects before
-// the failing one applied, as on a real cluster.
+// manifest's bytes on its standard input, after converting objects of API
+// versions the server no longer serves (the seed's extensions/v1beta1
+// Ingress, RBAC v1beta1) to served ones, with a line saying so. kubectl is
+// not all-or-nothing across objects: a manifest that fails part-way leaves
+// the objects before the failing one applied, as on a real cluster.
 func (c *Cluster) Apply(ctx context.Context, namespace string, manifests ...plane.Manifest) ([]string, error) {
 	var lines []string
 	for _, m := range manifests {
-		out, err := c.kubectl(ctx, m.Data, "apply", "-n", namespaceOr(namespace), "-f", "-")
+		data, notes, err := convertRetired(m.Data, m.Source)
+		if err != nil {
+			return lines, err
+		}
+		lines = append(lines, notes...)
+		out, err := c.kubectl(ctx, data, "apply", "-n", namespaceOr(namespace), "-f", "-")
 		for l := range strings.Lines(out) {
 			if l = strings.TrimSpace(l); l != "" {
 				lines = append(lines, l)

@@ -184,6 +184,17 @@ func TestKubernetesPlane(t *testing.T) {
 		t.Errorf("nodePort 40000: %v", err)
 	}
 
+	// The seed's extensions/v1beta1 Ingress is converted, and says so.
+	ing, err := plane.ReadManifests(nil, filepath.Join(seed, "06-ingress-http.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err = c.Apply(ctx, "", ing...)
+	if err != nil || len(lines) != 2 || !strings.Contains(lines[0], "converted from extensions/v1beta1 to networking.k8s.io/v1") ||
+		lines[1] != "ingress.networking.k8s.io/ingress-http created" {
+		t.Errorf("apply the seed's Ingress: %q %v", lines, err)
+	}
+
 	// SetPodReady: the endpoint goes not ready, then back.
 	if err := c.SetPodReady(ctx, "default", pods[0].Name, false); err != nil {
 		t.Fatal(err)
