@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -24,9 +22,9 @@ import (
 	"github.com/svcsim/svcsim/report/results"
 )
 
-// A static svcsim binary can be the kernel lane's /init (vmtest.Config.InitBin
-// defaults to the running executable): it must then act as the guest's init
-// before anything else runs.
+// svcsim is the kernel lane's /init (vmtest.Config.InitBin; a dynamically
+// linked build brings its loader and libraries into the initramfs): it must
+// then act as the guest's init before anything else runs.
 func init() {
 	if vmtest.IsGuest() {
 		vmtest.GuestMain() // never returns
@@ -214,10 +212,6 @@ func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string,
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	initBin, err := staticInit(exe)
-	if err != nil {
-		return err
-	}
 	lane := "vm:debian-" + o.kernel
 	argv := []string{exe, "bench", "--datapaths", strings.Join(datapaths, ","), "--no-vm", "-o", out,
 		"--endpoints", strconv.Itoa(o.endpoints)}
@@ -249,7 +243,7 @@ func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string,
 	}
 	start := time.Now().UTC()
 	code, err := vmtest.Run(ctx, vmtest.Config{
-		Kernel: o.kernel, Share: out, Argv: argv, InitBin: initBin, Timeout: timeout,
+		Kernel: o.kernel, Share: out, Argv: argv, InitBin: exe, Timeout: timeout,
 		Env:    []string{"SVCSIM_LANE=" + lane, "SVCSIM_RESULTS_DIR=" + out},
 		Stdout: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(), Prefix: "[vm] ",
 	})
@@ -280,34 +274,4 @@ func printLaneTable(w io.Writer, dir, lane string, start time.Time) error {
 	}
 	fmt.Fprintln(w)
 	return sum.WriteTable(w)
-}
-
-// staticInit picks the kernel lane's /init: exe itself when statically
-// linked, else a static vmtest binary next to it or on PATH.
-func staticInit(exe string) (string, error) {
-	cands := []string{exe, filepath.Join(filepath.Dir(exe), "vmtest")}
-	if p, err := exec.LookPath("vmtest"); err == nil {
-		cands = append(cands, p)
-	}
-	for _, c := range cands {
-		if isStatic(c) {
-			return c, nil
-		}
-	}
-	return "", fmt.Errorf("the kernel lane needs a static init binary: build svcsim with CGO_ENABLED=0, or put a static vmtest beside it (CGO_ENABLED=0 go build -o %s ./cmd/vmtest), or pass --no-vm",
-		filepath.Join(filepath.Dir(exe), "vmtest"))
-}
-
-func isStatic(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
 }

@@ -10,8 +10,8 @@
 //	go test -c -o /tmp/scen.test ./scenarios
 //	sudo go run ./cmd/vmtest --kernel 6.1 --share $PWD -- /tmp/scen.test -test.run IPVS -test.v
 //
-// The same binary is the guest's /init; build it with CGO_ENABLED=0 if it would
-// otherwise be linked dynamically.
+// The same binary is the guest's /init; when it is linked dynamically, its loader
+// and libraries (found on this host) go into the initramfs beside it.
 package main
 
 import (

@@ -54,6 +54,9 @@ func IsGuest() bool {
 // GuestMain is the guest's init: it prepares the root, runs the command, writes its
 // exit status to the control share and powers the machine off. It never returns.
 func GuestMain() {
+	// Set by the kernel command line for a dynamically linked init (see
+	// initDeps); nothing started later should inherit it.
+	os.Unsetenv("LD_LIBRARY_PATH")
 	g := &guest{ctl: -1}
 	defer func() {
 		if r := recover(); r != nil {

@@ -90,7 +90,9 @@ func qemuArgs(m machine) []string {
 
 // kernelCmdline is the guest kernel's command line. panic=-1 reboots at once on a
 // panic, which -no-reboot turns into qemu exiting: "no result", not a hang.
-func kernelCmdline(verbose bool) string {
+// initEnv (NAME=value, names without a dot) goes to init's environment: the
+// kernel hands parameters it does not know to init.
+func kernelCmdline(verbose bool, initEnv ...string) string {
 	parts := []string{
 		"console=ttyS0", "rdinit=/init", "panic=-1", "reboot=t",
 		// skip hardware qemu does not have, and slow probes
@@ -102,6 +104,7 @@ func kernelCmdline(verbose bool) string {
 	if !verbose {
 		parts = append(parts, "quiet", "loglevel=4")
 	}
+	parts = append(parts, initEnv...)
 	return strings.Join(parts, " ")
 }
 

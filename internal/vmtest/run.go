@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,7 +57,7 @@ type Config struct {
 
 	QEMU      string // qemu-system-x86_64 binary
 	Virtiofsd string // virtiofsd binary
-	InitBin   string // static binary that runs GuestMain as /init; "" is this executable
+	InitBin   string // binary that runs GuestMain as /init (static, or dynamic with its libraries found on this host); "" is this executable
 }
 
 // Stats are the timings of one run, from qemu's start as seen on the host.
@@ -247,6 +247,12 @@ func (r *runner) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// What the init binary needs is known before any download: a missing
+	// library fails the run at once.
+	initBin, deps, err := initBinary(cfg.InitBin)
+	if err != nil {
+		return 0, err
+	}
 	cache := &Cache{Dir: cfg.CacheDir, Log: cfg.Log}
 	k, err := cache.Get(ctx, sel)
 	if err != nil {
@@ -292,7 +298,7 @@ func (r *runner) run(ctx context.Context) (int, error) {
 		Argv:       cfg.Argv,
 	}
 	initrd := filepath.Join(r.runDir, "initrd.cpio")
-	if err := writeInitramfs(initrd, cfg.InitBin, idx, k.ModulesDir(), rootModules[transport], spec); err != nil {
+	if err := writeInitramfs(initrd, initBin, deps, idx, k.ModulesDir(), rootModules[transport], spec); err != nil {
 		return 0, err
 	}
 
@@ -335,7 +341,7 @@ func (r *runner) run(ctx context.Context) (int, error) {
 	m := machine{
 		SerconOff: sercon,
 		Accel:     accel, Mem: cfg.Mem, CPUs: cfg.CPUs,
-		Kernel: k.Vmlinuz(), Initrd: initrd, Cmdline: kernelCmdline(cfg.Verbose),
+		Kernel: k.Vmlinuz(), Initrd: initrd, Cmdline: kernelCmdline(cfg.Verbose, deps.env()...),
 		Transport: transport, Shares: shares,
 	}
 	start := time.Now()
@@ -411,19 +417,31 @@ func makeRunDir(cacheDir string) (string, error) {
 	return dir, nil
 }
 
-// writeInitramfs writes the guest's initramfs: the init binary, the spec, and the
-// modules the root file system needs (decompressed: the kernel may not decompress).
-func writeInitramfs(path, initBin string, idx *ModIndex, modDir string, mods []string, spec GuestSpec) error {
+// initBinary resolves the init binary ("" is this executable) and what it
+// needs in the initramfs.
+func initBinary(initBin string) (string, initDeps, error) {
 	if initBin == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("find own executable: %w", err)
+			return "", initDeps{}, fmt.Errorf("find own executable: %w", err)
 		}
 		initBin = exe
 	}
-	if err := checkStatic(initBin); err != nil {
-		return err
+	dirs, err := hostLibDirs()
+	if err != nil {
+		return "", initDeps{}, err
 	}
+	deps, err := findInitDeps(initBin, dirs)
+	if err != nil {
+		return "", initDeps{}, err
+	}
+	return initBin, deps, nil
+}
+
+// writeInitramfs writes the guest's initramfs: the init binary (and, when it
+// is dynamically linked, its loader and libraries, see initDeps), the spec,
+// and the modules needed to mount the root (in load order).
+func writeInitramfs(path, initBin string, deps initDeps, idx *ModIndex, modDir string, mods []string, spec GuestSpec) error {
 	bin, err := os.ReadFile(initBin)
 	if err != nil {
 		return fmt.Errorf("read init binary: %w", err)
@@ -442,6 +460,10 @@ func writeInitramfs(path, initBin string, idx *ModIndex, modDir string, mods []s
 	}
 	cw.CharDev("dev/console", 0o600, 5, 1)
 	cw.File("init", 0o755, bin)
+	if err := addInitDeps(cw, deps); err != nil {
+		f.Close()
+		return err
+	}
 	for i, file := range files {
 		data, err := readModule(filepath.Join(modDir, file))
 		if err != nil {
@@ -468,20 +490,52 @@ func writeInitramfs(path, initBin string, idx *ModIndex, modDir string, mods []s
 	return nil
 }
 
-// checkStatic fails for a dynamically linked binary: /init runs before any root
-// file system (and so any libc) is there.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("init binary: %w", err)
+// addInitDeps adds a dynamic init binary's loader at its own path and its
+// libraries in initLibDir (their host files' contents, symlinks followed).
+func addInitDeps(cw *cpioWriter, deps initDeps) error {
+	if deps.static() {
+		return nil
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("init binary %s is dynamically linked; build it with CGO_ENABLED=0", path)
+	made := map[string]bool{"dev": true, "proc": true, "sys": true, "mnt": true, "modules": true}
+	mkdirs := func(dir string) {
+		var parts []string
+		for d := strings.Trim(dir, "/"); d != "." && d != ""; d = filepath.Dir(d) {
+			parts = append([]string{d}, parts...)
+		}
+		for _, d := range parts {
+			if !made[d] {
+				made[d] = true
+				cw.Dir(d, 0o755)
+			}
+		}
+	}
+	put := func(dst, src string) error {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("init binary's %s: %w", filepath.Base(dst), err)
+		}
+		mkdirs(filepath.Dir(dst))
+		cw.File(dst, 0o755, data)
+		return nil
+	}
+	if err := put(deps.Interp, deps.Interp); err != nil {
+		return err
+	}
+	for _, name := range sortedLibs(deps.Libs) {
+		if err := put(filepath.Join(initLibDir, name), deps.Libs[name]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func sortedLibs(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // readModule returns a module file's content, decompressed.

@@ -183,6 +183,28 @@ echo inside-ok`
 		require.Contains(t, v.stdout.String(), "\n"+strings.TrimSpace(string(data))+"\n")
 	})
 
+	// A dynamically linked init (a plain `go build` of a cgo-using binary,
+	// such as svcsim) boots with its loader and libraries in the initramfs,
+	// and the command does not inherit their LD_LIBRARY_PATH.
+	t.Run("dynamic init", func(t *testing.T) {
+		if _, err := exec.LookPath("gcc"); err != nil {
+			t.Skip("needs gcc to link vmtest dynamically")
+		}
+		dyn := filepath.Join(tmp, "vmtest-dynamic")
+		cmd := exec.Command("go", "build", "-ldflags=-linkmode=external", "-o", dyn, "../../cmd/vmtest")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "build vmtest: %s", out)
+		_, d, err := initBinary(dyn)
+		require.NoError(t, err)
+		require.False(t, d.static(), "the external link should be dynamic")
+		v := newCase(t)
+		v.bin = dyn
+		v.run(nil, "sh", "-c", `test -z "$LD_LIBRARY_PATH" && echo dynamic-ok`)
+		require.Equal(t, 0, v.code, "stdout:\n%s", v.stdout.String())
+		require.Contains(t, v.stdout.String(), "\ndynamic-ok\n")
+	})
+
 	t.Run("true", func(t *testing.T) {
 		v := newCase(t)
 		v.run(nil, "true")
