@@ -59,7 +59,7 @@ inside every node, and lets you drive it with kubectl's verbs.
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("run", "", "ID of the simulation to talk to (default: the current one)")
-	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newPatch(), newScale(), newDelete(),
+	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newDescribe(), newPatch(), newScale(), newDelete(),
 		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newReport(), newResults(), newBench(), newDatapaths())
 	return root
 }

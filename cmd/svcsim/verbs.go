@@ -42,13 +42,12 @@ func kindName(args []string) (kind, name string, err error) {
 // show(cmd)(c.Get(...)).
 func show(cmd *cobra.Command) func(string, error) error {
 	return func(out string, err error) error {
-		if err != nil {
-			return err
-		}
+		// Output and an error together: what was found, then what was not
+		// (kubectl get with a missing name among several).
 		if out != "" {
 			fmt.Fprintln(cmd.OutOrStdout(), strings.TrimRight(out, "\n"))
 		}
-		return nil
+		return err
 	}
 }
 
@@ -88,39 +87,86 @@ standard input for -) and sent to the simulation as they are.`,
 	return cmd
 }
 
+// getFlags are the flags get and describe share with kubectl.
+type getFlags struct {
+	output, namespace, selector string
+	all                         bool
+}
+
+func (g *getFlags) query(args []string, describe bool) url.Values {
+	q := url.Values{"arg": args, "namespace": {g.namespace}, "output": {g.output}, "selector": {g.selector}}
+	if g.all {
+		q.Set("all", "true")
+	}
+	if describe {
+		q.Set("describe", "true")
+	}
+	return q
+}
+
+func (g *getFlags) register(cmd *cobra.Command, output bool) {
+	if output {
+		cmd.Flags().StringVarP(&g.output, "output", "o", "", "output format: wide, name, yaml, json")
+	}
+	cmd.Flags().StringVarP(&g.namespace, "namespace", "n", "", "namespace (default \"default\")")
+	cmd.Flags().StringVarP(&g.selector, "selector", "l", "", "label selector, e.g. app=getip")
+	cmd.Flags().BoolVarP(&g.all, "all-namespaces", "A", false, "list across all namespaces")
+}
+
 func newGet() *cobra.Command {
-	var output, namespace, selector string
-	var all bool
+	var g getFlags
 	cmd := &cobra.Command{
-		Use:   "get TYPE [NAME]",
+		Use:   "get TYPE[,TYPE...] [NAME...] | TYPE/NAME...",
 		Short: "Show nodes, pods, services, endpoints, endpointslices, deployments, daemonsets or ingresses",
+		Long: `get prints kubectl's tables of the simulation's objects. It takes kubectl's
+argument forms: a type (list), a type and several names, several types
+separated by commas, or type/name arguments; -n, -A, -l and -o
+wide|name|yaml|json. Names that do not exist are reported after the
+others are printed, with a non-zero exit.`,
 		Example: `  sudo svcsim get pods -o wide -l app=getip
+  sudo svcsim get svc ext-name lb
+  sudo svcsim get svc/getip-service pod/client -o name
+  sudo svcsim get svc,ep -A
   sudo svcsim get endpointslices -l kubernetes.io/service-name=getip-service
-  sudo svcsim get svc -o wide -n ingress-nginx
-  sudo svcsim get ingress -o wide`,
-		Args: cobra.RangeArgs(1, 2),
+  sudo svcsim get svc -o wide -n ingress-nginx`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, name := args[0], ""
-			if len(args) == 2 {
-				name = args[1]
-			} else if k, n, ok := strings.Cut(kind, "/"); ok {
-				kind, name = k, n
-			}
 			c, err := dial(cmd)
 			if err != nil {
 				return err
 			}
-			q := url.Values{"kind": {kind}, "name": {name}, "namespace": {namespace}, "output": {output}, "selector": {selector}}
-			if all {
-				q.Set("all", "true")
-			}
-			return show(cmd)(c.Get(cmd.Context(), q))
+			return show(cmd)(c.Get(cmd.Context(), g.query(args, false)))
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, yaml, json")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace (default \"default\")")
-	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, e.g. app=getip")
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
+	g.register(cmd, true)
+	return cmd
+}
+
+func newDescribe() *cobra.Command {
+	var g getFlags
+	cmd := &cobra.Command{
+		Use:   "describe TYPE [NAME...] | TYPE/NAME...",
+		Short: "Show the details of Services, Pods, Nodes or Endpoints, as kubectl describe does",
+		Long: `describe prints kubectl describe's account of each object: for a Service its
+selector, type, IPs, and per port the target port, node port and ready
+endpoints; for a Pod its node, status, IPs, containers (image, ports, state,
+probes, environment, mounts) and conditions; for a Node its conditions,
+addresses, capacity, system info and pods; for Endpoints its subsets. Without
+a name it describes every object of the type (-l narrows). svcsim records
+no events.`,
+		Example: `  sudo svcsim describe svc myhttp-v2-service
+  sudo svcsim describe pods -l app=getip
+  sudo svcsim describe node/node1`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			return show(cmd)(c.Get(cmd.Context(), g.query(args, true)))
+		},
+	}
+	g.register(cmd, false)
 	return cmd
 }
 

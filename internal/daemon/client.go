@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -68,8 +69,19 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, bo
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s", strings.TrimSpace(string(out)))
 	}
+	if e := resp.Header.Get(errorHeader); e != "" {
+		msg, err := url.QueryUnescape(e)
+		if err != nil {
+			msg = e
+		}
+		return string(out), errors.New(msg)
+	}
 	return string(out), nil
 }
+
+// errorHeader carries an error beside a successful answer's output (get
+// with some names missing): the client returns both.
+const errorHeader = "Svcsim-Error"
 
 // Info describes the simulation.
 func (c *Client) Info(ctx context.Context) (Info, error) {

@@ -8,6 +8,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,12 +226,22 @@ func (s *server) routes() http.Handler {
 			fail(w, http.StatusNotImplemented, fmt.Errorf("the %s control plane prints no tables: use its kubectl", s.p.Info().ControlPlane))
 			return
 		}
-		err := pr.Print(w, printer.Request{
-			Kind: q.Get("kind"), Name: q.Get("name"), Namespace: q.Get("namespace"),
+		var out bytes.Buffer
+		err := pr.Print(&out, printer.Request{
+			Args: q["arg"], Kind: q.Get("kind"), Name: q.Get("name"), Namespace: q.Get("namespace"),
 			AllNamespaces: q.Get("all") == "true", Output: q.Get("output"), Selector: q.Get("selector"),
+			Describe: q.Get("describe") == "true",
 		})
-		if err != nil {
+		switch {
+		case err == nil:
+			_, _ = w.Write(out.Bytes())
+		case out.Len() == 0:
 			fail(w, http.StatusBadRequest, err)
+		default:
+			// Found objects and missing names: the output, with the error
+			// beside it (Client.call returns both).
+			w.Header().Set(errorHeader, url.QueryEscape(err.Error()))
+			_, _ = w.Write(out.Bytes())
 		}
 	})
 	mux.HandleFunc("GET /v1/target", func(w http.ResponseWriter, r *http.Request) {

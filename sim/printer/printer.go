@@ -5,9 +5,11 @@ package printer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -26,8 +28,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Request is one `get`.
+// Request is one `get` (or, with Describe, one `describe`).
 type Request struct {
+	// Args are kubectl's resource arguments (see ParseArgs): TYPE[,TYPE...]
+	// [NAME...], or TYPE/NAME...; when set, Kind and Name are not used.
+	Args []string
 	// Kind is a resource name or alias: pods, po, svc, endpoints, ep,
 	// endpointslices, ingress, ing, deployments, deploy, daemonsets, ds,
 	// nodes, no, ns.
@@ -41,8 +46,96 @@ type Request struct {
 	Output string
 	// Selector is a label selector (-l), e.g. "app=getip".
 	Selector string
+	// Describe prints kubectl describe's account of each object instead
+	// (Output is not used).
+	Describe bool
 	// Now is the reference time for AGE; zero means time.Now().
 	Now time.Time
+}
+
+// Selection is one kind and the names asked for; no names lists the kind.
+type Selection struct {
+	Kind  string // canonical: Service, Pod, ...
+	Names []string
+}
+
+// ParseArgs reads kubectl's resource arguments the way kubectl get and
+// describe take them: "TYPE" (list), "TYPE NAME..." (several names),
+// "TYPE1,TYPE2 [NAME...]" (each name looked up in each type), or
+// "TYPE/NAME..." (each argument names its own type; every argument must then
+// have that form). Selections keep the order of first mention.
+func ParseArgs(args []string) ([]Selection, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("you must specify the type of resource to get, e.g. svcsim get pods")
+	}
+	var out []Selection
+	index := map[string]int{}
+	add := func(kind string, names ...string) error {
+		k, err := sim.CanonicalKind(kind)
+		if err != nil {
+			return err
+		}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, Selection{Kind: k})
+		}
+		for _, n := range names {
+			if !slices.Contains(out[i].Names, n) {
+				out[i].Names = append(out[i].Names, n)
+			}
+		}
+		return nil
+	}
+	if strings.Contains(args[0], "/") {
+		for _, a := range args {
+			kind, name, ok := strings.Cut(a, "/")
+			if !ok {
+				return nil, fmt.Errorf("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'svcsim get resource/<resource_name>' instead of 'svcsim get resource resource/<resource_name>'): %q has no type", a)
+			}
+			if kind == "" || name == "" || strings.Contains(name, "/") {
+				return nil, fmt.Errorf("arguments in resource/name form must have a single resource and name: %q", a)
+			}
+			if err := add(kind, name); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	for _, n := range args[1:] {
+		if strings.Contains(n, "/") {
+			return nil, fmt.Errorf("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'svcsim get resource/<resource_name>' instead of 'svcsim get resource resource/<resource_name>')")
+		}
+	}
+	for _, kind := range strings.Split(args[0], ",") {
+		if kind == "" {
+			continue
+		}
+		if err := add(kind, args[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("you must specify the type of resource to get, e.g. svcsim get pods")
+	}
+	return out, nil
+}
+
+// selections are the request's Args, or its Kind and Name.
+func (r Request) selections() ([]Selection, error) {
+	if len(r.Args) > 0 {
+		return ParseArgs(r.Args)
+	}
+	k, err := sim.CanonicalKind(r.Kind)
+	if err != nil {
+		return nil, err
+	}
+	sel := Selection{Kind: k}
+	if r.Name != "" {
+		sel.Names = []string{r.Name}
+	}
+	return []Selection{sel}, nil
 }
 
 // KindName returns kubectl's name of a kind in messages ("service",
@@ -65,9 +158,11 @@ func KindName(kind string) string {
 	return strings.ToLower(k)
 }
 
-// Print writes the objects r asks for in r.Output's format.
+// Print writes the objects r asks for in r.Output's format (or describes
+// them). Objects asked for by a name that does not exist are left out and
+// named in the error, after the others are printed, as kubectl does.
 func Print(w io.Writer, c *sim.Cluster, r Request) error {
-	kind, err := sim.CanonicalKind(r.Kind)
+	sels, err := r.selections()
 	if err != nil {
 		return err
 	}
@@ -83,52 +178,141 @@ func Print(w io.Writer, c *sim.Cluster, r Request) error {
 			return fmt.Errorf("parse selector %q: %w", r.Selector, err)
 		}
 	}
-	clusterScoped := kind == "Node" || kind == "Namespace"
-	var objs []runtime.Object
-	if r.Name != "" {
-		o, err := c.Get(kind, r.Namespace, r.Name)
-		if err != nil {
-			return err
-		}
-		objs = append(objs, o)
-	} else {
-		for _, o := range list(c, kind) {
-			m, _ := meta.Accessor(o)
-			if !clusterScoped && !r.AllNamespaces && m.GetNamespace() != r.Namespace {
-				continue
-			}
-			if !sel.Matches(labels.Set(m.GetLabels())) {
-				continue
-			}
-			objs = append(objs, o)
+	if !r.Describe {
+		switch r.Output {
+		case "", "wide", "yaml", "json", "name":
+		default:
+			return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,name,wide,yaml", r.Output)
 		}
 	}
-	switch r.Output {
-	case "yaml", "json":
-		return printObjects(w, objs, r.Output, r.Name != "")
-	case "name":
-		for _, o := range objs {
-			m, _ := meta.Accessor(o)
-			if _, err := fmt.Fprintf(w, "%s/%s\n", KindName(kind), m.GetName()); err != nil {
+	if r.Describe {
+		for _, s := range sels {
+			if !describable[s.Kind] {
+				return fmt.Errorf("svcsim describes Services, Pods, Nodes and Endpoints; for %s use svcsim get %s -o yaml", KindName(s.Kind), KindName(s.Kind))
+			}
+		}
+	}
+	type found struct {
+		kind string
+		objs []runtime.Object
+	}
+	var all []found
+	var missing []error
+	named, total := 0, 0
+	for _, s := range sels {
+		f := found{kind: s.Kind}
+		clusterScoped := s.Kind == "Node" || s.Kind == "Namespace"
+		if len(s.Names) > 0 {
+			named += len(s.Names)
+			for _, n := range s.Names {
+				o, err := c.Get(s.Kind, r.Namespace, n)
+				if err != nil {
+					missing = append(missing, err)
+					continue
+				}
+				f.objs = append(f.objs, o)
+			}
+		} else {
+			for _, o := range list(c, s.Kind) {
+				m, _ := meta.Accessor(o)
+				if !clusterScoped && !r.AllNamespaces && m.GetNamespace() != r.Namespace {
+					continue
+				}
+				if !sel.Matches(labels.Set(m.GetLabels())) {
+					continue
+				}
+				f.objs = append(f.objs, o)
+			}
+		}
+		total += len(f.objs)
+		all = append(all, f)
+	}
+	err = func() error {
+		if r.Describe {
+			first := true
+			for _, f := range all {
+				for _, o := range f.objs {
+					if !first {
+						fmt.Fprint(w, "\n\n")
+					}
+					first = false
+					if err := describe(w, c, o, r.Now); err != nil {
+						return err
+					}
+				}
+			}
+			if total == 0 && len(missing) == 0 {
+				return noResources(w, sels, r)
+			}
+			return nil
+		}
+		switch r.Output {
+		case "yaml", "json":
+			var objs []runtime.Object
+			for _, f := range all {
+				objs = append(objs, f.objs...)
+			}
+			if total == 0 && len(missing) > 0 {
+				return nil
+			}
+			return printObjects(w, objs, r.Output, named == 1 && len(sels) == 1 && total == 1)
+		case "name":
+			for _, f := range all {
+				for _, o := range f.objs {
+					m, _ := meta.Accessor(o)
+					if _, err := fmt.Fprintf(w, "%s/%s\n", KindName(f.kind), m.GetName()); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+		if total == 0 {
+			if len(missing) > 0 {
+				return nil
+			}
+			return noResources(w, sels, r)
+		}
+		first := true
+		for _, f := range all {
+			if len(f.objs) == 0 {
+				continue
+			}
+			if !first {
+				fmt.Fprintln(w)
+			}
+			first = false
+			clusterScoped := f.kind == "Node" || f.kind == "Namespace"
+			o := TableOptions{Wide: r.Output == "wide", AllNamespaces: r.AllNamespaces && !clusterScoped, Now: r.Now, Created: c.Created()}
+			if len(sels) > 1 {
+				o.NamePrefix = KindName(f.kind) + "/"
+			}
+			if err := Table(w, f.kind, f.objs, o); err != nil {
 				return err
 			}
 		}
 		return nil
-	case "", "wide":
-	default:
-		return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,name,wide,yaml", r.Output)
-	}
-	if len(objs) == 0 {
-		var err error
-		switch {
-		case clusterScoped || r.AllNamespaces:
-			_, err = fmt.Fprintln(w, "No resources found")
-		default:
-			_, err = fmt.Fprintf(w, "No resources found in %s namespace.\n", r.Namespace)
-		}
+	}()
+	if err != nil {
 		return err
 	}
-	return Table(w, kind, objs, TableOptions{Wide: r.Output == "wide", AllNamespaces: r.AllNamespaces && !clusterScoped, Now: r.Now, Created: c.Created()})
+	return errors.Join(missing...)
+}
+
+// noResources says that nothing matched, as kubectl does.
+func noResources(w io.Writer, sels []Selection, r Request) error {
+	clusterScoped := true
+	for _, s := range sels {
+		clusterScoped = clusterScoped && (s.Kind == "Node" || s.Kind == "Namespace")
+	}
+	var err error
+	switch {
+	case clusterScoped || r.AllNamespaces:
+		_, err = fmt.Fprintln(w, "No resources found")
+	default:
+		_, err = fmt.Fprintf(w, "No resources found in %s namespace.\n", r.Namespace)
+	}
+	return err
 }
 
 func list(c *sim.Cluster, kind string) []runtime.Object {
@@ -214,6 +398,9 @@ type TableOptions struct {
 	Now time.Time
 	// Created is the cluster's creation time, the nodes' age.
 	Created time.Time
+	// NamePrefix goes before every NAME ("service/" when one get lists
+	// several kinds, as kubectl does).
+	NamePrefix string
 }
 
 // NewTabWriter returns a tabwriter with kubectl's settings.
@@ -279,6 +466,7 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 		if o.Wide {
 			row = append(row, wideRow...)
 		}
+		row[0] = o.NamePrefix + row[0]
 		if o.AllNamespaces {
 			m, _ := meta.Accessor(obj)
 			row = append([]string{m.GetNamespace()}, row...)
