@@ -147,16 +147,18 @@ func (t *txn) apply(o Object) (string, error) {
 		return t.applyNode(node)
 	}
 	existing := getObject(t.s, ki, m.GetNamespace(), name)
+	cfg, modified, err := applyConfig(obj, o.Raw, m.GetNamespace())
+	if err != nil {
+		return "", err
+	}
 	if existing == nil {
-		if err := setLastApplied(obj); err != nil {
-			return "", err
-		}
+		setLastApplied(obj, cfg)
 		if err := t.create(obj); err != nil {
 			return "", err
 		}
 		return ki.Singular + "/" + name + " created", nil
 	}
-	merged, changed, err := threeWayMerge(ki, existing, obj)
+	merged, changed, err := threeWayMerge(ki, existing, modified)
 	if err != nil {
 		return "", err
 	}
@@ -199,25 +201,61 @@ func (t *txn) applyNode(n *corev1.Node) (string, error) {
 	return "node/" + n.Name + " configured", nil
 }
 
-// setLastApplied records obj's own configuration in its annotation.
-func setLastApplied(obj runtime.Object) error {
+// applyConfig returns what kubectl apply keeps and sends for obj: cfg, the
+// last-applied configuration (the manifest as written, raw, with the
+// annotation itself removed, an empty annotations map left in place, and the
+// namespace filled in; without raw, obj's encoding pruned of empty values),
+// and modified, the same object carrying cfg in its annotation, which the
+// three-way merge compares with the previous cfg and the live object.
+func applyConfig(obj runtime.Object, raw []byte, namespace string) (cfg, modified []byte, err error) {
+	var v map[string]any
+	if raw != nil {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, nil, fmt.Errorf("read manifest: %w", err)
+		}
+	} else {
+		b, err := prunedJSON(obj)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, nil, err
+		}
+	}
+	md, _ := v["metadata"].(map[string]any)
+	if md == nil {
+		md = map[string]any{}
+		v["metadata"] = md
+	}
+	ann, _ := md["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+	}
+	delete(ann, LastAppliedAnnotation)
+	md["annotations"] = ann
+	if ns, _ := md["namespace"].(string); ns == "" && namespace != "" {
+		md["namespace"] = namespace
+	}
+	if cfg, err = json.Marshal(v); err != nil {
+		return nil, nil, fmt.Errorf("encode last-applied configuration: %w", err)
+	}
+	cfg = append(cfg, '\n')
+	ann[LastAppliedAnnotation] = string(cfg)
+	if modified, err = json.Marshal(v); err != nil {
+		return nil, nil, fmt.Errorf("encode applied configuration: %w", err)
+	}
+	return cfg, modified, nil
+}
+
+// setLastApplied records cfg in obj's annotation.
+func setLastApplied(obj runtime.Object, cfg []byte) {
 	m, _ := meta.Accessor(obj)
 	ann := m.GetAnnotations()
-	delete(ann, LastAppliedAnnotation)
-	if len(ann) == 0 {
-		ann = nil
-	}
-	m.SetAnnotations(ann)
-	cfg, err := prunedJSON(obj)
-	if err != nil {
-		return err
-	}
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[LastAppliedAnnotation] = string(cfg) + "\n"
+	ann[LastAppliedAnnotation] = string(cfg)
 	m.SetAnnotations(ann)
-	return nil
 }
 
 // prunedJSON encodes obj without null values and empty objects, which is
@@ -263,18 +301,11 @@ func prune(v any) (any, bool) {
 }
 
 // threeWayMerge computes what `kubectl apply` sends for an existing object
-// (a strategic three-way merge of last-applied, new and current
-// configuration) and the resulting object.
-func threeWayMerge(ki *kindInfo, current, obj runtime.Object) (runtime.Object, bool, error) {
+// (a strategic three-way merge of the last-applied configuration, modified
+// (see applyConfig) and the current object) and the resulting object.
+func threeWayMerge(ki *kindInfo, current runtime.Object, modified []byte) (runtime.Object, bool, error) {
 	cm, _ := meta.Accessor(current)
 	original := []byte(cm.GetAnnotations()[LastAppliedAnnotation])
-	if err := setLastApplied(obj); err != nil {
-		return nil, false, err
-	}
-	modified, err := prunedJSON(obj)
-	if err != nil {
-		return nil, false, err
-	}
 	cur, err := json.Marshal(current)
 	if err != nil {
 		return nil, false, err

@@ -36,6 +36,11 @@ type Object struct {
 	// or *corev1.Node. Older
 	// Ingress versions are converted to networking.k8s.io/v1 on decoding.
 	Obj runtime.Object
+	// Raw is the document as written, as JSON, when Obj is its direct
+	// decoding (nil for converted objects). Apply keeps it, not Obj's
+	// encoding, as the last-applied configuration, as kubectl does: a field
+	// the manifest leaves out stays out.
+	Raw []byte
 }
 
 // Stdin is read by Load for the path "-"; tests may replace it.
@@ -154,7 +159,11 @@ func decodeDoc(doc []byte, src string) ([]Object, error) {
 		if err := yaml.UnmarshalStrict(doc, into); err != nil {
 			return nil, fmt.Errorf("%s: decode %s (apiVersion %s): %w", src, tm.Kind, tm.APIVersion, err)
 		}
-		return []Object{{Source: src, Obj: into}}, nil
+		raw, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", src, err)
+		}
+		return []Object{{Source: src, Obj: into, Raw: raw}}, nil
 	}
 	switch tm.APIVersion + "/" + tm.Kind {
 	case "v1/Namespace":
