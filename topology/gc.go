@@ -40,6 +40,22 @@ func RunOfNamespace(name string) string {
 // calling process is never killed. Nothing whose name lacks the run prefix
 // is touched. It returns what it removed.
 func GC(ctx context.Context, all bool) ([]string, error) {
+	runs, err := GCRuns(ctx, all)
+	var removed []string
+	for _, r := range runs {
+		removed = append(removed, r.Removed...)
+	}
+	return removed, err
+}
+
+// RunRemoval is what GC removed of one run.
+type RunRemoval struct {
+	ID      string
+	Removed []string // "namespace <name>", "process <pid>", "run dir <dir>", ...
+}
+
+// GCRuns is GC with what it removed grouped by run, in the order removed.
+func GCRuns(ctx context.Context, all bool) ([]RunRemoval, error) {
 	runs, err := rundir.List()
 	if err != nil {
 		return nil, err
@@ -54,7 +70,7 @@ func GC(ctx context.Context, all bool) ([]string, error) {
 			byRun[id] = append(byRun[id], n)
 		}
 	}
-	var removed []string
+	var removed []RunRemoval
 	var errs []error
 	for _, r := range runs {
 		if err := ctx.Err(); err != nil {
@@ -66,7 +82,9 @@ func GC(ctx context.Context, all bool) ([]string, error) {
 			continue
 		}
 		got, err := gcRun(r, nss)
-		removed = append(removed, got...)
+		if len(got) > 0 {
+			removed = append(removed, RunRemoval{ID: r.ID, Removed: got})
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gc run %s: %w", r.ID, err))
 		}
@@ -92,7 +110,9 @@ func GC(ctx context.Context, all bool) ([]string, error) {
 			}
 		}
 		got, err := gcNamespaces(nss)
-		removed = append(removed, got...)
+		if len(got) > 0 {
+			removed = append(removed, RunRemoval{ID: id, Removed: got})
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gc namespaces of %s: %w", id, err))
 		}

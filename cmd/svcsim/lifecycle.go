@@ -245,7 +245,7 @@ func newDaemon() *cobra.Command {
 }
 
 func newDown() *cobra.Command {
-	var all bool
+	var all, verbose bool
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the running simulation and remove leftovers of killed runs",
@@ -276,16 +276,66 @@ whose owner is dead. Runs of live processes are left alone unless --all is given
 				}
 				_ = os.Remove(filepath.Join(rundir.Root(), daemon.CurrentFile))
 			}
-			removed, err := topology.GC(ctx, all)
-			removed = append(removed, removeStaleLogs()...)
-			for _, r := range removed {
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
-			}
+			runs, err := topology.GCRuns(ctx, all)
+			printRemoved(cmd.OutOrStdout(), runs, removeStaleLogs(), verbose)
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "also remove live runs of other svcsim processes (running tests, say)")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "name every namespace, process and file removed")
 	return cmd
+}
+
+// printRemoved says what down removed: one line per run with counts (a
+// 1,000-pod run has hundreds of namespaces), or every item with verbose.
+func printRemoved(w io.Writer, runs []topology.RunRemoval, logs []string, verbose bool) {
+	for _, r := range runs {
+		if verbose {
+			for _, item := range r.Removed {
+				fmt.Fprintf(w, "removed %s\n", item)
+			}
+			continue
+		}
+		counts := map[string]int{}
+		var order []string
+		for _, item := range r.Removed {
+			// "namespace <name>", "process <pid>", "run dir <dir>": what it
+			// is, before its name.
+			what := item
+			if i := strings.LastIndex(item, " "); i > 0 {
+				what = item[:i]
+			}
+			if counts[what] == 0 {
+				order = append(order, what)
+			}
+			counts[what]++
+		}
+		var parts []string
+		for _, what := range order {
+			parts = append(parts, countOf(counts[what], what))
+		}
+		fmt.Fprintf(w, "removed run %s: %s\n", r.ID, strings.Join(parts, ", "))
+	}
+	if len(logs) > 0 {
+		if verbose {
+			for _, l := range logs {
+				fmt.Fprintf(w, "removed %s\n", l)
+			}
+		} else {
+			fmt.Fprintf(w, "removed %s\n", countOf(len(logs), "stale daemon log"))
+		}
+	}
+}
+
+// countOf is "1 namespace", "3 namespaces", "1 process", "2 processes".
+func countOf(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "s") {
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // removeStaleLogs deletes logs of daemons that no process holds open any
