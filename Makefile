@@ -20,7 +20,7 @@ VM_MODES   ?=
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
 
-.PHONY: all build kube kube-pin deps test unit unit-unprivileged scenarios demo report clean down vet fmt-check tidy-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-pin deps test fuzz unit unit-unprivileged scenarios demo report clean down vet fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -85,6 +85,27 @@ tidy-check:
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# fuzz runs every native Go fuzz target briefly (the seed corpora under
+# testdata/fuzz/ also run as plain tests in unit). FUZZ_TARGETS lists
+# package:target:executions; each budget is roughly 10 s here. Budgets are
+# execution counts, not -fuzztime durations: Go 1.26's coordinator can
+# report a spurious "context deadline exceeded" at the end of a duration
+# (golang/go#75804, fixed in Go 1.27). -fuzzminimizetime is bounded because
+# minimizing every new input for the default 60 s stalls a short run.
+FUZZ_TARGETS := \
+	./sim:FuzzDecodeApply:20000 \
+	./modes/agent:FuzzDecodeState:50000 \
+	./modes/iptrestore/ruleset:FuzzParse:100000 \
+	./modes/iptrestore/ruleset:FuzzSplit:300000 \
+	./modes/iptables/tracer:FuzzTrace:100000 \
+	./modes/nftables:FuzzParseDump:50000 \
+	./modes/ipvs/ipset:FuzzRestoreSave:100000
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  IFS=: read -r pkg name n <<<"$$t"; echo "fuzz $$name ($$pkg), $$n inputs"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $${n}x -fuzzminimizetime 200x -parallel 2 $$pkg || exit 1; \
+	done
+
 # unit runs the tests that need no root: every package but the scenarios
 # (listed by the recipe's shell, so a new package is never left out).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /scenarios)
@@ -117,6 +138,7 @@ scenarios: build
 test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
 test: deps fmt-check tidy-check vet kube build clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
+	$(MAKE) --no-print-directory fuzz
 	@status=0; \
 	echo "$(GO) test -count=1 -timeout 45m ./..."; \
 	$(GO) test -count=1 -timeout 45m ./... || status=1; \

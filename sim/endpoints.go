@@ -28,6 +28,9 @@ type txn struct {
 // (which create and delete pods) first, then Endpoints from the pods, then
 // EndpointSlices from the pods and the Endpoints.
 func (t *txn) reconcile() error {
+	if err := t.checkPodBudget(); err != nil {
+		return err
+	}
 	t.reconcileWorkloads()
 	t.reconcileEndpoints()
 	t.reconcileEndpointSlices()

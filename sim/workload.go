@@ -623,3 +623,32 @@ func (t *txn) reconcileWorkloads() {
 		t.reconcileDaemonSet(k, t.s.DaemonSets[k])
 	}
 }
+
+// MaxPods bounds the pods the model runs at once. The workload controllers
+// build every pod of a change in one transaction, so without a bound one
+// "replicas: 2000000000" would take the process's memory and hours of CPU;
+// the genuine API server has no such limit (its controllers create pods at
+// a bounded rate instead).
+const MaxPods = 4096
+
+// checkPodBudget refuses a state whose workloads would need more than
+// MaxPods pods: every Deployment's replicas, every DaemonSet on every node
+// and every pod no controller owns.
+func (t *txn) checkPodBudget() error {
+	var want int64
+	for _, d := range t.s.Deployments {
+		if d.Spec.Replicas != nil && *d.Spec.Replicas > 0 {
+			want += int64(*d.Spec.Replicas)
+		}
+	}
+	want += int64(len(t.s.DaemonSets)) * int64(len(t.cfg.Nodes))
+	for _, p := range t.s.Pods {
+		if metav1.GetControllerOf(p) == nil {
+			want++
+		}
+	}
+	if want > MaxPods {
+		return fmt.Errorf("the workloads would need %d pods (Deployments' replicas, DaemonSets on every node, pods of their own); svcsim's model runs at most %d", want, MaxPods)
+	}
+	return nil
+}

@@ -144,21 +144,15 @@ func (s *server) routes() http.Handler {
 		writeJSON(w, h)
 	})
 	mux.HandleFunc("PUT /v1/state", func(w http.ResponseWriter, r *http.Request) {
-		var st state.NodeState
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 512<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&st); err != nil {
-			http.Error(w, "decode state: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := st.Validate(); err != nil {
-			http.Error(w, "invalid state: "+err.Error(), http.StatusBadRequest)
+		st, err := DecodeState(http.MaxBytesReader(w, r.Body, MaxStateBytes))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		start := time.Now()
-		if err := s.p.Sync(r.Context(), &st); err != nil {
+		if err := s.p.Sync(r.Context(), st); err != nil {
 			http.Error(w, fmt.Sprintf("sync %s on %s: %v", s.p.Name(), s.node, err), http.StatusInternalServerError)
 			return
 		}
@@ -192,6 +186,25 @@ func (s *server) routes() http.Handler {
 		w.WriteHeader(http.StatusOK)
 	})
 	return mux
+}
+
+// MaxStateBytes bounds a PUT /v1/state body.
+const MaxStateBytes = 512 << 20
+
+// DecodeState reads one state.NodeState JSON document the way PUT /v1/state
+// does: unknown fields are errors, and the state must pass Validate before
+// any mode sees it.
+func DecodeState(r io.Reader) (*state.NodeState, error) {
+	var st state.NodeState
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid state: %w", err)
+	}
+	return &st, nil
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

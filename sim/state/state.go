@@ -194,6 +194,12 @@ func (n *NodeState) Validate() error {
 			return fmt.Errorf("service port %s listed twice", s.Key())
 		}
 		seen[s.Key()] = true
+		// Names reach rule comments, chain-name hashes and dumps: the feed
+		// accepts only what the API server accepts, so a hostile feed cannot
+		// smuggle a quote or a newline into an iptables-restore script.
+		if !isDNSLabel(s.Namespace) || !isDNSLabel(s.Name) || (s.PortName != "" && !isDNSLabel(s.PortName)) {
+			return fmt.Errorf("service port %q: namespace, name and port name must be DNS labels (lower-case letters, digits and '-', at most 63)", s.Key())
+		}
 		if !s.ClusterIP.Is4() {
 			return fmt.Errorf("service port %s: clusterIP %v is not IPv4", s.Key(), s.ClusterIP)
 		}
@@ -218,6 +224,20 @@ func (n *NodeState) Validate() error {
 		}
 	}
 	return nil
+}
+
+// isDNSLabel reports whether v is an RFC 1123 label, as the API server
+// demands of namespaces, Service names (RFC 1035, stricter) and port names.
+func isDNSLabel(v string) bool {
+	if v == "" || len(v) > 63 || v[0] == '-' || v[len(v)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Service returns the ServicePort with the given Key, or nil.

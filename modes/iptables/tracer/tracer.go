@@ -219,7 +219,15 @@ type tracer struct {
 	rs     *ruleset.Ruleset
 	node   Node
 	parsed map[*ruleset.Rule]*rule
+	steps  int // chain evaluations so far, bounded by maxSteps
 }
+
+// maxSteps bounds the chain evaluations of one trace. Every statistic match
+// forks the walk, so a ruleset of n such rules jumping to a chain that
+// returns has 2^n paths: without a bound a hostile iptables-save (found by
+// FuzzTrace) keeps the tracer busy for ever. kube-proxy's own rules take a
+// few steps per endpoint.
+const maxSteps = 1 << 16
 
 // hook runs a built-in chain and applies its policy to paths that fall off
 // its end.
@@ -247,6 +255,9 @@ func (tr *tracer) hook(table, chain string, s pkt) ([]pkt, error) {
 func (tr *tracer) run(t *ruleset.Table, chain string, i int, s pkt, depth int) ([]pkt, error) {
 	if depth > 32 {
 		return nil, fmt.Errorf("chain nesting deeper than 32 at %s/%s", t.Name, chain)
+	}
+	if tr.steps++; tr.steps > maxSteps {
+		return nil, fmt.Errorf("trace forks into more than %d chain evaluations at %s/%s", maxSteps, t.Name, chain)
 	}
 	c := t.Chain(chain)
 	if c == nil {

@@ -118,8 +118,15 @@ func (e *Exec) Entries(ctx context.Context, name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseSave(out, name), nil
+}
+
+// ParseSave returns, sorted, the entries of set name in `ipset save` output
+// (its "add NAME ENTRY ..." lines; other sets and lines are ignored).
+func ParseSave(out []byte, name string) []string {
 	var entries []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) >= 3 && f[0] == "add" && f[1] == name {
@@ -127,7 +134,7 @@ func (e *Exec) Entries(ctx context.Context, name string) ([]string, error) {
 		}
 	}
 	sort.Strings(entries)
-	return entries, nil
+	return entries
 }
 
 // Destroy implements Interface.
