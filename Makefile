@@ -20,7 +20,7 @@ VM_MODES   ?=
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
 
-.PHONY: all build kube kube-pin deps test fuzz unit unit-unprivileged scenarios demo report clean down vet fmt-check tidy-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-pin deps test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -106,6 +106,14 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $${n}x -fuzzminimizetime 200x -parallel 2 $$pkg || exit 1; \
 	done
 
+# actionlint lints the GitHub workflow, so a broken ci.yml fails here
+# rather than on GitHub. It is built from the Go module proxy at a pinned
+# version; `go run pkg@version` ignores this module's go.mod, so it works
+# under CI's -mod=readonly and adds no dependency to go.mod.
+ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+actionlint:
+	$(GO) run $(ACTIONLINT) -color=false .github/workflows/ci.yml
+
 # unit runs the tests that need no root: every package but the scenarios
 # (listed by the recipe's shell, so a new package is never left out).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /scenarios)
@@ -136,7 +144,7 @@ scenarios: build
 # results and writes $(RESULTS)/junit.xml (svcsim results), also when a test
 # failed; the exit status is the tests'.
 test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
-test: deps fmt-check tidy-check vet kube build clean-results
+test: deps fmt-check tidy-check vet actionlint kube build clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
 	$(MAKE) --no-print-directory fuzz
 	@status=0; \

@@ -61,7 +61,12 @@ func main() {
 	fs.StringVar(&cfg.Prefix, "prefix", "", "prefix for every guest console line")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "qemu binary")
 	fs.StringVar(&cfg.Virtiofsd, "virtiofsd", "/usr/lib/qemu/virtiofsd", "virtiofsd binary")
+	listModules := fs.Bool("list-modules", false, "print the suite's kernel modules, one a line, and exit (CI loads them on its runner)")
 	fs.Parse(os.Args[1:]) //nolint:errcheck // ExitOnError
+	if *listModules {
+		fmt.Println(strings.Join(vmtest.SuiteModules, "\n"))
+		return
+	}
 	cfg.Argv = fs.Args()
 	cfg.Env, cfg.Modules = env, mods
 	if len(cfg.Argv) == 0 {
