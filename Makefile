@@ -148,8 +148,10 @@ test: deps fmt-check tidy-check vet actionlint kube build clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
 	$(MAKE) --no-print-directory fuzz
 	@status=0; \
-	echo "$(GO) test -count=1 -timeout 45m ./..."; \
-	$(GO) test -count=1 -timeout 45m ./... || status=1; \
+	echo "$(GO) test -count=1 -timeout 20m <every package but the scenarios>  (as root)"; \
+	$(GO) test -count=1 -timeout 20m $(UNIT_PKGS) || status=1; \
+	echo "$(GO) test -count=1 -timeout 45m ./scenarios/...  (alone: nothing else loads the machine while it measures)"; \
+	$(GO) test -count=1 -timeout 45m ./scenarios/... || status=1; \
 	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then \
 	  echo "kernel lane for $$lane (the host kernel cannot run it)"; \
