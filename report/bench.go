@@ -185,7 +185,7 @@ func benchSections(set *results.Set, colors map[string]int) ([]benchSection, err
 func metricChart(metric string, bs, floors []results.Bench, colors map[string]int) (benchChart, error) {
 	unit := bs[0].Unit
 	xlabel := orDefault(bs[0].XLabel, "Services")
-	c := benchChart{ID: "bench-" + slug(metric), Title: metricTitle(metric), Desc: metricDesc(metric)}
+	c := benchChart{ID: chartID(metric), Title: metricTitle(metric), Desc: metricDesc(metric)}
 	var series []chart.Series
 	var xs, ys []float64
 	nset := map[int]bool{}
@@ -233,6 +233,9 @@ func metricChart(metric string, bs, floors []results.Bench, colors map[string]in
 		if b.Note != "" {
 			c.Notes = append(c.Notes, b.Datapath+": "+b.Note)
 		}
+	}
+	if note := mixedLanes(bs); note != "" {
+		c.Notes = append([]string{note}, c.Notes...)
 	}
 	for _, f := range floors {
 		if f.Unit != unit {
@@ -379,4 +382,30 @@ func laneLabel(b results.Bench) string {
 		return b.Datapath + " (" + l + ")"
 	}
 	return b.Datapath
+}
+
+// chartID is the id of a metric's chart in the report.
+func chartID(metric string) string { return "bench-" + slug(metric) }
+
+// mixedLanes is the chart's warning when its lines come from more than one
+// lane (the host's kernel and a kernel under qemu, which runs many times
+// slower): their absolute figures share the axis but not a machine.
+func mixedLanes(bs []results.Bench) string {
+	kernels := map[string]string{}
+	for _, b := range bs {
+		kernels[orDefault(b.Env.Lane, "host")] = b.Env.Kernel
+	}
+	if len(kernels) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, l := range sortedKeys(kernels) {
+		if k := kernels[l]; k != "" {
+			parts = append(parts, l+" (kernel "+k+")")
+		} else {
+			parts = append(parts, l)
+		}
+	}
+	return "This chart mixes lanes: " + strings.Join(parts, ", ") +
+		". Lines from different lanes ran on different kernels and machines (the qemu lane is emulated and much slower): compare their shapes, not their values."
 }

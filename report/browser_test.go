@@ -164,6 +164,14 @@ func TestBrowser(t *testing.T) {
 		t.Logf("screenshot: %s", p)
 	}
 	shot("report-light.png")
+	// The summary comes first and starts on the first screen.
+	first, err := chromedp.Run(tctx, chromedp.Evaluate[string](`(() => {
+		const s = document.querySelector("main > section");
+		return s.id + " " + (s.getBoundingClientRect().top < innerHeight) + " " + !!s.querySelector("#matrix");
+	})()`))
+	if err != nil || first != "conformance true true" {
+		t.Errorf("the report does not open with the summary (first section, on screen, with the matrix): %q (%v)", first, err)
+	}
 	if _, err := chromedp.Call(tctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
 		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
 	}); err != nil {
@@ -174,6 +182,30 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("dark mode not applied: background %q (%v)", bg, err)
 	}
 	shot("report-dark.png")
+	// A phone's width: nothing wider than the screen (wide tables scroll in
+	// their own box), dark and light.
+	if err := chromedp.Do(tctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Fatalf("phone viewport: %v", err)
+	}
+	overflow, err := chromedp.Run(tctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth - innerWidth`))
+	if err != nil || overflow > 0 {
+		t.Errorf("at 390 px the page is %v px wider than the screen (%v)", overflow, err)
+		wide, _ := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("body *")].filter(e => !e.closest(".scroll") && e.getBoundingClientRect().right > innerWidth + 1).slice(0, 8).map(e => e.tagName + "." + e.className + "#" + e.id + " " + Math.round(e.getBoundingClientRect().right))`))
+		t.Logf("wider than the screen: %v", wide)
+	}
+	shot("report-phone-dark.png")
+	if _, err := chromedp.Call(tctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}); err != nil {
+		t.Fatalf("reset emulated media: %v", err)
+	}
+	shot("report-phone-light.png")
+	if err := chromedp.Do(tctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatalf("desktop viewport: %v", err)
+	}
+	if _, err := chromedp.Call(tctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+	}); err != nil {
+		t.Fatalf("emulate dark mode: %v", err)
+	}
 	// Print: navigation hidden, light colours.
 	if _, err := chromedp.Call(tctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}); err != nil {
 		t.Fatalf("emulate print: %v", err)

@@ -23,7 +23,9 @@ type page struct {
 	Lanes     []laneView
 	Modes     []modeView
 	Totals    totals
-	Says      []Sentence
+	Says      []Sentence // every sentence
+	Key       []Sentence // the findings that matter, for the summary
+	Rest      []Sentence // the others
 	Matrix    matrixView
 	Dists     []distGroup
 	Affinity  []affGroup
@@ -187,6 +189,23 @@ func build(set *results.Set, opts Options) (*page, error) {
 	}
 	p.Kernel = kernel(set)
 	p.Details = details(set)
+	// Link a sentence only to what the page has.
+	ids := map[string]bool{"conformance": true}
+	for _, b := range p.Benches {
+		for _, c := range b.Charts {
+			ids[c.ID] = true
+		}
+	}
+	for _, st := range p.Says {
+		if !ids[st.Anchor] {
+			st.Anchor = ""
+		}
+		if st.Key {
+			p.Key = append(p.Key, st)
+		} else {
+			p.Rest = append(p.Rest, st)
+		}
+	}
 	return p, nil
 }
 

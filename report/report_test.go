@@ -194,3 +194,58 @@ func TestLaneLabel(t *testing.T) {
 		t.Errorf("vm lane: %q", got)
 	}
 }
+
+// TestSummaryFirst: the page opens with the summary (counts, the
+// conformance matrix, then the findings that matter, the seed's claims
+// linking to their chart); the other sentences follow in their own section.
+func TestSummaryFirst(t *testing.T) {
+	out := string(renderFixture(t))
+	main := out[strings.Index(out, "<main>"):]
+	first := main[strings.Index(main, "<section"):]
+	first = first[:strings.Index(first, "</section>")]
+	for _, want := range []string{
+		`<section id="conformance">`, "<h2>Summary</h2>", "<b>33</b> pass", `id="matrix"`, "<h3>What matters</h3>",
+		`iptables/nft&#39;s one endpoint change grows only 1.42x from 100 to 10000 Services. <a href="#bench-endpoint-change">chart</a>`,
+		`Failed: distribution-uniform on nftables`,
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+	if strings.Index(first, `id="matrix"`) > strings.Index(first, "What matters") {
+		t.Error("the matrix should come before the findings")
+	}
+	says := main[strings.Index(main, `<section id="says">`):]
+	says = says[:strings.Index(says, "</section>")]
+	if strings.Contains(says, "Contradicts the seed") || !strings.Contains(says, "Fastest full sync") {
+		t.Errorf("What this run says should hold the other sentences only:\n%s", says)
+	}
+	if !strings.Contains(out, `id="bench-endpoint-change"`) {
+		t.Error("the chart the summary links to is missing")
+	}
+}
+
+// TestMixedLanesSaid: a chart with lines from two lanes says so on the chart.
+func TestMixedLanesSaid(t *testing.T) {
+	pts := []results.Point{{N: 100, Reps: 3, Median: 1, Min: 1, Max: 1}, {N: 1000, Reps: 3, Median: 2, Min: 2, Max: 2}}
+	set := &results.Set{Benches: []results.Bench{
+		{Datapath: "nftables", Metric: MetricEndpointChange, Unit: "ms", Env: results.Env{Lane: "host", Kernel: "6.18"}, Points: pts},
+		{Datapath: "ipvs", Metric: MetricEndpointChange, Unit: "ms", Env: results.Env{Lane: "vm:debian-6.1", Kernel: "6.1.0"}, Points: pts},
+	}}
+	c, err := metricChart(MetricEndpointChange, set.Benches, nil, palette(set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notes) == 0 || !strings.Contains(c.Notes[0], "mixes lanes: host (kernel 6.18), vm:debian-6.1 (kernel 6.1.0)") {
+		t.Errorf("notes: %q", c.Notes)
+	}
+	c, err = metricChart(MetricEndpointChange, set.Benches[:1], nil, palette(set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Notes {
+		if strings.Contains(n, "mixes lanes") {
+			t.Errorf("one lane, yet: %q", n)
+		}
+	}
+}

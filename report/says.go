@@ -15,6 +15,13 @@ type Sentence struct {
 	// "warn" (a failure, or a figure that contradicts the seed).
 	Kind string
 	Text string
+	// Key marks the findings that matter, which the report's summary
+	// shows first: conformance (totals, failures, datapaths that could not
+	// run) and the seed's claims.
+	Key bool
+	// Anchor is the id of the report's section or chart the sentence is
+	// about ("" for none).
+	Anchor string
 }
 
 // Sentence kinds.
@@ -43,11 +50,20 @@ const (
 func Says(set *results.Set) []Sentence {
 	var out []Sentence
 	add := func(kind, format string, args ...any) {
-		out = append(out, Sentence{kind, fmt.Sprintf(format, args...)})
+		out = append(out, Sentence{Kind: kind, Text: fmt.Sprintf(format, args...)})
+	}
+	key := func(anchor string) addFunc {
+		return func(kind, format string, args ...any) {
+			out = append(out, Sentence{Kind: kind, Text: fmt.Sprintf(format, args...), Key: true, Anchor: anchor})
+		}
 	}
 	by, floors := benchesByMetric(set)
-	conformance(set, add)
-	seedSays(set, by, add)
+	conformance(set, key("conformance"))
+	seedAnchor := ""
+	if len(by[MetricEndpointChange]) > 0 {
+		seedAnchor = chartID(MetricEndpointChange)
+	}
+	seedSays(set, by, key(seedAnchor))
 	distributionSays(set, add)
 	affinitySays(set, add)
 	if len(by) == 0 {
