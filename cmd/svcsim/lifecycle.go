@@ -15,6 +15,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/daemon"
+	"github.com/svcsim/svcsim/internal/progress"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
@@ -165,15 +166,23 @@ func startDaemon(ctx context.Context, cf clusterFlags, out io.Writer) (string, e
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	// Follow the log until "ready" or the daemon's exit.
+	// Follow the log until "ready" or the daemon's exit; on a terminal a
+	// status line under it says what the daemon last did and for how long.
+	bar := progress.New(out)
+	defer bar.Done()
+	bar.Set("starting the simulation: %d nodes, %s", cf.nodes, cf.mode)
 	printed := 0
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
+		bar.Tick()
 		b, _ := os.ReadFile(logf.Name())
 		if i := strings.LastIndexByte(string(b), '\n'); i >= printed {
 			chunk := string(b[printed : i+1])
 			printed = i + 1
-			fmt.Fprint(out, chunk)
+			bar.Print(chunk)
+			if lines := strings.Split(strings.TrimSpace(chunk), "\n"); lines[len(lines)-1] != "" {
+				bar.Set("starting the simulation: %s", lines[len(lines)-1])
+			}
 			for _, line := range strings.Split(chunk, "\n") {
 				// "run <id>: ready (<mode> mode, <n> nodes)"
 				if f := strings.Fields(line); len(f) > 2 && f[0] == "run" && f[2] == "ready" {
@@ -184,7 +193,7 @@ func startDaemon(ctx context.Context, cf clusterFlags, out io.Writer) (string, e
 		select {
 		case werr := <-exited:
 			b, _ := os.ReadFile(logf.Name())
-			fmt.Fprint(out, string(b[printed:]))
+			bar.Print(string(b[printed:]))
 			return "", fmt.Errorf("the simulation failed to start (%v); log: %s", werr, logf.Name())
 		case <-ctx.Done():
 			// Interrupted: the daemon tears down what it built, and exits.
