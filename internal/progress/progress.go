@@ -93,3 +93,10 @@ func (l *Line) draw() {
 	io.WriteString(l.w, text) //nolint:errcheck
 	l.shown, l.drawn = true, text
 }
+
+// NewShown is New for a writer known to show it (tests of callers).
+func NewShown(w io.Writer) *Line {
+	l := New(w)
+	l.on = true
+	return l
+}

@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/svcsim/svcsim/internal/progress"
 )
 
 // share is one host directory exported to the guest.
@@ -115,6 +118,13 @@ type console struct {
 	prefix string
 	start  time.Time
 
+	// bar, when set, is the terminal's status line (boot phase, the test
+	// running, how many done): output then goes through it a whole line
+	// at a time.
+	bar     *progress.Line
+	pending []byte
+	tests   int
+
 	mu        sync.Mutex
 	midLine   bool
 	line      []byte
@@ -144,10 +154,47 @@ func (c *console) Write(p []byte) (int, error) {
 			c.line = append(c.line, b)
 		}
 	}
+	if c.bar != nil {
+		c.pending = append(c.pending, buf...)
+		if i := bytes.LastIndexByte(c.pending, '\n'); i >= 0 {
+			c.bar.Print(string(c.pending[:i+1]))
+			c.pending = append(c.pending[:0], c.pending[i+1:]...)
+		}
+		return len(p), nil
+	}
 	if _, err := c.out.Write(buf); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// flush writes a last partial line and removes the status line.
+func (c *console) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bar == nil {
+		return
+	}
+	if len(c.pending) > 0 {
+		c.bar.Print(string(c.pending) + "\n")
+		c.pending = nil
+	}
+	c.bar.Done()
+}
+
+// status follows the boot phases and a Go test binary's -test.v lines.
+func (c *console) status(l string) {
+	switch {
+	case strings.Contains(l, guestMarker+"init started"):
+		c.bar.Set("kernel lane: loading modules")
+	case strings.Contains(l, guestMarker+"exec "):
+		c.bar.Set("kernel lane: running the command")
+	case strings.HasPrefix(l, "--- PASS: ") || strings.HasPrefix(l, "--- FAIL: ") || strings.HasPrefix(l, "--- SKIP: "):
+		c.tests++
+		c.bar.Set("kernel lane: %d tests done", c.tests)
+	case strings.HasPrefix(l, "=== RUN   ") && !strings.Contains(l, "/"):
+		c.bar.Set("kernel lane: %d tests done, running %s", c.tests, strings.TrimPrefix(l, "=== RUN   "))
+	}
 }
 
 func (c *console) endLine() {
@@ -159,6 +206,9 @@ func (c *console) endLine() {
 	}
 	if strings.Contains(l, guestMarker+"exec ") && c.execAt == 0 {
 		c.execAt = time.Since(c.start)
+	}
+	if c.bar != nil {
+		c.status(l)
 	}
 	c.lastLines = append(c.lastLines, l)
 	if len(c.lastLines) > 20 {

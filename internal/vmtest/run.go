@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/svcsim/svcsim/internal/progress"
 )
 
 // Config says what to boot and what to run.
@@ -346,7 +348,24 @@ func (r *runner) run(ctx context.Context) (int, error) {
 	}
 	start := time.Now()
 	con := &console{out: cfg.Stdout, prefix: cfg.Prefix, start: start}
+	if progress.IsTerminal(cfg.Stdout) {
+		con.bar = progress.New(cfg.Stdout)
+		con.bar.Set("kernel lane: booting %s", k.Release)
+		stopTick := make(chan struct{})
+		defer close(stopTick)
+		go func() {
+			for {
+				select {
+				case <-stopTick:
+					return
+				case <-time.After(time.Second):
+					con.bar.Tick()
+				}
+			}
+		}()
+	}
 	qerr := r.runQEMU(ctx, cfg.QEMU, qemuArgs(m), con)
+	con.flush()
 	total := time.Since(start)
 	initAt, execAt := con.times()
 	if cfg.Stats != nil {
