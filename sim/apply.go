@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"sort"
 	"strings"
 
@@ -599,6 +600,9 @@ func validateLabels(labels map[string]string, fld *field.Path) field.ErrorList {
 
 // create stores a new object after defaulting, validation and allocation.
 func (t *txn) create(obj runtime.Object) error {
+	if err := validateMeta(obj); err != nil {
+		return err
+	}
 	if ki := kindOf(obj); ki != nil && ki.ops != nil {
 		return ki.ops.put(t, nil, obj)
 	}
@@ -628,8 +632,29 @@ func (t *txn) create(obj runtime.Object) error {
 	return fmt.Errorf("unsupported object type %T", obj)
 }
 
+// validateMeta applies the API server's object-metadata rules every kind
+// shares, with its messages: annotation keys are qualified names and all
+// annotations, the last-applied configuration included, hold at most
+// 256 KiB.
+func validateMeta(obj runtime.Object) error {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return err
+	}
+	if el := apivalidation.ValidateAnnotations(m.GetAnnotations(), field.NewPath("metadata", "annotations")); len(el) > 0 {
+		if ki := kindOf(obj); ki != nil {
+			return ki.invalid(m.GetName(), el)
+		}
+		return el.ToAggregate()
+	}
+	return nil
+}
+
 // update replaces old with obj after validation.
 func (t *txn) update(old, obj runtime.Object) error {
+	if err := validateMeta(obj); err != nil {
+		return err
+	}
 	om, _ := meta.Accessor(old)
 	nm, _ := meta.Accessor(obj)
 	nm.SetUID(om.GetUID())

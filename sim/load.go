@@ -53,7 +53,7 @@ func Load(paths ...string) ([]Object, error) {
 	var out []Object
 	for _, p := range paths {
 		if p == "-" {
-			data, err := io.ReadAll(Stdin)
+			data, err := io.ReadAll(io.LimitReader(Stdin, MaxManifestBytes+1))
 			if err != nil {
 				return nil, fmt.Errorf("read standard input: %w", err)
 			}
@@ -89,6 +89,9 @@ func Load(paths ...string) ([]Object, error) {
 			sort.Strings(files)
 		}
 		for _, f := range files {
+			if fi, err := os.Stat(f); err == nil && fi.Size() > MaxManifestBytes {
+				return nil, tooBig(f, fi.Size())
+			}
 			data, err := os.ReadFile(f)
 			if err != nil {
 				return nil, fmt.Errorf("read manifest: %w", err)
@@ -103,10 +106,25 @@ func Load(paths ...string) ([]Object, error) {
 	return out, nil
 }
 
+// MaxManifestBytes bounds one manifest file (or standard input): decoding
+// takes about 40 times its size in memory (a 50 MB file allocated 1.9 GB),
+// and the API server itself takes at most 3 MiB per object.
+const MaxManifestBytes = 32 << 20
+
+func tooBig(source string, size int64) error {
+	if size > MaxManifestBytes && source == "-" {
+		return fmt.Errorf("standard input: more than %d bytes (32 MiB), the most svcsim reads from one manifest; split it into several files", MaxManifestBytes)
+	}
+	return fmt.Errorf("%s: %d bytes, more than the %d (32 MiB) svcsim reads from one manifest; split it into several files", source, size, MaxManifestBytes)
+}
+
 // Decode splits data into YAML or JSON documents and decodes each into its
 // k8s.io/api type. Unknown fields are errors, as with kubectl's default
 // strict field validation. A "List" document contributes its items.
 func Decode(data []byte, source string) ([]Object, error) {
+	if len(data) > MaxManifestBytes {
+		return nil, tooBig(source, int64(len(data)))
+	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var out []Object
 	for idx := 0; ; {

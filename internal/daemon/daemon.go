@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -65,9 +64,9 @@ func ServePlane(ctx context.Context, p plane.Plane, log io.Writer) error {
 		return fmt.Errorf("run %s: %w", info.RunID, err)
 	}
 	sock := run.Path(SocketName)
-	ln, err := net.Listen("unix", sock)
+	ln, err := rundir.ListenUnix(sock)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", sock, err)
+		return err
 	}
 	current := filepath.Join(rundir.Root(), CurrentFile)
 	if err := os.WriteFile(current, []byte(info.RunID+"\n"), 0o644); err != nil {

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/reexec"
+	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
 	_ "github.com/svcsim/svcsim/modes/all" // register every mode
 	"github.com/svcsim/svcsim/sim/state"
@@ -101,9 +101,9 @@ func Serve(ctx context.Context, cfg Config) error {
 		}()
 	}
 	_ = os.Remove(cfg.Socket)
-	ln, err := net.Listen("unix", cfg.Socket)
+	ln, err := rundir.ListenUnix(cfg.Socket)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Socket, err)
+		return err
 	}
 	s := &server{p: p, node: cfg.Node}
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
