@@ -224,13 +224,13 @@ func buildPlan(src *state.ServicePort, g globals) *servicePlan {
 	dest := func(ip netip.Addr) []string { return []string{ip.String(), pr, port} }
 	if !hasEndpoints {
 		reject := "goto " + rejectChain
-		plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(sp.ClusterIP), value: reject, comment: name})
+		plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(sp.ClusterIP), value: reject, comment: nftComment(name)})
 		for _, ip := range externalIPs {
-			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(ip), value: reject, comment: name})
+			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(ip), value: reject, comment: nftComment(name)})
 		}
 		if sp.NodePort != 0 {
 			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointNodePortsMap,
-				key: []string{pr, strconv.Itoa(int(sp.NodePort))}, value: reject, comment: name})
+				key: []string{pr, strconv.Itoa(int(sp.NodePort))}, value: reject, comment: nftComment(name)})
 		}
 		return plan
 	}
@@ -317,4 +317,17 @@ func sameRules(a, b *state.ServicePort) bool {
 		}
 	}
 	return true
+}
+
+// maxComment is nft's limit on a comment ("comment too long, 128 characters
+// maximum allowed"); a Service's "namespace/name:port" reaches 191.
+const maxComment = 128
+
+// nftComment returns s cut to nft's comment limit (s is a DNS-label ID,
+// ASCII, so a byte cut splits no character).
+func nftComment(s string) string {
+	if len(s) > maxComment {
+		return s[:maxComment]
+	}
+	return s
 }
