@@ -34,9 +34,19 @@ func main() {
 			os.Exit(ee.code)
 		}
 		fmt.Fprintln(os.Stderr, "error:", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a bad flag or flag value: exit status 2, like flag's.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
 // exitError carries a command's exit status through cobra (svcsim exec).
 type exitError struct{ code int }
@@ -54,10 +64,20 @@ inside every node, and lets you drive it with kubectl's verbs.
   sudo svcsim up -f sim/testdata/seed
   sudo svcsim get pods -o wide
   sudo svcsim exec external -- curl http://198.18.0.11:30080/info
-  sudo svcsim down`,
+  sudo svcsim down
+
+Exit status:
+  0    success
+  1    an error, printed as "error: ..." on standard error; a missing
+       prerequisite names what is missing and how to get it (root: run with
+       sudo; a tool or kernel module: see svcsim datapaths, make deps)
+  2    an unknown flag or a bad flag value
+  N    svcsim exec: the command's own exit status; 126 when it could not
+       be started, 127 when it was not found`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.PersistentFlags().String("run", "", "ID of the simulation to talk to (default: the current one)")
 	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newDescribe(), newPatch(), newScale(), newDelete(),
 		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newReport(), newResults(), newBench(), newDatapaths())
