@@ -74,6 +74,9 @@ func Datapaths() []Datapath {
 		return out
 	}
 	for _, d := range modes.Table() {
+		if external(d) && !withKube() {
+			continue // the kubernetes plane's: SVCSIM_KUBE=1 or SVCSIM_MODES
+		}
 		out = append(out, Datapath{Mode: d.Name, Desc: d, Skip: d.Unsupported()})
 	}
 	return out
@@ -215,18 +218,37 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	h.Ctx = ctx
-	if sh != nil {
+	nodes := opts.Nodes
+	if nodes == 0 {
+		nodes = 2
+	}
+	switch {
+	case external(dp.Desc) && !opts.OwnsCluster:
+		p, err := kubePool.acquire(ctx, t, dp.Desc, nodes)
+		if err != nil {
+			h.Fatalf("kubernetes plane: %v", err)
+		}
+		h.P = p
+		t.Cleanup(func() { kubePool.release(t, h.NS) })
+	case external(dp.Desc):
+		p, err := startKube(ctx, t, dp.Desc, nodes)
+		if err != nil {
+			h.Fatalf("start kubernetes plane: %v", err)
+		}
+		h.P = p
+		t.Cleanup(func() {
+			if err := p.Close(); err != nil {
+				t.Errorf("tear down kubernetes plane: %v", err)
+			}
+		})
+	case sh != nil:
 		p, err := sh.acquire(ctx, t)
 		if err != nil {
 			h.Fatalf("start shared cluster: %v", err)
 		}
 		h.P = p
 		t.Cleanup(func() { sh.release(t, h.NS) })
-	} else {
-		nodes := opts.Nodes
-		if nodes == 0 {
-			nodes = 2
-		}
+	default:
 		cfg := controlplane.DefaultConfig(dp.Mode, nodes)
 		cfg.Scheduler = opts.Scheduler
 		cfg.Log = testLog{t}

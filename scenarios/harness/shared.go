@@ -83,7 +83,22 @@ func deleteNamespace(ctx context.Context, p plane.Plane, ns string) error {
 	if len(pods) > 0 {
 		return fmt.Errorf("namespace %s deleted, but %d of its pods still run", ns, len(pods))
 	}
-	return nil
+	// Its EndpointSlices go with it (the namespace controller, on the
+	// kubernetes plane, removes them after the barrier's pods).
+	for {
+		slices, err := p.List(ctx, "EndpointSlice", ns, "")
+		if err != nil {
+			return fmt.Errorf("delete namespace %s: list its EndpointSlices: %w", ns, err)
+		}
+		if len(slices) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("namespace %s deleted, but %d of its EndpointSlices are left: %w", ns, len(slices), ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Close tears the cluster down, if it was started.
@@ -126,6 +141,9 @@ func CloseShared() error {
 	pool.mu.Lock()
 	defer pool.mu.Unlock()
 	var errs []error
+	if err := kubePool.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("kubernetes plane: %w", err))
+	}
 	for k, s := range pool.m {
 		if err := s.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("shared cluster %s: %w", k, err))

@@ -24,7 +24,7 @@ const BarrierNamespace = "svcsim-system"
 const barrierName = "barrier"
 
 // WaitProgrammed implements plane.Plane: first the API objects settle
-// (Deployments rolled out, pods bound to a node running, deleted pods gone,
+// (deleted namespaces gone, Deployments rolled out, pods bound to a node running, deleted pods gone,
 // every selector Service's EndpointSlices naming exactly its pods with their
 // readiness), then the barrier Service and EndpointSlice get a new port
 // name and every running kube-proxy's rules must show it.
@@ -143,6 +143,17 @@ func (c *Cluster) writeBarrier(ctx context.Context, port string) error {
 // settled returns "" when the API objects are as the controllers and
 // kubelets will leave them, else what is still moving.
 func (c *Cluster) settled(ctx context.Context) (string, error) {
+	// A deleted namespace is gone once the namespace controller has removed
+	// everything in it (pods, EndpointSlices).
+	nss, err := c.admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for i := range nss.Items {
+		if nss.Items[i].DeletionTimestamp != nil {
+			return fmt.Sprintf("namespace %s terminating", nss.Items[i].Name), nil
+		}
+	}
 	deps, err := c.admin.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return "", err

@@ -1,0 +1,138 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/kubeproxy"
+	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/kube/cluster"
+)
+
+// KubeEnv, set to 1, adds the genuine kube-proxy's datapaths (the
+// kubernetes plane, package plane/kube/cluster) to the default mode table;
+// SVCSIM_MODES may also name them one by one ("kube-proxy/nftables").
+const KubeEnv = "SVCSIM_KUBE"
+
+// external reports whether d runs as a program on the kubernetes plane.
+func external(d modes.Datapath) bool { return d.Start.Program != "" }
+
+// withKube reports whether the default table includes external datapaths.
+func withKube() bool { return os.Getenv(KubeEnv) == "1" }
+
+// kubeShared is the kubernetes plane every scenario of the test binary
+// that does not own its cluster runs on: one control plane for the whole
+// run, each scenario in its own namespaces. Changing datapath restarts
+// kube-proxy on every node with the next mode after `kube-proxy --cleanup`.
+// Scenarios take it in turns: acquire holds it until release.
+type kubeShared struct {
+	turn sync.Mutex // held by the scenario running on it
+	mu   sync.Mutex
+	c    *cluster.Cluster
+	n    int
+	log  switchLog
+}
+
+var kubePool = &kubeShared{}
+
+func kubeDatapath(d modes.Datapath) (cluster.Datapath, error) {
+	kd, ok := kubeproxy.Lookup(d)
+	if !ok {
+		return cluster.Datapath{}, fmt.Errorf("%s is not a kube-proxy datapath", d.Name)
+	}
+	return kd, nil
+}
+
+// acquire takes the shared kubernetes plane for t on datapath d with at
+// least nodes nodes (a larger count restarts it).
+func (k *kubeShared) acquire(ctx context.Context, t *testing.T, d modes.Datapath, nodes int) (plane.Plane, error) {
+	kd, err := kubeDatapath(d)
+	if err != nil {
+		return nil, err
+	}
+	k.turn.Lock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.log.set(t)
+	if k.c != nil && nodes > k.n {
+		err := k.c.Close()
+		k.c = nil
+		if err != nil {
+			k.turn.Unlock()
+			return nil, fmt.Errorf("restart the kubernetes plane with %d nodes: %w", nodes, err)
+		}
+	}
+	if k.c == nil {
+		begin := time.Now()
+		c, err := cluster.Start(ctx, cluster.Options{Nodes: nodes, Datapath: kd.Name, Log: &k.log})
+		if err != nil {
+			k.turn.Unlock()
+			return nil, err
+		}
+		t.Logf("kubernetes plane up in %v", time.Since(begin).Round(time.Millisecond))
+		k.c, k.n = c, nodes
+		return c, nil
+	}
+	begin := time.Now()
+	if err := k.c.SetDatapath(ctx, kd.Name); err != nil {
+		k.turn.Unlock()
+		return nil, fmt.Errorf("switch kube-proxy to %s: %w", kd.Name, err)
+	}
+	t.Logf("kube-proxy on %s after %v", kd.Name, time.Since(begin).Round(time.Millisecond))
+	return k.c, nil
+}
+
+// release deletes the scenario's namespace (waiting until its pods and
+// EndpointSlices are gone) and hands the plane on.
+func (k *kubeShared) release(t *testing.T, ns string) {
+	defer k.turn.Unlock()
+	defer k.log.set(nil)
+	k.mu.Lock()
+	c := k.c
+	k.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := deleteNamespace(ctx, c, ns); err != nil {
+		t.Errorf("kubernetes plane: %v", err)
+	}
+}
+
+// Close tears the shared kubernetes plane down.
+func (k *kubeShared) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.c == nil {
+		return nil
+	}
+	err := k.c.Close()
+	k.c = nil
+	return err
+}
+
+// startKube starts a kubernetes plane of the scenario's own.
+func startKube(ctx context.Context, t *testing.T, d modes.Datapath, nodes int) (plane.Plane, error) {
+	kd, err := kubeDatapath(d)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.Start(ctx, cluster.Options{Nodes: nodes, Datapath: kd.Name, Log: testLog{t}})
+}
+
+// KubeException marks a scenario that asserts something svcsim-specific:
+// on the kubernetes plane it is skipped with why, which names the upstream
+// code that explains the difference.
+func (h *H) KubeException(why string) {
+	h.T.Helper()
+	if external(h.Desc) {
+		h.Result.Reason = "svcsim-specific on the kubernetes plane: " + why
+		h.T.Skip(h.Result.Reason)
+	}
+}
