@@ -214,9 +214,18 @@ func deleteRoute(ns *netns.NS, link string, dst netip.Prefix) error {
 	if err != nil {
 		return nil // the link, and its routes, are gone
 	}
-	err = h.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(dst)})
-	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("delete route %v dev %s in %s: %w", dst, link, ns.Name(), err)
+	// Delete the routes the kernel lists for dst on the link, as listed (a
+	// request without their scope can match nothing, which the kernel
+	// answers with ESRCH, and the route would stay).
+	filter := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(dst)}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_DST)
+	if err != nil {
+		return fmt.Errorf("list routes to %v dev %s in %s: %w", dst, link, ns.Name(), err)
+	}
+	for i := range routes {
+		if err := h.RouteDel(&routes[i]); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("delete route %v dev %s in %s: %w", dst, link, ns.Name(), err)
+		}
 	}
 	return nil
 }

@@ -283,6 +283,15 @@ func TestHostOutsideUnderlay(t *testing.T) {
 	if netns.Exists(db.Name()) {
 		t.Fatal("host namespace left after RemoveHost")
 	}
+	// The nodes' on-link routes to it went too: the same host can be
+	// added again (a shared cluster's next scenario does).
+	again, err := topo.AddHost(context.Background(), "db", netip.MustParseAddr("172.188.2.89"), []topology.Port{{Port: 3307}})
+	if err != nil {
+		t.Fatalf("add the host again after RemoveHost: %v", err)
+	}
+	if err := topo.RemoveHost(context.Background(), "db"); err != nil || netns.Exists(again.Name()) {
+		t.Fatalf("remove it again: %v", err)
+	}
 }
 
 func TestRemovePod(t *testing.T) {

@@ -126,6 +126,10 @@ func startKube(ctx context.Context, t *testing.T, d modes.Datapath, nodes int) (
 	return cluster.Start(ctx, cluster.Options{Nodes: nodes, Datapath: kd.Name, Log: testLog{t}})
 }
 
+// Kubernetes reports whether the scenario runs on the kubernetes plane
+// (the genuine kube-proxy and API server).
+func (h *H) Kubernetes() bool { return external(h.Desc) }
+
 // KubeException marks a scenario that asserts something svcsim-specific:
 // on the kubernetes plane it is skipped with why, which names the upstream
 // code that explains the difference.
