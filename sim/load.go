@@ -46,22 +46,50 @@ type Object struct {
 // Stdin is read by Load for the path "-"; tests may replace it.
 var Stdin io.Reader = os.Stdin
 
-// Load reads manifests like `kubectl apply -f`: each path is a file, a
-// directory (its .yaml, .yml and .json files in name order, not recursive)
-// or "-" for standard input. Every file may hold several documents.
+// Load reads manifests like `kubectl apply -f` (see ReadFiles) and decodes
+// them. Every file may hold several documents.
 func Load(paths ...string) ([]Object, error) {
+	files, err := ReadFiles(Stdin, paths...)
+	if err != nil {
+		return nil, err
+	}
 	var out []Object
+	for _, f := range files {
+		objs, err := Decode(f.Data, f.Source)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// File is one manifest file as read, before decoding.
+type File struct {
+	// Source is the file's path, or "-" for standard input.
+	Source string
+	Data   []byte
+}
+
+// ReadFiles reads what `kubectl apply -f` takes: each path is a file, a
+// directory (its .yaml, .yml and .json files in name order, not recursive)
+// or "-" for stdin. A file over MaxManifestBytes is refused before it is
+// read.
+func ReadFiles(stdin io.Reader, paths ...string) ([]File, error) {
+	var out []File
 	for _, p := range paths {
 		if p == "-" {
-			data, err := io.ReadAll(io.LimitReader(Stdin, MaxManifestBytes+1))
+			if stdin == nil {
+				return nil, errors.New("read standard input: no standard input")
+			}
+			data, err := io.ReadAll(io.LimitReader(stdin, MaxManifestBytes+1))
 			if err != nil {
 				return nil, fmt.Errorf("read standard input: %w", err)
 			}
-			objs, err := Decode(data, "-")
-			if err != nil {
-				return nil, err
+			if len(data) > MaxManifestBytes {
+				return nil, tooBig("-", int64(len(data)))
 			}
-			out = append(out, objs...)
+			out = append(out, File{Source: "-", Data: data})
 			continue
 		}
 		fi, err := os.Stat(p)
@@ -69,7 +97,7 @@ func Load(paths ...string) ([]Object, error) {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("the path %q does not exist", p)
 			}
-			return nil, fmt.Errorf("load manifests: %w", err)
+			return nil, fmt.Errorf("read manifests: %w", err)
 		}
 		files := []string{p}
 		if fi.IsDir() {
@@ -96,11 +124,7 @@ func Load(paths ...string) ([]Object, error) {
 			if err != nil {
 				return nil, fmt.Errorf("read manifest: %w", err)
 			}
-			objs, err := Decode(data, f)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, objs...)
+			out = append(out, File{Source: f, Data: data})
 		}
 	}
 	return out, nil
