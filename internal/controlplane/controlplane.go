@@ -661,46 +661,8 @@ func (cp *ControlPlane) List(_ context.Context, kind, namespace, selector string
 	if namespace == "" {
 		namespace = "default"
 	}
-	var all []runtime.Object
-	add := func(o runtime.Object) { all = append(all, o) }
-	switch k {
-	case "Pod":
-		for _, o := range cp.cluster.PodObjects() {
-			add(&o)
-		}
-	case "Service":
-		for _, o := range cp.cluster.Services() {
-			add(&o)
-		}
-	case "Endpoints":
-		for _, o := range cp.cluster.Endpoints() {
-			add(&o)
-		}
-	case "EndpointSlice":
-		for _, o := range cp.cluster.EndpointSlices() {
-			add(&o)
-		}
-	case "Deployment":
-		for _, o := range cp.cluster.Deployments() {
-			add(&o)
-		}
-	case "DaemonSet":
-		for _, o := range cp.cluster.DaemonSets() {
-			add(&o)
-		}
-	case "Ingress":
-		for _, o := range cp.cluster.Ingresses() {
-			add(&o)
-		}
-	case "Namespace":
-		for _, o := range cp.cluster.Namespaces() {
-			add(&o)
-		}
-	case "Node":
-		for _, o := range cp.cluster.NodeObjects() {
-			add(&o)
-		}
-	default:
+	all, ok := kubeview.List(cp.cluster, k)
+	if !ok {
 		return nil, fmt.Errorf("list %s: not supported by the embedded plane", kind)
 	}
 	clusterScoped := k == "Namespace" || k == "Node"

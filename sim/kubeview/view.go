@@ -59,6 +59,7 @@ var _ Model = (*sim.Cluster)(nil)
 // resource is one mirrored kind: its API resource and how to list it.
 type resource struct {
 	gvr  schema.GroupVersionResource
+	kind string
 	list func(Model) []runtime.Object
 }
 
@@ -76,15 +77,26 @@ func objs[T any, P interface {
 // resources are mirrored in this order (namespaces first); deletions go in
 // reverse.
 var resources = []resource{
-	{corev1.SchemeGroupVersion.WithResource("namespaces"), func(m Model) []runtime.Object { return objs(m.Namespaces()) }},
-	{corev1.SchemeGroupVersion.WithResource("nodes"), func(m Model) []runtime.Object { return objs(m.NodeObjects()) }},
-	{corev1.SchemeGroupVersion.WithResource("services"), func(m Model) []runtime.Object { return objs(m.Services()) }},
-	{corev1.SchemeGroupVersion.WithResource("endpoints"), func(m Model) []runtime.Object { return objs(m.Endpoints()) }},
-	{discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), func(m Model) []runtime.Object { return objs(m.EndpointSlices()) }},
-	{corev1.SchemeGroupVersion.WithResource("pods"), func(m Model) []runtime.Object { return objs(m.PodObjects()) }},
-	{appsv1.SchemeGroupVersion.WithResource("deployments"), func(m Model) []runtime.Object { return objs(m.Deployments()) }},
-	{appsv1.SchemeGroupVersion.WithResource("daemonsets"), func(m Model) []runtime.Object { return objs(m.DaemonSets()) }},
-	{networkingv1.SchemeGroupVersion.WithResource("ingresses"), func(m Model) []runtime.Object { return objs(m.Ingresses()) }},
+	{corev1.SchemeGroupVersion.WithResource("namespaces"), "Namespace", func(m Model) []runtime.Object { return objs(m.Namespaces()) }},
+	{corev1.SchemeGroupVersion.WithResource("nodes"), "Node", func(m Model) []runtime.Object { return objs(m.NodeObjects()) }},
+	{corev1.SchemeGroupVersion.WithResource("services"), "Service", func(m Model) []runtime.Object { return objs(m.Services()) }},
+	{corev1.SchemeGroupVersion.WithResource("endpoints"), "Endpoints", func(m Model) []runtime.Object { return objs(m.Endpoints()) }},
+	{discoveryv1.SchemeGroupVersion.WithResource("endpointslices"), "EndpointSlice", func(m Model) []runtime.Object { return objs(m.EndpointSlices()) }},
+	{corev1.SchemeGroupVersion.WithResource("pods"), "Pod", func(m Model) []runtime.Object { return objs(m.PodObjects()) }},
+	{appsv1.SchemeGroupVersion.WithResource("deployments"), "Deployment", func(m Model) []runtime.Object { return objs(m.Deployments()) }},
+	{appsv1.SchemeGroupVersion.WithResource("daemonsets"), "DaemonSet", func(m Model) []runtime.Object { return objs(m.DaemonSets()) }},
+	{networkingv1.SchemeGroupVersion.WithResource("ingresses"), "Ingress", func(m Model) []runtime.Object { return objs(m.Ingresses()) }},
+}
+
+// List returns the model's objects of kind (a canonical Kind such as
+// "Service"), in the model's order, and whether the view mirrors that kind.
+func List(m Model, kind string) ([]runtime.Object, bool) {
+	for _, r := range resources {
+		if r.kind == kind {
+			return r.list(m), true
+		}
+	}
+	return nil, false
 }
 
 // Resources lists the resources the view mirrors from the model.
