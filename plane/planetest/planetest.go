@@ -41,6 +41,7 @@ type Fake struct {
 	stopped    map[string]bool             // nodes whose proxy is down
 	progress   chan struct{}               // closed and replaced on every programming
 	kick       chan struct{}
+	lastChange time.Time // when the newest change was accepted
 	stop       context.CancelFunc
 	done       chan struct{}
 }
@@ -71,6 +72,9 @@ func (f *Fake) Programmed(node string) *state.NodeState {
 }
 
 func (f *Fake) wake() {
+	f.mu.Lock()
+	f.lastChange = time.Now()
+	f.mu.Unlock()
 	select {
 	case f.kick <- struct{}{}:
 	default:
@@ -86,10 +90,20 @@ func (f *Fake) programmer(ctx context.Context) {
 			return
 		case <-f.kick:
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(f.Delay):
+		// Every change is programmed no sooner than Delay after it, even
+		// one made while an earlier change's delay was running.
+		for {
+			f.mu.Lock()
+			wait := f.Delay - time.Since(f.lastChange)
+			f.mu.Unlock()
+			if wait <= 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 		f.mu.Lock()
 		for _, n := range f.cluster.Nodes() {
