@@ -102,3 +102,73 @@ func TestListenUnixRefusesOtherUsers(t *testing.T) {
 		t.Fatalf("user nobody's connection: exit %d, want 13 (EACCES)", code)
 	}
 }
+
+// TestRunDirOwnerOnly: a run directory is 0700 whatever the umask, and as
+// root, user nobody is refused (EACCES) even a socket in it that is open to
+// everyone: the directory alone keeps other users out.
+func TestRunDirOwnerOnly(t *testing.T) {
+	// The root of runs (and its parent, /tmp) lets everyone through, so
+	// the run dir alone is what stops other users.
+	root, err := os.MkdirTemp("/tmp", "svcsim-runs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(RootEnv, root)
+	old := syscall.Umask(0)
+	r, err := New()
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Remove()
+	for _, d := range []string{r.Dir, r.Path(pidsDir)} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o700 {
+			t.Errorf("%s has mode %o, want 700", d, perm)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the connection as user nobody needs root (run with sudo); the modes were checked")
+	}
+	sock := r.Path("open.sock")
+	ln, err := ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := filepath.Join(root, "helper")
+	if err := os.WriteFile(helper, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(helper, "-test.run=^$")
+	cmd.Env = append(os.Environ(), connectEnv+"="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, NoSetGroups: true}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 13 {
+		t.Fatalf("user nobody connecting to a 0666 socket in the run dir: %v (%s), want exit 13 (EACCES)", err, out)
+	}
+}

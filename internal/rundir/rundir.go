@@ -5,7 +5,8 @@
 // can find a dead run's leftovers by name alone. Its directory, Root/<id>/,
 // holds owner.pid (the owning process's pid and start time: together they
 // survive pid reuse), pids/<pid> for child processes the run started, and
-// whatever state files the rest of svcsim keeps there.
+// whatever state files the rest of svcsim keeps there. It is owner-only
+// (0700): its sockets, keys and kubeconfigs are root's alone.
 package rundir
 
 import (
@@ -77,18 +78,23 @@ func New() (*Run, error) {
 		id := Prefix + hex.EncodeToString(b[:])
 		dir := filepath.Join(root, id)
 		// Mkdir (not MkdirAll) fails if another run took the ID meanwhile.
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		if err := os.Mkdir(dir, 0o700); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				continue
 			}
 			return nil, fmt.Errorf("create run dir %s: %w", dir, err)
 		}
 		r := &Run{ID: id, Dir: dir}
+		// Exactly 0700 whatever the umask.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("make run dir %s owner-only: %w", dir, err)
+		}
 		if err := writeProc(filepath.Join(dir, ownerFile), os.Getpid(), start); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
-		if err := os.Mkdir(filepath.Join(dir, pidsDir), 0o755); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, pidsDir), 0o700); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("create %s: %w", filepath.Join(dir, pidsDir), err)
 		}
