@@ -11,6 +11,7 @@ import (
 
 	"github.com/svcsim/svcsim/report/chart"
 	"github.com/svcsim/svcsim/report/results"
+	e2emap "github.com/svcsim/svcsim/scenarios/conformance"
 )
 
 // page is the typed data the template renders; everything is computed here
@@ -27,6 +28,7 @@ type page struct {
 	Key       []Sentence // the findings that matter, for the summary
 	Rest      []Sentence // the others
 	Matrix    matrixView
+	Upstream  upstreamView
 	Dists     []distGroup
 	Affinity  []affGroup
 	Benches   []benchSection
@@ -178,6 +180,7 @@ func build(set *results.Set, opts Options) (*page, error) {
 	p.Lanes, p.RunWindow = lanes(set)
 	p.Modes = modeViews(set, colors)
 	p.Matrix, p.Totals = matrix(set)
+	p.Upstream = upstream(set, e2emap.Tests())
 	p.Says = Says(set)
 	var err error
 	if p.Dists, err = distributions(set, colors); err != nil {
