@@ -461,6 +461,7 @@ func (t *txn) delete(kind, ns, name string) {
 	}
 	switch kind {
 	case "Namespace":
+		t.servicesChanged()
 		for _, ki := range kinds {
 			if ki.ops != nil && ki.Namespaced {
 				ki.ops.removeNamespace(t.s, name)
@@ -489,6 +490,7 @@ func (t *txn) delete(kind, ns, name string) {
 		t.deleteOwned("daemonset/" + k)
 	case "Service":
 		delete(t.s.Services, k)
+		t.servicesChanged()
 		delete(t.s.Endpoints, k)
 		delete(t.s.Seq, "Service/"+k)
 	case "Endpoints":
@@ -752,6 +754,7 @@ func (t *txn) restore(obj runtime.Object) {
 		t.s.Pods[k] = o
 	case *corev1.Service:
 		t.s.Services[k] = o
+		t.servicesChanged()
 	case *corev1.Endpoints:
 		t.s.Endpoints[k] = o
 	case *appsv1.Deployment:

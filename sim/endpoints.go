@@ -22,6 +22,8 @@ type txn struct {
 	nodes map[string]*NodeConfig
 	s     *store
 	now   time.Time
+	// alloc is built by allocs on first use (see storeService).
+	alloc *allocations
 }
 
 // reconcile runs the controllers until the state is consistent: workloads

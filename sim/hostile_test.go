@@ -102,8 +102,9 @@ func TestApplyCarriesFreeText(t *testing.T) {
 }
 
 // TestTenThousandServices: a 10,000-Service manifest (1.3 MB) decodes in
-// seconds and applies in bounded time (37 s on the busy 2-core CI host:
-// ClusterIP allocation scans every Service per create, quadratic).
+// seconds and applies in bounded time: 1.9 s on the busy 2-core host with
+// the allocation bitmaps, 32-37 s when every create scanned every Service
+// (quadratic), which the 30 s bound catches.
 func TestTenThousandServices(t *testing.T) {
 	var b bytes.Buffer
 	for i := range 10000 {
@@ -116,7 +117,7 @@ func TestTenThousandServices(t *testing.T) {
 	require.Less(t, time.Since(start), 30*time.Second, "decoding 10,000 Services")
 	t.Logf("decoded %d bytes, 10,000 Services, in %v", b.Len(), time.Since(start))
 	if testing.Short() {
-		t.Skip("-short: applying 10,000 Services takes about 40 s here")
+		t.Skip("-short: applying 10,000 Services takes a few seconds here")
 	}
 	c, _ := newCluster(t, 2)
 	var m0, m1 runtime.MemStats
@@ -127,5 +128,5 @@ func TestTenThousandServices(t *testing.T) {
 	d := time.Since(start)
 	runtime.ReadMemStats(&m1)
 	t.Logf("applied 10,000 Services in %v, heap in use %d MB", d, m1.HeapInuse>>20)
-	require.Less(t, d, 3*time.Minute, "applying 10,000 Services")
+	require.Less(t, d, 30*time.Second, "applying 10,000 Services")
 }

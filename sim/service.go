@@ -244,7 +244,7 @@ func (t *txn) createService(svc *corev1.Service) error {
 	}
 	svc.Status = corev1.ServiceStatus{}
 	t.initMeta(&svc.ObjectMeta, "Service")
-	t.s.Services[key(svc.Namespace, svc.Name)] = svc
+	t.storeService(nil, svc)
 	return nil
 }
 
@@ -289,7 +289,7 @@ func (t *txn) updateService(old, svc *corev1.Service) error {
 		return err
 	}
 	svc.Status = old.Status
-	t.s.Services[key(svc.Namespace, svc.Name)] = svc
+	t.storeService(old, svc)
 	return nil
 }
 
@@ -320,26 +320,10 @@ func (t *txn) usedClusterIPs(except string) map[netip.Addr]string {
 	return used
 }
 
-func (t *txn) usedNodePorts(except string) map[int32]bool {
-	used := map[int32]bool{}
-	for k, s := range t.s.Services {
-		if k == except {
-			continue
-		}
-		for _, p := range s.Spec.Ports {
-			if p.NodePort != 0 {
-				used[p.NodePort] = true
-			}
-		}
-	}
-	return used
-}
-
 // allocateService allocates the ClusterIP and NodePorts like the API
 // server's allocators, with the same error messages.
 func (t *txn) allocateService(svc, old *corev1.Service) error {
 	ki := kinds["Service"]
-	k := key(svc.Namespace, svc.Name)
 	s := &svc.Spec
 	if s.Type == corev1.ServiceTypeExternalName {
 		s.ClusterIP, s.ClusterIPs, s.IPFamilies, s.IPFamilyPolicy = "", nil, nil, nil
@@ -354,13 +338,13 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 			s.ClusterIPs = []string{s.ClusterIP}
 		case s.ClusterIP != "":
 			ip := netip.MustParseAddr(s.ClusterIP)
-			if err := t.claimClusterIP(ip, k); err != nil {
+			if err := t.claimClusterIP(ip, old); err != nil {
 				return ki.invalid(svc.Name, field.ErrorList{field.Invalid(specPath.Child("clusterIPs"), []string{s.ClusterIP},
 					fmt.Sprintf("failed to allocate IP %v: %v", s.ClusterIP, err))})
 			}
 			s.ClusterIPs = []string{s.ClusterIP}
 		default:
-			ip, err := t.nextClusterIP(k)
+			ip, err := t.nextClusterIP()
 			if err != nil {
 				return fmt.Errorf("Internal error occurred: failed to allocate a serviceIP: %w", err)
 			}
@@ -379,7 +363,9 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 			}
 		}
 	}
-	used := t.usedNodePorts(k)
+	// A port this Service held before is free to it; others' are taken.
+	a := t.allocs()
+	used := func(p int32) bool { return a.portTaken(p) && !oldPorts[p] }
 	mine := map[int32]bool{}
 	byPort := map[int32]int32{} // service port -> node port, shared across protocols
 	for i := range s.Ports {
@@ -402,7 +388,7 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 				return ki.invalid(svc.Name, field.ErrorList{field.Invalid(portsPath.Index(i).Child("nodePort"), p.NodePort,
 					fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", t.cfg.NodePortMin, t.cfg.NodePortMax))})
 			}
-			if used[p.NodePort] {
+			if used(p.NodePort) {
 				return ki.invalid(svc.Name, field.ErrorList{field.Invalid(portsPath.Index(i).Child("nodePort"), p.NodePort,
 					"provided port is already allocated")})
 			}
@@ -413,12 +399,14 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 	return nil
 }
 
-func (t *txn) claimClusterIP(ip netip.Addr, k string) error {
+// claimClusterIP checks that ip may be given to a Service (old is its
+// previous version, nil on create: its own address is not taken).
+func (t *txn) claimClusterIP(ip netip.Addr, old *corev1.Service) error {
 	cidr := t.cfg.ServiceCIDR
 	if !cidr.Contains(ip) || ip == cidr.Addr() || ip == lastAddr(cidr) {
 		return fmt.Errorf("provided IP is not in the valid range. The range of valid IPs is %s", cidr)
 	}
-	if _, taken := t.usedClusterIPs(k)[ip]; taken {
+	if t.allocs().ipTaken(ip.String()) && (old == nil || old.Spec.ClusterIP != ip.String()) {
 		return fmt.Errorf("provided IP is already allocated")
 	}
 	return nil
@@ -426,28 +414,25 @@ func (t *txn) claimClusterIP(ip netip.Addr, k string) error {
 
 // nextClusterIP picks a free address at random, preferring the upper part
 // of the range (the lower part is kept for static addresses, KEP-3070).
-func (t *txn) nextClusterIP(k string) (netip.Addr, error) {
+func (t *txn) nextClusterIP() (netip.Addr, error) {
 	cidr := t.cfg.ServiceCIDR
 	size := uint64(1) << (32 - cidr.Bits())
 	base := addrToU32(cidr.Addr())
-	used := t.usedClusterIPs(k)
+	ips := t.allocs().ips
 	// Offsets 1..size-2: neither the network nor the broadcast address.
 	lo, hi := uint64(1), size-2
-	off, ok := pickFree(t.s, lo, hi, bandOffset(size, 16, 256), func(o uint64) bool {
-		_, taken := used[u32ToAddr(base+uint32(o))]
-		return !taken
-	})
+	off, ok := pickFree(t.s, lo, hi, bandOffset(size, 16, 256), func(o uint64) bool { return !ips.has(o) })
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("range is full")
 	}
 	return u32ToAddr(base + uint32(off)), nil
 }
 
-func (t *txn) nextNodePort(used, mine map[int32]bool) (int32, error) {
+func (t *txn) nextNodePort(used func(int32) bool, mine map[int32]bool) (int32, error) {
 	lo, hi := uint64(t.cfg.NodePortMin), uint64(t.cfg.NodePortMax)
 	size := hi - lo + 1
 	p, ok := pickFree(t.s, lo, hi, bandOffset(size, 32, 128), func(v uint64) bool {
-		return !used[int32(v)] && !mine[int32(v)]
+		return !used(int32(v)) && !mine[int32(v)]
 	})
 	if !ok {
 		return 0, fmt.Errorf("range is full")
