@@ -58,7 +58,7 @@ func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 	programmed := barrierProgrammed(dp, port)
 	for _, n := range nodes {
 		err := poll(ctx, 20*time.Millisecond, "kube-proxy on "+n+" to program barrier "+port, func() (bool, string, error) {
-			out, err := c.Dump(ctx, n)
+			out, _, err := c.rawDump(ctx, n)
 			if err != nil {
 				return false, err.Error(), nil
 			}
@@ -108,7 +108,7 @@ func (c *Cluster) writeBarrier(ctx context.Context, port string) error {
 	case apierrors.IsNotFound(err):
 		svc = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: barrierName},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: port, Port: 9, Protocol: corev1.ProtocolTCP}}}}
-		if _, err := svcs.Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		if svc, err = svcs.Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 	case err != nil:
@@ -119,6 +119,9 @@ func (c *Cluster) writeBarrier(ctx context.Context, port string) error {
 			return err
 		}
 	}
+	c.barrierIPMu.Lock()
+	c.barrierIP = svc.Spec.ClusterIP
+	c.barrierIPMu.Unlock()
 	eps := cs.DiscoveryV1().EndpointSlices(BarrierNamespace)
 	slice, err := eps.Get(ctx, barrierName, metav1.GetOptions{})
 	switch {

@@ -116,6 +116,10 @@ type Cluster struct {
 
 	barrierMu  sync.Mutex
 	barrierGen int
+	// barrierIPMu guards barrierIP, the barrier Service's ClusterIP once
+	// it exists (Dump leaves it out).
+	barrierIPMu sync.Mutex
+	barrierIP   string
 
 	closeOnce sync.Once
 	closeErr  error

@@ -143,16 +143,35 @@ func dumpCommand(dp Datapath) []string {
 	return []string{"nft", "list", "table", "ip", "kube-proxy"}
 }
 
-// Dump implements plane.Plane: iptables-save of the node's backend, or
-// `nft list table ip kube-proxy`.
+// Dump implements plane.Plane: what kube-proxy programmed on node, less
+// the plane's barrier Service (dump.go): for the iptables datapaths the
+// KUBE-* chains, their rules and the jumps to them from the backend's
+// iptables-save, for nftables `nft list table ip kube-proxy`.
 func (c *Cluster) Dump(ctx context.Context, node string) (string, error) {
+	out, dp, err := c.rawDump(ctx, node)
+	if err != nil {
+		return "", err
+	}
+	if dp.IPTables != "" {
+		return iptablesView(out), nil
+	}
+	c.barrierIPMu.Lock()
+	ip := c.barrierIP
+	c.barrierIPMu.Unlock()
+	return nftablesView(out, ip), nil
+}
+
+// rawDump is the output of the datapath's dump command on node, and the
+// datapath it was taken of.
+func (c *Cluster) rawDump(ctx context.Context, node string) (string, Datapath, error) {
 	n := c.topo.Node(node)
 	if n == nil {
-		return "", fmt.Errorf("no node %q", node)
+		return "", Datapath{}, fmt.Errorf("no node %q", node)
 	}
 	c.proxyMu.Lock()
 	dp := c.datapath
 	c.proxyMu.Unlock()
 	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE=" + c.cp.XtablesLockFile(n.NS)}
-	return runIn(ctx, n.NS, env, dumpCommand(dp)...)
+	out, err := runIn(ctx, n.NS, env, dumpCommand(dp)...)
+	return out, dp, err
 }
