@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/daemon"
+	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/progress"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/internal/rundir"
@@ -287,6 +289,15 @@ whose owner is dead. Runs of live processes are left alone unless --all is given
 			}
 			runs, err := topology.GCRuns(ctx, all)
 			printRemoved(cmd.OutOrStdout(), runs, removeStaleLogs(), verbose)
+			// svcsim's mount point of /run/netns goes with the last namespace.
+			if rerr := netns.ReleaseMountPoint(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			if c, cerr := netns.Covered(); cerr == nil && c != nil {
+				// The removals it made fail say only EBUSY: name the cause and
+				// the remedy once, after them.
+				err = errors.Join(err, c)
+			}
 			return err
 		},
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	vnetns "github.com/vishvananda/netns"
@@ -43,9 +44,21 @@ func (n *NS) Handle() vnetns.NsHandle { return n.fd }
 
 // New creates the named namespace (`ip netns add name`). The caller's thread
 // is left in its own namespace.
+//
+// Dir is made a shared mount point first, as iproute2 does (see
+// MountMarker), so that a later `ip netns add` on the host covers nothing.
 func New(name string) (*NS, error) {
-	if err := os.MkdirAll(Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", Dir, err)
+	unlock, err := lockDir()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	if err := ensureMountPoint(); err != nil {
+		return nil, fmt.Errorf("create netns %s: %w", name, err)
 	}
 	var fd vnetns.NsHandle
 	errc := make(chan error, 1)
@@ -67,8 +80,10 @@ func New(name string) (*NS, error) {
 		errc <- nil
 	}()
 	if err := <-errc; err != nil {
-		return nil, err
+		return nil, errors.Join(err, releaseMountPoint())
 	}
+	unlock()
+	unlock = nil
 	ns := &NS{name: name, fd: fd}
 	// Bring up loopback: IPVS and local listeners need it.
 	if err := ns.Do(func() error { return setLoUp() }); err != nil {
@@ -140,16 +155,32 @@ func (n *NS) Delete() error {
 }
 
 // DeleteNamed unmounts and removes /run/netns/name. A missing namespace is not
-// an error.
+// an error. The last namespace removed takes svcsim's mount point of Dir
+// with it. A namespace hidden under a later bind mount of Dir gives an
+// error that errors.Is ErrCovered (Covered names the cause and the remedy).
 func DeleteNamed(name string) error {
 	p := filepath.Join(Dir, name)
+	if _, err := os.Lstat(Dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	unlock, err := lockDir()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("unmount %s: %w", p, err)
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", p, err)
+		err = fmt.Errorf("remove %s: %w", p, err)
+		if errors.Is(err, unix.EBUSY) {
+			if c, cerr := Covered(); cerr == nil && c != nil && slices.Contains(c.Hidden, name) {
+				return fmt.Errorf("%w (%w: mount %d)", err, ErrCovered, c.MountID)
+			}
+		}
+		return err
 	}
-	return nil
+	return releaseMountPoint()
 }
 
 // List returns the names of all namespaces under /run/netns.
