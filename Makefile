@@ -169,7 +169,7 @@ vm-build:
 # vm-selftest boots guests to prove the kernel lane reports pass, fail, crash
 # and timeout faithfully: a failing test inside must fail outside (~2 min).
 vm-selftest:
-	SVCSIM_VMTEST=1 SVCSIM_VMTEST_KERNEL=$(KERNEL) $(GO) test -count=1 -timeout 15m -run TestVM -v ./internal/vmtest/
+	SVCSIM_VMTEST=1 SVCSIM_VMTEST_KERNEL=$(KERNEL) $(GO) test -count=1 -timeout 15m -run TestVM -v ./kernellane/
 
 # vm-test runs the scenario suite (every datapath, or VM_MODES) inside the
 # Debian kernel KERNEL booted under qemu; its exit status is the suite's.

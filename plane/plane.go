@@ -1,6 +1,6 @@
 // Package plane is the seam between what drives a simulated cluster (the
 // scenarios, the CLI daemon, the bench) and the control plane that runs it:
-// the embedded model (package internal/controlplane) or, later, genuine
+// the embedded model (package plane/embedded) or, later, genuine
 // Kubernetes components with svcsim as every node's kubelet.
 //
 // Changes return once the control plane has accepted them (validated and

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/bench"
+	"github.com/svcsim/svcsim/bench"
 	"github.com/svcsim/svcsim/internal/hostinfo"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"

@@ -16,18 +16,18 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/svcsim/svcsim/internal/bench"
-	"github.com/svcsim/svcsim/internal/vmtest"
+	"github.com/svcsim/svcsim/bench"
+	"github.com/svcsim/svcsim/kernellane"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/report/results"
 )
 
-// svcsim is the kernel lane's /init (vmtest.Config.InitBin; a dynamically
+// svcsim is the kernel lane's /init (kernellane.Config.InitBin; a dynamically
 // linked build brings its loader and libraries into the initramfs): it must
 // then act as the guest's init before anything else runs.
 func init() {
-	if vmtest.IsGuest() {
-		vmtest.GuestMain() // never returns
+	if kernellane.IsGuest() {
+		kernellane.GuestMain() // never returns
 	}
 }
 
@@ -71,7 +71,7 @@ A short table is printed at the end. Nothing is asserted: the scenario
 TestRuleUpdateScaling asserts the robust relative facts.
 
 When the host kernel lacks IP_VS, the ipvs datapath runs in the qemu kernel lane
-(internal/vmtest, Debian kernel --vm-kernel): this binary is run again inside the
+(package kernellane, Debian kernel --vm-kernel): this binary is run again inside the
 guest with --datapaths ipvs --no-vm, the results directory shared read-write.
 The guest's /init must be a static binary: this one if built with CGO_ENABLED=0,
 else a static vmtest next to it or on PATH (CGO_ENABLED=0 go build -o bin/vmtest
@@ -242,7 +242,7 @@ func benchInVM(ctx context.Context, cmd *cobra.Command, o benchOpts, out string,
 		}
 	}
 	start := time.Now().UTC()
-	code, err := vmtest.Run(ctx, vmtest.Config{
+	code, err := kernellane.Run(ctx, kernellane.Config{
 		Kernel: o.kernel, Share: out, Argv: argv, InitBin: exe, Timeout: timeout,
 		Env:    []string{"SVCSIM_LANE=" + lane, "SVCSIM_RESULTS_DIR=" + out},
 		Stdout: cmd.OutOrStdout(), Log: cmd.ErrOrStderr(), Prefix: "[vm] ",

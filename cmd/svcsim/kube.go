@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/svcsim/svcsim/internal/daemon"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/kubeproxy"
+	"github.com/svcsim/svcsim/plane/daemon"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/plane/kube/cluster"
 )

@@ -14,14 +14,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
-	"github.com/svcsim/svcsim/internal/daemon"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/progress"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/daemon"
+	"github.com/svcsim/svcsim/plane/embedded"
 	"github.com/svcsim/svcsim/topology"
 )
 
@@ -43,16 +43,16 @@ func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.network, "node-network", "198.18.0.0/24", "node (underlay) network; node i gets host .10+i, the external client .100 (e.g. the seed's 172.188.2.0/24)")
 }
 
-func (f *clusterFlags) config() (controlplane.Config, error) {
+func (f *clusterFlags) config() (embedded.Config, error) {
 	if f.nodes < 1 || f.nodes > 200 {
-		return controlplane.Config{}, fmt.Errorf("--nodes must be 1..200, got %d", f.nodes)
+		return embedded.Config{}, fmt.Errorf("--nodes must be 1..200, got %d", f.nodes)
 	}
 	pfx, err := netip.ParsePrefix(f.network)
 	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 24 {
-		return controlplane.Config{}, fmt.Errorf("--node-network must be an IPv4 prefix of /24 or wider, got %q", f.network)
+		return embedded.Config{}, fmt.Errorf("--node-network must be an IPv4 prefix of /24 or wider, got %q", f.network)
 	}
 	pfx = pfx.Masked()
-	cfg := controlplane.DefaultConfig(f.mode, f.nodes)
+	cfg := embedded.DefaultConfig(f.mode, f.nodes)
 	cfg.Scheduler = f.scheduler
 	cfg.Underlay = pfx
 	base := pfx.Addr().As4()
@@ -117,7 +117,7 @@ func newUp() *cobra.Command {
 			}
 			if cf.controlPlane == controlPlaneEmbedded {
 				// The kubernetes plane's API server validates instead.
-				if _, err := controlplane.Decode("", ms...); err != nil {
+				if _, err := embedded.Decode("", ms...); err != nil {
 					return err
 				}
 			}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/svcsim/svcsim/internal/daemon"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/daemon"
 )
 
 func dial(cmd *cobra.Command) (*daemon.Client, error) {

@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/vmtest"
+	"github.com/svcsim/svcsim/kernellane"
 )
 
 type listFlag []string
@@ -33,20 +33,20 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
-	if vmtest.IsGuest() {
-		vmtest.GuestMain() // never returns
+	if kernellane.IsGuest() {
+		kernellane.GuestMain() // never returns
 	}
-	var cfg vmtest.Config
+	var cfg kernellane.Config
 	var env, mods listFlag
 	fs := flag.NewFlagSet("vmtest", flag.ExitOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: vmtest [flags] -- COMMAND [ARGS...]\n\n"+
 			"Boots a Debian kernel under qemu and runs COMMAND as root in it; exits with its status\n"+
-			"(%d when the guest gave none: crash, timeout, setup failure).\n\n", vmtest.ExitNoResult)
+			"(%d when the guest gave none: crash, timeout, setup failure).\n\n", kernellane.ExitNoResult)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Kernel, "kernel", "6.1", "kernel: SERIES[-cloud|-generic|-rt] (6.1 = newest 6.1 cloud, 6.12 = newest 6.12 generic) or a linux-image-* package")
-	fs.StringVar(&cfg.CacheDir, "cache", vmtest.DefaultCacheDir(), "kernel cache directory")
+	fs.StringVar(&cfg.CacheDir, "cache", kernellane.DefaultCacheDir(), "kernel cache directory")
 	fs.StringVar(&cfg.Share, "share", "", "host directory mounted read-write at the same path in the guest")
 	fs.StringVar(&cfg.Dir, "dir", "", "working directory of the command (default: the current one)")
 	fs.Var(&env, "env", "K=V to set, or K to copy from the host (repeatable); PATH and HOME are passed")
@@ -64,7 +64,7 @@ func main() {
 	listModules := fs.Bool("list-modules", false, "print the suite's kernel modules, one a line, and exit (CI loads them on its runner)")
 	fs.Parse(os.Args[1:]) //nolint:errcheck // ExitOnError
 	if *listModules {
-		fmt.Println(strings.Join(vmtest.SuiteModules, "\n"))
+		fmt.Println(strings.Join(kernellane.SuiteModules, "\n"))
 		return
 	}
 	cfg.Argv = fs.Args()
@@ -75,7 +75,7 @@ func main() {
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code, err := vmtest.Run(ctx, cfg)
+	code, err := kernellane.Run(ctx, cfg)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)

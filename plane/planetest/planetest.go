@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/embedded"
 	"github.com/svcsim/svcsim/sim"
 	"github.com/svcsim/svcsim/sim/state"
 	"github.com/svcsim/svcsim/topology"
@@ -124,7 +124,7 @@ func (f *Fake) Info() plane.Info {
 
 // Apply implements plane.Plane.
 func (f *Fake) Apply(_ context.Context, namespace string, ms ...plane.Manifest) ([]string, error) {
-	objs, err := controlplane.Decode(namespace, ms...)
+	objs, err := embedded.Decode(namespace, ms...)
 	if err != nil {
 		return nil, err
 	}

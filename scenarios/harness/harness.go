@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/hostinfo"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/embedded"
 	"github.com/svcsim/svcsim/report/results"
 )
 
@@ -249,10 +249,10 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 		h.P = p
 		t.Cleanup(func() { sh.release(t, h.NS) })
 	default:
-		cfg := controlplane.DefaultConfig(dp.Mode, nodes)
+		cfg := embedded.DefaultConfig(dp.Mode, nodes)
 		cfg.Scheduler = opts.Scheduler
 		cfg.Log = testLog{t}
-		cp, err := controlplane.Start(ctx, cfg)
+		cp, err := embedded.Start(ctx, cfg)
 		if err != nil {
 			h.Fatalf("start cluster: %v", err)
 		}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/embedded"
 )
 
 // Shared is one cluster that scenarios take turns on, each in its own
@@ -37,10 +37,10 @@ func (s *Shared) acquire(ctx context.Context, t *testing.T) (plane.Plane, error)
 	if nodes == 0 {
 		nodes = 2
 	}
-	cfg := controlplane.DefaultConfig(s.dp.Mode, nodes)
+	cfg := embedded.DefaultConfig(s.dp.Mode, nodes)
 	cfg.Scheduler = s.opts.Scheduler
 	cfg.Log = &s.log
-	cp, err := controlplane.Start(ctx, cfg)
+	cp, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		s.err = err
 		return nil, err

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/stats"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/embedded"
 )
 
 // MetricPlaneProgrammed is one change through a control plane, end to end:
@@ -118,8 +118,8 @@ func PlaneChanges(ctx context.Context, p plane.Plane, n, e, changes int) (accept
 // plane measures MetricPlaneProgrammed on a fresh two-node embedded
 // cluster running dp, at every n.
 func (r *runner) plane(ctx context.Context, dp string, s series) error {
-	cfg := controlplane.DefaultConfig(dp, 2)
-	cp, err := controlplane.Start(ctx, cfg)
+	cfg := embedded.DefaultConfig(dp, 2)
+	cp, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start a two-node cluster: %w", err)
 	}

@@ -1,4 +1,4 @@
-package vmtest
+package kernellane
 
 import (
 	"bytes"

@@ -24,9 +24,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/controlplane"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/embedded"
 	"github.com/svcsim/svcsim/sim/printer"
 )
 
@@ -39,10 +39,10 @@ const CurrentFile = "current"
 
 // Serve starts a cluster from cfg and serves the control socket until a
 // `down` request or a signal. It prints progress to cfg.Log.
-func Serve(ctx context.Context, cfg controlplane.Config) error {
+func Serve(ctx context.Context, cfg embedded.Config) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
-	cp, err := controlplane.Start(ctx, cfg)
+	cp, err := embedded.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,6 @@
-// Package controlplane ties the pieces of a simulated cluster together: the
+// Package embedded is svcsim's own control plane (the "embedded" plane of the
+// results), a plane.Plane beside the kubernetes plane (package
+// plane/kube/cluster). It ties the pieces of a simulated cluster together: the
 // cluster model (package sim), the kernel topology (package topology) and one
 // node proxy process per node (package modes/agent). It is what `svcsim up`
 // runs in the background and what every scenario drives in-process.
@@ -8,7 +10,7 @@
 // creates the pods that appeared in the topology, sends each node's proxy its
 // new desired state, and removes the pods that vanished once every proxy has
 // programmed it. WaitProgrammed (package plane's barrier) waits for that.
-package controlplane
+package embedded
 
 import (
 	"context"

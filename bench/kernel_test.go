@@ -117,7 +117,7 @@ func TestRunKernel(t *testing.T) {
 // services of 2 endpoints present, per datapath this kernel offers, each in
 // a fresh namespace:
 //
-//	sudo go test -run '^$' -bench EndpointChange ./internal/bench/
+//	sudo go test -run '^$' -bench EndpointChange ./bench/
 func BenchmarkEndpointChange(b *testing.B) {
 	privtest.RequireRoot(b)
 	run, err := rundir.New()

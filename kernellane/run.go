@@ -1,4 +1,4 @@
-// Package vmtest runs a command inside a Debian kernel booted under qemu, with the
+// Package kernellane runs a command inside a Debian kernel booted under qemu, with the
 // host's root file system as the guest's (read-only, under a tmpfs overlay), and
 // returns the command's exit status. It is svcsim's kernel lane: the host kernel may
 // lack what a scenario needs (IPVS), a packaged kernel has it.
@@ -11,7 +11,7 @@
 // writes "exit N" into a per-run control share. qemu exits 0 on power-off whatever
 // happened, so only that file carries the result; without it the run is a failure
 // (ExitNoResult).
-package vmtest
+package kernellane
 
 import (
 	"bytes"

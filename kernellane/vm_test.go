@@ -1,4 +1,4 @@
-package vmtest
+package kernellane
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 // 9 s (6.12 generic). It needs qemu, root (virtiofsd serves the host root) and
 // `go`, and runs only when asked:
 //
-//	sudo SVCSIM_VMTEST=1 go test -count=1 -run TestVM -v ./internal/vmtest/
+//	sudo SVCSIM_VMTEST=1 go test -count=1 -run TestVM -v ./kernellane/
 //
 // SVCSIM_VMTEST_KERNEL picks the kernel (default 6.1), SVCSIM_VMTEST_FS the
 // transport (default auto).
@@ -41,7 +41,7 @@ type vmCase struct {
 func gateVM(t *testing.T) {
 	t.Helper()
 	if os.Getenv("SVCSIM_VMTEST") != "1" {
-		t.Skip("boots qemu guests: set SVCSIM_VMTEST=1 to run (sudo SVCSIM_VMTEST=1 go test -run TestVM ./internal/vmtest/)")
+		t.Skip("boots qemu guests: set SVCSIM_VMTEST=1 to run (sudo SVCSIM_VMTEST=1 go test -run TestVM ./kernellane/)")
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("needs qemu-system-x86_64 (apt-get install qemu-system-x86)")
