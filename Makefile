@@ -20,7 +20,7 @@ VM_MODES   ?=
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
 
-.PHONY: all build kube kube-pin deps test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet fmt-check tidy-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-pin deps test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -81,6 +81,12 @@ vet:
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy (diff above): run go mod tidy"; exit 1; }
 	@cd upstream && $(GO) mod tidy -diff || { echo "upstream/go.mod/go.sum are not tidy (diff above): run go mod tidy in upstream/"; exit 1; }
+
+# size-check fails on any tracked file over 1 MiB: a binary swept into a
+# commit bloats every clone for good, and GitHub refuses files over 100 MB.
+size-check:
+	@big="$$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576')"; \
+	if [ -n "$$big" ]; then echo "tracked files over 1 MiB (build into bin/, which is ignored):"; echo "$$big"; exit 1; fi
 
 fmt-check:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -144,7 +150,7 @@ scenarios: build
 # results and writes $(RESULTS)/junit.xml (svcsim results), also when a test
 # failed; the exit status is the tests'.
 test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
-test: deps fmt-check tidy-check vet actionlint kube build clean-results
+test: deps size-check fmt-check tidy-check vet actionlint kube build clean-results
 	$(MAKE) --no-print-directory unit-unprivileged
 	$(MAKE) --no-print-directory fuzz
 	@status=0; \
