@@ -180,7 +180,10 @@ func build(set *results.Set, opts Options) (*page, error) {
 	p.Lanes, p.RunWindow = lanes(set)
 	p.Modes = modeViews(set, colors)
 	p.Matrix, p.Totals = matrix(set)
-	p.Upstream = upstream(set, e2emap.Tests())
+	if opts.Upstream == nil {
+		opts.Upstream = e2emap.Tests()
+	}
+	p.Upstream = upstream(set, opts.Upstream)
 	p.Says = Says(set)
 	var err error
 	if p.Dists, err = distributions(set, colors); err != nil {

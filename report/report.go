@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/report/results"
+	e2emap "github.com/svcsim/svcsim/scenarios/conformance"
 )
 
 //go:embed templates/report.html.tmpl
@@ -44,6 +45,10 @@ type Options struct {
 	Now time.Time
 	// Source names the results directory in the header, if set.
 	Source string
+	// Upstream is the conformance map to join with the results; nil means
+	// the map of package scenarios/conformance (tests give a fixed one, so
+	// the golden page does not change with every row the map gains).
+	Upstream []e2emap.Test
 }
 
 // Render writes the HTML report of set to w.
