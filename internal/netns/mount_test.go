@@ -2,6 +2,7 @@ package netns_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -29,6 +30,16 @@ const childEnv = "SVCSIM_NETNS_MOUNT_CHILD"
 // and passed.
 func inPrivateMounts(t *testing.T) bool {
 	if os.Getenv(childEnv) == t.Name() {
+		self, err1 := os.Readlink("/proc/self/ns/mnt")
+		parent, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+		if err1 != nil || err2 != nil || self == parent {
+			t.Fatalf("not in a mount namespace of its own (%s, parent %s: %v %v): touching nothing", self, parent, err1, err2)
+		}
+		// The host's /run/netns may be a mount point (svcsim's or
+		// iproute2's): its private copy here would still be listed at that
+		// path under the tmpfs. Detach the copies (the host keeps its own).
+		for i := 0; i < 16 && unix.Unmount(netns.Dir, unix.MNT_DETACH) == nil; i++ {
+		}
 		if err := unix.Mount("tmpfs", "/run", "tmpfs", 0, "size=16m,mode=755"); err != nil {
 			t.Fatalf("tmpfs on /run in the private mount namespace: %v", err)
 		}
