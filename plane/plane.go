@@ -99,6 +99,21 @@ type Plane interface {
 	StopProxy(ctx context.Context, node string) error
 	StartProxy(ctx context.Context, node string) error
 
+	// NodeDown takes node off the network as a crash or a pulled cable
+	// would: its link to the underlay is cut, while its proxy and pods
+	// keep running unseen. The control plane handles it as Kubernetes'
+	// node lifecycle controller does: the Node's Ready condition turns
+	// Unknown, it is tainted unreachable (nothing new is scheduled there)
+	// and its pods are marked not ready, so their endpoints leave every
+	// proxy's rules. A lost node's proxy gets no further changes and the
+	// barrier does not wait for it. NodeUp restores the link and the node.
+	NodeDown(ctx context.Context, node string) error
+	NodeUp(ctx context.Context, node string) error
+	// RemoveNode tears node down for good (its proxy, its pods, its
+	// namespace) and deletes the Node: its pods are deleted and their
+	// workloads replace them on the remaining nodes.
+	RemoveNode(ctx context.Context, node string) error
+
 	// Close tears the cluster down: proxies stopped (cleaning up),
 	// namespaces and the run directory removed. Safe to call twice.
 	Close() error

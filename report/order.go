@@ -19,6 +19,7 @@ var groupOrder = []string{
 	results.GroupPublishing,
 	results.GroupIngress,
 	results.GroupIsolation,
+	results.GroupFaults,
 	results.GroupScale,
 }
 

@@ -64,6 +64,9 @@ func (c *Cluster) nodeObject(n NodeConfig) corev1.Node {
 			},
 		},
 	}
+	if since, lost := c.st.NodeLost[n.Name]; lost {
+		lostNode(&node, since)
+	}
 	return node
 }
 

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -26,6 +27,8 @@ type store struct {
 	EndpointSlices map[string]*discoveryv1.EndpointSlice `json:"endpointSlices"`
 	// NodeLabels holds each node's current labels.
 	NodeLabels map[string]map[string]string `json:"nodeLabels"`
+	// NodeLost holds the nodes marked lost (SetNodeReady false) with when.
+	NodeLost map[string]metav1.Time `json:"nodeLost,omitempty"`
 	// Owner maps a pod key to its controlling workload, "deployment/ns/name"
 	// or "daemonset/ns/name".
 	Owner map[string]string `json:"owner"`
@@ -81,6 +84,12 @@ func (s *store) clone() *store {
 	c.NodeLabels = make(map[string]map[string]string, len(s.NodeLabels))
 	for k, v := range s.NodeLabels {
 		c.NodeLabels[k] = copyLabels(v)
+	}
+	if s.NodeLost != nil {
+		c.NodeLost = make(map[string]metav1.Time, len(s.NodeLost))
+		for k, v := range s.NodeLost {
+			c.NodeLost[k] = v
+		}
 	}
 	c.Owner = copyLabels(s.Owner)
 	c.Seq = make(map[string]uint64, len(s.Seq))

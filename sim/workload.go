@@ -231,6 +231,9 @@ func (t *txn) schedule(p *corev1.Pod) {
 			if !selectorMatches(p.Spec.NodeSelector, t.s.NodeLabels[n.Name]) {
 				continue
 			}
+			if _, lost := t.s.NodeLost[n.Name]; lost {
+				continue // its unreachable:NoSchedule taint
+			}
 			if best == "" || counts[n.Name] < counts[best] || (counts[n.Name] == counts[best] && n.Name < best) {
 				best = n.Name
 			}

@@ -156,7 +156,7 @@ func (t *Topology) AddPod(ctx context.Context, spec PodSpec) (_ *Pod, err error)
 	if spec.Name == "" {
 		return nil, errors.New("add pod: empty name")
 	}
-	node := t.byName[spec.Node]
+	node := t.Node(spec.Node)
 	if node == nil {
 		return nil, fmt.Errorf("add %s: unknown node %q", who, spec.Node)
 	}
@@ -341,7 +341,7 @@ func (t *Topology) AddHost(ctx context.Context, name string, ip netip.Addr, port
 	if ul.Contains(ip) && (ip == ul.Addr() || ip == lastAddr(ul)) {
 		return nil, fmt.Errorf("add %s: %v is the underlay's network or broadcast address", who, ip)
 	}
-	for _, n := range t.nodes {
+	for _, n := range t.Nodes() {
 		if n.PodCIDR.Contains(ip) {
 			return nil, fmt.Errorf("add %s: %v is inside node %s's pod CIDR %v", who, ip, n.Name, n.PodCIDR)
 		}
@@ -422,7 +422,7 @@ func (t *Topology) plumbHost(p *Pod) error {
 			return err
 		}
 	}
-	for _, n := range t.nodes {
+	for _, n := range t.Nodes() {
 		if err := addRoute(h, ns, eth0, n.PodCIDR, n.IP); err != nil {
 			return err
 		}
@@ -436,7 +436,7 @@ func (t *Topology) plumbHost(p *Pod) error {
 		return nil
 	}
 	// Nodes reach an address outside the underlay on-link, through eth0.
-	for _, n := range t.nodes {
+	for _, n := range t.Nodes() {
 		nh, err := handle(n.NS)
 		if err != nil {
 			return err

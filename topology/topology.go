@@ -337,10 +337,18 @@ func (t *Topology) Run() *rundir.Run { return t.run }
 func (t *Topology) Spec() Spec { return t.spec }
 
 // Node returns the named node, or nil.
-func (t *Topology) Node(name string) *Node { return t.byName[name] }
+func (t *Topology) Node(name string) *Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byName[name]
+}
 
 // Nodes returns the nodes in spec order.
-func (t *Topology) Nodes() []*Node { return slices.Clone(t.nodes) }
+func (t *Topology) Nodes() []*Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.nodes)
+}
 
 // External is the external client namespace (reaches node IPs only).
 func (t *Topology) External() *netns.NS { return t.external }

@@ -99,6 +99,9 @@ type ControlPlane struct {
 	// nodes).
 	recMu   sync.Mutex
 	proxies map[string]*agent.Process
+	// lost are the nodes whose link is cut (NodeDown): their proxies get
+	// no pushes and are not waited for.
+	lost map[string]bool
 	// workloads are the running workloads with a Start of their own, by
 	// pod key.
 	workloads map[string][]addons.Instance
@@ -140,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
 	made := &ControlPlane{cfg: cfg, run: run, runID: run.ID, cluster: cl, log: logw, view: kubeview.New(), registry: addons.NewRegistry(),
-		proxies: map[string]*agent.Process{}, lastSync: map[string]agent.SyncReply{}, workloads: map[string][]addons.Instance{},
+		proxies: map[string]*agent.Process{}, lost: map[string]bool{}, lastSync: map[string]agent.SyncReply{}, workloads: map[string][]addons.Instance{},
 		progress: make(chan struct{}), kick: make(chan struct{}, 1)}
 	cp = made
 	defer func() {

@@ -58,7 +58,9 @@ func (cp *ControlPlane) programmedLocked(gen uint64) uint64 {
 	defer cp.progMu.Unlock()
 	low := gen
 	for node := range cp.proxies {
-		low = min(low, cp.lastSync[node].Generation)
+		if !cp.lost[node] {
+			low = min(low, cp.lastSync[node].Generation)
+		}
 	}
 	return low
 }
@@ -214,6 +216,9 @@ func (cp *ControlPlane) push(ctx context.Context) error {
 		errs []error
 	)
 	for node, p := range cp.proxies {
+		if cp.lost[node] {
+			continue // cut off: it hears of no change
+		}
 		st := cp.cluster.NodeState(node)
 		wg.Add(1)
 		go func() {

@@ -302,6 +302,37 @@ func (f *Fake) StartProxy(_ context.Context, node string) error {
 	return err
 }
 
+// NodeDown implements plane.Plane: the model marks node lost and its fake
+// datapath stops programming (a cut link gets no changes).
+func (f *Fake) NodeDown(_ context.Context, node string) error {
+	if err := f.setStopped(node, true, false); err != nil {
+		return err
+	}
+	err := f.cluster.SetNodeReady(node, false)
+	f.wake()
+	return err
+}
+
+// NodeUp implements plane.Plane.
+func (f *Fake) NodeUp(_ context.Context, node string) error {
+	if err := f.cluster.SetNodeReady(node, true); err != nil {
+		return err
+	}
+	err := f.setStopped(node, false, false)
+	f.wake()
+	return err
+}
+
+// RemoveNode implements plane.Plane: the model deletes node and its pods.
+func (f *Fake) RemoveNode(_ context.Context, node string) error {
+	if err := f.setStopped(node, true, true); err != nil {
+		return err
+	}
+	err := f.cluster.DeleteNode(node)
+	f.wake()
+	return err
+}
+
 func (f *Fake) setStopped(node string, stopped, forget bool) error {
 	if _, err := f.cluster.Get("node", "", node); err != nil {
 		return err

@@ -46,6 +46,7 @@ const (
 	GroupPublishing   = "Publishing Services"
 	GroupIngress      = "Ingress"
 	GroupIsolation    = "Isolation"
+	GroupFaults       = "Faults"
 	GroupScale        = "Scale and rule-update latency"
 )
 
