@@ -1,10 +1,13 @@
 package scenarios
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -75,6 +78,13 @@ func TestBackendFailure(t *testing.T) {
 // it), a relaying proxy's (userspace) Services on that node go dark (it is
 // the datapath), and a change is programmed on the other node only; once the
 // proxy is back, the barrier waits for it and the node sees the change.
+// Throughout, a long-lived TCP connection from node1's client pod through
+// the ClusterIP exchanges a line every 10 ms: on a kernel datapath it never
+// breaks and stays with its backend (its NAT lives in conntrack or the IPVS
+// connection table, not in the proxy); the relaying proxy's dies with it.
+// The restarted proxy's rules equal, as a multiset of lines, those of a
+// proxy started clean on the same state (stopped, cleaned up, started
+// again): no chain, rule, set element or virtual server twice.
 func TestProxyRestart(t *testing.T) {
 	sc := harness.Scenario{Name: "proxy-restart", Title: "A node's proxy crashes and restarts", Group: results.GroupProxyModes}
 	const client2 = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client2\nspec:\n  nodeName: node2\n  containers:\n    - name: c\n      image: curl\n"
@@ -85,6 +95,17 @@ func TestProxyRestart(t *testing.T) {
 		c1, c2 := client(h, h.NS, "client"), client(h, h.NS, "client2")
 		vip := clusterIP(h, h.NS, "getip-service")
 		before := podIPs(h, h.NS, "getip-deployment-")
+		stop := make(chan struct{})
+		long := longLived(h.Ctx, c1, vip, stop, 20000, 3*time.Minute)
+		defer func() {
+			select {
+			case <-stop:
+			default:
+				close(stop)
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+		tKill := time.Now()
 		if err := h.P.KillProxy(h.Ctx, "node1"); err != nil {
 			h.Fatalf("kill node1's proxy: %v", err)
 		}
@@ -120,15 +141,184 @@ func TestProxyRestart(t *testing.T) {
 		counts, _, err := c2.Tally(h.Ctx, vip, 90)
 		h.Check(err == nil && counts[newIP] > 0, "node2 programmed the change", "90 requests from node2: %v %v", counts, err)
 
+		tStart := time.Now()
 		if err := h.P.StartProxy(h.Ctx, "node1"); err != nil {
 			h.Fatalf("start node1's proxy: %v", err)
 		}
-		t0 := time.Now()
 		h.Programmed()
-		h.Figure("restarted proxy programmed", time.Since(t0).Seconds(), "s")
+		tProg := time.Now()
+		h.Figure("restarted proxy programmed", tProg.Sub(tStart).Seconds(), "s")
 		counts, _, err = c1.Tally(h.Ctx, vip, 90)
 		h.Check(err == nil && len(counts) == 3 && counts[newIP] > 0, "the restarted proxy programs the current state", "90 requests from node1: %v %v", counts, err)
+		time.Sleep(300 * time.Millisecond)
+		close(stop)
+		ll := <-long
+		h.Figure("long-lived connection: exchanges", float64(len(ll.at)), "")
+		h.Figure("long-lived connection: longest gap between answers", ll.maxGap.Seconds(), "s")
+		if h.Desc.Traits.Relay {
+			h.Check(ll.err != nil && ll.broke.After(tKill), "the relaying proxy's connections die with it", "broke at +%v after the kill: %v", ll.broke.Sub(tKill), ll.err)
+		} else {
+			h.Check(ll.err == nil && len(ll.pods) == 1, "a long-lived connection survives the crash and the restart", "%d exchanges with %v, error %v", len(ll.at), ll.pods, ll.err)
+			h.Check(ll.between(tKill, tStart) > 0 && ll.between(tProg, time.Now()) > 0, "it exchanges data while the proxy is dead and after the restart",
+				"%d exchanges before the kill, %d while dead, %d after the restart", ll.between(time.Time{}, tKill), ll.between(tKill, tStart), ll.between(tProg, time.Now()))
+		}
+
+		// The same state from a proxy that starts clean is the reference.
+		restarted, err := h.P.Dump(h.Ctx, "node1")
+		if err != nil {
+			h.Fatalf("dump node1: %v", err)
+		}
+		if err := h.P.StopProxy(h.Ctx, "node1"); err != nil {
+			h.Fatalf("stop node1's proxy: %v", err)
+		}
+		if err := h.P.StartProxy(h.Ctx, "node1"); err != nil {
+			h.Fatalf("start node1's proxy clean: %v", err)
+		}
+		h.Programmed()
+		clean, err := h.P.Dump(h.Ctx, "node1")
+		if err != nil {
+			h.Fatalf("dump node1: %v", err)
+		}
+		if h.Desc.Traits.Relay {
+			// A relaying proxy listens on ports it picks each start.
+			restarted, clean = maskProxyPorts(restarted), maskProxyPorts(clean)
+		}
+		extra, missing := lineDiff(restarted, clean)
+		h.Check(len(extra) == 0 && len(missing) == 0, "the restarted proxy's rules equal a clean start's, nothing twice",
+			"%d lines of state; only after the restart: %q; only after a clean start: %q", len(strings.Split(clean, "\n")), extra, missing)
+		h.Result.KernelState = excerptLines(restarted, 200)
 	})
+}
+
+// longLivedResult is what a long-lived connection saw.
+type longLivedResult struct {
+	at     []time.Time // when each answer came
+	pods   map[string]bool
+	maxGap time.Duration
+	err    error // what ended it, nil if stopped
+	broke  time.Time
+}
+
+// between counts the answers in [from, to).
+func (r longLivedResult) between(from, to time.Time) int {
+	n := 0
+	for _, t := range r.at {
+		if !t.Before(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// longLived holds one TCP connection from c to addr (the pods' line echo)
+// and exchanges a line every 10 ms until stop is closed, at most most times
+// or for at most limit, each answer within 2 s.
+func longLived(ctx context.Context, c *harness.Client, addr string, stop <-chan struct{}, most int, limit time.Duration) <-chan longLivedResult {
+	out := make(chan longLivedResult, 1)
+	go func() {
+		r := longLivedResult{pods: map[string]bool{}}
+		defer func() { out <- r }()
+		conn, err := c.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			r.err, r.broke = err, time.Now()
+			return
+		}
+		defer conn.Close()
+		rd := bufio.NewReader(conn)
+		deadline := time.Now().Add(limit)
+		last := time.Now()
+		for i := 0; i < most && time.Now().Before(deadline); i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := fmt.Fprintf(conn, "line %d\n", i); err != nil {
+				r.err, r.broke = err, time.Now()
+				return
+			}
+			reply, err := rd.ReadString('\n')
+			if err != nil {
+				r.err, r.broke = err, time.Now()
+				return
+			}
+			now := time.Now()
+			r.at = append(r.at, now)
+			r.maxGap = max(r.maxGap, now.Sub(last))
+			last = now
+			if f := strings.Fields(reply); len(f) > 0 {
+				r.pods[f[0]] = true
+			}
+		}
+	}()
+	return out
+}
+
+// lineDiff compares two dumps as multisets of lines (comments, counters
+// and blank lines left out): the lines only a has, and those only b has.
+func lineDiff(a, b string) (onlyA, onlyB []string) {
+	count := map[string]int{}
+	for _, l := range strings.Split(a, "\n") {
+		if l = normDumpLine(l); l != "" {
+			count[l]++
+		}
+	}
+	for _, l := range strings.Split(b, "\n") {
+		if l = normDumpLine(l); l != "" {
+			count[l]--
+		}
+	}
+	for l, k := range count {
+		for ; k > 0; k-- {
+			onlyA = append(onlyA, l)
+		}
+		for ; k < 0; k++ {
+			onlyB = append(onlyB, l)
+		}
+	}
+	sort.Strings(onlyA)
+	sort.Strings(onlyB)
+	return onlyA, onlyB
+}
+
+var (
+	dumpCounters = regexp.MustCompile(`\[\d+:\d+\]|(packets|bytes) \d+|^#.*|\(\d+/\d+\)`)
+	toPorts      = regexp.MustCompile(`--to-ports (\d+)`)
+)
+
+// maskProxyPorts writes "PORT" for every port a relaying proxy listens on
+// (the --to-ports of its REDIRECT rules) wherever it appears in dump.
+func maskProxyPorts(dump string) string {
+	for _, m := range toPorts.FindAllStringSubmatch(dump, -1) {
+		dump = regexp.MustCompile(`\b`+m[1]+`\b`).ReplaceAllString(dump, "PORT")
+	}
+	return dump
+}
+
+// normDumpLine drops what differs between two dumps of the same rules:
+// comments (iptables-save's time stamps), packet and byte counters, the
+// userspace proxy's per-backend connection counts and those ipvsadm prints
+// after a real server.
+func normDumpLine(l string) string {
+	l = strings.TrimSpace(dumpCounters.ReplaceAllString(l, ""))
+	if strings.HasPrefix(l, "->") {
+		f := strings.Fields(l)
+		for len(f) > 0 && isDigits(f[len(f)-1]) {
+			f = f[:len(f)-1]
+		}
+		l = strings.Join(f, " ")
+	}
+	return l
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // TestProxyCleanup: a node proxy's Cleanup (what it runs when it stops)
