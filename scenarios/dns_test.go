@@ -1,0 +1,259 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcsim/svcsim/internal/podexec"
+	"github.com/svcsim/svcsim/report/results"
+	"github.com/svcsim/svcsim/scenarios/harness"
+)
+
+// inPod runs argv in pod name's network namespace with the resolv.conf its
+// dnsPolicy gives it bound over /etc/resolv.conf (a private mount
+// namespace: the host's file is untouched), as `svcsim exec` does, so
+// glibc's resolver and dig's +search read the pod's nameserver, search
+// list and ndots. Bounded by 20 s.
+func inPod(h *harness.H, name string, argv ...string) (string, error) {
+	h.T.Helper()
+	tgt, err := h.P.Target(h.Ctx, h.NS, name)
+	if err != nil {
+		h.Fatalf("target %s: %v", name, err)
+	}
+	dir := h.T.TempDir()
+	var spec podexec.Spec
+	if tgt.ResolvConf != "" {
+		path := filepath.Join(dir, "resolv.conf")
+		if err := os.WriteFile(path, []byte(tgt.ResolvConf), 0o644); err != nil {
+			h.Fatalf("write resolv.conf: %v", err)
+		}
+		spec.Mounts = append(spec.Mounts, podexec.Mount{Path: "/etc/resolv.conf", Source: path, ReadOnly: true})
+	}
+	scratch := filepath.Join(dir, "scratch")
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		h.Fatalf("scratch: %v", err)
+	}
+	spec.Scratch = scratch
+	ctx, cancel := context.WithTimeout(h.Ctx, 20*time.Second)
+	defer cancel()
+	var out []byte
+	err = tgt.NS.Do(func() error {
+		cmd, err := podexec.Command(spec, tgt.Env, argv)
+		if err != nil {
+			return err
+		}
+		var buf strings.Builder
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+		err = cmd.Wait()
+		stop()
+		out = []byte(buf.String())
+		return err
+	})
+	if err != nil {
+		return string(out), fmt.Errorf("%s in pod %s: %w: %s", strings.Join(argv, " "), name, err, out)
+	}
+	return string(out), nil
+}
+
+// digAnswers runs dig +search for name and type over UDP or TCP in pod
+// client and returns the answer section's data fields, sorted.
+func digAnswers(h *harness.H, client, name, typ string, tcp bool) []string {
+	h.T.Helper()
+	proto := "+notcp"
+	if tcp {
+		proto = "+tcp"
+	}
+	out, err := inPod(h, client, "dig", proto, "+noall", "+answer", "+search", "+time=2", "+tries=2", name, typ)
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	var data []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[3] == typ {
+			data = append(data, strings.Join(f[4:], " "))
+		}
+	}
+	sort.Strings(data)
+	return data
+}
+
+// dnsApp: pods labelled dns-test (one with hostname and subdomain), the
+// headless Service dns-test-service, the regular test-service-2 over the
+// same pods (a named port http), the headless subdomain Service
+// dns-test-service-2, and a client pod.
+const dnsApp = `apiVersion: v1
+kind: Pod
+metadata:
+  name: dns-a
+  labels:
+    dns-test: "true"
+spec:
+  nodeName: node1
+  hostname: dns-querier-2
+  subdomain: dns-test-service-2
+  containers:
+    - name: server
+      image: echo
+      ports:
+        - containerPort: 80
+          name: http
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: dns-b
+  labels:
+    dns-test: "true"
+spec:
+  nodeName: node2
+  containers:
+    - name: server
+      image: echo
+      ports:
+        - containerPort: 80
+          name: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: dns-test-service
+spec:
+  clusterIP: None
+  selector:
+    dns-test: "true"
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: test-service-2
+spec:
+  selector:
+    dns-test: "true"
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: dns-test-service-2
+spec:
+  clusterIP: None
+  selector:
+    dns-test: "true"
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+`
+
+// TestDNSNames: cluster DNS as a pod asks it, through the pod's own
+// resolv.conf (cluster nameserver, search <ns>.svc.<domain>, svc.<domain>,
+// <domain>, ndots:5) with real dig (+search) over UDP and TCP and glibc's
+// getent: a headless Service's A records are its pods, fully and partly
+// qualified; SRV records for the named port of a headless and a regular
+// Service; a ClusterIP Service's A record and its PTR; pod A records
+// (<a-b-c-d>.<ns>.pod); a pod with hostname and subdomain under its
+// headless Service; an ExternalName Service's CNAME, retargeted, then the
+// Service changed to ClusterIP answering its A record; a headless
+// Service whose addresses are only in two user-written EndpointSlices.
+func TestDNSNames(t *testing.T) {
+	sc := harness.Scenario{Name: "dns-names", Title: "DNS as pods see it: search paths, SRV, PTR, pod names, ExternalName", Group: results.GroupDiscovery}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), dnsApp}}, func(h *harness.H) {
+		const domain = "cluster.local"
+		ns := h.NS
+		podA, podB := pod(h, ns, "dns-a").IP.String(), pod(h, ns, "dns-b").IP.String()
+		both := fmt.Sprint(sortedStrings(podA, podB))
+		vip := service(h, ns, "test-service-2").Spec.ClusterIP
+		for _, tcp := range []bool{false, true} {
+			over := map[bool]string{false: "UDP", true: "TCP"}[tcp]
+			for _, name := range []string{
+				"dns-test-service." + ns + ".svc." + domain,                                     // fully qualified
+				"dns-test-service." + ns, "dns-test-service." + ns + ".svc", "dns-test-service", // through the search list
+			} {
+				got := digAnswers(h, "client", name, "A", tcp)
+				h.Check(fmt.Sprint(got) == both, "headless A "+name+" over "+over, "%v, want %s", got, both)
+			}
+			for _, name := range []string{"test-service-2", "test-service-2." + ns, "test-service-2." + ns + ".svc." + domain} {
+				got := digAnswers(h, "client", name, "A", tcp)
+				h.Check(fmt.Sprint(got) == "["+vip+"]", "ClusterIP A "+name+" over "+over, "%v, want %s", got, vip)
+			}
+			for _, name := range []string{"_http._tcp.test-service-2." + ns + ".svc." + domain, "_http._tcp.test-service-2." + ns + ".svc"} {
+				got := digAnswers(h, "client", name, "SRV", tcp)
+				ok := len(got) == 1 && strings.HasSuffix(got[0], " 80 test-service-2."+ns+".svc."+domain+".")
+				h.Check(ok, "SRV "+name+" over "+over, "%v", got)
+			}
+			for _, name := range []string{"_http._tcp.dns-test-service." + ns + ".svc." + domain, "_http._tcp.dns-test-service." + ns + ".svc"} {
+				got := digAnswers(h, "client", name, "SRV", tcp)
+				ok := len(got) == 2
+				for _, g := range got {
+					ok = ok && strings.Contains(g, " 80 ") && strings.HasSuffix(g, ".dns-test-service."+ns+".svc."+domain+".")
+				}
+				h.Check(ok, "headless SRV "+name+" over "+over+": one per pod", "%v", got)
+			}
+			podName := strings.ReplaceAll(podB, ".", "-") + "." + ns + ".pod." + domain
+			got := digAnswers(h, "client", podName, "A", tcp)
+			h.Check(fmt.Sprint(got) == "["+podB+"]", "pod A record "+podName+" over "+over, "%v", got)
+			host := "dns-querier-2.dns-test-service-2." + ns + ".svc." + domain
+			for _, name := range []string{host, "dns-querier-2.dns-test-service-2"} {
+				got = digAnswers(h, "client", name, "A", tcp)
+				h.Check(fmt.Sprint(got) == "["+podA+"]", "hostname.subdomain A "+name+" over "+over, "%v, want %s", got, podA)
+			}
+		}
+		ptr, err := inPod(h, "client", "dig", "+short", "+time=2", "-x", vip)
+		h.Check(err == nil && strings.TrimSpace(ptr) == "test-service-2."+ns+".svc."+domain+".", "PTR of the ClusterIP", "dig -x %s: %q %v", vip, ptr, err)
+		// glibc's resolver, with the pod's search list and ndots.
+		out, err := inPod(h, "client", "getent", "hosts", "test-service-2")
+		h.Check(err == nil && strings.HasPrefix(out, vip+" "), "getent hosts test-service-2 (glibc, search list)", "%q %v", out, err)
+		out, err = inPod(h, "client", "getent", "ahostsv4", "dns-test-service."+ns)
+		h.Check(err == nil && strings.Contains(out, podA) && strings.Contains(out, podB), "getent ahostsv4 dns-test-service.<ns> (glibc)", "%q %v", out, err)
+
+		// A headless Service whose endpoints are only in EndpointSlices a
+		// user wrote (two of them; no Endpoints object).
+		h.Apply(strings.Replace(selectorless("dns-slices", "a:80"), "spec:\n", "spec:\n  clusterIP: None\n", 1),
+			userSlice("dns-slices-1", "dns-slices", "a:80", podA), userSlice("dns-slices-2", "dns-slices", "a:80", podB))
+		h.Check(endpointsOf(h, "dns-slices") == nil, "user-written slices only: no Endpoints object", "%v", endpointsOf(h, "dns-slices") != nil)
+		for _, tcp := range []bool{false, true} {
+			got := digAnswers(h, "client", "dns-slices", "A", tcp)
+			h.Check(fmt.Sprint(got) == both, "A records from two user-written EndpointSlices", "%v, want %s (tcp %v)", got, both, tcp)
+		}
+
+		// ExternalName: a CNAME, retargeted, then a ClusterIP Service.
+		extName := func(target string) string {
+			return "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns-test-service-3\nspec:\n  type: ExternalName\n  externalName: " + target + "\n"
+		}
+		fqdn := "dns-test-service-3." + ns + ".svc." + domain
+		for _, target := range []string{"foo.example.com", "bar.example.com"} {
+			h.Apply(extName(target))
+			for _, tcp := range []bool{false, true} {
+				got := digAnswers(h, "client", fqdn, "CNAME", tcp)
+				h.Check(fmt.Sprint(got) == "["+target+".]", "ExternalName CNAME to "+target, "%v (tcp %v)", got, tcp)
+			}
+		}
+		h.Apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: dns-test-service-3\nspec:\n  type: ClusterIP\n  selector:\n    dns-test: \"true\"\n  ports:\n    - name: http\n      port: 80\n      targetPort: http\n")
+		vip3 := service(h, ns, "dns-test-service-3").Spec.ClusterIP
+		got := digAnswers(h, "client", fqdn, "A", false)
+		h.Check(fmt.Sprint(got) == "["+vip3+"]", "ExternalName changed to ClusterIP: its A record", "%v, want %s", got, vip3)
+	})
+}
+
+func sortedStrings(s ...string) []string {
+	sort.Strings(s)
+	return s
+}
