@@ -4,20 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"sort"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
@@ -202,149 +200,6 @@ func (t *txn) applyNode(n *corev1.Node) (string, error) {
 	return "node/" + n.Name + " configured", nil
 }
 
-// applyConfig returns what kubectl apply keeps and sends for obj: cfg, the
-// last-applied configuration (the manifest as written, raw, with the
-// annotation itself removed, an empty annotations map left in place, and the
-// namespace filled in; without raw, obj's encoding pruned of empty values),
-// and modified, the same object carrying cfg in its annotation, which the
-// three-way merge compares with the previous cfg and the live object.
-func applyConfig(obj runtime.Object, raw []byte, namespace string) (cfg, modified []byte, err error) {
-	var v map[string]any
-	if raw != nil {
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, nil, fmt.Errorf("read manifest: %w", err)
-		}
-	} else {
-		b, err := prunedJSON(obj)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := json.Unmarshal(b, &v); err != nil {
-			return nil, nil, err
-		}
-	}
-	md, _ := v["metadata"].(map[string]any)
-	if md == nil {
-		md = map[string]any{}
-		v["metadata"] = md
-	}
-	ann, _ := md["annotations"].(map[string]any)
-	if ann == nil {
-		ann = map[string]any{}
-	}
-	delete(ann, LastAppliedAnnotation)
-	md["annotations"] = ann
-	if ns, _ := md["namespace"].(string); ns == "" && namespace != "" {
-		md["namespace"] = namespace
-	}
-	if cfg, err = json.Marshal(v); err != nil {
-		return nil, nil, fmt.Errorf("encode last-applied configuration: %w", err)
-	}
-	cfg = append(cfg, '\n')
-	ann[LastAppliedAnnotation] = string(cfg)
-	if modified, err = json.Marshal(v); err != nil {
-		return nil, nil, fmt.Errorf("encode applied configuration: %w", err)
-	}
-	return cfg, modified, nil
-}
-
-// setLastApplied records cfg in obj's annotation.
-func setLastApplied(obj runtime.Object, cfg []byte) {
-	m, _ := meta.Accessor(obj)
-	ann := m.GetAnnotations()
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[LastAppliedAnnotation] = string(cfg)
-	m.SetAnnotations(ann)
-}
-
-// prunedJSON encodes obj without null values and empty objects, which is
-// what the manifest held before it became a Go value.
-func prunedJSON(obj runtime.Object) ([]byte, error) {
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return nil, fmt.Errorf("encode %T: %w", obj, err)
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, err
-	}
-	v, _ = prune(v)
-	return json.Marshal(v)
-}
-
-func prune(v any) (any, bool) {
-	switch x := v.(type) {
-	case nil:
-		return nil, false
-	case map[string]any:
-		for k, e := range x {
-			pe, keep := prune(e)
-			if !keep {
-				delete(x, k)
-				continue
-			}
-			x[k] = pe
-		}
-		return x, len(x) > 0
-	case []any:
-		for i, e := range x {
-			if pe, keep := prune(e); keep {
-				x[i] = pe
-			} else if _, isMap := e.(map[string]any); isMap {
-				x[i] = map[string]any{}
-			}
-		}
-		return x, true
-	}
-	return v, true
-}
-
-// threeWayMerge computes what `kubectl apply` sends for an existing object
-// (a strategic three-way merge of the last-applied configuration, modified
-// (see applyConfig) and the current object) and the resulting object.
-func threeWayMerge(ki *kindInfo, current runtime.Object, modified []byte) (runtime.Object, bool, error) {
-	cm, _ := meta.Accessor(current)
-	original := []byte(cm.GetAnnotations()[LastAppliedAnnotation])
-	cur, err := json.Marshal(current)
-	if err != nil {
-		return nil, false, err
-	}
-	schemaMeta, err := strategicpatch.NewPatchMetaFromStruct(ki.new())
-	if err != nil {
-		return nil, false, err
-	}
-	if len(original) == 0 {
-		original = nil
-	}
-	patch, err := strategicpatch.CreateThreeWayMergePatch(original, modified, cur, schemaMeta, true)
-	if err != nil {
-		return nil, false, fmt.Errorf("compute apply patch for %s %s: %w", ki.Kind, cm.GetName(), err)
-	}
-	if string(patch) == "{}" {
-		return nil, false, nil
-	}
-	merged, err := mergePatch(ki, cur, patch)
-	if err != nil {
-		return nil, false, err
-	}
-	return merged, true, nil
-}
-
-func mergePatch(ki *kindInfo, cur, patch []byte) (runtime.Object, error) {
-	out, err := strategicpatch.StrategicMergePatch(cur, patch, ki.new())
-	if err != nil {
-		return nil, fmt.Errorf("apply patch: %w", err)
-	}
-	obj := ki.new()
-	if err := json.Unmarshal(out, obj); err != nil {
-		return nil, fmt.Errorf("decode patched %s: %w", ki.Kind, err)
-	}
-	ki.setTypeMeta(obj)
-	return obj, nil
-}
-
 // Patch applies a strategic merge patch (JSON or YAML) to one object like
 // `kubectl patch`, e.g. Patch("svc", "default", "getip-service",
 // []byte(`{"spec":{"sessionAffinity":"ClientIP"}}`)). The result is
@@ -454,70 +309,11 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 }
 
 func (t *txn) delete(kind, ns, name string) {
-	k := key(ns, name)
-	if ki := kinds[kind]; ki.ops != nil {
-		ki.ops.remove(t.s, k)
-		return
+	ki := kinds[kind]
+	if !ki.Namespaced {
+		ns = ""
 	}
-	switch kind {
-	case "Namespace":
-		t.servicesChanged()
-		for _, ki := range kinds {
-			if ki.ops != nil && ki.Namespaced {
-				ki.ops.removeNamespace(t.s, name)
-			}
-		}
-		for _, m := range []func(string){
-			func(p string) { deletePrefix(t.s.Pods, p, func(k string) { delete(t.s.Owner, k) }) },
-			func(p string) { deletePrefix(t.s.Deployments, p, nil) },
-			func(p string) { deletePrefix(t.s.DaemonSets, p, nil) },
-			func(p string) { deletePrefix(t.s.Services, p, nil) },
-			func(p string) { deletePrefix(t.s.Endpoints, p, nil) },
-			func(p string) { deletePrefix(t.s.Ingresses, p, nil) },
-		} {
-			m(name + "/")
-		}
-		delete(t.s.Namespaces, name)
-	case "Pod":
-		delete(t.s.Pods, k)
-		delete(t.s.Owner, k)
-		delete(t.s.Seq, "Pod/"+k)
-	case "Deployment":
-		delete(t.s.Deployments, k)
-		t.deleteOwned("deployment/" + k)
-	case "DaemonSet":
-		delete(t.s.DaemonSets, k)
-		t.deleteOwned("daemonset/" + k)
-	case "Service":
-		delete(t.s.Services, k)
-		t.servicesChanged()
-		delete(t.s.Endpoints, k)
-		delete(t.s.Seq, "Service/"+k)
-	case "Endpoints":
-		delete(t.s.Endpoints, k)
-	case "Ingress":
-		delete(t.s.Ingresses, k)
-	}
-}
-
-func deletePrefix[V any](m map[string]V, prefix string, also func(string)) {
-	for k := range m {
-		if strings.HasPrefix(k, prefix) {
-			delete(m, k)
-			if also != nil {
-				also(k)
-			}
-		}
-	}
-}
-
-func (t *txn) deleteOwned(owner string) {
-	for k, o := range t.s.Owner {
-		if o == owner {
-			delete(t.s.Pods, k)
-			delete(t.s.Owner, k)
-		}
-	}
+	ki.ops.remove(t, key(ns, name))
 }
 
 // Label sets labels on an object like `kubectl label --overwrite`; a key
@@ -605,33 +401,11 @@ func (t *txn) create(obj runtime.Object) error {
 	if err := validateMeta(obj); err != nil {
 		return err
 	}
-	if ki := kindOf(obj); ki != nil && ki.ops != nil {
-		return ki.ops.put(t, nil, obj)
+	ki := kindOf(obj)
+	if ki == nil || ki.ops == nil {
+		return fmt.Errorf("unsupported object type %T", obj)
 	}
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		if el := validateName(o.Name, validation.IsDNS1123Label); len(el) > 0 {
-			return kinds["Namespace"].invalid(o.Name, el)
-		}
-		ns := t.newNamespace(o.Name)
-		ns.Labels = mergeLabels(o.Labels, ns.Labels)
-		ns.Annotations = o.Annotations
-		t.s.Namespaces[o.Name] = ns
-		return nil
-	case *corev1.Pod:
-		return t.createPod(o)
-	case *appsv1.Deployment:
-		return t.createDeployment(o)
-	case *appsv1.DaemonSet:
-		return t.createDaemonSet(o)
-	case *corev1.Service:
-		return t.createService(o)
-	case *corev1.Endpoints:
-		return t.putEndpoints(nil, o)
-	case *networkingv1.Ingress:
-		return t.putIngress(nil, o)
-	}
-	return fmt.Errorf("unsupported object type %T", obj)
+	return ki.ops.put(t, nil, obj)
 }
 
 // validateMeta applies the API server's object-metadata rules every kind
@@ -657,32 +431,16 @@ func (t *txn) update(old, obj runtime.Object) error {
 	if err := validateMeta(obj); err != nil {
 		return err
 	}
+	ki := kindOf(obj)
+	if ki == nil || ki.ops == nil {
+		return fmt.Errorf("unsupported object type %T", obj)
+	}
 	om, _ := meta.Accessor(old)
 	nm, _ := meta.Accessor(obj)
 	nm.SetUID(om.GetUID())
 	nm.SetCreationTimestamp(om.GetCreationTimestamp())
 	nm.SetResourceVersion(t.s.nextRV())
-	if ki := kindOf(obj); ki != nil && ki.ops != nil {
-		return ki.ops.put(t, old, obj)
-	}
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		t.s.Namespaces[o.Name] = o
-		return nil
-	case *corev1.Pod:
-		return t.updatePod(old.(*corev1.Pod), o)
-	case *appsv1.Deployment:
-		return t.updateDeployment(old.(*appsv1.Deployment), o)
-	case *appsv1.DaemonSet:
-		return t.updateDaemonSet(old.(*appsv1.DaemonSet), o)
-	case *corev1.Service:
-		return t.updateService(old.(*corev1.Service), o)
-	case *corev1.Endpoints:
-		return t.putEndpoints(old.(*corev1.Endpoints), o)
-	case *networkingv1.Ingress:
-		return t.putIngress(old.(*networkingv1.Ingress), o)
-	}
-	return fmt.Errorf("unsupported object type %T", obj)
+	return ki.ops.put(t, old, obj)
 }
 
 func (t *txn) newNamespace(name string) *corev1.Namespace {
@@ -742,26 +500,7 @@ func sameIgnoringRV(a, b runtime.Object) bool {
 // restore puts a stored object back as it was.
 func (t *txn) restore(obj runtime.Object) {
 	m, _ := meta.Accessor(obj)
-	k := key(m.GetNamespace(), m.GetName())
 	if ki := kindOf(obj); ki != nil && ki.ops != nil {
-		ki.ops.set(t.s, k, obj)
-		return
-	}
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		t.s.Namespaces[o.Name] = o
-	case *corev1.Pod:
-		t.s.Pods[k] = o
-	case *corev1.Service:
-		t.s.Services[k] = o
-		t.servicesChanged()
-	case *corev1.Endpoints:
-		t.s.Endpoints[k] = o
-	case *appsv1.Deployment:
-		t.s.Deployments[k] = o
-	case *appsv1.DaemonSet:
-		t.s.DaemonSets[k] = o
-	case *networkingv1.Ingress:
-		t.s.Ingresses[k] = o
+		ki.ops.set(t, key(m.GetNamespace(), m.GetName()), obj)
 	}
 }

@@ -21,13 +21,13 @@ func (sliceOps) get(s *store, k string) runtime.Object {
 	return nil
 }
 
-func (sliceOps) set(s *store, k string, obj runtime.Object) {
-	s.EndpointSlices[k] = obj.(*discoveryv1.EndpointSlice)
+func (sliceOps) set(t *txn, k string, obj runtime.Object) {
+	t.s.EndpointSlices[k] = obj.(*discoveryv1.EndpointSlice)
 }
 
-func (sliceOps) remove(s *store, k string) { delete(s.EndpointSlices, k) }
+func (sliceOps) remove(t *txn, k string) { delete(t.s.EndpointSlices, k) }
 
-func (sliceOps) removeNamespace(s *store, ns string) { deletePrefix(s.EndpointSlices, ns+"/", nil) }
+func (sliceOps) removeNamespace(t *txn, ns string) { deletePrefix(t.s.EndpointSlices, ns+"/", nil) }
 
 // put stores a user's EndpointSlice after the API server's defaulting and
 // validation. A slice labelled as managed by one of the controllers is

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,20 +23,23 @@ type kindInfo struct {
 	Singular   string
 	Namespaced bool
 	new        func() runtime.Object
-	// ops, when set, stores and validates the kind outside apply.go's
-	// switches (new kinds go there).
+	// ops stores and validates the kind; nil for Node.
 	ops kindOps
 }
 
+// kinds is the per-kind table the generic verbs (apply.go) work through:
+// every kind the model stores has its kindOps; Node has none (nodes come
+// from Config: apply and patch set their labels, nothing creates or deletes
+// them).
 var kinds = map[string]*kindInfo{
-	"Namespace":  {"Namespace", "", "v1", "namespaces", "namespace", false, func() runtime.Object { return &corev1.Namespace{} }, nil},
-	"Pod":        {"Pod", "", "v1", "pods", "pod", true, func() runtime.Object { return &corev1.Pod{} }, nil},
-	"Service":    {"Service", "", "v1", "services", "service", true, func() runtime.Object { return &corev1.Service{} }, nil},
-	"Endpoints":  {"Endpoints", "", "v1", "endpoints", "endpoints", true, func() runtime.Object { return &corev1.Endpoints{} }, nil},
+	"Namespace":  {"Namespace", "", "v1", "namespaces", "namespace", false, func() runtime.Object { return &corev1.Namespace{} }, namespaceOps{}},
+	"Pod":        {"Pod", "", "v1", "pods", "pod", true, func() runtime.Object { return &corev1.Pod{} }, podOps{}},
+	"Service":    {"Service", "", "v1", "services", "service", true, func() runtime.Object { return &corev1.Service{} }, serviceOps{}},
+	"Endpoints":  {"Endpoints", "", "v1", "endpoints", "endpoints", true, func() runtime.Object { return &corev1.Endpoints{} }, endpointsOps{}},
 	"Node":       {"Node", "", "v1", "nodes", "node", false, func() runtime.Object { return &corev1.Node{} }, nil},
-	"Deployment": {"Deployment", "apps", "v1", "deployments", "deployment.apps", true, func() runtime.Object { return &appsv1.Deployment{} }, nil},
-	"DaemonSet":  {"DaemonSet", "apps", "v1", "daemonsets", "daemonset.apps", true, func() runtime.Object { return &appsv1.DaemonSet{} }, nil},
-	"Ingress":    {"Ingress", "networking.k8s.io", "v1", "ingresses", "ingress.networking.k8s.io", true, func() runtime.Object { return &networkingv1.Ingress{} }, nil},
+	"Deployment": {"Deployment", "apps", "v1", "deployments", "deployment.apps", true, func() runtime.Object { return &appsv1.Deployment{} }, deploymentOps{}},
+	"DaemonSet":  {"DaemonSet", "apps", "v1", "daemonsets", "daemonset.apps", true, func() runtime.Object { return &appsv1.DaemonSet{} }, daemonSetOps{}},
+	"Ingress":    {"Ingress", "networking.k8s.io", "v1", "ingresses", "ingress.networking.k8s.io", true, func() runtime.Object { return &networkingv1.Ingress{} }, ingressOps{}},
 	"EndpointSlice": {Kind: "EndpointSlice", Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices",
 		Singular: "endpointslice.discovery.k8s.io", Namespaced: true, new: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, ops: sliceOps{}},
 }
@@ -72,31 +76,19 @@ func lookupKind(s string) (*kindInfo, error) {
 	return nil, fmt.Errorf("the server doesn't have a resource type %q", s)
 }
 
-func kindOf(obj runtime.Object) *kindInfo {
-	switch obj.(type) {
-	case *corev1.Namespace:
-		return kinds["Namespace"]
-	case *corev1.Pod:
-		return kinds["Pod"]
-	case *corev1.Service:
-		return kinds["Service"]
-	case *corev1.Endpoints:
-		return kinds["Endpoints"]
-	case *corev1.Node:
-		return kinds["Node"]
-	case *appsv1.Deployment:
-		return kinds["Deployment"]
-	case *appsv1.DaemonSet:
-		return kinds["DaemonSet"]
-	case *networkingv1.Ingress:
-		return kinds["Ingress"]
-	}
+// kindsByType maps each kind's Go type to its entry, built on first use
+// (after every init has added its kinds).
+var kindsByType = sync.OnceValue(func() map[reflect.Type]*kindInfo {
+	m := make(map[reflect.Type]*kindInfo, len(kinds))
 	for _, ki := range kinds {
-		if ki.ops != nil && reflect.TypeOf(ki.new()) == reflect.TypeOf(obj) {
-			return ki
-		}
+		m[reflect.TypeOf(ki.new())] = ki
 	}
-	return nil
+	return m
+})
+
+// kindOf is obj's entry in kinds, nil for a type svcsim does not model.
+func kindOf(obj runtime.Object) *kindInfo {
+	return kindsByType()[reflect.TypeOf(obj)]
 }
 
 func (k *kindInfo) notFound(name string) error {
@@ -118,54 +110,29 @@ func (k *kindInfo) setTypeMeta(obj runtime.Object) {
 	obj.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind})
 }
 
-// getObject returns the stored object (not a copy) or nil.
+// getObject returns the stored object (not a copy) or nil. A cluster-scoped
+// kind ignores ns.
 func getObject(s *store, ki *kindInfo, ns, name string) runtime.Object {
-	k := key(ns, name)
-	if ki.ops != nil {
-		return ki.ops.get(s, k)
+	if ki.ops == nil {
+		return nil
 	}
-	var o runtime.Object
-	switch ki.Kind {
-	case "Namespace":
-		if v := s.Namespaces[name]; v != nil {
-			o = v
-		}
-	case "Pod":
-		if v := s.Pods[k]; v != nil {
-			o = v
-		}
-	case "Service":
-		if v := s.Services[k]; v != nil {
-			o = v
-		}
-	case "Endpoints":
-		if v := s.Endpoints[k]; v != nil {
-			o = v
-		}
-	case "Deployment":
-		if v := s.Deployments[k]; v != nil {
-			o = v
-		}
-	case "DaemonSet":
-		if v := s.DaemonSets[k]; v != nil {
-			o = v
-		}
-	case "Ingress":
-		if v := s.Ingresses[k]; v != nil {
-			o = v
-		}
+	if !ki.Namespaced {
+		ns = ""
 	}
-	return o
+	return ki.ops.get(s, key(ns, name))
 }
 
-// kindOps is how apply.go's generic verbs reach a kind whose storage and
-// validation live beside its controller rather than in apply.go's
-// switches. Keys are "namespace/name".
+// kindOps is how the generic verbs (apply.go) reach a kind's storage and
+// its own validation, which live beside its controller. Keys are
+// "namespace/name" ("/name" for a cluster-scoped kind).
 type kindOps interface {
 	get(s *store, k string) runtime.Object
 	// put validates and stores obj; old is nil on create.
 	put(t *txn, old, obj runtime.Object) error
-	set(s *store, k string, obj runtime.Object)
-	remove(s *store, k string)
-	removeNamespace(s *store, ns string)
+	// set puts a stored object back as it was (no validation).
+	set(t *txn, k string, obj runtime.Object)
+	// remove deletes the object and what goes with it.
+	remove(t *txn, k string)
+	// removeNamespace deletes every object of the kind in namespace ns.
+	removeNamespace(t *txn, ns string)
 }
