@@ -3,7 +3,6 @@ package sim
 import (
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -63,37 +62,6 @@ func TestDeleteAndLabel(t *testing.T) {
 	_, err := c.Apply(objs(makeService("shop", "web")))
 	require.ErrorContains(t, err, `namespaces "shop" not found`)
 	require.Len(t, c.Namespaces(), 4)
-}
-
-func TestSnapshotRestore(t *testing.T) {
-	c := applySeed(t)
-	require.NoError(t, c.Patch("svc", "default", "getip-service", []byte(`{"spec":{"sessionAffinity":"ClientIP"}}`)))
-	data, err := c.Snapshot()
-	require.NoError(t, err)
-	r, err := Restore(data, func() time.Time { return t0.Add(time.Hour) })
-	require.NoError(t, err)
-	require.Equal(t, c.Generation(), r.Generation())
-	require.Equal(t, c.NodeState("node1"), r.NodeState("node1"))
-	strip := func(ps []Pod) []Pod {
-		for i := range ps {
-			require.True(t, ps[i].Created.Equal(t0))
-			ps[i].Created = time.Time{}
-		}
-		return ps
-	}
-	require.Equal(t, strip(c.Pods()), strip(r.Pods()))
-
-	// Both continue the same way.
-	for _, cl := range []*Cluster{c, r} {
-		require.NoError(t, cl.Scale("deploy", "default", "getip-deployment", 3))
-	}
-	require.Equal(t, c.Pods()[2].Name, r.Pods()[2].Name)
-	require.Equal(t, c.Pods()[2].IP, r.Pods()[2].IP)
-
-	_, err = Restore([]byte(`{"version":7}`), nil)
-	require.ErrorContains(t, err, "version 7")
-	_, err = Restore([]byte(`nope`), nil)
-	require.Error(t, err)
 }
 
 func TestConcurrentUse(t *testing.T) {

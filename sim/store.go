@@ -13,8 +13,8 @@ import (
 
 // store is the whole cluster state. It is a plain value with exported
 // fields so that it can be deep-copied (for all-or-nothing changes: every
-// change runs on a copy which replaces the original only on success) and
-// encoded as JSON (Snapshot). Maps are keyed "namespace/name".
+// change runs on a copy which replaces the original only on success). Maps
+// are keyed "namespace/name".
 type store struct {
 	Namespaces  map[string]*corev1.Namespace     `json:"namespaces"`
 	Pods        map[string]*corev1.Pod           `json:"pods"`

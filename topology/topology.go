@@ -47,7 +47,8 @@ const (
 )
 
 // StateFile is the name, inside the run directory, of the JSON description
-// of a topology (State), rewritten on every change.
+// of a topology (State), rewritten on every change: for a person looking at
+// a running (or killed) run; no code reads it back.
 const StateFile = "topology.json"
 
 // Node is a built node.
@@ -524,19 +525,6 @@ type PodState struct {
 	MAC         string     `json:"mac"`
 	HostNetwork bool       `json:"hostNetwork,omitempty"`
 	Ports       []Port     `json:"ports,omitempty"`
-}
-
-// LoadState reads the State of the topology of run.
-func LoadState(run *rundir.Run) (State, error) {
-	var s State
-	b, err := os.ReadFile(run.Path(StateFile))
-	if err != nil {
-		return s, fmt.Errorf("read topology of run %s: %w", run.ID, err)
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("parse %s: %w", run.Path(StateFile), err)
-	}
-	return s, nil
 }
 
 // State describes the topology now.
