@@ -1,9 +1,7 @@
 package topology_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -33,7 +31,7 @@ func TestMain(m *testing.M) {
 // recorded with RecordPID, one only inside a pod namespace), reports them on
 // stdout and waits to be killed.
 func crashChild() {
-	fail := func(err error) { fmt.Println("ERROR", err); os.Exit(1) }
+	fail := topotest.Fail
 	run, err := rundir.New()
 	if err != nil {
 		fail(err)
@@ -58,7 +56,7 @@ func crashChild() {
 		fail(err)
 	}
 	unrecorded := sleep(pod.NS)
-	fmt.Println("READY", run.ID, recorded, unrecorded)
+	topotest.Ready(run.ID, recorded, unrecorded)
 	select {}
 }
 
@@ -66,48 +64,11 @@ func crashChild() {
 // pids of its two sleeping processes.
 func startCrashChild(t *testing.T) (cmd *exec.Cmd, id string, recorded, unrecorded int) {
 	t.Helper()
-	cmd, err := reexec.Command(crashEntry)
-	if err != nil {
-		t.Fatal(err)
+	o := topotest.StartOwner(t, crashEntry, nil, 60*time.Second)
+	if len(o.PIDs) != 2 {
+		t.Fatalf("crash child reported pids %v, want 2", o.PIDs)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lineC := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		lineC <- l
-	}()
-	var line string
-	select {
-	case line = <-lineC:
-	case <-time.After(60 * time.Second):
-		t.Fatal("crash child did not report")
-	}
-	if _, err := fmt.Sscanf(line, "READY %s %d %d", &id, &recorded, &unrecorded); err != nil {
-		t.Fatalf("child said %q: %v", line, err)
-	}
-	// Safety net if the GC under test fails.
-	t.Cleanup(func() {
-		_ = syscall.Kill(recorded, syscall.SIGKILL)
-		_ = syscall.Kill(unrecorded, syscall.SIGKILL)
-		names, _ := netns.List()
-		for _, n := range names {
-			if topology.RunOfNamespace(n) == id {
-				_ = netns.DeleteNamed(n)
-			}
-		}
-		if r, err := rundir.Open(id); err == nil {
-			_ = r.Remove()
-		}
-	})
-	return cmd, id, recorded, unrecorded
+	return o.Cmd, o.RunID, o.PIDs[0], o.PIDs[1]
 }
 
 func alive(pid int) bool {

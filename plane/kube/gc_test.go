@@ -1,12 +1,8 @@
 package kube_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"os"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +12,7 @@ import (
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/topology"
+	"github.com/svcsim/svcsim/topology/topotest"
 )
 
 const ownerEntry = "plane-kube-test-owner"
@@ -30,7 +27,7 @@ func TestMain(m *testing.M) {
 // ownerChild owns a run with a control plane, reports its run ID and the
 // components' pids, and waits to be killed.
 func ownerChild() {
-	fail := func(err error) { fmt.Println("ERROR", strings.ReplaceAll(err.Error(), "\n", " | ")); os.Exit(1) }
+	fail := topotest.Fail
 	run, err := rundir.New()
 	if err != nil {
 		fail(err)
@@ -45,11 +42,11 @@ func ownerChild() {
 	if err != nil {
 		fail(err)
 	}
-	line := "READY " + run.ID
+	var pids []int
 	for _, p := range cp.Processes() {
-		line += fmt.Sprintf(" %d", p.PID())
+		pids = append(pids, p.PID())
 	}
-	fmt.Println(line)
+	topotest.Ready(run.ID, pids...)
 	select {}
 }
 
@@ -59,56 +56,11 @@ func ownerChild() {
 func TestDownAfterKill9(t *testing.T) {
 	privtest.RequireRoot(t)
 	bin := binary(t)
-	cmd, err := reexec.Command(ownerEntry)
-	if err != nil {
-		t.Fatal(err)
+	o := topotest.StartOwner(t, ownerEntry, []string{kube.BinaryEnv + "=" + bin}, 3*time.Minute)
+	if len(o.PIDs) != 4 {
+		t.Fatalf("owner reported pids %v, want the 4 components'", o.PIDs)
 	}
-	cmd.Env = append(cmd.Env, kube.BinaryEnv+"="+bin)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lineC := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(out).ReadString('\n')
-		lineC <- l
-	}()
-	var line string
-	select {
-	case line = <-lineC:
-	case <-time.After(3 * time.Minute):
-		t.Fatal("owner did not report")
-	}
-	f := strings.Fields(line)
-	if len(f) != 6 || f[0] != "READY" {
-		t.Fatalf("owner said %q", line)
-	}
-	id := f[1]
-	var pids []int
-	for _, s := range f[2:] {
-		var pid int
-		fmt.Sscan(s, &pid)
-		pids = append(pids, pid)
-	}
-	t.Cleanup(func() { // safety net should the removal under test fail
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		names, _ := netns.List()
-		for _, n := range names {
-			if topology.RunOfNamespace(n) == id {
-				_ = netns.DeleteNamed(n)
-			}
-		}
-		if r, err := rundir.Open(id); err == nil {
-			_ = r.Remove()
-		}
-	})
+	cmd, id, pids := o.Cmd, o.RunID, o.PIDs
 
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
