@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ type attempt struct {
 // stop is closed, at most max requests and for at most limit; a failed
 // request is tried again up to retries times at once (a fresh connection
 // each), as a client library with one retry does.
-func retryLoop(ctx context.Context, c *harness.Client, addr string, retries int, stop <-chan struct{}, max int, limit time.Duration) <-chan []attempt {
+// done counts the requests finished so far.
+func retryLoop(ctx context.Context, c *harness.Client, addr string, retries int, stop <-chan struct{}, max int, limit time.Duration, done *atomic.Int64) <-chan []attempt {
 	out := make(chan []attempt, 1)
 	go func() {
 		var got []attempt
@@ -48,6 +50,7 @@ func retryLoop(ctx context.Context, c *harness.Client, addr string, retries int,
 			}
 			a.end = time.Now()
 			got = append(got, a)
+			done.Add(1)
 		}
 		out <- got
 	}()
@@ -91,7 +94,7 @@ func failures(as []attempt) int {
 // the dead endpoint is still listed a kernel datapath sends a new
 // connection to it with probability 1/3 (every third for round-robin), so
 // a client without retry fails (P(no failure in 60) = (2/3)^60 < 3e-11;
-// the phase lasts until the plain client has made 60 requests in it) and
+// the phase lasts until each client has made 300 requests in it) and
 // the retrying one fails only when both tries hit it; the userspace proxy
 // retries another backend itself, so nothing fails there; once the
 // endpoint is gone nothing fails on any datapath, with or without retry.
@@ -108,8 +111,9 @@ func TestBackendKilled(t *testing.T) {
 		}
 		stop := make(chan struct{})
 		const max, limit = 20000, 90 * time.Second
-		plain := retryLoop(h.Ctx, c, vip, 0, stop, max, limit)
-		retried := retryLoop(h.Ctx, c, vip, 1, stop, max, limit)
+		var plainDone, retriedDone atomic.Int64
+		plain := retryLoop(h.Ctx, c, vip, 0, stop, max, limit, &plainDone)
+		retried := retryLoop(h.Ctx, c, vip, 1, stop, max, limit, &retriedDone)
 		defer func() {
 			select {
 			case <-stop:
@@ -117,14 +121,25 @@ func TestBackendKilled(t *testing.T) {
 				close(stop)
 			}
 		}()
-		time.Sleep(500 * time.Millisecond)
+		// Phases last until the loops have made enough requests in them
+		// (a slow machine, such as the kernel lane under emulation, makes
+		// few per second), each within 30 s.
+		waitFor := func(n int64) {
+			p0, r0 := plainDone.Load(), retriedDone.Load()
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if plainDone.Load()-p0 >= n && retriedDone.Load()-r0 >= n {
+					return
+				}
+			}
+		}
+		waitFor(20)
 		t1 := time.Now()
 		if err := h.P.StopPodServers(h.Ctx, h.NS, victim); err != nil {
 			h.Fatalf("kill %s's servers: %v", victim, err)
 		}
-		// Keep the dead endpoint listed for at least 3 s, so that the
-		// plain client makes well over 60 requests meanwhile.
-		time.Sleep(3 * time.Second)
+		// Keep the dead endpoint listed until both clients have made 300
+		// requests meanwhile (the z-test below needs a few hundred).
+		waitFor(300)
 		tr := time.Now()
 		if err := h.P.SetPodReady(h.Ctx, h.NS, victim, false); err != nil {
 			h.Fatalf("mark %s not ready: %v", victim, err)
@@ -133,7 +148,7 @@ func TestBackendKilled(t *testing.T) {
 		t2 := time.Now()
 		h.Figure("dead endpoint listed", t2.Sub(t1).Seconds(), "s")
 		h.Figure("not ready to programmed on every node", t2.Sub(tr).Seconds(), "s")
-		time.Sleep(2 * time.Second)
+		waitFor(40)
 		close(stop)
 		var rate [2]struct{ failed, n int }
 		for i, run := range []struct {
