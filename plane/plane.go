@@ -98,6 +98,11 @@ type Plane interface {
 	KillProxy(ctx context.Context, node string) error
 	StopProxy(ctx context.Context, node string) error
 	StartProxy(ctx context.Context, node string) error
+	// SetDatapath switches every node to the datapath name: the running
+	// proxies are stopped (cleaning up), the leftovers of a killed one are
+	// removed (`kube-proxy --cleanup`), and name's proxy starts on every
+	// node; WaitProgrammed then waits for them.
+	SetDatapath(ctx context.Context, name string) error
 
 	// NodeDown takes node off the network as a crash or a pulled cable
 	// would: its link to the underlay is cut, while its proxy and pods

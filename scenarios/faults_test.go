@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/kube/cluster"
 	"github.com/svcsim/svcsim/report/results"
@@ -200,4 +202,123 @@ func endpointReady(h *harness.H, ip string) string {
 		}
 	}
 	return "absent"
+}
+
+// nextDatapath is the in-process datapath after d in the table (wrapping
+// round) that runs on this machine: what TestDatapathSwitch switches to.
+func nextDatapath(d modes.Datapath) (modes.Datapath, bool) {
+	table := modes.Table()
+	at := -1
+	for i, e := range table {
+		if e.Name == d.Name {
+			at = i
+		}
+	}
+	for k := 1; k < len(table); k++ {
+		e := table[(at+k+len(table))%len(table)]
+		if e.Name != d.Name && e.Start.Factory != nil && e.Unsupported() == "" {
+			return e, true
+		}
+	}
+	return modes.Datapath{}, false
+}
+
+// leftoversOf lists what of datapath d's own kernel state is in node's
+// namespace, read with the real tools: the iptables mode's KUBE-SVC/SEP
+// chains in its backend, the kube-proxy nftables table, IPVS virtual servers
+// and kube-ipvs0, the userspace proxy's KUBE-PORTALS chains.
+func leftoversOf(h *harness.H, node string, d modes.Datapath) []string {
+	h.T.Helper()
+	c := nodeClient(h, node)
+	run := func(argv ...string) string {
+		out, err := c.Exec(h.Ctx, argv[0], argv[1:]...)
+		if err != nil {
+			h.Fatalf("%s in %s: %v", strings.Join(argv, " "), node, err)
+		}
+		return out
+	}
+	var bad []string
+	grep := func(out string, marks ...string) {
+		for _, l := range strings.Split(out, "\n") {
+			for _, m := range marks {
+				if strings.Contains(l, m) {
+					bad = append(bad, strings.TrimSpace(l))
+					break
+				}
+			}
+		}
+	}
+	switch d.Kernel {
+	case modes.KernelIptables:
+		grep(run(d.Dump...), "KUBE-SVC-", "KUBE-SEP-")
+	case modes.KernelNftables:
+		grep(run("nft", "list", "tables"), "table ip kube-proxy")
+	case modes.KernelIPVS:
+		for _, l := range strings.Split(run("ipvsadm", "-Ln"), "\n") {
+			if strings.HasPrefix(l, "TCP") || strings.HasPrefix(l, "UDP") {
+				bad = append(bad, strings.TrimSpace(l))
+			}
+		}
+		grep(run("ip", "-o", "link", "show"), "kube-ipvs0")
+	case modes.KernelUserspace:
+		grep(run("iptables-legacy-save"), "KUBE-PORTALS")
+		grep(run("iptables-nft-save"), "KUBE-PORTALS")
+	}
+	return bad
+}
+
+// TestDatapathSwitch: a live cluster switches from its datapath A to the
+// next one B of the table (plane.Plane.SetDatapath) after node1's proxy was
+// killed, so that node1 holds a dead proxy's rules and node2 a proxy that
+// stops cleanly. B serves the ClusterIP and every NodePort from every pod,
+// and nothing of A is left on either node while B runs (A's own marks:
+// KUBE-SVC/SEP chains of its iptables backend, table ip kube-proxy, IPVS
+// virtual servers and kube-ipvs0, KUBE-PORTALS); once B stops too, neither
+// node holds any proxy state. svcsim's datapaths do not clean other modes'
+// rules when they start (kube-proxy's platformCleanup does, for modes whose
+// kernel state is disjoint from its own): the plane runs the old mode's
+// cleanup, as the kubernetes plane runs `kube-proxy --cleanup`.
+func TestDatapathSwitch(t *testing.T) {
+	sc := harness.Scenario{Name: "datapath-switch", Title: "Switching datapath on a live node leaves nothing of the old one", Group: results.GroupFaults}
+	opts := harness.Options{OwnsCluster: true, Manifests: []string{getipApp(2, "  type: NodePort\n")}}
+	harness.Run(t, sc, opts, func(h *harness.H) {
+		next, ok := nextDatapath(h.Desc)
+		if !ok {
+			h.Result.Reason = "no other datapath runs on this machine"
+			h.T.Skip(h.Result.Reason)
+		}
+		h.T.Logf("switching %s -> %s", h.Desc.Name, next.Name)
+		backends := podIPs(h, h.NS, "getip-deployment-")
+		if err := h.P.KillProxy(h.Ctx, "node1"); err != nil {
+			h.Fatalf("kill node1's proxy: %v", err)
+		}
+		left := leftoversOf(h, "node1", h.Desc)
+		h.Check(len(left) > 0, "the killed proxy left its rules on node1", "%d lines of %s state", len(left), h.Desc.Name)
+		t0 := time.Now()
+		if err := h.P.SetDatapath(h.Ctx, next.Name); err != nil {
+			h.Fatalf("switch to %s: %v", next.Name, err)
+		}
+		h.Programmed()
+		h.Figure("switch to "+next.Name+" programmed", time.Since(t0).Seconds(), "s")
+		h.Check(h.P.Info().Datapath == next.Name, "the nodes run "+next.Name, "plane reports %s", h.P.Info().Datapath)
+		counts, _, err := client(h, h.NS, "client").Tally(h.Ctx, clusterIP(h, h.NS, "getip-service"), 60)
+		h.Check(err == nil && len(counts) == len(backends), "the ClusterIP serves on "+next.Name, "60 requests: %v %v", counts, err)
+		ext := external(h)
+		np := nodePort(h, h.NS, "getip-service")
+		for _, n := range h.P.Nodes() {
+			counts, _, err := ext.Tally(h.Ctx, fmt.Sprintf("%s:%d", n.IP, np), 30)
+			h.Check(err == nil && len(counts) == len(backends), "NodePort of "+n.Name+" serves on "+next.Name, "30 requests: %v %v", counts, err)
+			left := leftoversOf(h, n.Name, h.Desc)
+			h.Check(len(left) == 0, "nothing of "+h.Desc.Name+" on "+n.Name, "%d lines: %q", len(left), left)
+		}
+		for _, n := range h.P.Nodes() {
+			if err := h.P.StopProxy(h.Ctx, n.Name); err != nil {
+				h.Fatalf("stop %s's proxy: %v", n.Name, err)
+			}
+			for _, d := range []modes.Datapath{h.Desc, next} {
+				left := leftoversOf(h, n.Name, d)
+				h.Check(len(left) == 0, "nothing of "+d.Name+" on "+n.Name+" once both stopped", "%d lines: %q", len(left), left)
+			}
+		}
+	})
 }

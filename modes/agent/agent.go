@@ -67,12 +67,36 @@ func mainEntry() {
 	sock := fs.String("socket", "", "unix socket to serve the feed on")
 	sched := fs.String("scheduler", "", "IPVS scheduler")
 	backend := fs.String("iptables-backend", "", `the node's iptables backend, "legacy" or "nft" (empty: the host's)`)
+	cleanup := fs.Bool("cleanup", false, "remove what the mode programs in this namespace and exit (kube-proxy --cleanup)")
 	_ = fs.Parse(os.Args[1:])
 	log.SetPrefix(fmt.Sprintf("node-proxy[%s %s] ", *node, *mode))
+	if *cleanup {
+		if err := cleanupMode(*mode, modes.Options{Node: *node, Scheduler: *sched, IPTablesBackend: *backend}); err != nil {
+			log.Print(err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := Serve(context.Background(), Config{Mode: *mode, Node: *node, Socket: *sock, Scheduler: *sched, IPTablesBackend: *backend, WatchStdin: true}); err != nil {
 		log.Print(err)
 		os.Exit(1)
 	}
+}
+
+// cleanupMode removes, in the calling process's namespace, everything mode
+// programs, with a fresh Proxier that programmed nothing itself: what a
+// proxy killed before its own Cleanup left behind.
+func cleanupMode(mode string, o modes.Options) error {
+	p, err := modes.New(mode, o)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Cleanup(ctx); err != nil {
+		return fmt.Errorf("cleanup %s: %w", p.Name(), err)
+	}
+	return nil
 }
 
 // Config configures Serve.

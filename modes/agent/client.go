@@ -176,6 +176,42 @@ func Start(ctx context.Context, ns *netns.NS, o StartOptions) (*Process, error) 
 	}
 }
 
+// CleanupLeftovers runs a node proxy of o.Mode in ns only to remove what
+// that mode programs there (`kube-proxy --cleanup`): the leftovers of a
+// proxy that was killed. It returns once that process has exited.
+func CleanupLeftovers(ctx context.Context, ns *netns.NS, o StartOptions) error {
+	cmd, err := reexec.Command(EntryPoint, "--cleanup", "--mode", o.Mode, "--node", o.Node, "--scheduler", o.Scheduler, "--iptables-backend", o.IPTablesBackend)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := ns.Do(cmd.Start); err != nil {
+		return fmt.Errorf("start %s cleanup on %s: %w", o.Mode, o.Node, err)
+	}
+	if o.OnStart != nil {
+		if err := o.OnStart(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s cleanup on %s: %w: %s", o.Mode, o.Node, err, strings.TrimSpace(out.String()))
+		}
+		return nil
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s cleanup on %s: %w", o.Mode, o.Node, ctx.Err())
+	}
+}
+
 // PID is the process id.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 

@@ -2,10 +2,12 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
 
+	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/agent"
 )
 
@@ -88,6 +90,53 @@ func (cp *ControlPlane) StartProxy(ctx context.Context, node string) error {
 	// longer true of every node.
 	cp.programmed = 0
 	cp.progMu.Unlock()
+	cp.wake()
+	return nil
+}
+
+// SetDatapath implements plane.Plane: every node's proxy is stopped (it
+// removes what it programmed); on a node whose proxy was killed, a one-shot
+// cleanup of the old datapath removes what the dead one left
+// (agent.CleanupLeftovers, as `kube-proxy --cleanup`); then a proxy of
+// mode starts on every node, and WaitProgrammed waits for them all.
+func (cp *ControlPlane) SetDatapath(ctx context.Context, mode string) error {
+	d, err := modes.Get(mode)
+	if err != nil {
+		return err
+	}
+	if d.Start.Factory == nil {
+		return fmt.Errorf("datapath %s runs on the kubernetes plane", mode)
+	}
+	if why := d.Unsupported(); why != "" {
+		return fmt.Errorf("datapath %s cannot run here: %s", mode, why)
+	}
+	cp.recMu.Lock()
+	defer cp.recMu.Unlock()
+	old := cp.cfg
+	var errs []error
+	for _, n := range cp.topo.Nodes() {
+		if p := cp.proxies[n.Name]; p != nil {
+			delete(cp.proxies, n.Name)
+			errs = append(errs, p.Stop(15*time.Second))
+			continue
+		}
+		fmt.Fprintf(cp.log, "run %s: cleaning up after the dead %s proxy on %s\n", cp.run.ID, old.Mode, n.Name)
+		errs = append(errs, agent.CleanupLeftovers(ctx, n.NS, agent.StartOptions{
+			Node: n.Name, Mode: old.Mode, Scheduler: old.Scheduler, IPTablesBackend: old.IPTablesBackend, OnStart: cp.run.RecordPID}))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop datapath %s: %w", old.Mode, err)
+	}
+	cp.progMu.Lock()
+	cp.cfg.Mode = mode
+	cp.lastSync = map[string]agent.SyncReply{}
+	cp.programmed = 0
+	cp.progMu.Unlock()
+	for _, n := range cp.topo.Nodes() {
+		if err := cp.startProxy(ctx, n.Name); err != nil {
+			return err
+		}
+	}
 	cp.wake()
 	return nil
 }

@@ -302,6 +302,9 @@ func (f *Fake) StartProxy(_ context.Context, node string) error {
 	return err
 }
 
+// SetDatapath implements plane.Plane: not supported.
+func (f *Fake) SetDatapath(context.Context, string) error { return ErrNoKernel }
+
 // NodeDown implements plane.Plane: the model marks node lost and its fake
 // datapath stops programming (a cut link gets no changes).
 func (f *Fake) NodeDown(_ context.Context, node string) error {
