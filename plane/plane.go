@@ -185,8 +185,12 @@ type Target struct {
 	// Env is a pod's environment ("NAME=value": the Service variables
 	// and its containers' literal env); empty for nodes and external.
 	Env []string
-	// ResolvConf is the resolv.conf a pod's dnsPolicy gives it (cluster
-	// DNS and search domains); empty for nodes, external and hostNetwork
-	// pods.
+	// ResolvConf is the resolv.conf a pod's dnsPolicy and dnsConfig give it
+	// (package sim/podfiles: cluster DNS and search domains for
+	// ClusterFirst, dnsConfig alone for None); empty for nodes, external
+	// and pods that get none (hostNetwork pods with ClusterFirst).
 	ResolvConf string
+	// Hosts is the pod's kubelet-managed /etc/hosts (its own names and
+	// hostAliases); empty for nodes and external.
+	Hosts string
 }

@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/podexec"
+	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
 
-// inPod runs argv in pod name's network namespace with the resolv.conf its
-// dnsPolicy gives it bound over /etc/resolv.conf (a private mount
-// namespace: the host's file is untouched), as `svcsim exec` does, so
-// glibc's resolver and dig's +search read the pod's nameserver, search
-// list and ndots. Bounded by 20 s.
+// inPod runs argv in pod name's network namespace with the files its
+// kubelet would write bound over /etc/resolv.conf (from its dnsPolicy and
+// dnsConfig) and /etc/hosts, in a private mount namespace (the host's files
+// are untouched), so glibc's resolver and dig's +search read the pod's
+// nameservers, search list, ndots and hosts entries. Bounded by 20 s.
 func inPod(h *harness.H, name string, argv ...string) (string, error) {
 	h.T.Helper()
 	tgt, err := h.P.Target(h.Ctx, h.NS, name)
@@ -34,6 +35,13 @@ func inPod(h *harness.H, name string, argv ...string) (string, error) {
 			h.Fatalf("write resolv.conf: %v", err)
 		}
 		spec.Mounts = append(spec.Mounts, podexec.Mount{Path: "/etc/resolv.conf", Source: path, ReadOnly: true})
+	}
+	if tgt.Hosts != "" {
+		path := filepath.Join(dir, "hosts")
+		if err := os.WriteFile(path, []byte(tgt.Hosts), 0o644); err != nil {
+			h.Fatalf("write hosts: %v", err)
+		}
+		spec.Mounts = append(spec.Mounts, podexec.Mount{Path: "/etc/hosts", Source: path, ReadOnly: true})
 	}
 	scratch := filepath.Join(dir, "scratch")
 	if err := os.Mkdir(scratch, 0o700); err != nil {
@@ -256,4 +264,108 @@ func TestDNSNames(t *testing.T) {
 func sortedStrings(s ...string) []string {
 	sort.Strings(s)
 	return s
+}
+
+// dnsPod is a client pod called name on node1 with extra spec lines.
+func dnsPod(name, spec string) string {
+	return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: " + name + "\nspec:\n  nodeName: node1\n" + spec + "  containers:\n    - name: c\n      image: curl\n"
+}
+
+// TestPodDNSConfig: the resolv.conf and /etc/hosts a pod gets, and that
+// real lookups follow them. dnsPolicy None with dnsConfig (the cluster DNS
+// pod as the only nameserver, a search path, ndots:2 and edns0) is exactly
+// that file, and a short name resolves through its search path; ClusterFirst
+// merges dnsConfig into the cluster settings; seven search paths over 256
+// characters, and search paths with an underscore and a single dot, are
+// kept and a lookup walks them; a hostNetwork pod with
+// ClusterFirstWithHostNet resolves Service names from the node's
+// namespace; /etc/hosts holds the pod's own names (hostname, FQDN under its
+// subdomain) and its hostAliases, which glibc's getent answers from.
+func TestPodDNSConfig(t *testing.T) {
+	sc := harness.Scenario{Name: "pod-dns-config", Title: "dnsPolicy, dnsConfig and /etc/hosts as pods see them", Group: results.GroupDiscovery}
+	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, "")}}, func(h *harness.H) {
+		ns := h.NS
+		var dnsPodIP string
+		sys, err := h.P.Pods(h.Ctx, "kube-system")
+		if err != nil {
+			h.Fatalf("list kube-system pods: %v", err)
+		}
+		for _, p := range sys {
+			if p.Labels["k8s-app"] == "kube-dns" {
+				dnsPodIP = p.IP.String()
+			}
+		}
+		h.Check(dnsPodIP != "", "cluster DNS pod runs", "%s", dnsPodIP)
+		vip := service(h, ns, "getip-service").Spec.ClusterIP
+		long := make([]string, 6)
+		for i := range long {
+			long[i] = fmt.Sprintf("search-path-%d-%s.cluster.local", i, strings.Repeat("x", 40))
+		}
+		yamlList := func(items ...string) string { return "[" + strings.Join(quoteAll(items), ", ") + "]" }
+		h.Apply(
+			dnsPod("none", "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [\""+dnsPodIP+"\"]\n    searches: [\""+ns+".svc.cluster.local\"]\n    options:\n      - name: ndots\n        value: \"2\"\n      - name: edns0\n"),
+			dnsPod("merged", "  dnsConfig:\n    searches: [\"extra.example\"]\n    options:\n      - name: ndots\n        value: \"3\"\n"),
+			dnsPod("long-search", "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [\""+dnsPodIP+"\"]\n    searches: "+yamlList(append(long, ns+".svc.cluster.local")...)+"\n"),
+			dnsPod("odd-search", "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [\""+dnsPodIP+"\"]\n    searches: [\"_sip._tcp.abc_d.example.com\", \"abc_d.example.com\", \".\"]\n"),
+			dnsPod("hostnet", "  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet\n"),
+			dnsPod("named", "  hostname: dns-querier-1\n  subdomain: dns-test-service\n  hostAliases:\n    - ip: \"10.1.2.3\"\n      hostnames: [\"foo.local\", \"bar.local\"]\n"),
+		)
+		resolv := func(pod string) string {
+			h.T.Helper()
+			out, err := inPod(h, pod, "cat", "/etc/resolv.conf")
+			if err != nil {
+				h.Fatalf("%v", err)
+			}
+			return out
+		}
+		got := resolv("none")
+		want := "search " + ns + ".svc.cluster.local\nnameserver " + dnsPodIP + "\noptions ndots:2 edns0\n"
+		h.Check(got == want, "dnsPolicy None: resolv.conf is dnsConfig alone", "%q, want %q", got, want)
+		h.Check(fmt.Sprint(digAnswers(h, "none", "getip-service", "A", false)) == "["+vip+"]", "dnsPolicy None: a short name resolves through its search path and nameserver", "want %s", vip)
+		out, err := inPod(h, "none", "getent", "hosts", "getip-service")
+		h.Check(err == nil && strings.HasPrefix(out, vip+" "), "dnsPolicy None: glibc resolves it too", "%q %v", out, err)
+
+		got = resolv("merged")
+		want = "search " + ns + ".svc.cluster.local svc.cluster.local cluster.local extra.example\nnameserver " + plane.DNSServiceIP + "\noptions ndots:3\n"
+		h.Check(got == want, "ClusterFirst with dnsConfig: merged", "%q, want %q", got, want)
+
+		got = resolv("long-search")
+		h.Check(strings.Count(got, "search-path-") == 6 && len(strings.TrimPrefix(strings.SplitN(got, "\n", 2)[0], "search ")) > 256,
+			"seven search paths over 256 characters kept", "%q", got)
+		for _, tcp := range []bool{false, true} {
+			a := digAnswers(h, "long-search", "getip-service", "A", tcp)
+			h.Check(fmt.Sprint(a) == "["+vip+"]", "a lookup walks seven search paths to the last", "%v (tcp %v), want %s", a, tcp, vip)
+		}
+		out, err = inPod(h, "long-search", "getent", "hosts", "getip-service")
+		h.Check(err == nil && strings.HasPrefix(out, vip+" "), "glibc walks the long search list", "%q %v", out, err)
+
+		got = resolv("odd-search")
+		h.Check(strings.HasPrefix(got, "search _sip._tcp.abc_d.example.com abc_d.example.com .\n"), "search paths with an underscore and a single dot kept", "%q", got)
+		fq := "getip-service." + ns + ".svc.cluster.local"
+		a := digAnswers(h, "odd-search", fq, "A", false)
+		h.Check(fmt.Sprint(a) == "["+vip+"]", "and lookups still work", "%s: %v", fq, a)
+
+		got = resolv("hostnet")
+		h.Check(strings.Contains(got, "nameserver "+plane.DNSServiceIP+"\n") && strings.Contains(got, "search "+ns+".svc.cluster.local"),
+			"hostNetwork with ClusterFirstWithHostNet: cluster DNS", "%q", got)
+		for _, name := range []string{"getip-service", "getip-service." + ns, "getip-service." + ns + ".svc"} {
+			a := digAnswers(h, "hostnet", name, "A", false)
+			h.Check(fmt.Sprint(a) == "["+vip+"]", "hostNetwork pod resolves "+name+" from the node's namespace", "%v", a)
+		}
+
+		ip := pod(h, ns, "named").IP.String()
+		fqdn := "dns-querier-1.dns-test-service." + ns + ".svc.cluster.local"
+		for name, want := range map[string]string{"dns-querier-1": ip, fqdn: ip, "foo.local": "10.1.2.3", "bar.local": "10.1.2.3"} {
+			out, err := inPod(h, "named", "getent", "hosts", name)
+			h.Check(err == nil && strings.HasPrefix(out, want+" "), "/etc/hosts: getent hosts "+name, "%q %v, want %s", out, err, want)
+		}
+	})
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
 }

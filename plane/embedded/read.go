@@ -10,8 +10,10 @@ import (
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/sim"
 	"github.com/svcsim/svcsim/sim/kubeview"
+	"github.com/svcsim/svcsim/sim/podfiles"
 	"github.com/svcsim/svcsim/sim/printer"
 	"github.com/svcsim/svcsim/topology"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -99,10 +101,13 @@ func (cp *ControlPlane) Target(_ context.Context, namespace, name string) (plane
 	for _, e := range cp.cluster.PodEnv(namespace, name) {
 		t.Env = append(t.Env, e.Name+"="+e.Value)
 	}
-	if !p.HostNetwork {
+	// The files the kubelet would write for the pod (package sim/podfiles,
+	// as the kubernetes plane's kubelet writes them).
+	if o, err := cp.cluster.Get("pod", namespace, name); err == nil {
+		pod := o.(*corev1.Pod)
 		domain := cp.cluster.Config().DNSDomain
-		t.ResolvConf = fmt.Sprintf("nameserver %s\nsearch %s.svc.%s svc.%s %s\noptions ndots:5\n",
-			DNSServiceIP, namespace, domain, domain, domain)
+		t.ResolvConf = podfiles.ResolvConf(pod, podfiles.DNS{ClusterDNS: netip.MustParseAddr(DNSServiceIP), ClusterDomain: domain})
+		t.Hosts = podfiles.Hosts(pod, p.IP.String(), pod.Spec.NodeName, domain)
 	}
 	return t, nil
 }

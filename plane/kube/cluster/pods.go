@@ -88,12 +88,18 @@ func (c *Cluster) Target(ctx context.Context, namespace, name string) (plane.Tar
 		return plane.Target{}, fmt.Errorf("pod %s/%s is not running (phase %s)", namespace, name, p.Status.Phase)
 	}
 	t := plane.Target{Name: namespace + "/" + name, NS: tp.NS, Env: info.Env}
-	if !p.Spec.HostNetwork && info.ResolvConf != "" {
-		b, err := os.ReadFile(info.ResolvConf)
+	for _, f := range []struct {
+		path string
+		into *string
+	}{{info.ResolvConf, &t.ResolvConf}, {info.Hosts, &t.Hosts}} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
 		if err != nil {
 			return plane.Target{}, fmt.Errorf("pod %s/%s: %w", namespace, name, err)
 		}
-		t.ResolvConf = string(b)
+		*f.into = string(b)
 	}
 	return t, nil
 }

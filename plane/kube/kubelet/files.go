@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -13,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/svcsim/svcsim/sim/podfiles"
 )
 
 func kernelVersion() string {
@@ -23,119 +24,15 @@ func kernelVersion() string {
 	return strings.TrimSpace(string(b))
 }
 
-// resolvConf is the pod's /etc/resolv.conf from its dnsPolicy and
-// dnsConfig, as the kubelet's DNS configurer builds it: ClusterFirst (and
-// ClusterFirstWithHostNet for hostNetwork pods) points at the cluster DNS
-// with the namespace's search path and ndots:5; Default (and ClusterFirst
-// for a hostNetwork pod) is the node's resolv.conf; None is dnsConfig alone.
+// resolvConf is the pod's /etc/resolv.conf (package sim/podfiles, shared
+// with the embedded plane).
 func (k *Kubelet) resolvConf(pod *corev1.Pod) string {
-	var servers, search []string
-	var opts []string
-	policy := pod.Spec.DNSPolicy
-	if policy == "" {
-		policy = corev1.DNSClusterFirst
-	}
-	if policy == corev1.DNSClusterFirst && pod.Spec.HostNetwork {
-		policy = corev1.DNSDefault
-	}
-	switch policy {
-	case corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet:
-		d := k.cfg.ClusterDomain
-		servers = []string{k.cfg.ClusterDNS.String()}
-		search = []string{pod.Namespace + ".svc." + d, "svc." + d, d}
-		_, hostSearch, _ := parseResolvConf(k.cfg.HostResolvConf)
-		search = append(search, hostSearch...)
-		opts = []string{"ndots:5"}
-	case corev1.DNSDefault:
-		servers, search, opts = parseResolvConf(k.cfg.HostResolvConf)
-	}
-	if dc := pod.Spec.DNSConfig; dc != nil {
-		servers = appendNew(servers, dc.Nameservers...)
-		search = appendNew(search, dc.Searches...)
-		for _, o := range dc.Options {
-			name := o.Name
-			opts = slices.DeleteFunc(opts, func(s string) bool { return strings.SplitN(s, ":", 2)[0] == name })
-			if o.Value != nil {
-				name += ":" + *o.Value
-			}
-			opts = append(opts, name)
-		}
-	}
-	var b strings.Builder
-	if len(search) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
-	}
-	for _, s := range servers {
-		fmt.Fprintf(&b, "nameserver %s\n", s)
-	}
-	if len(opts) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
-	}
-	return b.String()
+	return podfiles.ResolvConf(pod, podfiles.DNS{ClusterDNS: k.cfg.ClusterDNS, ClusterDomain: k.cfg.ClusterDomain, HostResolvConf: k.cfg.HostResolvConf})
 }
 
-func appendNew(list []string, more ...string) []string {
-	for _, m := range more {
-		if !slices.Contains(list, m) {
-			list = append(list, m)
-		}
-	}
-	return list
-}
-
-func parseResolvConf(text string) (servers, search, opts []string) {
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		switch f[0] {
-		case "nameserver":
-			servers = append(servers, f[1])
-		case "search", "domain":
-			search = f[1:]
-		case "options":
-			opts = append(opts, f[1:]...)
-		}
-	}
-	return servers, search, opts
-}
-
-// hostsFile is the kubelet-managed /etc/hosts: localhost entries, the pod's
-// own name (its FQDN first when it has hostname and subdomain) and its
-// hostAliases.
+// hostsFile is the kubelet-managed /etc/hosts (package sim/podfiles).
 func (k *Kubelet) hostsFile(pod *corev1.Pod, ip string) string {
-	var b strings.Builder
-	b.WriteString("# Kubernetes-managed hosts file.\n")
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
-	host := podHostname(pod)
-	if pod.Spec.HostNetwork {
-		host = k.cfg.NodeName
-	}
-	if sd := pod.Spec.Subdomain; sd != "" && !pod.Spec.HostNetwork {
-		fmt.Fprintf(&b, "%s\t%s.%s.%s.svc.%s\t%s\n", ip, host, sd, pod.Namespace, k.cfg.ClusterDomain, host)
-	} else {
-		fmt.Fprintf(&b, "%s\t%s\n", ip, host)
-	}
-	if len(pod.Spec.HostAliases) > 0 {
-		b.WriteString("\n# Entries added by HostAliases.\n")
-		for _, a := range pod.Spec.HostAliases {
-			fmt.Fprintf(&b, "%s\t%s\n", a.IP, strings.Join(a.Hostnames, "\t"))
-		}
-	}
-	return b.String()
-}
-
-// podHostname is spec.hostname, or the pod name cut to 63 characters.
-func podHostname(pod *corev1.Pod) string {
-	if pod.Spec.Hostname != "" {
-		return pod.Spec.Hostname
-	}
-	h := pod.Name
-	if len(h) > 63 {
-		h = strings.TrimRight(h[:63], "-.")
-	}
-	return h
+	return podfiles.Hosts(pod, ip, k.cfg.NodeName, k.cfg.ClusterDomain)
 }
 
 // writeVolumes materializes the pod's volumes under dir/volumes/<name> and
