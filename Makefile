@@ -148,9 +148,12 @@ scenarios: build
 # Under make test a missing bin/k8s fails the tests that need it instead of
 # skipping them. It ends with the scenario x datapath table of every lane's
 # results and writes $(RESULTS)/junit.xml (svcsim results), also when a test
-# failed; the exit status is the tests'.
+# failed, and with a leak check of the whole suite (svcsim leaks: what dead
+# runs left, beyond what was there when it started); the exit status is the
+# tests'.
 test: export SVCSIM_K8S_BIN := $(KUBE_BIN)
 test: deps size-check fmt-check tidy-check vet actionlint kube build clean-results
+	$(BIN) leaks --save bin/leaks-baseline.txt
 	$(MAKE) --no-print-directory unit-unprivileged
 	$(MAKE) --no-print-directory fuzz
 	@status=0; \
@@ -165,6 +168,8 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	fi; \
 	echo "== scenarios x datapaths ($(RESULTS))"; \
 	$(BIN) results -i $(RESULTS) --junit $(RESULTS)/junit.xml || status=1; \
+	echo "== leftovers of the whole suite (svcsim leaks: dead runs' namespaces, processes, mounts, run dirs, logs)"; \
+	$(BIN) leaks --baseline bin/leaks-baseline.txt || status=1; \
 	exit $$status
 
 vm-build:

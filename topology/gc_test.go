@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,11 +108,32 @@ func TestGCAfterKill9(t *testing.T) {
 		t.Fatal("run of a killed owner reported alive")
 	}
 
+	// Leaks (svcsim leaks) lists the dead run's leftovers, not the live
+	// topology's, and removes nothing.
+	leaks, err := topology.Leaks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := strings.Join(leaks, "\n")
+	for _, want := range []string{"namespace " + id + "-node1", "run dir " + run.Dir, "process " + strconv.Itoa(recorded)} {
+		if !strings.Contains(listed, want) {
+			t.Errorf("Leaks lacks %q:\n%s", want, listed)
+		}
+	}
+	for _, n := range live.Namespaces() {
+		if strings.Contains(listed, "namespace "+n+"\n") || strings.HasSuffix(listed, "namespace "+n) {
+			t.Errorf("Leaks lists the live namespace %s", n)
+		}
+	}
+
 	removed, err := topology.GC(context.Background(), false)
 	if err != nil {
 		t.Fatalf("GC: %v", err)
 	}
 	t.Logf("GC removed %d items", len(removed))
+	if leaks, err := topology.Leaks(); err != nil || strings.Contains(strings.Join(leaks, "\n"), id) {
+		t.Errorf("Leaks after GC: %v %v", leaks, err)
+	}
 	if left, _ := topology.Leftovers(id); len(left) != 0 {
 		t.Fatalf("after GC: %v", left)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -361,6 +362,17 @@ func countOf(n int, what string) string {
 // removeStaleLogs deletes logs of daemons that no process holds open any
 // more (daemons killed before they could remove their own).
 func removeStaleLogs() []string {
+	var removed []string
+	for _, l := range staleLogs() {
+		if os.Remove(l) == nil {
+			removed = append(removed, l)
+		}
+	}
+	return removed
+}
+
+// staleLogs lists the daemon logs no process holds open.
+func staleLogs() []string {
 	logs, _ := filepath.Glob(filepath.Join(rundir.Root(), "daemon-*.log"))
 	if len(logs) == 0 {
 		return nil
@@ -372,11 +384,67 @@ func removeStaleLogs() []string {
 			open[target] = true
 		}
 	}
-	var removed []string
+	var stale []string
 	for _, l := range logs {
-		if !open[l] && os.Remove(l) == nil {
-			removed = append(removed, l)
+		if !open[l] {
+			stale = append(stale, l)
 		}
 	}
-	return removed
+	return stale
+}
+
+func newLeaks() *cobra.Command {
+	var save, baseline string
+	cmd := &cobra.Command{
+		Use:   "leaks",
+		Short: "List what svcsim runs that are no longer alive left behind; exit 1 if anything",
+		Long: `leaks lists, without removing anything, what svcsim down would remove: the run
+directories, processes, namespaces and daemon logs of runs whose owner is dead,
+namespace mounts hidden under a cover of /run/netns, and svcsim's mount point of
+/run/netns with nothing under it. Live runs (other svcsim processes, running
+tests) are not listed. It exits 1 when anything is listed. --save writes the
+list to a file; --baseline leaves out what such a file lists (make test saves
+one at its start and checks against it at its end).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot("leaks"); err != nil {
+				return err
+			}
+			items, err := topology.Leaks()
+			if err != nil {
+				return err
+			}
+			for _, l := range staleLogs() {
+				items = append(items, "daemon log "+l)
+			}
+			if save != "" {
+				if err := os.WriteFile(save, []byte(strings.Join(append(items, ""), "\n")), 0o644); err != nil {
+					return fmt.Errorf("save leaks: %w", err)
+				}
+				return nil
+			}
+			if baseline != "" {
+				b, err := os.ReadFile(baseline)
+				if err != nil {
+					return fmt.Errorf("read baseline: %w", err)
+				}
+				known := map[string]bool{}
+				for _, l := range strings.Split(string(b), "\n") {
+					known[l] = true
+				}
+				items = slices.DeleteFunc(items, func(l string) bool { return known[l] })
+			}
+			for _, l := range items {
+				fmt.Fprintln(cmd.OutOrStdout(), "leaked:", l)
+			}
+			if len(items) > 0 {
+				return fmt.Errorf("%d leftovers of dead svcsim runs (svcsim down removes them)", len(items))
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "no leftovers of dead svcsim runs")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&save, "save", "", "write the list to this file and exit 0")
+	cmd.Flags().StringVar(&baseline, "baseline", "", "leave out what this file (from --save) lists")
+	return cmd
 }

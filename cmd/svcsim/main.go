@@ -80,7 +80,7 @@ Exit status:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.PersistentFlags().String("run", "", "ID of the simulation to talk to (default: the current one)")
 	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newDescribe(), newPatch(), newScale(), newDelete(),
-		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newReport(), newResults(), newBench(), newDatapaths())
+		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newLeaks(), newReport(), newResults(), newBench(), newDatapaths())
 	return root
 }
 

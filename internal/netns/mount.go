@@ -370,3 +370,34 @@ func (d dirMounts) cover() *Cover {
 	sort.Strings(hidden)
 	return &Cover{MountID: top.id, Hidden: hidden}
 }
+
+// StrayMountPoint describes svcsim's bind mount of Dir when it is still
+// there with no namespace under it (nothing took it down with the last
+// namespace), or returns "".
+func StrayMountPoint() (string, error) {
+	b, err := os.ReadFile(MountMarker)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", MountMarker, err)
+	}
+	id, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %q is not a mount ID", MountMarker, b)
+	}
+	ents, err := os.ReadDir(Dir)
+	if err != nil || len(ents) > 0 {
+		return "", nil
+	}
+	d, err := readDirMounts()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range d.stack {
+		if m.id == id {
+			return fmt.Sprintf("mount %d: svcsim's bind of %s onto itself, no namespace under it", id, Dir), nil
+		}
+	}
+	return "", nil
+}

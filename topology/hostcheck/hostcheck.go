@@ -1,6 +1,6 @@
 // Package hostcheck snapshots the host's (root namespace's) network state so
 // a test can prove svcsim left it untouched: links, addresses, routes, rules,
-// and the iptables (both backends) and nftables rulesets.
+// the iptables (both backends) and nftables rulesets, and the net.* sysctls.
 //
 // Volatile parts that change without anyone configuring anything (packet
 // counters, address lifetimes, tool banners with timestamps) are normalized
@@ -37,6 +37,9 @@ var Commands = []Command{
 	{"iptables-nft-save", []string{"iptables-nft-save"}},
 	{"ip6tables-nft-save", []string{"ip6tables-nft-save"}},
 	{"nft list ruleset", []string{"nft", "list", "ruleset"}},
+	// Every net.* sysctl of the host's namespace (ip_forward,
+	// bridge-nf-call-iptables, conntrack limits, per-interface settings).
+	{"sysctl net", []string{"sysctl", "-a", "-r", `^net\.`}},
 }
 
 // Host is a snapshot of the host's network state.
@@ -106,6 +109,8 @@ var (
 	lifetimes = regexp.MustCompile(`valid_lft \S+ preferred_lft \S+`)
 	// route expiry (IPv6 RA routes, cached routes).
 	expires = regexp.MustCompile(`expires \d+sec`)
+	// sysctls that count, not configure: the host's live conntrack entries.
+	sysctlCounts = regexp.MustCompile(`(?m)^net\.netfilter\.nf_conntrack_count = \d+$`)
 )
 
 // Normalize removes the parts of a command's output that change on their
@@ -121,6 +126,8 @@ func Normalize(name, out string) string {
 		out = lifetimes.ReplaceAllString(out, "valid_lft - preferred_lft -")
 	case strings.Contains(name, "route"):
 		out = expires.ReplaceAllString(out, "expires -")
+	case strings.HasPrefix(name, "sysctl"):
+		out = sysctlCounts.ReplaceAllString(out, "net.netfilter.nf_conntrack_count = -")
 	}
 	return out
 }

@@ -25,6 +25,7 @@ func TestNormalize(t *testing.T) {
 			"*filter\n:INPUT ACCEPT [0:0]\n[0:0] -A INPUT -j X\nCOMMIT\n"},
 		{"nft list ruleset", "counter packets 5 bytes 300 accept", "counter packets 0 bytes 0 accept"},
 		{"ip addr", "inet 10.0.0.2/24 valid_lft 86000sec preferred_lft 86000sec", "inet 10.0.0.2/24 valid_lft - preferred_lft -"},
+		{"sysctl net", "net.ipv4.ip_forward = 0\nnet.netfilter.nf_conntrack_count = 17\n", "net.ipv4.ip_forward = 0\nnet.netfilter.nf_conntrack_count = -\n"},
 	} {
 		if got := Normalize(c.name, c.in); got != c.want {
 			t.Errorf("Normalize(%s) = %q, want %q", c.name, got, c.want)
