@@ -564,7 +564,7 @@ func changedServices(prev map[string]*state.ServicePort, st *state.NodeState) ma
 		s := &st.Services[i]
 		k := s.Key()
 		seen[k] = true
-		if old, ok := prev[k]; !ok || !sameServicePort(old, s) {
+		if old, ok := prev[k]; !ok || !old.Equal(s) {
 			changed[s.Namespace+"/"+s.Name] = true
 		}
 	}
@@ -574,14 +574,6 @@ func changedServices(prev map[string]*state.ServicePort, st *state.NodeState) ma
 		}
 	}
 	return changed
-}
-
-func sameServicePort(a, b *state.ServicePort) bool {
-	return a.Namespace == b.Namespace && a.Name == b.Name && a.PortName == b.PortName &&
-		a.Protocol == b.Protocol && a.ClusterIP == b.ClusterIP && a.Port == b.Port &&
-		a.NodePort == b.NodePort && a.SessionAffinity == b.SessionAffinity &&
-		a.Timeout() == b.Timeout() && slices.Equal(a.ExternalIPs, b.ExternalIPs) &&
-		slices.Equal(a.Endpoints, b.Endpoints)
 }
 
 func cloneServicePort(s *state.ServicePort) *state.ServicePort {

@@ -293,32 +293,6 @@ func buildPlan(src *state.ServicePort, g globals) *servicePlan {
 	return plan
 }
 
-// sameRules reports whether two service ports produce the same chains, sets
-// and elements (fields that do not reach the rules, such as Scheduler or an
-// endpoint's pod name, are ignored).
-func sameRules(a, b *state.ServicePort) bool {
-	if a.Namespace != b.Namespace || a.Name != b.Name || a.PortName != b.PortName ||
-		a.Protocol != b.Protocol || a.ClusterIP != b.ClusterIP || a.Port != b.Port ||
-		a.NodePort != b.NodePort || a.SessionAffinity != b.SessionAffinity ||
-		len(a.ExternalIPs) != len(b.ExternalIPs) || len(a.Endpoints) != len(b.Endpoints) {
-		return false
-	}
-	if a.SessionAffinity && a.Timeout() != b.Timeout() {
-		return false
-	}
-	for i := range a.ExternalIPs {
-		if a.ExternalIPs[i] != b.ExternalIPs[i] {
-			return false
-		}
-	}
-	for i := range a.Endpoints {
-		if a.Endpoints[i].IP != b.Endpoints[i].IP || a.Endpoints[i].Port != b.Endpoints[i].Port {
-			return false
-		}
-	}
-	return true
-}
-
 // maxComment is nft's limit on a comment ("comment too long, 128 characters
 // maximum allowed"); a Service's "namespace/name:port" reaches 191.
 const maxComment = 128

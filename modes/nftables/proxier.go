@@ -183,7 +183,7 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		key := sp.Key()
 		old := p.applied[key]
 		plan := old
-		if full || old == nil || !sameRules(&old.sp, sp) {
+		if full || old == nil || !old.sp.Equal(sp) {
 			plan = buildPlan(sp, g)
 			changed = append(changed, plan)
 		}
