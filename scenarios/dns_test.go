@@ -20,7 +20,8 @@ import (
 // kubelet would write bound over /etc/resolv.conf (from its dnsPolicy and
 // dnsConfig) and /etc/hosts, in a private mount namespace (the host's files
 // are untouched), so glibc's resolver and dig's +search read the pod's
-// nameservers, search list, ndots and hosts entries. Bounded by 20 s.
+// nameservers, search list, ndots and hosts entries. Bounded by 90 s (a
+// batch of lookups in the kernel lane under emulation).
 func inPod(h *harness.H, name string, argv ...string) (string, error) {
 	h.T.Helper()
 	tgt, err := h.P.Target(h.Ctx, h.NS, name)
@@ -48,7 +49,7 @@ func inPod(h *harness.H, name string, argv ...string) (string, error) {
 		h.Fatalf("scratch: %v", err)
 	}
 	spec.Scratch = scratch
-	ctx, cancel := context.WithTimeout(h.Ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(h.Ctx, 90*time.Second)
 	defer cancel()
 	var out []byte
 	err = tgt.NS.Do(func() error {
@@ -85,6 +86,11 @@ func digAnswers(h *harness.H, client, name, typ string, tcp bool) []string {
 	if err != nil {
 		h.Fatalf("%v", err)
 	}
+	return parseDig(out, typ)
+}
+
+// parseDig returns the data fields of dig's answer lines of type typ, sorted.
+func parseDig(out, typ string) []string {
 	var data []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(line)
@@ -94,6 +100,72 @@ func digAnswers(h *harness.H, client, name, typ string, tcp bool) []string {
 	}
 	sort.Strings(data)
 	return data
+}
+
+// batch collects shell commands for one pod and runs them in one podexec
+// (sh running each in turn), so a scenario starts a few processes instead
+// of dozens: each start re-executes the test binary, which takes seconds in
+// the kernel lane under emulation. Each command's callback gets its output
+// and whether it exited 0. Names are single-quoted: they must not contain
+// a quote.
+type batch struct {
+	h    *harness.H
+	pod  string
+	cmds []string
+	then []func(out string, ok bool)
+}
+
+func newBatch(h *harness.H, pod string) *batch { return &batch{h: h, pod: pod} }
+
+// sh adds a command (its words single-quoted).
+func (b *batch) sh(then func(out string, ok bool), argv ...string) {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = "'" + a + "'"
+	}
+	b.cmds = append(b.cmds, strings.Join(q, " "))
+	b.then = append(b.then, then)
+}
+
+// dig adds dig +search for name and type over UDP or TCP; then gets the
+// answer section's data fields, sorted.
+func (b *batch) dig(name, typ string, tcp bool, then func(got []string)) {
+	proto := "+notcp"
+	if tcp {
+		proto = "+tcp"
+	}
+	b.sh(func(out string, ok bool) {
+		if !ok {
+			b.h.Fatalf("dig %s %s in pod %s: %s", name, typ, b.pod, out)
+		}
+		then(parseDig(out, typ))
+	}, "dig", proto, "+noall", "+answer", "+search", "+time=2", "+tries=2", name, typ)
+}
+
+// run runs the commands collected so far and calls their callbacks in order.
+func (b *batch) run() {
+	b.h.T.Helper()
+	var script strings.Builder
+	for i, c := range b.cmds {
+		fmt.Fprintf(&script, "echo '@@begin %d'; %s 2>&1; echo \"@@end %d $?\"\n", i, c, i)
+	}
+	out, err := inPod(b.h, b.pod, "sh", "-c", script.String())
+	if err != nil {
+		b.h.Fatalf("%v", err)
+	}
+	rest := out
+	for i := range b.cmds {
+		begin, end := fmt.Sprintf("@@begin %d\n", i), fmt.Sprintf("@@end %d ", i)
+		bi, ei := strings.Index(rest, begin), strings.Index(rest, end)
+		if bi < 0 || ei < bi {
+			b.h.Fatalf("batch in pod %s: no output of %q in %q", b.pod, b.cmds[i], out)
+		}
+		body := rest[bi+len(begin) : ei]
+		status, _, _ := strings.Cut(rest[ei+len(end):], "\n")
+		rest = rest[ei+len(end):]
+		b.then[i](body, status == "0")
+	}
+	b.cmds, b.then = nil, nil
 }
 
 // dnsApp: pods labelled dns-test (one with hostname and subdomain), the
@@ -189,48 +261,59 @@ func TestDNSNames(t *testing.T) {
 		podA, podB := pod(h, ns, "dns-a").IP.String(), pod(h, ns, "dns-b").IP.String()
 		both := fmt.Sprint(sortedStrings(podA, podB))
 		vip := service(h, ns, "test-service-2").Spec.ClusterIP
+		b := newBatch(h, "client")
 		for _, tcp := range []bool{false, true} {
 			over := map[bool]string{false: "UDP", true: "TCP"}[tcp]
 			for _, name := range []string{
 				"dns-test-service." + ns + ".svc." + domain,                                     // fully qualified
 				"dns-test-service." + ns, "dns-test-service." + ns + ".svc", "dns-test-service", // through the search list
 			} {
-				got := digAnswers(h, "client", name, "A", tcp)
-				h.Check(fmt.Sprint(got) == both, "headless A "+name+" over "+over, "%v, want %s", got, both)
+				b.dig(name, "A", tcp, func(got []string) {
+					h.Check(fmt.Sprint(got) == both, "headless A "+name+" over "+over, "%v, want %s", got, both)
+				})
 			}
 			for _, name := range []string{"test-service-2", "test-service-2." + ns, "test-service-2." + ns + ".svc." + domain} {
-				got := digAnswers(h, "client", name, "A", tcp)
-				h.Check(fmt.Sprint(got) == "["+vip+"]", "ClusterIP A "+name+" over "+over, "%v, want %s", got, vip)
+				b.dig(name, "A", tcp, func(got []string) {
+					h.Check(fmt.Sprint(got) == "["+vip+"]", "ClusterIP A "+name+" over "+over, "%v, want %s", got, vip)
+				})
 			}
 			for _, name := range []string{"_http._tcp.test-service-2." + ns + ".svc." + domain, "_http._tcp.test-service-2." + ns + ".svc"} {
-				got := digAnswers(h, "client", name, "SRV", tcp)
-				ok := len(got) == 1 && strings.HasSuffix(got[0], " 80 test-service-2."+ns+".svc."+domain+".")
-				h.Check(ok, "SRV "+name+" over "+over, "%v", got)
+				b.dig(name, "SRV", tcp, func(got []string) {
+					ok := len(got) == 1 && strings.HasSuffix(got[0], " 80 test-service-2."+ns+".svc."+domain+".")
+					h.Check(ok, "SRV "+name+" over "+over, "%v", got)
+				})
 			}
 			for _, name := range []string{"_http._tcp.dns-test-service." + ns + ".svc." + domain, "_http._tcp.dns-test-service." + ns + ".svc"} {
-				got := digAnswers(h, "client", name, "SRV", tcp)
-				ok := len(got) == 2
-				for _, g := range got {
-					ok = ok && strings.Contains(g, " 80 ") && strings.HasSuffix(g, ".dns-test-service."+ns+".svc."+domain+".")
-				}
-				h.Check(ok, "headless SRV "+name+" over "+over+": one per pod", "%v", got)
+				b.dig(name, "SRV", tcp, func(got []string) {
+					ok := len(got) == 2
+					for _, g := range got {
+						ok = ok && strings.Contains(g, " 80 ") && strings.HasSuffix(g, ".dns-test-service."+ns+".svc."+domain+".")
+					}
+					h.Check(ok, "headless SRV "+name+" over "+over+": one per pod", "%v", got)
+				})
 			}
 			podName := strings.ReplaceAll(podB, ".", "-") + "." + ns + ".pod." + domain
-			got := digAnswers(h, "client", podName, "A", tcp)
-			h.Check(fmt.Sprint(got) == "["+podB+"]", "pod A record "+podName+" over "+over, "%v", got)
+			b.dig(podName, "A", tcp, func(got []string) {
+				h.Check(fmt.Sprint(got) == "["+podB+"]", "pod A record "+podName+" over "+over, "%v", got)
+			})
 			host := "dns-querier-2.dns-test-service-2." + ns + ".svc." + domain
 			for _, name := range []string{host, "dns-querier-2.dns-test-service-2"} {
-				got = digAnswers(h, "client", name, "A", tcp)
-				h.Check(fmt.Sprint(got) == "["+podA+"]", "hostname.subdomain A "+name+" over "+over, "%v, want %s", got, podA)
+				b.dig(name, "A", tcp, func(got []string) {
+					h.Check(fmt.Sprint(got) == "["+podA+"]", "hostname.subdomain A "+name+" over "+over, "%v, want %s", got, podA)
+				})
 			}
 		}
-		ptr, err := inPod(h, "client", "dig", "+short", "+time=2", "-x", vip)
-		h.Check(err == nil && strings.TrimSpace(ptr) == "test-service-2."+ns+".svc."+domain+".", "PTR of the ClusterIP", "dig -x %s: %q %v", vip, ptr, err)
+		b.sh(func(ptr string, ok bool) {
+			h.Check(ok && strings.TrimSpace(ptr) == "test-service-2."+ns+".svc."+domain+".", "PTR of the ClusterIP", "dig -x %s: %q", vip, ptr)
+		}, "dig", "+short", "+time=2", "-x", vip)
 		// glibc's resolver, with the pod's search list and ndots.
-		out, err := inPod(h, "client", "getent", "hosts", "test-service-2")
-		h.Check(err == nil && strings.HasPrefix(out, vip+" "), "getent hosts test-service-2 (glibc, search list)", "%q %v", out, err)
-		out, err = inPod(h, "client", "getent", "ahostsv4", "dns-test-service."+ns)
-		h.Check(err == nil && strings.Contains(out, podA) && strings.Contains(out, podB), "getent ahostsv4 dns-test-service.<ns> (glibc)", "%q %v", out, err)
+		b.sh(func(out string, ok bool) {
+			h.Check(ok && strings.HasPrefix(out, vip+" "), "getent hosts test-service-2 (glibc, search list)", "%q", out)
+		}, "getent", "hosts", "test-service-2")
+		b.sh(func(out string, ok bool) {
+			h.Check(ok && strings.Contains(out, podA) && strings.Contains(out, podB), "getent ahostsv4 dns-test-service.<ns> (glibc)", "%q", out)
+		}, "getent", "ahostsv4", "dns-test-service."+ns)
+		b.run()
 
 		// A headless Service whose endpoints are only in EndpointSlices a
 		// user wrote (two of them; no Endpoints object).
@@ -238,9 +321,11 @@ func TestDNSNames(t *testing.T) {
 			userSlice("dns-slices-1", "dns-slices", "a:80", podA), userSlice("dns-slices-2", "dns-slices", "a:80", podB))
 		h.Check(endpointsOf(h, "dns-slices") == nil, "user-written slices only: no Endpoints object", "%v", endpointsOf(h, "dns-slices") != nil)
 		for _, tcp := range []bool{false, true} {
-			got := digAnswers(h, "client", "dns-slices", "A", tcp)
-			h.Check(fmt.Sprint(got) == both, "A records from two user-written EndpointSlices", "%v, want %s (tcp %v)", got, both, tcp)
+			b.dig("dns-slices", "A", tcp, func(got []string) {
+				h.Check(fmt.Sprint(got) == both, "A records from two user-written EndpointSlices", "%v, want %s (tcp %v)", got, both, tcp)
+			})
 		}
+		b.run()
 
 		// ExternalName: a CNAME, retargeted, then a ClusterIP Service.
 		extName := func(target string) string {
@@ -250,9 +335,11 @@ func TestDNSNames(t *testing.T) {
 		for _, target := range []string{"foo.example.com", "bar.example.com"} {
 			h.Apply(extName(target))
 			for _, tcp := range []bool{false, true} {
-				got := digAnswers(h, "client", fqdn, "CNAME", tcp)
-				h.Check(fmt.Sprint(got) == "["+target+".]", "ExternalName CNAME to "+target, "%v (tcp %v)", got, tcp)
+				b.dig(fqdn, "CNAME", tcp, func(got []string) {
+					h.Check(fmt.Sprint(got) == "["+target+".]", "ExternalName CNAME to "+target, "%v (tcp %v)", got, tcp)
+				})
 			}
+			b.run()
 		}
 		h.Apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: dns-test-service-3\nspec:\n  type: ClusterIP\n  selector:\n    dns-test: \"true\"\n  ports:\n    - name: http\n      port: 80\n      targetPort: http\n")
 		vip3 := service(h, ns, "dns-test-service-3").Spec.ClusterIP
@@ -310,55 +397,80 @@ func TestPodDNSConfig(t *testing.T) {
 			dnsPod("hostnet", "  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet\n"),
 			dnsPod("named", "  hostname: dns-querier-1\n  subdomain: dns-test-service\n  hostAliases:\n    - ip: \"10.1.2.3\"\n      hostnames: [\"foo.local\", \"bar.local\"]\n"),
 		)
-		resolv := func(pod string) string {
-			h.T.Helper()
-			out, err := inPod(h, pod, "cat", "/etc/resolv.conf")
-			if err != nil {
-				h.Fatalf("%v", err)
-			}
-			return out
+		// One batch per pod: its resolv.conf, then lookups through it.
+		resolv := func(b *batch, check func(got string)) {
+			b.sh(func(out string, ok bool) {
+				if !ok {
+					h.Fatalf("cat /etc/resolv.conf in %s: %s", b.pod, out)
+				}
+				check(out)
+			}, "cat", "/etc/resolv.conf")
 		}
-		got := resolv("none")
-		want := "search " + ns + ".svc.cluster.local\nnameserver " + dnsPodIP + "\noptions ndots:2 edns0\n"
-		h.Check(got == want, "dnsPolicy None: resolv.conf is dnsConfig alone", "%q, want %q", got, want)
-		h.Check(fmt.Sprint(digAnswers(h, "none", "getip-service", "A", false)) == "["+vip+"]", "dnsPolicy None: a short name resolves through its search path and nameserver", "want %s", vip)
-		out, err := inPod(h, "none", "getent", "hosts", "getip-service")
-		h.Check(err == nil && strings.HasPrefix(out, vip+" "), "dnsPolicy None: glibc resolves it too", "%q %v", out, err)
+		getent := func(b *batch, name, want, what string) {
+			b.sh(func(out string, ok bool) {
+				h.Check(ok && strings.HasPrefix(out, want+" "), what, "getent hosts %s in %s: %q, want %s", name, b.pod, out, want)
+			}, "getent", "hosts", name)
+		}
+		b := newBatch(h, "none")
+		resolv(b, func(got string) {
+			want := "search " + ns + ".svc.cluster.local\nnameserver " + dnsPodIP + "\noptions ndots:2 edns0\n"
+			h.Check(got == want, "dnsPolicy None: resolv.conf is dnsConfig alone", "%q, want %q", got, want)
+		})
+		b.dig("getip-service", "A", false, func(got []string) {
+			h.Check(fmt.Sprint(got) == "["+vip+"]", "dnsPolicy None: a short name resolves through its search path and nameserver", "%v, want %s", got, vip)
+		})
+		getent(b, "getip-service", vip, "dnsPolicy None: glibc resolves it too")
+		b.run()
 
-		got = resolv("merged")
-		want = "search " + ns + ".svc.cluster.local svc.cluster.local cluster.local extra.example\nnameserver " + plane.DNSServiceIP + "\noptions ndots:3\n"
-		h.Check(got == want, "ClusterFirst with dnsConfig: merged", "%q, want %q", got, want)
+		b = newBatch(h, "merged")
+		resolv(b, func(got string) {
+			want := "search " + ns + ".svc.cluster.local svc.cluster.local cluster.local extra.example\nnameserver " + plane.DNSServiceIP + "\noptions ndots:3\n"
+			h.Check(got == want, "ClusterFirst with dnsConfig: merged", "%q, want %q", got, want)
+		})
+		b.run()
 
-		got = resolv("long-search")
-		h.Check(strings.Count(got, "search-path-") == 6 && len(strings.TrimPrefix(strings.SplitN(got, "\n", 2)[0], "search ")) > 256,
-			"seven search paths over 256 characters kept", "%q", got)
+		b = newBatch(h, "long-search")
+		resolv(b, func(got string) {
+			h.Check(strings.Count(got, "search-path-") == 6 && len(strings.TrimPrefix(strings.SplitN(got, "\n", 2)[0], "search ")) > 256,
+				"seven search paths over 256 characters kept", "%q", got)
+		})
 		for _, tcp := range []bool{false, true} {
-			a := digAnswers(h, "long-search", "getip-service", "A", tcp)
-			h.Check(fmt.Sprint(a) == "["+vip+"]", "a lookup walks seven search paths to the last", "%v (tcp %v), want %s", a, tcp, vip)
+			b.dig("getip-service", "A", tcp, func(got []string) {
+				h.Check(fmt.Sprint(got) == "["+vip+"]", "a lookup walks seven search paths to the last", "%v (tcp %v), want %s", got, tcp, vip)
+			})
 		}
-		out, err = inPod(h, "long-search", "getent", "hosts", "getip-service")
-		h.Check(err == nil && strings.HasPrefix(out, vip+" "), "glibc walks the long search list", "%q %v", out, err)
+		getent(b, "getip-service", vip, "glibc walks the long search list")
+		b.run()
 
-		got = resolv("odd-search")
-		h.Check(strings.HasPrefix(got, "search _sip._tcp.abc_d.example.com abc_d.example.com .\n"), "search paths with an underscore and a single dot kept", "%q", got)
+		b = newBatch(h, "odd-search")
+		resolv(b, func(got string) {
+			h.Check(strings.HasPrefix(got, "search _sip._tcp.abc_d.example.com abc_d.example.com .\n"), "search paths with an underscore and a single dot kept", "%q", got)
+		})
 		fq := "getip-service." + ns + ".svc.cluster.local"
-		a := digAnswers(h, "odd-search", fq, "A", false)
-		h.Check(fmt.Sprint(a) == "["+vip+"]", "and lookups still work", "%s: %v", fq, a)
+		b.dig(fq, "A", false, func(got []string) {
+			h.Check(fmt.Sprint(got) == "["+vip+"]", "and lookups still work", "%s: %v", fq, got)
+		})
+		b.run()
 
-		got = resolv("hostnet")
-		h.Check(strings.Contains(got, "nameserver "+plane.DNSServiceIP+"\n") && strings.Contains(got, "search "+ns+".svc.cluster.local"),
-			"hostNetwork with ClusterFirstWithHostNet: cluster DNS", "%q", got)
+		b = newBatch(h, "hostnet")
+		resolv(b, func(got string) {
+			h.Check(strings.Contains(got, "nameserver "+plane.DNSServiceIP+"\n") && strings.Contains(got, "search "+ns+".svc.cluster.local"),
+				"hostNetwork with ClusterFirstWithHostNet: cluster DNS", "%q", got)
+		})
 		for _, name := range []string{"getip-service", "getip-service." + ns, "getip-service." + ns + ".svc"} {
-			a := digAnswers(h, "hostnet", name, "A", false)
-			h.Check(fmt.Sprint(a) == "["+vip+"]", "hostNetwork pod resolves "+name+" from the node's namespace", "%v", a)
+			b.dig(name, "A", false, func(got []string) {
+				h.Check(fmt.Sprint(got) == "["+vip+"]", "hostNetwork pod resolves "+name+" from the node's namespace", "%v", got)
+			})
 		}
+		b.run()
 
 		ip := pod(h, ns, "named").IP.String()
 		fqdn := "dns-querier-1.dns-test-service." + ns + ".svc.cluster.local"
-		for name, want := range map[string]string{"dns-querier-1": ip, fqdn: ip, "foo.local": "10.1.2.3", "bar.local": "10.1.2.3"} {
-			out, err := inPod(h, "named", "getent", "hosts", name)
-			h.Check(err == nil && strings.HasPrefix(out, want+" "), "/etc/hosts: getent hosts "+name, "%q %v, want %s", out, err, want)
+		b = newBatch(h, "named")
+		for _, e := range [][2]string{{"dns-querier-1", ip}, {fqdn, ip}, {"foo.local", "10.1.2.3"}, {"bar.local", "10.1.2.3"}} {
+			getent(b, e[0], e[1], "/etc/hosts: getent hosts "+e[0])
 		}
+		b.run()
 	})
 }
 
