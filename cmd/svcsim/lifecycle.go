@@ -286,7 +286,7 @@ whose owner is dead. Runs of live processes are left alone unless --all is given
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "simulation %s stopped\n", id)
 				}
-				_ = os.Remove(filepath.Join(rundir.Root(), daemon.CurrentFile))
+				_ = os.Remove(daemon.CurrentPath())
 			}
 			runs, err := topology.GCRuns(ctx, all)
 			printRemoved(cmd.OutOrStdout(), runs, removeStaleLogs(), verbose)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/reexec"
 	_ "github.com/svcsim/svcsim/modes/agent" // node proxy entry point and every mode
+	"github.com/svcsim/svcsim/plane/daemon"
 )
 
 func main() {
@@ -79,6 +80,15 @@ Exit status:
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.PersistentFlags().String("run", "", "ID of the simulation to talk to (default: the current one)")
+	root.PersistentFlags().String("name", os.Getenv(daemon.NameEnv), "name of the cluster: named clusters run side by side, each verb works on the one named (default: the unnamed one; $"+daemon.NameEnv+")")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		name, _ := cmd.Flags().GetString("name")
+		if err := daemon.ValidName(name); err != nil {
+			return &usageError{err}
+		}
+		// The daemon `up` starts inherits it.
+		return os.Setenv(daemon.NameEnv, name)
+	}
 	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newDescribe(), newPatch(), newScale(), newDelete(),
 		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newLeaks(), newReport(), newResults(), newBench(), newDatapaths())
 	return root

@@ -28,14 +28,42 @@ import (
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/embedded"
 	"github.com/svcsim/svcsim/sim/printer"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // SocketName is the control socket's file name inside the run directory.
 const SocketName = "control.sock"
 
 // CurrentFile names the file under rundir.Root() holding the ID of the
-// simulation the CLI talks to by default.
+// simulation the CLI talks to by default; a named cluster's is
+// "current-<name>" (NameEnv).
 const CurrentFile = "current"
+
+// NameEnv names the cluster the CLI and the daemon it starts work on
+// (`svcsim --name X` sets it): each name has its own current file, so named
+// clusters run side by side, each in namespaces of its own run. Empty is
+// the default cluster.
+const NameEnv = "SVCSIM_NAME"
+
+// ValidName checks a cluster name: a DNS label, as it becomes part of a
+// file name.
+func ValidName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return fmt.Errorf("cluster name %q: %s", name, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// CurrentPath is the current file of the cluster NameEnv names.
+func CurrentPath() string {
+	if n := os.Getenv(NameEnv); n != "" && ValidName(n) == nil {
+		return filepath.Join(rundir.Root(), CurrentFile+"-"+n)
+	}
+	return filepath.Join(rundir.Root(), CurrentFile)
+}
 
 // Serve starts a cluster from cfg and serves the control socket until a
 // `down` request or a signal. It prints progress to cfg.Log.
@@ -68,7 +96,7 @@ func ServePlane(ctx context.Context, p plane.Plane, log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	current := filepath.Join(rundir.Root(), CurrentFile)
+	current := CurrentPath()
 	if err := os.WriteFile(current, []byte(info.RunID+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", current, err)
 	}
@@ -345,7 +373,7 @@ var ErrNotRunning = errors.New("no simulation is running (start one with `svcsim
 
 // Current returns the run ID of the default simulation.
 func Current() (string, error) {
-	b, err := os.ReadFile(filepath.Join(rundir.Root(), CurrentFile))
+	b, err := os.ReadFile(CurrentPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return "", ErrNotRunning
 	}
@@ -354,7 +382,7 @@ func Current() (string, error) {
 	}
 	id := strings.TrimSpace(string(b))
 	if !rundir.ValidID(id) {
-		return "", fmt.Errorf("corrupt %s: %q", CurrentFile, id)
+		return "", fmt.Errorf("corrupt %s: %q", CurrentPath(), id)
 	}
 	return id, nil
 }
