@@ -16,7 +16,8 @@ const module = "github.com/svcsim/svcsim/"
 
 // allow lists, per room (a path and everything below it; the longest
 // matching room wins), the svcsim packages its non-test files may import
-// besides its own room. docs/ARCHITECTURE.md explains each line.
+// besides its own room: a room and everything below it, or one package
+// alone when written "=path". docs/ARCHITECTURE.md explains each line.
 var allow = []struct {
 	room    string
 	imports []string
@@ -41,8 +42,9 @@ var allow = []struct {
 	// The plane interface.
 	{"plane", []string{"sim", "topology", "internal"}},
 	// svcsim's own control plane ties model, topology, node proxies and
-	// add-ons together.
-	{"plane/embedded", []string{"plane", "sim", "topology", "modes/agent", "addons", "internal"}},
+	// add-ons together; it asks a datapath's descriptor (package modes),
+	// never a datapath package.
+	{"plane/embedded", []string{"plane", "sim", "topology", "=modes", "modes/agent", "addons", "internal"}},
 	{"plane/kube", []string{"plane", "sim", "topology", "addons", "internal"}},
 	{"plane/daemon", []string{"plane", "sim/printer", "internal"}},
 	{"plane/planetest", []string{"plane", "sim", "topology", "internal"}},
@@ -72,8 +74,12 @@ var reachedOnlyBy = []struct {
 	{"scenarios", []string{"report"}}, // report shows scenarios/conformance
 }
 
-// within reports whether pkg is room or below it ("" is everything).
+// within reports whether pkg is room or below it ("" is everything; "=p"
+// is p alone).
 func within(pkg, room string) bool {
+	if p, ok := strings.CutPrefix(room, "="); ok {
+		return pkg == p
+	}
 	return room == "" || pkg == room || strings.HasPrefix(pkg, room+"/")
 }
 
@@ -202,6 +208,7 @@ func TestRulesCatch(t *testing.T) {
 	got := violations(map[string][]string{
 		"sim":            {"topology"},
 		"modes/nftables": {"sim", "sim/state"},
+		"plane/embedded": {"modes", "modes/agent", "modes/nftables"},
 		"topology":       {"plane/embedded"},
 		"sim/state":      nil,
 		"elsewhere":      nil,
@@ -209,6 +216,7 @@ func TestRulesCatch(t *testing.T) {
 	want := []string{
 		"elsewhere: in no room",
 		"modes/nftables imports sim: room modes",
+		"plane/embedded imports modes/nftables: room plane/embedded",
 		"sim imports topology: room sim",
 		"topology imports plane/embedded: only",
 		"topology imports plane/embedded: room topology",
