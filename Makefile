@@ -20,7 +20,7 @@ VM_MODES   ?=
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
 
-.PHONY: all build kube kube-pin deps test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-pin deps deps-nginx test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -55,7 +55,8 @@ kube-pin:
 	sed -i -E "s|^(\tk8s.io/kubernetes) v[0-9.]+$$|\1 $(K8S_VERSION)|; s|^(\tk8s.io/[a-z-]+ => k8s.io/[a-z-]+) v0\.[0-9.]+$$|\1 $$staging|" go.mod && \
 	GOFLAGS=-mod=mod $(GO) mod tidy
 
-# deps installs missing system packages (only those missing) and Go modules.
+# deps installs missing system packages (only those missing), nginx (deps-nginx)
+# and Go modules.
 deps:
 	@installed() { dpkg-query -W -f='$${Status}' $$1 2>/dev/null | grep -q "install ok installed"; }; \
 	missing=""; for p in $(PKGS); do installed $$p || missing="$$missing $$p"; done; \
@@ -69,8 +70,34 @@ deps:
 	  echo "installing:$$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	$(MAKE) --no-print-directory deps-nginx
 	$(GO) mod download
 	cd upstream && $(GO) mod download
+
+# deps-nginx installs Debian's nginx (the ingress add-on runs it, only ever
+# inside a pod's or node's namespace, as `nginx -p <run dir> -c <conf> -e
+# <log>`) without ever starting it: a policy-rc.d that refuses every service
+# action is in place before the install (a machine's own is put aside and
+# restored after), and afterwards the unit is stopped and disabled, so
+# nothing of nginx listens in the host's root network namespace.
+deps-nginx:
+	@if dpkg-query -W -f='$${Status}' nginx 2>/dev/null | grep -q "install ok installed"; then \
+	  echo "nginx: present ($$(dpkg-query -W -f='$${Version}' nginx))"; \
+	else \
+	  set -e; prc=/usr/sbin/policy-rc.d; saved=$$prc.svcsim-saved; \
+	  if [ -e $$prc ]; then mv $$prc $$saved; fi; \
+	  trap 'rm -f $$prc; if [ -e $$saved ]; then mv $$saved $$prc; fi' EXIT; \
+	  printf '#!/bin/sh\n# svcsim make deps: install nginx without starting it\nexit 101\n' >$$prc; chmod 755 $$prc; \
+	  echo "installing: nginx (not started: policy-rc.d refuses)"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
+	fi; \
+	if [ -d /run/systemd/system ]; then systemctl stop nginx.service 2>/dev/null || true; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet nginx.service 2>/dev/null || true; fi; \
+	if command -v update-rc.d >/dev/null; then update-rc.d nginx disable >/dev/null 2>&1 || true; fi; \
+	if ss -Hltnp 2>/dev/null | grep -q '"nginx"'; then \
+	  echo "deps-nginx: an nginx listens in the host's root network namespace (stop it: systemctl stop nginx)"; exit 1; \
+	fi
 
 vet:
 	$(GO) vet ./...
