@@ -65,7 +65,9 @@ func (e *BatchError) Unwrap() []error { return e.Errs }
 // It validates the whole batch against a copy of the state; if any object
 // is invalid nothing changes and the error (*BatchError) lists every
 // rejected object. On success it returns one kubectl-like line per object
-// ("service/getip-service created", "... configured", "... unchanged").
+// ("service/getip-service created", "... configured", "... unchanged"),
+// preceded by "Warning: ..." for an object written in a version the API
+// server no longer serves (Object.Warning), as kubectl prints it.
 // Namespace objects of the batch are applied first.
 func (c *Cluster) Apply(objs []Object) ([]string, error) {
 	c.mu.Lock()
@@ -112,7 +114,14 @@ func (c *Cluster) Apply(objs []Object) ([]string, error) {
 	if err := c.commit(t); err != nil {
 		return nil, err
 	}
-	return lines, nil
+	out := make([]string, 0, len(lines))
+	for i, l := range lines {
+		if w := objs[i].Warning; w != "" {
+			out = append(out, "Warning: "+w)
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // apply creates or updates one object in t.

@@ -36,7 +36,9 @@ func TestDeleteAndLabel(t *testing.T) {
 	c, _ := newCluster(t, 2)
 	ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
 	ing := &networkingv1.Ingress{TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "ing"}}
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "ing"},
+		Spec: networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+			Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}
 	mustApply(t, c, ns, makeDeployment("shop", "web", 2), makeService("shop", "web"), ing, makeService("default", "keep"))
 	require.Len(t, c.Pods(), 2)
 

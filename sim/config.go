@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/svcsim/svcsim/sim/desired"
@@ -10,6 +11,14 @@ import (
 
 // HostnameLabel is the well-known node label every node carries.
 const HostnameLabel = "kubernetes.io/hostname"
+
+// OSLabel and ArchLabel are the other labels the kubelet gives every node
+// (manifests select them: ingress-nginx's nodeSelector kubernetes.io/os:
+// linux). Every node is linux on the host's architecture.
+const (
+	OSLabel   = "kubernetes.io/os"
+	ArchLabel = "kubernetes.io/arch"
+)
 
 // SchedulerAnnotation on a Service selects a load-balancing algorithm for
 // modes that have one (IPVS: rr, wrr, lc, sh, ...). It is copied to
@@ -23,7 +32,8 @@ type NodeConfig struct {
 	IP netip.Addr
 	// PodCIDR is the range the node's pods get addresses from.
 	PodCIDR netip.Prefix
-	// Labels are the node's labels; kubernetes.io/hostname is always set.
+	// Labels are the node's labels; kubernetes.io/hostname, os and arch
+	// are always set.
 	Labels map[string]string
 }
 
@@ -111,6 +121,12 @@ func (cfg *Config) validate() error {
 		}
 		if labels[HostnameLabel] == "" {
 			labels[HostnameLabel] = n.Name
+		}
+		if labels[OSLabel] == "" {
+			labels[OSLabel] = "linux"
+		}
+		if labels[ArchLabel] == "" {
+			labels[ArchLabel] = runtime.GOARCH
 		}
 		n.Labels = labels
 	}

@@ -229,8 +229,9 @@ func (t *txn) putEndpoints(old, ep *corev1.Endpoints) error {
 	return nil
 }
 
-// putIngress stores an Ingress after light validation. Ingresses are
-// listed but have no datapath in svcsim yet.
+// putIngress stores an Ingress after the API server's validation; a new
+// one without a class gets the default IngressClass (admission). The
+// ingress add-on (package addons/ingress) serves them.
 func (t *txn) putIngress(old, ing *networkingv1.Ingress) error {
 	el := validateName(ing.Name, validation.IsDNS1123Subdomain)
 	check := func(b *networkingv1.IngressBackend, fld *field.Path) {
@@ -268,19 +269,93 @@ func (t *txn) putIngress(old, ing *networkingv1.Ingress) error {
 				p := &r.HTTP.Paths[j]
 				if p.PathType == nil {
 					el = append(el, field.Required(pp.Child("pathType"), "pathType must be specified"))
+				} else {
+					el = append(el, validateIngressPath(p.Path, *p.PathType, pp)...)
 				}
 				check(&p.Backend, pp.Child("backend"))
 			}
 		}
 	}
+	if c := ing.Spec.IngressClassName; c != nil {
+		for _, msg := range validation.IsDNS1123Subdomain(*c) {
+			el = append(el, field.Invalid(specPath.Child("ingressClassName"), *c, msg))
+		}
+	}
+	if len(ing.Spec.Rules) == 0 && ing.Spec.DefaultBackend == nil {
+		el = append(el, field.Invalid(specPath, ing.Spec, "either `defaultBackend` or `rules` must be specified"))
+	}
 	if len(el) > 0 {
 		return kinds["Ingress"].invalid(ing.Name, el)
 	}
 	if old == nil {
+		t.defaultIngressClass(ing)
 		t.initMeta(&ing.ObjectMeta, "Ingress")
 	} else {
 		ing.Status = old.Status
 	}
 	t.s.Ingresses[key(ing.Namespace, ing.Name)] = ing
 	return nil
+}
+
+// Path rules of the API server for Exact and Prefix paths.
+var (
+	invalidPathSequences = []string{"//", "/./", "/../", "%2f", "%2F"}
+	invalidPathSuffixes  = []string{"/..", "/."}
+)
+
+func validateIngressPath(path string, pt networkingv1.PathType, fld *field.Path) field.ErrorList {
+	var el field.ErrorList
+	pf := fld.Child("path")
+	switch pt {
+	case networkingv1.PathTypeExact, networkingv1.PathTypePrefix:
+		if !strings.HasPrefix(path, "/") {
+			return append(el, field.Invalid(pf, path, "must be an absolute path"))
+		}
+		for _, seq := range invalidPathSequences {
+			if strings.Contains(path, seq) {
+				el = append(el, field.Invalid(pf, path, fmt.Sprintf("must not contain '%s'", seq)))
+			}
+		}
+		for _, suf := range invalidPathSuffixes {
+			if strings.HasSuffix(path, suf) {
+				el = append(el, field.Invalid(pf, path, fmt.Sprintf("cannot end with '%s'", suf)))
+			}
+		}
+	case networkingv1.PathTypeImplementationSpecific:
+		if path != "" && !strings.HasPrefix(path, "/") {
+			el = append(el, field.Invalid(pf, path, "must be an absolute path"))
+		}
+	default:
+		el = append(el, field.NotSupported(fld.Child("pathType"), pt,
+			[]string{string(networkingv1.PathTypeExact), string(networkingv1.PathTypeImplementationSpecific), string(networkingv1.PathTypePrefix)}))
+	}
+	return el
+}
+
+// defaultIngressClass is the API server's DefaultIngressClass admission on
+// create: an Ingress with neither spec.ingressClassName nor the class
+// annotation gets the IngressClass marked default (the newest, when
+// several are).
+func (t *txn) defaultIngressClass(ing *networkingv1.Ingress) {
+	if ing.Spec.IngressClassName != nil {
+		return
+	}
+	if _, ok := ing.Annotations[IngressClassAnnotation]; ok {
+		return
+	}
+	var best *networkingv1.IngressClass
+	for _, o := range t.s.Stored["IngressClass"] {
+		ic := o.(*networkingv1.IngressClass)
+		if ic.Annotations[DefaultIngressClassAnnotation] != "true" {
+			continue
+		}
+		if best == nil || ic.CreationTimestamp.After(best.CreationTimestamp.Time) ||
+			(ic.CreationTimestamp.Equal(&best.CreationTimestamp) && ic.Name < best.Name) {
+			best = ic
+		}
+	}
+	if best != nil {
+		name := best.Name
+		ing.Spec.IngressClassName = &name
+	}
 }

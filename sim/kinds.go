@@ -66,6 +66,16 @@ func CanonicalKind(s string) (string, error) {
 	return ki.Kind, nil
 }
 
+// KindNames returns a kind's kubectl name ("deployment.apps",
+// "clusterrole.rbac.authorization.k8s.io") and whether it is namespaced.
+func KindNames(s string) (singular string, namespaced bool, err error) {
+	ki, err := lookupKind(s)
+	if err != nil {
+		return "", false, err
+	}
+	return ki.Singular, ki.Namespaced, nil
+}
+
 func lookupKind(s string) (*kindInfo, error) {
 	if ki, ok := kinds[s]; ok {
 		return ki, nil

@@ -41,6 +41,41 @@ type Object struct {
 	// encoding, as the last-applied configuration, as kubectl does: a field
 	// the manifest leaves out stays out.
 	Raw []byte
+	// Warning is the API server's deprecation warning for a document
+	// written in a version it no longer serves (converted to the served
+	// one), "" otherwise. Apply prints it before the object's line.
+	Warning string
+}
+
+// retiredVersion is an API version the API server no longer serves that
+// the model accepts, converted: the releases that deprecated and removed
+// it, and the served version it converts to.
+type retiredVersion struct {
+	deprecated, removed string
+	served              string
+}
+
+// retired lists them by "apiVersion/Kind" ("apiVersion/" for every kind of
+// the version).
+var retired = map[string]retiredVersion{
+	"extensions/v1beta1/Ingress":         {"1.14", "1.22", "networking.k8s.io/v1"},
+	"networking.k8s.io/v1beta1/Ingress":  {"1.19", "1.22", "networking.k8s.io/v1"},
+	"rbac.authorization.k8s.io/v1beta1/": {"1.17", "1.22", "rbac.authorization.k8s.io/v1"},
+}
+
+// RetiredWarning returns the deprecation warning for kind in apiVersion, in
+// the API server's words, and the served version it converts to; ok is
+// false for a served version.
+func RetiredWarning(apiVersion, kind string) (warning, served string, ok bool) {
+	r, ok := retired[apiVersion+"/"+kind]
+	if !ok {
+		r, ok = retired[apiVersion+"/"]
+	}
+	if !ok {
+		return "", "", false
+	}
+	return fmt.Sprintf("%s %s is deprecated in v%s+, unavailable in v%s+; use %s %s (svcsim converted it)",
+		apiVersion, kind, r.deprecated, r.removed, r.served, kind), r.served, true
 }
 
 // Stdin is read by Load for the path "-"; tests may replace it.
@@ -184,7 +219,7 @@ func isEmptyDoc(doc []byte) bool {
 }
 
 // SupportedKinds lists the kinds svcsim models, for error messages.
-const SupportedKinds = "Namespace, Pod, Deployment, DaemonSet, Service, Endpoints, EndpointSlice, Ingress, Node (and List)"
+const SupportedKinds = "Namespace, Pod, Deployment, DaemonSet, Service, Endpoints, EndpointSlice, Ingress, IngressClass, Node, ConfigMap, Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, LimitRange (and List)"
 
 func decodeDoc(doc []byte, src string) ([]Object, error) {
 	var tm metav1.TypeMeta
@@ -229,13 +264,15 @@ func decodeDoc(doc []byte, src string) ([]Object, error) {
 		if _, err := strict(&in); err != nil {
 			return nil, err
 		}
-		return []Object{{Source: src, Obj: ingressFromV1beta1(in.ObjectMeta, in.Spec.IngressClassName, convertBeta(in.Spec))}}, nil
+		w, _, _ := RetiredWarning(tm.APIVersion, tm.Kind)
+		return []Object{{Source: src, Obj: ingressFromV1beta1(in.ObjectMeta, in.Spec.IngressClassName, convertBeta(in.Spec)), Warning: w}}, nil
 	case "extensions/v1beta1/Ingress":
 		var in extv1beta1.Ingress
 		if _, err := strict(&in); err != nil {
 			return nil, err
 		}
-		return []Object{{Source: src, Obj: ingressFromV1beta1(in.ObjectMeta, in.Spec.IngressClassName, convertExt(in.Spec))}}, nil
+		w, _, _ := RetiredWarning(tm.APIVersion, tm.Kind)
+		return []Object{{Source: src, Obj: ingressFromV1beta1(in.ObjectMeta, in.Spec.IngressClassName, convertExt(in.Spec)), Warning: w}}, nil
 	case "v1/List":
 		var list struct {
 			Items []runtime.RawExtension `json:"items"`
@@ -256,6 +293,18 @@ func decodeDoc(doc []byte, src string) ([]Object, error) {
 	for _, ki := range kinds {
 		if ki.ops != nil && ki.apiVersion() == tm.APIVersion && ki.Kind == tm.Kind {
 			return strict(ki.new())
+		}
+	}
+	// RBAC v1beta1 has v1's schema: decoded as v1, with the warning. The
+	// last-applied configuration keeps the document as written.
+	if w, served, ok := RetiredWarning(tm.APIVersion, tm.Kind); ok {
+		if ki := kinds[tm.Kind]; ki != nil && ki.apiVersion() == served {
+			objs, err := strict(ki.new())
+			if err != nil {
+				return nil, err
+			}
+			objs[0].Warning = w
+			return objs, nil
 		}
 	}
 	return nil, fmt.Errorf("%s: unsupported kind %q (apiVersion %q): svcsim models %s",

@@ -25,6 +25,8 @@ type store struct {
 	Ingresses   map[string]*networkingv1.Ingress `json:"ingresses"`
 	// EndpointSlices holds the controllers' slices and the users'.
 	EndpointSlices map[string]*discoveryv1.EndpointSlice `json:"endpointSlices"`
+	// Stored holds the stored kinds' objects (see storedKinds).
+	Stored storedObjects `json:"stored,omitempty"`
 	// NodeLabels holds each node's current labels.
 	NodeLabels map[string]map[string]string `json:"nodeLabels"`
 	// NodeLost holds the nodes marked lost (SetNodeReady false) with when.
@@ -81,6 +83,7 @@ func (s *store) clone() *store {
 	c.Endpoints = cloneMap(s.Endpoints, (*corev1.Endpoints).DeepCopy)
 	c.Ingresses = cloneMap(s.Ingresses, (*networkingv1.Ingress).DeepCopy)
 	c.EndpointSlices = cloneMap(s.EndpointSlices, (*discoveryv1.EndpointSlice).DeepCopy)
+	c.Stored = s.Stored.clone()
 	c.NodeLabels = make(map[string]map[string]string, len(s.NodeLabels))
 	for k, v := range s.NodeLabels {
 		c.NodeLabels[k] = copyLabels(v)

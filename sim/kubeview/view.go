@@ -52,6 +52,9 @@ type Model interface {
 	Ingresses() []networkingv1.Ingress
 	Deployments() []appsv1.Deployment
 	DaemonSets() []appsv1.DaemonSet
+	// Stored returns the objects of a kind the model only stores
+	// (sim.StoredKinds: ConfigMap, Secret, RBAC, IngressClass, ...).
+	Stored(kind string) ([]runtime.Object, bool)
 }
 
 var _ Model = (*sim.Cluster)(nil)
@@ -86,6 +89,18 @@ var resources = []resource{
 	{appsv1.SchemeGroupVersion.WithResource("deployments"), "Deployment", func(m Model) []runtime.Object { return objs(m.Deployments()) }},
 	{appsv1.SchemeGroupVersion.WithResource("daemonsets"), "DaemonSet", func(m Model) []runtime.Object { return objs(m.DaemonSets()) }},
 	{networkingv1.SchemeGroupVersion.WithResource("ingresses"), "Ingress", func(m Model) []runtime.Object { return objs(m.Ingresses()) }},
+}
+
+// The model's stored kinds follow, in its order.
+func init() {
+	for _, kind := range sim.StoredKinds() {
+		g, v, res, _ := sim.StoredResource(kind)
+		resources = append(resources, resource{schema.GroupVersionResource{Group: g, Version: v, Resource: res}, kind,
+			func(m Model) []runtime.Object {
+				out, _ := m.Stored(kind)
+				return out
+			}})
+	}
 }
 
 // List returns the model's objects of kind (a canonical Kind such as

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -293,17 +294,22 @@ func TestWrites(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "%v", err)
 	require.True(t, apierrors.IsForbidden(svcs.Delete(ctx, "web", metav1.DeleteOptions{})))
 
-	cms := v.Client().CoreV1().ConfigMaps("default")
-	cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"a": "1"}}, metav1.CreateOptions{})
+	// ConfigMaps are the model's (a stored kind) and read-only too.
+	_, err = v.Client().CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}}, metav1.CreateOptions{})
+	require.True(t, apierrors.IsForbidden(err), "%v", err)
+
+	leases := v.Client().CoordinationV1().Leases("default")
+	holder := func(s string) *string { return &s }
+	l, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "lock"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: holder("a")}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	stale := cm.DeepCopy()
-	cm.Data["a"] = "2"
-	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	stale := l.DeepCopy()
+	l.Spec.HolderIdentity = holder("b")
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	stale.Data["a"] = "3"
-	_, err = cms.Update(ctx, stale, metav1.UpdateOptions{})
+	stale.Spec.HolderIdentity = holder("c")
+	_, err = leases.Update(ctx, stale, metav1.UpdateOptions{})
 	require.True(t, apierrors.IsConflict(err), "a stale resourceVersion conflicts: %v", err)
-	_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}}, metav1.CreateOptions{})
+	_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "lock"}}, metav1.CreateOptions{})
 	require.True(t, apierrors.IsAlreadyExists(err), "%v", err)
 }
 
@@ -351,4 +357,32 @@ func BenchmarkSyncOneChange(b *testing.B) {
 		b.StartTimer()
 		require.NoError(b, v.Sync(c))
 	}
+}
+
+// The model's stored kinds (Secrets, IngressClasses, RBAC, ...) are
+// mirrored: a watch sees a Secret's creation, update and deletion with its
+// decoded data, and cluster-scoped ones list without a namespace.
+func TestStoredKinds(t *testing.T) {
+	ctx := context.Background()
+	c, v := newCluster(t), New()
+	t.Cleanup(v.Close)
+	w, err := v.Client().CoreV1().Secrets("default").Watch(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	defer w.Stop()
+	apply(t, c, v, "apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\nstringData: {a: one}\n---\n"+
+		"apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\nspec: {controller: k8s.io/ingress-nginx}\n")
+	ev := next(t, w)
+	require.Equal(t, watch.Added, ev.Type)
+	require.Equal(t, []byte("one"), ev.Object.(*corev1.Secret).Data["a"])
+	apply(t, c, v, "apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\nstringData: {a: two}\n")
+	ev = next(t, w)
+	require.Equal(t, watch.Modified, ev.Type)
+	require.Equal(t, []byte("two"), ev.Object.(*corev1.Secret).Data["a"])
+	ics, err := v.Client().NetworkingV1().IngressClasses().List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, ics.Items, 1)
+	require.Equal(t, "k8s.io/ingress-nginx", ics.Items[0].Spec.Controller)
+	require.NoError(t, c.Delete("secret", "default", "tls"))
+	require.NoError(t, v.Sync(c))
+	require.Equal(t, watch.Deleted, next(t, w).Type)
 }

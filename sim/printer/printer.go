@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -145,17 +146,16 @@ func KindName(kind string) string {
 	if err != nil {
 		return strings.ToLower(kind)
 	}
-	switch k {
-	case "Deployment":
-		return "deployment.apps"
-	case "DaemonSet":
-		return "daemonset.apps"
-	case "Ingress":
-		return "ingress.networking.k8s.io"
-	case "EndpointSlice":
-		return "endpointslice.discovery.k8s.io"
+	if singular, _, err := sim.KindNames(k); err == nil {
+		return singular
 	}
 	return strings.ToLower(k)
+}
+
+// clusterScopedKind reports whether kind's objects have no namespace.
+func clusterScopedKind(kind string) bool {
+	_, namespaced, err := sim.KindNames(kind)
+	return err == nil && !namespaced
 }
 
 // Print writes the objects r asks for in r.Output's format (or describes
@@ -201,7 +201,7 @@ func Print(w io.Writer, c *sim.Cluster, r Request) error {
 	named, total := 0, 0
 	for _, s := range sels {
 		f := found{kind: s.Kind}
-		clusterScoped := s.Kind == "Node" || s.Kind == "Namespace"
+		clusterScoped := clusterScopedKind(s.Kind)
 		if len(s.Names) > 0 {
 			named += len(s.Names)
 			for _, n := range s.Names {
@@ -282,7 +282,7 @@ func Print(w io.Writer, c *sim.Cluster, r Request) error {
 				fmt.Fprintln(w)
 			}
 			first = false
-			clusterScoped := f.kind == "Node" || f.kind == "Namespace"
+			clusterScoped := clusterScopedKind(f.kind)
 			o := TableOptions{Wide: r.Output == "wide", AllNamespaces: r.AllNamespaces && !clusterScoped, Now: r.Now, Created: c.Created()}
 			if len(sels) > 1 {
 				o.NamePrefix = KindName(f.kind) + "/"
@@ -303,7 +303,7 @@ func Print(w io.Writer, c *sim.Cluster, r Request) error {
 func noResources(w io.Writer, sels []Selection, r Request) error {
 	clusterScoped := true
 	for _, s := range sels {
-		clusterScoped = clusterScoped && (s.Kind == "Node" || s.Kind == "Namespace")
+		clusterScoped = clusterScoped && clusterScopedKind(s.Kind)
 	}
 	var err error
 	switch {
@@ -354,6 +354,8 @@ func list(c *sim.Cluster, kind string) []runtime.Object {
 		for _, o := range c.NodeObjects() {
 			out = append(out, &o)
 		}
+	default:
+		out, _ = c.Stored(kind)
 	}
 	return out
 }
@@ -429,6 +431,18 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 		header, wide = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}, []string{"INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"}
 	case "Namespace":
 		header = []string{"NAME", "STATUS", "AGE"}
+	case "ConfigMap":
+		header = []string{"NAME", "DATA", "AGE"}
+	case "Secret":
+		header = []string{"NAME", "TYPE", "DATA", "AGE"}
+	case "ServiceAccount":
+		header = []string{"NAME", "SECRETS", "AGE"}
+	case "Role", "ClusterRole", "LimitRange":
+		header = []string{"NAME", "CREATED AT"}
+	case "RoleBinding", "ClusterRoleBinding":
+		header, wide = []string{"NAME", "ROLE", "AGE"}, []string{"USERS", "GROUPS", "SERVICEACCOUNTS"}
+	case "IngressClass":
+		header = []string{"NAME", "CONTROLLER", "PARAMETERS", "AGE"}
 	default:
 		return fmt.Errorf("no table for kind %q", kind)
 	}
@@ -461,6 +475,9 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 		case *corev1.Namespace:
 			row = []string{x.Name, string(x.Status.Phase), Age(x.CreationTimestamp, o.Now)}
 		default:
+			if row, wideRow = storedRow(obj, o.Now); row != nil {
+				break
+			}
 			return fmt.Errorf("no table for %T", obj)
 		}
 		if o.Wide {
@@ -731,4 +748,52 @@ func sortStrings(s []string) []string {
 		}
 	}
 	return s
+}
+
+// storedRow is the table row of a stored kind (nil for others), with
+// kubectl's columns.
+func storedRow(obj runtime.Object, now time.Time) (row, wide []string) {
+	createdAt := func(m metav1.ObjectMeta) string { return m.CreationTimestamp.UTC().Format(time.RFC3339) }
+	bindingWide := func(subjects []rbacv1.Subject) []string {
+		var users, groups, sas []string
+		for _, s := range subjects {
+			switch s.Kind {
+			case rbacv1.UserKind:
+				users = append(users, s.Name)
+			case rbacv1.GroupKind:
+				groups = append(groups, s.Name)
+			case rbacv1.ServiceAccountKind:
+				sas = append(sas, s.Namespace+"/"+s.Name)
+			}
+		}
+		return []string{strings.Join(users, ", "), strings.Join(groups, ", "), strings.Join(sas, ", ")}
+	}
+	switch x := obj.(type) {
+	case *corev1.ConfigMap:
+		return []string{x.Name, fmt.Sprint(len(x.Data) + len(x.BinaryData)), Age(x.CreationTimestamp, now)}, nil
+	case *corev1.Secret:
+		return []string{x.Name, string(x.Type), fmt.Sprint(len(x.Data)), Age(x.CreationTimestamp, now)}, nil
+	case *corev1.ServiceAccount:
+		return []string{x.Name, fmt.Sprint(len(x.Secrets)), Age(x.CreationTimestamp, now)}, nil
+	case *rbacv1.Role:
+		return []string{x.Name, createdAt(x.ObjectMeta)}, nil
+	case *rbacv1.ClusterRole:
+		return []string{x.Name, createdAt(x.ObjectMeta)}, nil
+	case *corev1.LimitRange:
+		return []string{x.Name, createdAt(x.ObjectMeta)}, nil
+	case *rbacv1.RoleBinding:
+		return []string{x.Name, x.RoleRef.Kind + "/" + x.RoleRef.Name, Age(x.CreationTimestamp, now)}, bindingWide(x.Subjects)
+	case *rbacv1.ClusterRoleBinding:
+		return []string{x.Name, x.RoleRef.Kind + "/" + x.RoleRef.Name, Age(x.CreationTimestamp, now)}, bindingWide(x.Subjects)
+	case *networkingv1.IngressClass:
+		params := "<none>"
+		if p := x.Spec.Parameters; p != nil {
+			params = p.Kind + "/" + p.Name
+			if p.APIGroup != nil && *p.APIGroup != "" {
+				params = p.Kind + "." + *p.APIGroup + "/" + p.Name
+			}
+		}
+		return []string{x.Name, x.Spec.Controller, params, Age(x.CreationTimestamp, now)}, nil
+	}
+	return nil, nil
 }

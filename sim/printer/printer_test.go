@@ -210,3 +210,39 @@ func TestEndpointSlices(t *testing.T) {
 	require.Equal(t, "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more...", FormatSliceEndpoints([]discoveryv1.Endpoint{
 		{Addresses: []string{"10.0.0.1", "10.0.0.2"}}, {Addresses: []string{"10.0.0.3"}}, {Addresses: []string{"10.0.0.4"}}, {Addresses: []string{"10.0.0.5"}}}))
 }
+
+// ingress-nginx's objects print with kubectl's columns.
+func TestStoredKindTables(t *testing.T) {
+	c := seedCluster(t)
+	objs, err := sim.Decode([]byte(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: nginx-configuration}
+data: {a: "1", b: "2"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls}
+type: kubernetes.io/tls
+stringData: {tls.crt: x, tls.key: y}
+---
+apiVersion: rbac.authorization.k8s.io/v1beta1
+kind: ClusterRoleBinding
+metadata: {name: crb}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cr}
+subjects: [{kind: ServiceAccount, name: sa, namespace: default}]
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+`), "x.yaml")
+	require.NoError(t, err)
+	_, err = c.Apply(objs)
+	require.NoError(t, err)
+	require.Equal(t, "NAME                  DATA   AGE\nnginx-configuration   2      18h\n", get(t, c, Request{Kind: "cm"}))
+	require.Equal(t, "NAME   TYPE                DATA   AGE\ntls    kubernetes.io/tls   2      18h\n", get(t, c, Request{Kind: "secrets"}))
+	require.Equal(t, "NAME   ROLE             AGE   USERS   GROUPS   SERVICEACCOUNTS\ncrb    ClusterRole/cr   18h                    default/sa\n",
+		get(t, c, Request{Kind: "clusterrolebindings", Output: "wide", Namespace: "elsewhere"}))
+	require.Equal(t, "NAME    CONTROLLER             PARAMETERS   AGE\nnginx   k8s.io/ingress-nginx   <none>       18h\n", get(t, c, Request{Kind: "ingressclass"}))
+	require.Equal(t, "clusterrolebinding.rbac.authorization.k8s.io/crb\n", get(t, c, Request{Kind: "clusterrolebinding", Output: "name"}))
+}
