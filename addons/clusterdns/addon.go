@@ -20,56 +20,7 @@ const Image = "registry.k8s.io/coredns/coredns:v1.12.1"
 
 // Manifests are the add-on's objects, kubeadm's CoreDNS deployment reduced
 // to what Service networking needs.
-const Manifests = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: kube-system
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: coredns
-  namespace: kube-system
-  labels:
-    k8s-app: kube-dns
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      k8s-app: kube-dns
-  template:
-    metadata:
-      labels:
-        k8s-app: kube-dns
-    spec:
-      containers:
-        - name: coredns
-          image: ` + Image + `
-          ports:
-            - {name: dns, containerPort: 53, protocol: UDP}
-            - {name: dns-tcp, containerPort: 53, protocol: TCP}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kube-dns
-  namespace: kube-system
-  labels:
-    k8s-app: kube-dns
-spec:
-  selector:
-    k8s-app: kube-dns
-  clusterIP: ` + ServiceIP + `
-  ports:
-    - name: dns
-      protocol: UDP
-      port: 53
-      targetPort: 53
-    - name: dns-tcp
-      protocol: TCP
-      port: 53
-      targetPort: 53
-`
+var Manifests = KubeDNS{Image: Image, ServiceIP: ServiceIP}.Manifests()
 
 // Workload is the DNS server as a pod's workload: it watches the cluster
 // through the pod's client and answers on port 53 of the pod.

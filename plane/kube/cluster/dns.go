@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/svcsim/svcsim/addons/clusterdns"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/plane/kube/kubelet"
@@ -24,88 +25,12 @@ const CoreDNSImage = "registry.k8s.io/coredns/coredns:v1.15.0"
 // for it gets the system:coredns ClusterRole.
 const coreDNSUser = "system:serviceaccount:kube-system:coredns"
 
-// kubeDNSManifests are kubeadm's CoreDNS objects (ServiceAccount,
-// ClusterRole and binding so CoreDNS can list and watch, the Deployment
-// and the kube-dns Service at plane.DNSServiceIP), without the Corefile
-// ConfigMap: the kubelet's workload writes kube.Corefile (no forward).
-const kubeDNSManifests = `apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: coredns
-  namespace: kube-system
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: system:coredns
-rules:
-- apiGroups: [""]
-  resources: [endpoints, services, pods, namespaces]
-  verbs: [list, watch]
-- apiGroups: [discovery.k8s.io]
-  resources: [endpointslices]
-  verbs: [list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: system:coredns
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: system:coredns
-subjects:
-- kind: ServiceAccount
-  name: coredns
-  namespace: kube-system
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: coredns
-  namespace: kube-system
-  labels:
-    k8s-app: kube-dns
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      k8s-app: kube-dns
-  template:
-    metadata:
-      labels:
-        k8s-app: kube-dns
-    spec:
-      serviceAccountName: coredns
-      dnsPolicy: Default
-      containers:
-      - name: coredns
-        image: ` + CoreDNSImage + `
-        ports:
-        - {name: dns, containerPort: 53, protocol: UDP}
-        - {name: dns-tcp, containerPort: 53, protocol: TCP}
-        - {name: metrics, containerPort: 9153, protocol: TCP}
-        readinessProbe:
-          httpGet: {path: /ready, port: 8181}
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kube-dns
-  namespace: kube-system
-  labels:
-    k8s-app: kube-dns
-    kubernetes.io/name: CoreDNS
-spec:
-  selector:
-    k8s-app: kube-dns
-  clusterIP: ` + plane.DNSServiceIP + `
-  ports:
-  - {name: dns, port: 53, protocol: UDP}
-  - {name: dns-tcp, port: 53, protocol: TCP}
-  - {name: metrics, port: 9153, protocol: TCP}
-`
+// kubeDNSManifests are kubeadm's CoreDNS objects with what the genuine
+// CoreDNS needs (its ServiceAccount and RBAC to list and watch, the metrics
+// port, a readiness probe) and the kube-dns Service at plane.DNSServiceIP,
+// without the Corefile ConfigMap: the kubelet's workload writes
+// kube.Corefile (no forward).
+var kubeDNSManifests = clusterdns.KubeDNS{Image: CoreDNSImage, ServiceIP: plane.DNSServiceIP, Genuine: true}.Manifests()
 
 // coreDNSWorkload runs the genuine CoreDNS in a kube-dns pod's namespace
 // with the kube-dns Corefile; it returns once CoreDNS's ready plugin says
