@@ -130,7 +130,16 @@ func nftablesView(list, barrierIP string) string {
 		}
 		out = append(out, l)
 	}
-	return strings.Join(out, "\n") + "\n"
+	// A chain left out may have been the last one: drop a blank line before
+	// a closing brace or another blank line, as nft prints none there.
+	kept := out[:0]
+	for i, l := range out {
+		if strings.TrimSpace(l) == "" && i+1 < len(out) && (strings.TrimSpace(out[i+1]) == "" || strings.TrimSpace(out[i+1]) == "}") {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	return strings.Join(kept, "\n") + "\n"
 }
 
 // splitElements splits a set's element list at the commas between

@@ -97,6 +97,18 @@ func TestNftablesViewLeavesOutBarrier(t *testing.T) {
 	if nftablesView(renamed, ip) != view {
 		t.Errorf("a renamed barrier changed the view:\n%s", nftablesView(renamed, ip))
 	}
+	// The barrier's chain the last of the table (kube-proxy orders chains
+	// by when it made them): the same view, no blank line left before the
+	// table's closing brace.
+	b1 := "\tchain service-OOBYWKTQ-svcsim-system/barrier/tcp/b1 {\n\t}\n\n"
+	last := strings.Replace(raw, b1, "", 1)
+	last = strings.TrimSuffix(last, "}\n") + "\n" + strings.TrimSuffix(b1, "\n") + "}\n"
+	if !strings.HasSuffix(last, "\t}\n\n\tchain service-OOBYWKTQ-svcsim-system/barrier/tcp/b1 {\n\t}\n}\n") {
+		t.Fatalf("test dump not built as meant:\n%s", last[len(last)-300:])
+	}
+	if got := nftablesView(last, ip); got != view {
+		t.Errorf("the barrier's chain last changed the view:\n%s", got[len(got)-200:])
+	}
 	for _, change := range [][2]string{
 		{"dnat to 172.188.2.89:3307", "dnat to 172.188.2.90:3307"},
 		{"10.109.143.45 }", "10.109.143.46 }"},
