@@ -52,6 +52,11 @@ type Start struct {
 	Program string
 	Args    []string
 	Cleanup []string
+	// IPTablesBackend is the iptables backend an external program must find
+	// as `iptables` (and `iptables-save`, `iptables-restore`) on its PATH:
+	// "legacy" or "nft", as modes.Options.IPTablesBackend; "" when it writes
+	// no iptables rules. kube-proxy runs whatever those names resolve to.
+	IPTablesBackend string
 }
 
 // Programmed is how svcsim learns that a datapath has programmed a state.

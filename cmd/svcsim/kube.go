@@ -27,47 +27,35 @@ const (
 
 // kubeDatapath resolves --mode for the kubernetes plane: a kube-proxy
 // datapath's modes name ("kube-proxy/nftables"); an unchanged --mode
-// means kube-proxy/nftables.
-func (f *clusterFlags) kubeDatapath(changed bool) (cluster.Datapath, error) {
+// means kubeproxy.Default.
+func (f *clusterFlags) kubeDatapath(changed bool) (modes.Datapath, error) {
 	name := f.mode
 	if !changed {
-		name = kubeproxy.Name(cluster.Datapaths[len(cluster.Datapaths)-1])
+		name = kubeproxy.Default
 	}
-	d, err := modes.Get(name)
+	d, err := kubeproxy.Get(name)
 	if err != nil {
-		return cluster.Datapath{}, err
-	}
-	dp, ok := kubeproxy.Lookup(d)
-	if !ok {
-		var names []string
-		for _, c := range cluster.Datapaths {
-			names = append(names, kubeproxy.Name(c))
-		}
-		return cluster.Datapath{}, fmt.Errorf("--control-plane kubernetes runs the genuine kube-proxy: --mode is one of %v, not %q", names, name)
+		return modes.Datapath{}, fmt.Errorf("--control-plane kubernetes runs the genuine kube-proxy: %w", err)
 	}
 	if why := d.Unsupported(); why != "" {
-		return cluster.Datapath{}, fmt.Errorf("datapath %s cannot run here: %s", d.Name, why)
+		return modes.Datapath{}, fmt.Errorf("datapath %s cannot run here: %s", d.Name, why)
 	}
 	f.mode = d.Name
-	return dp, nil
+	return d, nil
 }
 
 // serveKubernetes runs the kubernetes plane in the daemon until `down`.
 func serveKubernetes(cf clusterFlags, cmd *cobra.Command) error {
-	d, err := modes.Get(cf.mode)
+	d, err := kubeproxy.Get(cf.mode)
 	if err != nil {
 		return err
-	}
-	dp, ok := kubeproxy.Lookup(d)
-	if !ok {
-		return fmt.Errorf("%s is not a kube-proxy datapath", cf.mode)
 	}
 	if cf.network != "198.18.0.0/24" {
 		return errors.New("--control-plane kubernetes uses the default node network 198.18.0.0/24")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: cf.nodes, Datapath: dp.Name, Log: cmd.OutOrStdout()})
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: cf.nodes, Datapath: d.Name, Log: cmd.OutOrStdout()})
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ var allow = []struct {
 	// never a datapath package.
 	{"plane/embedded", []string{"plane", "sim", "topology", "=modes", "modes/agent", "addons", "internal"}},
 	{"plane/kube", []string{"plane", "sim", "topology", "addons", "internal"}},
+	// The kubernetes plane reads kube-proxy's descriptors (its flags,
+	// iptables backend, kernel and dump) from modes/kubeproxy.
+	{"plane/kube/cluster", []string{"plane", "sim", "topology", "addons", "internal", "=modes", "modes/kubeproxy"}},
 	{"plane/daemon", []string{"plane", "sim/printer", "internal"}},
 	{"plane/planetest", []string{"plane", "sim", "topology", "internal"}},
 	// The results schema reads nothing; the report reads results and

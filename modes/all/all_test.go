@@ -77,10 +77,11 @@ func TestTraits(t *testing.T) {
 
 // No code outside modes/ (tests aside) decides anything by a datapath's
 // name: it asks the descriptor. The test parses every non-test Go file of
-// the module outside modes/, testdata/ and the packages that speak upstream's
-// flags (upstreamFlags) and reports comparisons (==, !=,
+// the module outside modes/ and testdata/ and reports comparisons (==, !=,
 // switch cases) and prefix, suffix or containment calls with a literal that
-// is a registered name or a prefix of one ("iptables/").
+// is a registered name or a prefix of one ("iptables/"). plane/kube is not
+// exempt: the kubernetes plane reads kube-proxy's flags, iptables backend,
+// kernel and dump from the modes/kubeproxy descriptors.
 func TestNoModeNameComparisons(t *testing.T) {
 	root := moduleRoot(t)
 	names := map[string]bool{}
@@ -116,7 +117,7 @@ func TestNoModeNameComparisons(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(root, path)
 		if d.IsDir() {
-			if rel == "modes" || upstreamFlags[rel] || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") && rel != "." {
+			if rel == "modes" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") && rel != "." {
 				return filepath.SkipDir
 			}
 			return nil
@@ -167,11 +168,6 @@ func TestNoModeNameComparisons(t *testing.T) {
 		t.Errorf("mode names compared outside modes/ (ask the descriptor, modes.Lookup(name).Traits/Kernel/..., instead):\n%s", strings.Join(found, "\n"))
 	}
 }
-
-// upstreamFlags are packages that drive the genuine Kubernetes components:
-// their "iptables", "nftables" and "ipvs" are kube-proxy's --proxy-mode
-// values, upstream's names, not svcsim's datapaths.
-var upstreamFlags = map[string]bool{"plane/kube": true}
 
 // moduleRoot is the directory of go.mod above the working directory.
 func moduleRoot(t *testing.T) string {

@@ -2,38 +2,42 @@
 // package modes: kube-proxy/iptables-legacy, kube-proxy/iptables-nft and
 // kube-proxy/nftables. They are external programs (Start.Program): the
 // kubernetes plane (plane/kube/cluster) starts kube-proxy in every node's
-// namespace with the matching --proxy-mode and iptables backend, learns
-// that it has programmed from its metrics and removes its rules with
-// `kube-proxy --cleanup`. Report order puts them after svcsim's own.
+// namespace with the descriptor's flags (Start.Args: --proxy-mode and the
+// rest) and iptables backend (Start.IPTablesBackend), learns that it has
+// programmed from its metrics and its rules (Kernel, Dump), and removes
+// its rules with `kube-proxy --cleanup`. Report order puts them after
+// svcsim's own.
 //
 // Package modes/all does not import this package: the embedded plane
-// cannot run them. Import it where the kubernetes plane runs them.
+// cannot run them. The kubernetes plane imports it.
 package kubeproxy
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane/kube"
-	"github.com/svcsim/svcsim/plane/kube/cluster"
 )
 
 // Prefix starts every kube-proxy datapath name.
 const Prefix = "kube-proxy/"
 
-// Name is the modes name of a kubernetes-plane datapath ("nftables" is
-// "kube-proxy/nftables").
-func Name(d cluster.Datapath) string { return Prefix + d.Name }
+// Default is the datapath the kubernetes plane runs when none is named.
+const Default = Prefix + "nftables"
 
-// Lookup returns the kubernetes plane's datapath of a registered modes
-// descriptor, and whether it is one.
-func Lookup(d modes.Datapath) (cluster.Datapath, bool) {
-	for _, c := range cluster.Datapaths {
-		if Name(c) == d.Name {
-			return c, true
-		}
-	}
-	return cluster.Datapath{}, false
+// ClusterCIDR is kube-proxy's --cluster-cidr, as kubeadm and kind set it:
+// every pod of the plane (10.244.<i>.0/24 on node i). Traffic to a
+// ClusterIP from outside it is masqueraded.
+const ClusterCIDR = "10.244.0.0/16"
+
+// flavours are kube-proxy's datapaths on this host kernel, in report order:
+// the name after Prefix, --proxy-mode and the iptables backend (ipvs needs
+// IP_VS: the kernel lane, not yet).
+var flavours = []struct{ name, proxyMode, backend string }{
+	{"iptables-legacy", "iptables", kube.IPTablesLegacy},
+	{"iptables-nft", "iptables", kube.IPTablesNFT},
+	{"nftables", "nftables", ""},
 }
 
 // binary is met when the multi-call binary of upstream components is there.
@@ -48,14 +52,18 @@ var binary = modes.Feature{
 	Remedy: "`make kube` builds it (bin/k8s)",
 }
 
-// Descriptor is the modes descriptor of a kubernetes-plane datapath.
-func Descriptor(d cluster.Datapath, order int) modes.Datapath {
+// descriptor is the modes descriptor of one flavour.
+func descriptor(name, proxyMode, backend string, order int) modes.Datapath {
 	desc := modes.Datapath{
-		Name: Name(d),
+		Name: Prefix + name,
 		Start: modes.Start{
 			Program: kube.KubeProxy,
-			Args:    []string{"--proxy-mode=" + d.Mode, "--cluster-cidr=10.244.0.0/16", "--conntrack-max-per-core=0"},
-			Cleanup: []string{kube.KubeProxy, "--cleanup"},
+			// --conntrack-max-per-core=0 as kind has it: the conntrack
+			// sysctls kube-proxy would raise are read-only outside the
+			// initial network namespace. Everything else is its default.
+			Args:            []string{"--proxy-mode=" + proxyMode, "--cluster-cidr=" + ClusterCIDR, "--conntrack-max-per-core=0"},
+			Cleanup:         []string{kube.KubeProxy, "--cleanup"},
+			IPTablesBackend: backend,
 		},
 		Needs:      []modes.Feature{binary},
 		Programmed: modes.ProgrammedMetrics,
@@ -65,7 +73,7 @@ func Descriptor(d cluster.Datapath, order int) modes.Datapath {
 		Traits: modes.Traits{Choice: modes.Random, Affinity: modes.AffinityIdle},
 		Report: modes.Report{Order: order},
 	}
-	switch d.IPTables {
+	switch backend {
 	case kube.IPTablesLegacy:
 		desc.Kernel, desc.Dump = modes.KernelIptables, []string{"iptables-legacy-save"}
 		desc.Needs = append(desc.Needs, modes.Tool("iptables-legacy-restore"))
@@ -83,8 +91,30 @@ func Descriptor(d cluster.Datapath, order int) modes.Datapath {
 // svcsim datapath.
 const ReportOrder = 100
 
+// Datapaths are the kube-proxy datapaths' descriptors, in report order.
+func Datapaths() []modes.Datapath {
+	out := make([]modes.Datapath, len(flavours))
+	for i, f := range flavours {
+		out[i] = descriptor(f.name, f.proxyMode, f.backend, ReportOrder+i)
+	}
+	return out
+}
+
+// Get returns the kube-proxy datapath registered under name
+// ("kube-proxy/nftables"), or an error naming them.
+func Get(name string) (modes.Datapath, error) {
+	var names []string
+	for _, d := range Datapaths() {
+		if d.Name == name {
+			return modes.Get(name)
+		}
+		names = append(names, d.Name)
+	}
+	return modes.Datapath{}, fmt.Errorf("%q is not a kube-proxy datapath: want one of %s", name, strings.Join(names, ", "))
+}
+
 func init() {
-	for i, d := range cluster.Datapaths {
-		modes.Register(Descriptor(d, ReportOrder+i))
+	for _, d := range Datapaths() {
+		modes.Register(d)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/privtest"
+	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/topology"
 	"github.com/svcsim/svcsim/topology/topotest"
@@ -330,13 +331,10 @@ func TestControlPlane(t *testing.T) {
 			t.Fatalf("get svc web: %v: %s", err, stderr)
 		}
 		vip := mustAddr(t, out)
-		for _, dp := range []struct{ mode, backend string }{{"nftables", ""}, {"iptables", kube.IPTablesLegacy}, {"iptables", kube.IPTablesNFT}} {
-			name := "kube-proxy/" + dp.mode
-			if dp.backend != "" {
-				name = "kube-proxy/iptables-" + dp.backend
-			}
+		for _, d := range kubeproxy.Datapaths() {
+			name, dp := d.Name, struct{ backend string }{d.Start.IPTablesBackend}
 			begin := time.Now()
-			kp, err := cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: "node1", NS: node.NS, Mode: dp.mode, IPTables: dp.backend})
+			kp, err := cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: "node1", NS: node.NS, Args: d.Start.Args, IPTables: dp.backend})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,15 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
 )
-
-// ProxyModes are kube-proxy's --proxy-mode values on Linux.
-var ProxyModes = []string{"iptables", "nftables", "ipvs"}
 
 // IPTables backends for kube-proxy's iptables and ipvs modes. kube-proxy
 // runs `iptables`, `iptables-save` and `iptables-restore` from PATH (as do
@@ -32,12 +28,13 @@ type KubeProxyConfig struct {
 	Node string
 	// NS is the node's network namespace.
 	NS *netns.NS
-	// Mode is the --proxy-mode; IPTables the backend for iptables and
-	// ipvs ("": whatever `iptables` on PATH is).
-	Mode     string
+	// Args are its flags beyond --kubeconfig and --hostname-override,
+	// which the control plane sets: --proxy-mode and the rest, as the
+	// datapath's descriptor says (modes/kubeproxy).
+	Args []string
+	// IPTables is the iptables backend put first on its PATH (IPTablesLegacy,
+	// IPTablesNFT; "": whatever `iptables` on PATH is).
 	IPTables string
-	// ExtraArgs are appended to the flags.
-	ExtraArgs []string
 }
 
 func (k KubeProxyConfig) validate() error {
@@ -45,14 +42,15 @@ func (k KubeProxyConfig) validate() error {
 	if k.Node == "" || k.NS == nil {
 		errs = append(errs, errors.New("kube-proxy: Node and NS are needed"))
 	}
-	if !slices.Contains(ProxyModes, k.Mode) {
-		errs = append(errs, fmt.Errorf("kube-proxy: proxy mode %q: want one of %v", k.Mode, ProxyModes))
+	for _, a := range k.Args {
+		for _, own := range []string{"--kubeconfig", "--hostname-override"} {
+			if a == own || strings.HasPrefix(a, own+"=") {
+				errs = append(errs, fmt.Errorf("kube-proxy: %s is the control plane's to set", own))
+			}
+		}
 	}
 	switch k.IPTables {
 	case "", IPTablesLegacy, IPTablesNFT:
-		if k.IPTables != "" && k.Mode == "nftables" {
-			errs = append(errs, errors.New("kube-proxy: the nftables mode uses no iptables backend"))
-		}
 	default:
 		errs = append(errs, fmt.Errorf("kube-proxy: iptables backend %q: want %q or %q", k.IPTables, IPTablesLegacy, IPTablesNFT))
 	}
@@ -64,18 +62,9 @@ func (k KubeProxyConfig) validate() error {
 // tells when it last programmed.
 const KubeProxyMetricsAddr = "127.0.0.1:10249"
 
-// kubeProxyArgs: what kubeadm and kind configure (--cluster-cidr), and
-// --conntrack-max-per-core=0 as kind has it, because the conntrack sysctls
-// kube-proxy would raise are read-only outside the initial network
-// namespace. Everything else is kube-proxy's default.
-func kubeProxyArgs(kubeconfig string, k KubeProxyConfig, clusterCIDR string) []string {
-	return append([]string{
-		"--kubeconfig=" + kubeconfig,
-		"--hostname-override=" + k.Node,
-		"--proxy-mode=" + k.Mode,
-		"--cluster-cidr=" + clusterCIDR,
-		"--conntrack-max-per-core=0",
-	}, k.ExtraArgs...)
+// kubeProxyArgs: its kubeconfig and Node name, then k.Args.
+func kubeProxyArgs(kubeconfig string, k KubeProxyConfig) []string {
+	return append([]string{"--kubeconfig=" + kubeconfig, "--hostname-override=" + k.Node}, k.Args...)
 }
 
 // iptablesPath returns a directory whose iptables, ip6tables and their -save
@@ -156,7 +145,7 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 		return nil, err
 	}
 	p, err := startProcess(k.NS, c.cfg.Run, processSpec{
-		Binary: c.binary, Name: KubeProxy, Args: kubeProxyArgs(kc, k, c.s.ClusterCIDR.String()),
+		Binary: c.binary, Name: KubeProxy, Args: kubeProxyArgs(kc, k),
 		Env: env, Log: c.l.log(KubeProxy + "-" + k.Node),
 	})
 	if err != nil {

@@ -187,23 +187,24 @@ func TestParseRollup(t *testing.T) {
 
 func TestKubeProxyConfig(t *testing.T) {
 	ns := &netns.NS{}
-	good := KubeProxyConfig{Node: "node1", NS: ns, Mode: "iptables", IPTables: IPTablesLegacy}
+	good := KubeProxyConfig{Node: "node1", NS: ns, Args: []string{"--proxy-mode=iptables", "--cluster-cidr=10.244.0.0/16"}, IPTables: IPTablesLegacy}
 	if err := good.validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, k := range map[string]KubeProxyConfig{
-		"no node":          {NS: ns, Mode: "nftables"},
-		"no namespace":     {Node: "node1", Mode: "nftables"},
-		"unknown mode":     {Node: "node1", NS: ns, Mode: "userspace"},
-		"unknown backend":  {Node: "node1", NS: ns, Mode: "iptables", IPTables: "xtables"},
-		"nftables backend": {Node: "node1", NS: ns, Mode: "nftables", IPTables: IPTablesNFT},
+		"no node":            {NS: ns},
+		"no namespace":       {Node: "node1"},
+		"unknown backend":    {Node: "node1", NS: ns, IPTables: "xtables"},
+		"own kubeconfig":     {Node: "node1", NS: ns, Args: []string{"--kubeconfig=/root/.kube/config"}},
+		"own node name":      {Node: "node1", NS: ns, Args: []string{"--hostname-override", "node2"}},
+		"own node name, too": {Node: "node1", NS: ns, Args: []string{"--hostname-override=node2"}},
 	} {
 		if err := k.validate(); err == nil {
 			t.Errorf("%s: validate accepted %+v", name, k)
 		}
 	}
-	args := strings.Join(kubeProxyArgs("/k/kube-proxy.conf", good, "10.244.0.0/16"), " ")
-	want := "--kubeconfig=/k/kube-proxy.conf --hostname-override=node1 --proxy-mode=iptables --cluster-cidr=10.244.0.0/16 --conntrack-max-per-core=0"
+	args := strings.Join(kubeProxyArgs("/k/kube-proxy.conf", good), " ")
+	want := "--kubeconfig=/k/kube-proxy.conf --hostname-override=node1 --proxy-mode=iptables --cluster-cidr=10.244.0.0/16"
 	if args != want {
 		t.Fatalf("kube-proxy args %q, want %q", args, want)
 	}

@@ -40,12 +40,8 @@ type kubeShared struct {
 
 var kubePool = &kubeShared{}
 
-func kubeDatapath(d modes.Datapath) (cluster.Datapath, error) {
-	kd, ok := kubeproxy.Lookup(d)
-	if !ok {
-		return cluster.Datapath{}, fmt.Errorf("%s is not a kube-proxy datapath", d.Name)
-	}
-	return kd, nil
+func kubeDatapath(d modes.Datapath) (modes.Datapath, error) {
+	return kubeproxy.Get(d.Name)
 }
 
 // acquire takes the shared kubernetes plane for t on datapath d with at

@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
+
+	"github.com/svcsim/svcsim/modes"
 )
 
 // BarrierNamespace holds the barrier Service and its EndpointSlice.
@@ -75,9 +77,9 @@ func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 // with its endpoint: iptables has a jump to the endpoint's chain commented
 // "ns/name:port -> ip:port"; nftables a chain per service port that DNATs
 // to its endpoints (or jumps to their chains).
-func barrierProgrammed(dp Datapath, port string) func(dump string) bool {
+func barrierProgrammed(dp modes.Datapath, port string) func(dump string) bool {
 	id := BarrierNamespace + "/" + barrierName
-	if dp.Mode != "nftables" {
+	if dp.Kernel != modes.KernelNftables {
 		marker := id + ":" + port + " -> "
 		return func(dump string) bool { return strings.Contains(dump, marker) }
 	}

@@ -36,6 +36,8 @@ import (
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/rundir"
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/plane/kube/kubelet"
@@ -45,43 +47,12 @@ import (
 // ControlPlaneName is this plane's plane.Info.ControlPlane.
 const ControlPlaneName = "kubernetes"
 
-// Datapath is one way to run the genuine kube-proxy.
-type Datapath struct {
-	// Name is kube-proxy's name for it: "iptables-legacy", "iptables-nft"
-	// or "nftables".
-	Name string
-	// Mode is --proxy-mode; IPTables the iptables backend ("" for
-	// nftables).
-	Mode, IPTables string
-}
-
-// Datapaths are kube-proxy's datapaths on this host kernel, in report
-// order (ipvs needs IP_VS: the kernel lane).
-var Datapaths = []Datapath{
-	{Name: "iptables-legacy", Mode: "iptables", IPTables: kube.IPTablesLegacy},
-	{Name: "iptables-nft", Mode: "iptables", IPTables: kube.IPTablesNFT},
-	{Name: "nftables", Mode: "nftables"},
-}
-
-// LookupDatapath returns the datapath of that name.
-func LookupDatapath(name string) (Datapath, error) {
-	for _, d := range Datapaths {
-		if d.Name == name {
-			return d, nil
-		}
-	}
-	var names []string
-	for _, d := range Datapaths {
-		names = append(names, d.Name)
-	}
-	return Datapath{}, fmt.Errorf("kube-proxy datapath %q: want one of %s", name, strings.Join(names, ", "))
-}
-
 // Options describe a cluster to start.
 type Options struct {
 	// Nodes is the number of nodes (node1..nodeN, default 2).
 	Nodes int
-	// Datapath names kube-proxy's datapath ("": nftables).
+	// Datapath names kube-proxy's datapath as package modes has it
+	// registered ("kube-proxy/iptables-nft"; "": kubeproxy.Default).
 	Datapath string
 	// Binary is the multi-call binary ("": kube.FindBinary).
 	Binary string
@@ -111,7 +82,7 @@ type Cluster struct {
 	// proxyMu guards datapath and proxies (nil for a node whose proxy was
 	// killed or stopped).
 	proxyMu  sync.Mutex
-	datapath Datapath
+	datapath modes.Datapath
 	proxies  map[string]*kube.Process
 
 	barrierMu  sync.Mutex
@@ -138,9 +109,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		o.Nodes = 2
 	}
 	if o.Datapath == "" {
-		o.Datapath = "nftables"
+		o.Datapath = kubeproxy.Default
 	}
-	dp, err := LookupDatapath(o.Datapath)
+	dp, err := kubeproxy.Get(o.Datapath)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +290,7 @@ func poll(ctx context.Context, interval time.Duration, what string, f func() (bo
 // Info implements plane.Plane.
 func (c *Cluster) Info() plane.Info {
 	c.proxyMu.Lock()
-	dp := c.datapath.Name
+	dp := c.datapath
 	c.proxyMu.Unlock()
 	v := map[string]string{}
 	for _, comp := range []string{kube.Etcd, kube.APIServer, kube.ControllerManager, kube.Scheduler, kube.KubeProxy, kube.Kubectl} {
@@ -328,7 +299,7 @@ func (c *Cluster) Info() plane.Info {
 	v[kube.Etcd] = c.versions["etcd"]
 	v[kube.CoreDNS] = c.versions["coredns"]
 	v["kubelet"] = "svcsim"
-	return plane.Info{ControlPlane: ControlPlaneName, Datapath: "kube-proxy/" + dp, Versions: v, RunID: c.run.ID}
+	return plane.Info{ControlPlane: ControlPlaneName, Datapath: dp.Name, Versions: v, RunID: c.run.ID}
 }
 
 // Run is the run directory.
@@ -372,7 +343,7 @@ func (c *Cluster) Close() error {
 			c.proxyMu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			for _, n := range c.topo.Nodes() {
-				if err := c.cp.KubeProxyCleanup(ctx, n.NS, dp.IPTables); err != nil {
+				if err := c.cp.KubeProxyCleanup(ctx, n.NS, dp.Start.IPTablesBackend); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -31,18 +31,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestLookupDatapath(t *testing.T) {
-	for _, d := range cluster.Datapaths {
-		got, err := cluster.LookupDatapath(d.Name)
-		if err != nil || got != d {
-			t.Errorf("LookupDatapath(%q) = %v, %v", d.Name, got, err)
-		}
-	}
-	if _, err := cluster.LookupDatapath("ipvs"); err == nil || !strings.Contains(err.Error(), "iptables-legacy, iptables-nft, nftables") {
-		t.Errorf("LookupDatapath(ipvs) = %v, want an error naming the datapaths", err)
-	}
-}
-
 // pss sums the proportional set size of every process recorded in the run
 // (the control plane, kube-proxies, CoreDNS) and of this test process (the
 // kubelets), in MiB.
@@ -82,7 +70,7 @@ func TestKubernetesPlane(t *testing.T) {
 	var log strings.Builder
 	lw := &lockedBuilder{b: &log}
 	begin := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: 2, Datapath: "iptables-nft", Log: lw})
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: 2, Datapath: "kube-proxy/iptables-nft", Log: lw})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -234,7 +222,7 @@ func TestKubernetesPlane(t *testing.T) {
 	if err := c.WaitProgrammed(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, dp := range []string{"nftables", "iptables-legacy"} {
+	for _, dp := range []string{"kube-proxy/nftables", "kube-proxy/iptables-legacy"} {
 		switched := time.Now()
 		if err := c.SetDatapath(ctx, dp); err != nil {
 			t.Fatal(err)

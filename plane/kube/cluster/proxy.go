@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane/kube"
 )
 
@@ -26,7 +28,7 @@ func (c *Cluster) startProxy(ctx context.Context, node string) error {
 	if c.proxies[node] != nil {
 		return fmt.Errorf("node %s: kube-proxy is already running", node)
 	}
-	p, err := c.cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: node, NS: n.NS, Mode: c.datapath.Mode, IPTables: c.datapath.IPTables})
+	p, err := c.cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: node, NS: n.NS, Args: c.datapath.Start.Args, IPTables: c.datapath.Start.IPTablesBackend})
 	if err != nil {
 		return err
 	}
@@ -34,7 +36,7 @@ func (c *Cluster) startProxy(ctx context.Context, node string) error {
 	return nil
 }
 
-func (c *Cluster) takeProxy(node string) (*kube.Process, Datapath, error) {
+func (c *Cluster) takeProxy(node string) (*kube.Process, modes.Datapath, error) {
 	c.proxyMu.Lock()
 	defer c.proxyMu.Unlock()
 	p := c.proxies[node]
@@ -72,7 +74,7 @@ func (c *Cluster) StopProxy(ctx context.Context, node string) error {
 	if err := p.Stop(5 * time.Second); err != nil {
 		return fmt.Errorf("stop kube-proxy on %s: %w", node, err)
 	}
-	return c.cp.KubeProxyCleanup(ctx, c.topo.Node(node).NS, dp.IPTables)
+	return c.cp.KubeProxyCleanup(ctx, c.topo.Node(node).NS, dp.Start.IPTablesBackend)
 }
 
 // StartProxy implements plane.Plane.
@@ -80,16 +82,17 @@ func (c *Cluster) StartProxy(ctx context.Context, node string) error {
 	return c.startProxy(ctx, node)
 }
 
-// SetDatapath restarts kube-proxy on every node with datapath name: each
-// running one is stopped and `kube-proxy --cleanup` removes its rules
-// before the new mode starts. It returns once every node has programmed.
+// SetDatapath restarts kube-proxy on every node with the datapath
+// registered as name ("kube-proxy/iptables-legacy"): each running one is
+// stopped and `kube-proxy --cleanup` removes its rules before the new mode
+// starts. It returns once every node has programmed.
 func (c *Cluster) SetDatapath(ctx context.Context, name string) error {
-	dp, err := LookupDatapath(name)
+	dp, err := kubeproxy.Get(name)
 	if err != nil {
 		return err
 	}
 	c.proxyMu.Lock()
-	if c.datapath == dp {
+	if c.datapath.Name == dp.Name {
 		c.proxyMu.Unlock()
 		return c.WaitProgrammed(ctx)
 	}
@@ -107,7 +110,7 @@ func (c *Cluster) SetDatapath(ctx context.Context, name string) error {
 		}
 	}
 	for _, n := range c.topo.Nodes() {
-		if err := c.cp.KubeProxyCleanup(ctx, n.NS, old.IPTables); err != nil {
+		if err := c.cp.KubeProxyCleanup(ctx, n.NS, old.Start.IPTablesBackend); err != nil {
 			return err
 		}
 	}
@@ -131,18 +134,6 @@ func runIn(ctx context.Context, ns *netns.NS, env []string, argv ...string) (str
 	return out.String(), nil
 }
 
-// dumpCommand is how the datapath's own tool prints what kube-proxy
-// programmed.
-func dumpCommand(dp Datapath) []string {
-	switch dp.IPTables {
-	case kube.IPTablesLegacy:
-		return []string{"iptables-legacy-save"}
-	case kube.IPTablesNFT:
-		return []string{"iptables-nft-save"}
-	}
-	return []string{"nft", "list", "table", "ip", "kube-proxy"}
-}
-
 // Dump implements plane.Plane: what kube-proxy programmed on node, less
 // the plane's barrier Service (dump.go): for the iptables datapaths the
 // KUBE-* chains, their rules and the jumps to them from the backend's
@@ -152,26 +143,29 @@ func (c *Cluster) Dump(ctx context.Context, node string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if dp.IPTables != "" {
+	switch dp.Kernel {
+	case modes.KernelIptables:
 		return iptablesView(out), nil
+	case modes.KernelNftables:
+		c.barrierIPMu.Lock()
+		ip := c.barrierIP
+		c.barrierIPMu.Unlock()
+		return nftablesView(out, ip), nil
 	}
-	c.barrierIPMu.Lock()
-	ip := c.barrierIP
-	c.barrierIPMu.Unlock()
-	return nftablesView(out, ip), nil
+	return out, nil
 }
 
-// rawDump is the output of the datapath's dump command on node, and the
-// datapath it was taken of.
-func (c *Cluster) rawDump(ctx context.Context, node string) (string, Datapath, error) {
+// rawDump is the output of the datapath's dump command (its descriptor's
+// Dump) on node, and the datapath it was taken of.
+func (c *Cluster) rawDump(ctx context.Context, node string) (string, modes.Datapath, error) {
 	n := c.topo.Node(node)
 	if n == nil {
-		return "", Datapath{}, fmt.Errorf("no node %q", node)
+		return "", modes.Datapath{}, fmt.Errorf("no node %q", node)
 	}
 	c.proxyMu.Lock()
 	dp := c.datapath
 	c.proxyMu.Unlock()
 	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE=" + c.cp.XtablesLockFile(n.NS)}
-	out, err := runIn(ctx, n.NS, env, dumpCommand(dp)...)
+	out, err := runIn(ctx, n.NS, env, dp.Dump...)
 	return out, dp, err
 }
