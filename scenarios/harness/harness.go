@@ -224,7 +224,7 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 	}
 	switch {
 	case external(dp.Desc) && !opts.OwnsCluster:
-		p, err := kubePool.acquire(ctx, t, dp.Desc, nodes)
+		p, err := kubePool.acquire(ctx, t, dp.Desc, nodes, h.NS)
 		if err != nil {
 			h.Fatalf("kubernetes plane: %v", err)
 		}

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane"
@@ -44,9 +47,9 @@ func kubeDatapath(d modes.Datapath) (modes.Datapath, error) {
 	return kubeproxy.Get(d.Name)
 }
 
-// acquire takes the shared kubernetes plane for t on datapath d with at
-// least nodes nodes (a larger count restarts it).
-func (k *kubeShared) acquire(ctx context.Context, t *testing.T, d modes.Datapath, nodes int) (plane.Plane, error) {
+// acquire takes the shared kubernetes plane for t, whose namespace is ns,
+// on datapath d with at least nodes nodes (a larger count restarts it).
+func (k *kubeShared) acquire(ctx context.Context, t *testing.T, d modes.Datapath, nodes int, ns string) (plane.Plane, error) {
 	kd, err := kubeDatapath(d)
 	if err != nil {
 		return nil, err
@@ -80,7 +83,30 @@ func (k *kubeShared) acquire(ctx context.Context, t *testing.T, d modes.Datapath
 		return nil, fmt.Errorf("switch kube-proxy to %s: %w", kd.Name, err)
 	}
 	t.Logf("kube-proxy on %s after %v", kd.Name, time.Since(begin).Round(time.Millisecond))
+	if err := waitNamespaceGone(ctx, k.c, ns); err != nil {
+		k.turn.Unlock()
+		return nil, err
+	}
 	return k.c, nil
+}
+
+// waitNamespaceGone waits until no Namespace ns exists. release leaves a
+// deleted namespace once its pods, Services and EndpointSlices are gone
+// (the plane's barrier does not wait for the namespace controller's next
+// pass either); a later run of the same scenario on the same datapath
+// reuses its name and waits here.
+func waitNamespaceGone(ctx context.Context, c *cluster.Cluster, ns string) error {
+	for {
+		_, err := c.Client().CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("namespace %s of an earlier run still there (%v): %w", ns, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // release deletes the scenario's namespace (waiting until its pods and

@@ -148,15 +148,21 @@ func (c *Cluster) writeBarrier(ctx context.Context, port string) error {
 // settled returns "" when the API objects are as the controllers and
 // kubelets will leave them, else what is still moving.
 func (c *Cluster) settled(ctx context.Context) (string, error) {
-	// A deleted namespace is gone once the namespace controller has removed
-	// everything in it (pods, EndpointSlices).
+	// A deleted namespace has settled once the namespace controller has
+	// removed what kube-proxy and the kubelets act on: its pods, Services
+	// and EndpointSlices (checked below). The Namespace object itself
+	// lingers until the controller's next pass, which it schedules
+	// estimate/2+1 s later, the estimate being the pods' grace period
+	// (pkg/controller/namespace): nothing is programmed for it, so the
+	// barrier does not wait for that.
 	nss, err := c.admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return "", err
 	}
+	terminating := map[string]bool{}
 	for i := range nss.Items {
 		if nss.Items[i].DeletionTimestamp != nil {
-			return fmt.Sprintf("namespace %s terminating", nss.Items[i].Name), nil
+			terminating[nss.Items[i].Name] = true
 		}
 	}
 	deps, err := c.admin.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
@@ -175,6 +181,8 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		switch {
+		case terminating[p.Namespace]:
+			return fmt.Sprintf("namespace %s terminating: pod %s left", p.Namespace, p.Name), nil
 		case p.DeletionTimestamp != nil:
 			return fmt.Sprintf("pod %s/%s terminating", p.Namespace, p.Name), nil
 		case p.Spec.NodeName == "":
@@ -191,9 +199,17 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	for i := range svcs.Items {
+		if s := &svcs.Items[i]; terminating[s.Namespace] {
+			return fmt.Sprintf("namespace %s terminating: Service %s left", s.Namespace, s.Name), nil
+		}
+	}
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for i := range slicesList.Items {
 		s := &slicesList.Items[i]
+		if terminating[s.Namespace] {
+			return fmt.Sprintf("namespace %s terminating: EndpointSlice %s left", s.Namespace, s.Name), nil
+		}
 		key := s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]
 		bySvc[key] = append(bySvc[key], s)
 	}
