@@ -34,7 +34,8 @@ func init() {
 // benchOpts are the flags of svcsim bench.
 type benchOpts struct {
 	quick, noVM, noTraffic bool
-	noPlane                bool
+	noPlane, kubernetes    bool
+	seed                   string
 	datapaths              []string
 	services               []int
 	endpoints, reps        int
@@ -65,6 +66,18 @@ meaningful:
   plane-programmed a Deployment scaled by one through a two-node cluster's control
                    plane with N Services, until every node's proxy programmed it
 
+With --kubernetes it measures the kubernetes plane instead (the genuine control
+plane, kube-proxy/nftables, svcsim as kubelet; bin/k8s needed):
+
+  kube-up-seed       svcsim up --control-plane kubernetes -f sim/testdata/seed until it
+                     returns (every node Ready, every seed pod Running, programmed)
+  kube-peak-memory   the largest PSS sum of the daemon and every process below it
+                     during that up (RSS in the results file)
+  kube-pods-running  pods/s: a Deployment of 200 replicas on 10 nodes until every pod
+                     is Running; kube-controller-manager and kube-scheduler get
+                     --kube-api-qps=200 --kube-api-burst=400 for it (their defaults,
+                     20/30 and 50/100, hold it at about 20 pods/s)
+
 Results are JSON files (package report/results) in -o (default
 $SVCSIM_RESULTS_DIR, else results/ at the repository root); ` + "`svcsim report`" + ` renders them.
 A short table is printed at the end. Nothing is asserted: the scenario
@@ -88,6 +101,7 @@ Durations measured on a shared 2-core AMD EPYC (kernel 6.18, TCG guest):
   --services 30000  plan for several hours (iptables/nft grows superlinearly);
                     --datapaths and --no-traffic narrow the sweep`,
 		Example: `  sudo svcsim bench --quick
+  sudo svcsim bench --kubernetes -o /tmp/results
   sudo svcsim bench --datapaths iptables/legacy,nftables --services 100,1000,10000 --reps 3
   sudo svcsim bench -o /tmp/results && svcsim report -i /tmp/results -o /tmp/report.html`,
 		Args: cobra.NoArgs,
@@ -110,6 +124,8 @@ Durations measured on a shared 2-core AMD EPYC (kernel 6.18, TCG guest):
 	f.BoolVar(&o.noVM, "no-vm", false, "never use the kernel lane: skip datapaths the host kernel cannot run (ipvs without IP_VS)")
 	f.BoolVar(&o.noTraffic, "no-traffic", false, "rule updates only: no first-packet, convergence or throughput")
 	f.BoolVar(&o.noPlane, "no-plane", false, "no changes through a two-node cluster's control plane (plane-programmed)")
+	f.BoolVar(&o.kubernetes, "kubernetes", false, "measure the kubernetes plane (up, peak memory, pods/s) instead of the datapaths")
+	f.StringVar(&o.seed, "seed", "", "with --kubernetes: the manifests `up` applies (default sim/testdata/seed above the working directory)")
 	f.StringVar(&o.kernel, "vm-kernel", "6.1", "kernel of the kernel lane (see vmtest --kernel)")
 	f.DurationVar(&o.vmTimeout, "vm-timeout", 0, "bound on the kernel-lane run (default 10m with --quick, else 2h)")
 	return cmd
@@ -144,6 +160,9 @@ func runBench(ctx context.Context, cmd *cobra.Command, o benchOpts) error {
 	out, err := benchResultsDir(o.out)
 	if err != nil {
 		return err
+	}
+	if o.kubernetes {
+		return runKubeBench(ctx, cmd, o, out)
 	}
 	cfg := o.config()
 	cfg.ResultsDir, cfg.Log = out, cmd.ErrOrStderr()
@@ -274,4 +293,52 @@ func printLaneTable(w io.Writer, dir, lane string, start time.Time) error {
 	}
 	fmt.Fprintln(w)
 	return sum.WriteTable(w)
+}
+
+// runKubeBench is `svcsim bench --kubernetes`.
+func runKubeBench(ctx context.Context, cmd *cobra.Command, o benchOpts, out string) error {
+	cfg := bench.DefaultKube()
+	if o.quick {
+		cfg.UpReps, cfg.PodReps = 1, 1
+	}
+	if o.reps > 0 {
+		cfg.UpReps, cfg.PodReps = o.reps, o.reps
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg.Svcsim, cfg.Seed, cfg.ResultsDir, cfg.Log = self, o.seed, out, cmd.ErrOrStderr()
+	if cfg.Seed == "" {
+		if cfg.Seed, err = findSeed(); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	benches, err := bench.Kube(ctx, cfg)
+	w := cmd.OutOrStdout()
+	for _, b := range benches {
+		for _, p := range b.Points {
+			fmt.Fprintf(w, "%-18s %-20s N=%-4d median %.2f %s (min %.2f, max %.2f, %d reps)\n", b.Metric, b.Datapath, p.N, p.Median, b.Unit, p.Min, p.Max, p.Reps)
+		}
+	}
+	fmt.Fprintf(w, "\nresults: %s (%s)\n", out, time.Since(start).Round(time.Second))
+	return err
+}
+
+// findSeed is sim/testdata/seed in the working directory or above it.
+func findSeed() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		p := filepath.Join(d, "sim", "testdata", "seed")
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			return p, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no sim/testdata/seed above %s: give --seed", wd)
+		}
+	}
 }

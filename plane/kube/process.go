@@ -158,8 +158,12 @@ type Memory struct {
 }
 
 // Memory reads /proc/<pid>/smaps_rollup; zero once the process has exited.
-func (p *Process) Memory() Memory {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p.PID()))
+func (p *Process) Memory() Memory { return MemoryOf(p.PID()) }
+
+// MemoryOf is the memory use of process pid, from /proc/<pid>/smaps_rollup;
+// zero when there is no such process.
+func MemoryOf(pid int) Memory {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return Memory{}
 	}

@@ -63,6 +63,9 @@ type Options struct {
 	// AddOns run their workloads in pods of their images (the built-in
 	// servers otherwise); their manifests are not applied.
 	AddOns []addons.AddOn
+	// ExtraArgs are appended to a control-plane component's flags, keyed
+	// by its name (kube.ControllerManager: "--kube-api-qps=200").
+	ExtraArgs map[string][]string
 }
 
 // Cluster is a running kubernetes plane. It implements plane.Plane.
@@ -146,7 +149,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("build topology: %w", err)
 	}
 	c.logf("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
-	if c.cp, err = kube.Start(ctx, kube.Config{Run: c.run, NS: c.topo.ControlPlane(), AdvertiseIP: spec.ControlPlaneIP, Binary: o.Binary}); err != nil {
+	if c.cp, err = kube.Start(ctx, kube.Config{Run: c.run, NS: c.topo.ControlPlane(), AdvertiseIP: spec.ControlPlaneIP, Binary: o.Binary, ExtraArgs: o.ExtraArgs}); err != nil {
 		return nil, err
 	}
 	if c.admin, err = clientIn(c.cp.AdminKubeconfig(), c.topo.ControlPlane()); err != nil {
