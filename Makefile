@@ -18,9 +18,12 @@ VM_MODES   ?=
 # LANE_MODES lists, comma-separated, the datapaths only the kernel lane can
 # run here, as their descriptors' probes say (ipvs without IP_VS); it is
 # evaluated only by the recipes that use it.
-LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel
+LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel --plane embedded
+# KUBE_MODES lists the genuine kube-proxy's datapaths (the kubernetes plane,
+# plane/kube/cluster) that run on this host, as their descriptors say.
+KUBE_MODES  = $(BIN) datapaths --lane host --plane kubernetes
 
-.PHONY: all build kube kube-pin deps deps-nginx test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-scenarios kube-pin deps deps-nginx test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -172,6 +175,9 @@ scenarios: build
 # test is the README's test command: the root-free tests as an unprivileged
 # user, then everything as root. Datapaths the host kernel lacks (IPVS) run in
 # the kernel lane.
+# The scenarios run alone on the embedded plane with svcsim's datapaths;
+# with KUBE=1 they run again, alone, on the kubernetes plane with the
+# kube-proxy datapaths (kube-scenarios).
 # Under make test a missing bin/k8s fails the tests that need it instead of
 # skipping them. It ends with the scenario x datapath table of every lane's
 # results and writes $(RESULTS)/junit.xml (svcsim results), also when a test
@@ -188,6 +194,7 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	$(GO) test -count=1 -timeout 20m $(UNIT_PKGS) || status=1; \
 	echo "$(GO) test -count=1 -timeout 45m ./scenarios/...  (alone: nothing else loads the machine while it measures)"; \
 	$(GO) test -count=1 -timeout 45m ./scenarios/... || status=1; \
+	if [ "$(KUBE)" = 1 ]; then $(MAKE) --no-print-directory kube-scenarios || status=1; fi; \
 	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then \
 	  echo "kernel lane for $$lane (the host kernel cannot run it)"; \
@@ -198,6 +205,20 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	echo "== leftovers of the whole suite (svcsim leaks: dead runs' namespaces, processes, mounts, run dirs, logs)"; \
 	$(BIN) leaks --baseline bin/leaks-baseline.txt || status=1; \
 	exit $$status
+
+# kube-scenarios runs every scenario on the kubernetes plane (the genuine
+# control plane and kube-proxy, one control plane for the whole run) with
+# each kube-proxy datapath this host runs, as their descriptors say (none
+# fails), alone on the machine, and says how long it took (root; bin/k8s).
+# `make test KUBE=1` runs it after the host scenarios.
+kube-scenarios: export SVCSIM_K8S_BIN := $(KUBE_BIN)
+kube-scenarios: kube build
+	@kube="$$($(KUBE_MODES))"; \
+	if [ -z "$$kube" ]; then echo "no kube-proxy datapath runs here ($(BIN) datapaths --plane kubernetes says why)"; exit 1; fi; \
+	echo "SVCSIM_MODES=$$kube $(GO) test -count=1 -timeout 90m ./scenarios/...  (the kubernetes plane, alone)"; \
+	begin=$$(date +%s); status=0; \
+	SVCSIM_MODES="$$kube" $(GO) test -count=1 -timeout 90m ./scenarios/... || status=1; \
+	echo "kubernetes plane scenarios: $$(( $$(date +%s) - begin )) s"; exit $$status
 
 vm-build:
 	@mkdir -p bin

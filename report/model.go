@@ -53,6 +53,11 @@ type modeView struct {
 	Lanes                   string
 	Skips                   []reasonCount
 	State                   string // "ran", "partial", "skipped"
+	// ControlPlane is the plane its results ran on ("embedded",
+	// "kubernetes"), Versions its components' versions as they recorded
+	// them ("etcd 3.7.3", ...).
+	ControlPlane string
+	Versions     []string
 }
 
 type reasonCount struct {
@@ -61,7 +66,10 @@ type reasonCount struct {
 }
 
 type matrixView struct {
-	Modes  []string
+	Modes []string
+	// Planes is each column's control plane, when a column ran on one
+	// other than the embedded model (nil otherwise).
+	Planes []string
 	Groups []matrixGroup
 }
 
@@ -275,9 +283,20 @@ func modeViews(set *results.Set, colors map[string]int) []modeView {
 		v := modeView{Mode: m, Color: colors[m] % 8}
 		lanes := map[string]bool{}
 		reasons := map[string]int{}
+		planes := map[string]bool{}
+		versions := map[string]map[string]bool{}
 		for _, r := range set.Results {
 			if r.Mode != m {
 				continue
+			}
+			if r.ControlPlane != "" {
+				planes[r.ControlPlane] = true
+			}
+			for comp, v := range r.Versions {
+				if versions[comp] == nil {
+					versions[comp] = map[string]bool{}
+				}
+				versions[comp][v] = true
 			}
 			switch r.Status {
 			case results.Skip:
@@ -295,6 +314,10 @@ func modeViews(set *results.Set, colors map[string]int) []modeView {
 			}
 		}
 		v.Lanes = strings.Join(sortedKeys(lanes), ", ")
+		v.ControlPlane = strings.Join(sortedKeys(planes), ", ")
+		for _, comp := range sortedKeys(versions) {
+			v.Versions = append(v.Versions, comp+" "+strings.Join(sortedKeys(versions[comp]), ", "))
+		}
 		for _, reason := range sortedKeys(reasons) {
 			v.Skips = append(v.Skips, reasonCount{reason, reasons[reason]})
 		}
@@ -371,6 +394,7 @@ func scenarios(set *results.Set) []scenarioInfo {
 func matrix(set *results.Set) (matrixView, totals) {
 	mv := matrixView{Modes: modesOf(set)}
 	by := pick(set)
+	mv.Planes = columnPlanes(set, mv.Modes, by)
 	var t totals
 	scs := scenarios(set)
 	t.Scenarios, t.Modes = len(scs), len(mv.Modes)

@@ -118,6 +118,12 @@ func TestSections(t *testing.T) {
 		// Kernel state and generated sentences.
 		"KUBE-SVC-ULMVA6XWUVLBQ6IX", "numgen random mod 2",
 		"Contradicts the seed", "grows 77.3x",
+		// The genuine kube-proxy's column after svcsim's, with its control
+		// plane and the components' versions.
+		`<th class="mode">nftables</th><th class="mode">kube-proxy/nftables</th>`,
+		`<th class="mode muted small">embedded</th><th class="mode muted small">kubernetes</th>`,
+		"control plane kubernetes: coredns 1.15.0 · etcd 3.7.3 · kube-apiserver v1.37.2",
+		"control plane embedded: svcsim (devel)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
@@ -126,7 +132,7 @@ func TestSections(t *testing.T) {
 	// Groups appear in the seed's order.
 	last := -1
 	for _, g := range []string{results.GroupService, results.GroupSelectorless, results.GroupProxyModes, results.GroupMultiPort, results.GroupDiscovery, results.GroupHeadless, results.GroupIngress} {
-		i := strings.Index(out, `<tr class="grp"><th colspan="6">`+g)
+		i := strings.Index(out, `<tr class="grp"><th colspan="7">`+g)
 		if i < 0 || i < last {
 			t.Errorf("group %q missing or out of order", g)
 		}
@@ -184,7 +190,7 @@ func TestRenderEmpty(t *testing.T) {
 func TestSummary(t *testing.T) {
 	s := Summary(readFixture(t))
 	for _, want := range []string{
-		"9 scenarios x 5 modes: 33 pass, 1 fail, 10 skip, 1 not run",
+		"9 scenarios x 6 modes: 42 pass, 1 fail, 10 skip, 1 not run",
 		"FAIL distribution-uniform",
 		"kernel lacks IP_VS",
 		"What this run says:",
@@ -219,7 +225,7 @@ func TestSummaryFirst(t *testing.T) {
 	first := main[strings.Index(main, "<section"):]
 	first = first[:strings.Index(first, "</section>")]
 	for _, want := range []string{
-		`<section id="conformance">`, "<h2>Summary</h2>", "<b>33</b> pass", `id="matrix"`, "<h3>What matters</h3>",
+		`<section id="conformance">`, "<h2>Summary</h2>", "<b>42</b> pass", `id="matrix"`, "<h3>What matters</h3>",
 		`iptables/nft&#39;s one endpoint change grows only 1.42x from 100 to 10000 Services. <a href="#bench-endpoint-change">chart</a>`,
 		`Failed: distribution-uniform on nftables`,
 	} {

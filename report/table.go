@@ -131,6 +131,12 @@ func columnFacts(set *results.Set, cols []string, by map[[2]string]results.Resul
 	return planes, lanes
 }
 
+// columnPlanes is columnFacts' control planes alone.
+func columnPlanes(set *results.Set, cols []string, by map[[2]string]results.Result) []string {
+	planes, _ := columnFacts(set, cols, by)
+	return planes
+}
+
 // failText is a failed result's reason, or its first failed assertion when
 // it recorded no reason.
 func failText(r results.Result) string {

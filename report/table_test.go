@@ -84,7 +84,8 @@ func TestTableFixture(t *testing.T) {
 	}
 	got := buf.String()
 	for _, want := range []string{
-		"9 scenarios x 5 datapaths: 33 pass, 1 fail, 10 skip, 1 not run (-)\n",
+		"9 scenarios x 6 datapaths: 42 pass, 1 fail, 10 skip, 1 not run (-)\n",
+		"  control plane            embedded   embedded         embedded      embedded  embedded  kubernetes\n",
 		"skip: kernel lacks IP_VS",
 		"FAIL: distribution not uniform",
 	} {
@@ -167,7 +168,7 @@ func TestWriteJUnitFile(t *testing.T) {
 	if err := xml.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Tests != 44 || doc.Failures != 1 || doc.Skipped != 10 {
+	if doc.Tests != 53 || doc.Failures != 1 || doc.Skipped != 10 {
 		t.Errorf("fixture: tests %d failures %d skipped %d", doc.Tests, doc.Failures, doc.Skipped)
 	}
 	ents, _ := os.ReadDir(filepath.Dir(out))

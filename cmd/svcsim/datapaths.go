@@ -12,17 +12,29 @@ import (
 
 // newDatapaths lists the registered datapaths and where each can run from
 // this machine, as their descriptors' probes say. `make test` asks it which
-// datapaths to run in the kernel lane.
+// datapaths to run in the kernel lane and which on the kubernetes plane.
 func newDatapaths() *cobra.Command {
-	var lane string
+	var lane, plane string
 	cmd := &cobra.Command{
-		Use:   "datapaths [--lane host|kernel]",
+		Use:   "datapaths [--lane host|kernel] [--plane embedded|kubernetes]",
 		Short: "List the datapaths and where each runs here (host, kernel lane, or why not)",
 		Example: `  svcsim datapaths
-  svcsim datapaths --lane kernel   # names only the qemu kernel lane can run, comma-separated`,
+  svcsim datapaths --lane kernel   # names only the qemu kernel lane can run, comma-separated
+  svcsim datapaths --lane host --plane kubernetes   # the genuine kube-proxy's, runnable here`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
+			var onPlane func(modes.Datapath) bool
+			switch plane {
+			case "":
+				onPlane = func(modes.Datapath) bool { return true }
+			case controlPlaneEmbedded:
+				onPlane = func(d modes.Datapath) bool { return d.Start.Program == "" }
+			case controlPlaneKubernetes:
+				onPlane = func(d modes.Datapath) bool { return d.Start.Program != "" }
+			default:
+				return fmt.Errorf("--plane %q: want %s or %s", plane, controlPlaneEmbedded, controlPlaneKubernetes)
+			}
 			if lane != "" {
 				var want modes.Lane
 				switch lane {
@@ -35,7 +47,7 @@ func newDatapaths() *cobra.Command {
 				}
 				var names []string
 				for _, d := range modes.Table() {
-					if l, _ := d.Where(); l == want {
+					if l, _ := d.Where(); l == want && onPlane(d) {
 						names = append(names, d.Name)
 					}
 				}
@@ -47,6 +59,9 @@ func newDatapaths() *cobra.Command {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "DATAPATH\tRUNS\tMISSING")
 			for _, d := range modes.Table() {
+				if !onPlane(d) {
+					continue
+				}
 				l, err := d.Where()
 				missing := ""
 				if err != nil {
@@ -58,5 +73,6 @@ func newDatapaths() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&lane, "lane", "", "print only the names of the datapaths that run in this lane, comma-separated")
+	cmd.Flags().StringVar(&plane, "plane", "", "only the datapaths of this control plane: embedded (svcsim's proxies) or kubernetes (the genuine kube-proxy's)")
 	return cmd
 }

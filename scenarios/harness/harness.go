@@ -24,6 +24,7 @@ import (
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/embedded"
+	"github.com/svcsim/svcsim/plane/kube/cluster"
 	"github.com/svcsim/svcsim/report/results"
 )
 
@@ -205,6 +206,11 @@ func RunShared(t *testing.T, cases ...Case) {
 func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H), sh *Shared, write bool) {
 	res := &results.Result{Scenario: sc.Name, Title: sc.Title, Group: sc.Group, Mode: dp.Mode,
 		Started: time.Now().UTC(), Env: hostinfo.Collect(hostinfo.Lane()), Info: DatapathInfo(dp.Desc)}
+	if external(dp.Desc) {
+		// The kubernetes plane's, also when it skips or fails before the
+		// plane says so itself (Info, below).
+		res.ControlPlane = cluster.ControlPlaneName
+	}
 	h := &H{T: t, Mode: dp.Mode, Desc: dp.Desc, Result: res, NS: Namespace(sc, dp)}
 	t.Cleanup(func() { h.finish(write) })
 	if os.Geteuid() != 0 {

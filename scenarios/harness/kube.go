@@ -158,6 +158,9 @@ func (h *H) Kubernetes() bool { return external(h.Desc) }
 func (h *H) KubeException(why string) {
 	h.T.Helper()
 	if external(h.Desc) {
+		if h.Result.ControlPlane == "" {
+			h.Result.ControlPlane = cluster.ControlPlaneName
+		}
 		h.Result.Reason = "svcsim-specific on the kubernetes plane: " + why
 		h.T.Skip(h.Result.Reason)
 	}

@@ -19,11 +19,14 @@ package cluster
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -141,6 +144,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}()
 	if c.versions, err = kube.Versions(ctx, o.Binary); err != nil {
 		return nil, err
+	}
+	if bi, err := buildinfo.ReadFile(o.Binary); err == nil {
+		c.versions["go"] = bi.GoVersion // the toolchain that built the components
 	}
 	spec := topology.DefaultSpec(c.run, o.Nodes)
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
@@ -301,8 +307,48 @@ func (c *Cluster) Info() plane.Info {
 	}
 	v[kube.Etcd] = c.versions["etcd"]
 	v[kube.CoreDNS] = c.versions["coredns"]
-	v["kubelet"] = "svcsim"
+	v["kubelet"] = "svcsim " + svcsimVersion()
+	if c.versions["go"] != "" {
+		v["go"] = c.versions["go"]
+	}
+	if tool := dp.Dump[0]; toolVersion(tool) != "" {
+		v[tool] = toolVersion(tool)
+	}
 	return plane.Info{ControlPlane: ControlPlaneName, Datapath: dp.Name, Versions: v, RunID: c.run.ID}
+}
+
+// svcsimVersion is the main module's version as the Go toolchain stamped
+// it ("(devel)" in a work tree).
+func svcsimVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+var (
+	toolVersionsMu sync.Mutex
+	toolVersions   = map[string]string{}
+)
+
+// toolVersion is the first line of `tool --version` ("iptables-save
+// v1.8.9 (legacy)", "nftables v1.0.6 (Lester Gooch #5)"): the userspace
+// tool kube-proxy programs the kernel with; "" when it does not say.
+func toolVersion(tool string) string {
+	toolVersionsMu.Lock()
+	defer toolVersionsMu.Unlock()
+	if v, ok := toolVersions[tool]; ok {
+		return v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, tool, "--version").Output()
+	v := ""
+	if err == nil {
+		v, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	}
+	toolVersions[tool] = v
+	return v
 }
 
 // Run is the run directory.
