@@ -53,6 +53,9 @@ func newAllocations(cfg *Config, svcs map[string]*corev1.Service) *allocations {
 		ips:   newBitmap(uint64(1) << (32 - cfg.ServiceCIDR.Bits())),
 		ports: newBitmap(uint64(cfg.NodePortMax - cfg.NodePortMin + 1)),
 	}
+	// The first address belongs to the kubernetes Service of a genuine
+	// cluster, which the model does not have: it is never handed out.
+	a.ips.set(1)
 	for _, s := range svcs {
 		a.add(s)
 	}
@@ -100,8 +103,12 @@ func (a *allocations) mark(s *corev1.Service, on bool) {
 			a.ips.clear(o)
 		}
 	}
+	ports := make([]int32, 0, len(s.Spec.Ports)+1)
 	for _, p := range s.Spec.Ports {
-		if o, ok := a.portOffset(p.NodePort); ok {
+		ports = append(ports, p.NodePort)
+	}
+	for _, p := range append(ports, s.Spec.HealthCheckNodePort) {
+		if o, ok := a.portOffset(p); ok {
 			if on {
 				a.ports.set(o)
 			} else {

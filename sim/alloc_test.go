@@ -61,19 +61,22 @@ func TestAllocationsFollowTheBatch(t *testing.T) {
 	require.Equal(t, int32(30002), svcOf(t, c, "default", "d").Spec.Ports[0].NodePort)
 }
 
-// TestSmallRangesFill: a /28 has 14 ClusterIPs and 30000-30003 four
-// NodePorts; one more is refused until one is deleted, then that one is
-// handed out.
+// TestSmallRangesFill: a /28 has 13 ClusterIPs to hand out (14 addresses
+// less the kubernetes Service's first one) and 30000-30003 four NodePorts;
+// one more is refused until one is deleted, then that one is handed out.
 func TestSmallRangesFill(t *testing.T) {
 	cfg := DefaultConfig(1)
 	cfg.ServiceCIDR = netip.MustParsePrefix("10.0.0.0/28")
 	c, err := New(cfg)
 	require.NoError(t, err)
 	var svcs []runtime.Object
-	for i := range 14 {
+	for i := range 13 {
 		svcs = append(svcs, makeService("default", fmt.Sprintf("s%d", i)))
 	}
 	mustApply(t, c, svcs...)
+	for _, s := range c.Services() {
+		require.NotEqual(t, "10.0.0.1", s.Spec.ClusterIP, "the kubernetes Service's address")
+	}
 	_, err = c.Apply(objs(makeService("default", "extra")))
 	require.ErrorContains(t, err, "failed to allocate a serviceIP: range is full")
 	freed := svcOf(t, c, "default", "s3").Spec.ClusterIP

@@ -86,7 +86,6 @@ func (c *Cluster) Apply(objs []Object) ([]string, error) {
 	}
 	lines := make([]string, len(objs))
 	var errs []error
-	touchedEndpoints := map[string]string{}
 	for _, i := range order {
 		o := objs[i]
 		line, err := t.apply(o)
@@ -95,18 +94,6 @@ func (c *Cluster) Apply(objs []Object) ([]string, error) {
 			continue
 		}
 		lines[i] = line
-		if ep, ok := o.Obj.(*corev1.Endpoints); ok {
-			touchedEndpoints[key(namespaceOr(ep.Namespace), ep.Name)] = o.Source
-		}
-	}
-	// Endpoints may not point at a ClusterIP, including ones the same
-	// batch allocated: check once the batch's Services are in place.
-	for _, k := range sortedKeys(touchedEndpoints) {
-		if ep := t.s.Endpoints[k]; ep != nil {
-			if el := t.endpointsVsClusterIPs(ep); len(el) > 0 {
-				errs = append(errs, &ObjectError{Source: touchedEndpoints[k], Err: kinds["Endpoints"].invalid(ep.Name, el)})
-			}
-		}
 	}
 	if len(errs) > 0 {
 		return nil, &BatchError{Errs: errs}

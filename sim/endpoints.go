@@ -154,17 +154,18 @@ func sortAddrs(a []corev1.EndpointAddress) {
 	})
 }
 
-// validateEndpoints checks a user's Endpoints like the API server does;
-// endpointsVsClusterIPs adds the ClusterIP check kube-proxy needs.
+// validateEndpoints checks a user's Endpoints like the API server does. An
+// address may be another Service's ClusterIP, as there: the seed's warning
+// that this does not work is kube-proxy's limitation, not validation's.
 func validateEndpoints(ep *corev1.Endpoints) field.ErrorList {
 	el := validateName(ep.Name, validation.IsDNS1123Subdomain)
 	for i, ss := range ep.Subsets {
 		sp := field.NewPath("subsets").Index(i)
 		for j, a := range ss.Addresses {
-			el = append(el, validateNonSpecialIP(a.IP, sp.Child("addresses").Index(j).Child("ip"))...)
+			el = append(el, validateEndpointAddress(a, sp.Child("addresses").Index(j))...)
 		}
 		for j, a := range ss.NotReadyAddresses {
-			el = append(el, validateNonSpecialIP(a.IP, sp.Child("notReadyAddresses").Index(j).Child("ip"))...)
+			el = append(el, validateEndpointAddress(a, sp.Child("notReadyAddresses").Index(j))...)
 		}
 		if len(ss.Addresses) == 0 && len(ss.NotReadyAddresses) == 0 {
 			el = append(el, field.Required(sp, "must specify `addresses` or `notReadyAddresses`"))
@@ -178,33 +179,30 @@ func validateEndpoints(ep *corev1.Endpoints) field.ErrorList {
 			}
 			switch p.Protocol {
 			case corev1.ProtocolTCP, corev1.ProtocolUDP:
-			default:
+			case corev1.ProtocolSCTP:
+				// Valid in Kubernetes, but svcsim does not simulate SCTP.
 				el = append(el, field.NotSupported(pp.Child("protocol"), p.Protocol, []string{"TCP", "UDP"}))
+			default:
+				el = append(el, field.NotSupported(pp.Child("protocol"), p.Protocol, []string{"SCTP", "TCP", "UDP"}))
 			}
 		}
 	}
 	return el
 }
 
-func (t *txn) endpointsVsClusterIPs(ep *corev1.Endpoints) field.ErrorList {
-	owners := t.usedClusterIPs("")
+// validateEndpointAddress checks one address as the API server does: an IP
+// (a string that is none gets its two messages), not a special one, and a
+// hostname that is a DNS label.
+func validateEndpointAddress(a corev1.EndpointAddress, fld *field.Path) field.ErrorList {
 	var el field.ErrorList
-	check := func(addrs []corev1.EndpointAddress, fld *field.Path) {
-		for j, a := range addrs {
-			ip, err := netip.ParseAddr(a.IP)
-			if err != nil {
-				continue
-			}
-			if owner, ok := owners[ip]; ok {
-				el = append(el, field.Invalid(fld.Index(j).Child("ip"), a.IP,
-					fmt.Sprintf("may not be a Service ClusterIP (it is the ClusterIP of Service %s): kube-proxy does not support virtual IPs as endpoints", owner)))
-			}
-		}
+	if _, err := netip.ParseAddr(a.IP); err != nil {
+		el = append(el, field.Invalid(fld.Child("ip"), a.IP, validIPMsg))
 	}
-	for i, ss := range ep.Subsets {
-		sp := field.NewPath("subsets").Index(i)
-		check(ss.Addresses, sp.Child("addresses"))
-		check(ss.NotReadyAddresses, sp.Child("notReadyAddresses"))
+	el = append(el, validateNonSpecialIP(a.IP, fld.Child("ip"))...)
+	if a.Hostname != "" {
+		for _, msg := range validation.IsDNS1123Label(a.Hostname) {
+			el = append(el, field.Invalid(fld.Child("hostname"), a.Hostname, msg))
+		}
 	}
 	return el
 }

@@ -157,7 +157,9 @@ func validateSliceEndpoint(e *discoveryv1.Endpoint, at discoveryv1.AddressType, 
 		f := ap.Index(i)
 		switch at {
 		case discoveryv1.AddressTypeIPv4:
-			if ip, err := netip.ParseAddr(a); err != nil || !ip.Is4() {
+			if ip, err := netip.ParseAddr(a); err != nil {
+				el = append(el, field.Invalid(f, a, validIPMsg))
+			} else if !ip.Is4() {
 				el = append(el, field.Invalid(f, a, "must be a valid IPv4 address"))
 			} else {
 				el = append(el, validateNonSpecialIP(a, f)...)

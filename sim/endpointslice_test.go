@@ -237,7 +237,7 @@ func TestUserSlices(t *testing.T) {
 		{"address type", func(es *discoveryv1.EndpointSlice) { es.AddressType = "" }, `addressType: Required value`},
 		{"address type value", func(es *discoveryv1.EndpointSlice) { es.AddressType = "IP" }, `addressType: Unsupported value: "IP": supported values: "FQDN", "IPv4", "IPv6"`},
 		{"no address", func(es *discoveryv1.EndpointSlice) { es.Endpoints[0].Addresses = nil }, `endpoints[0].addresses: Required value: must contain at least 1 address`},
-		{"bad ip", func(es *discoveryv1.EndpointSlice) { es.Endpoints[0].Addresses[0] = "10.0.0.300" }, `endpoints[0].addresses[0]: Invalid value: "10.0.0.300": must be a valid IPv4 address`},
+		{"bad ip", func(es *discoveryv1.EndpointSlice) { es.Endpoints[0].Addresses[0] = "10.0.0.300" }, `endpoints[0].addresses[0]: Invalid value: "10.0.0.300": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)`},
 		{"loopback", func(es *discoveryv1.EndpointSlice) { es.Endpoints[0].Addresses[0] = "127.0.0.1" }, `endpoints[0].addresses[0]: Invalid value: "127.0.0.1": may not be in the loopback range`},
 		{"port name", func(es *discoveryv1.EndpointSlice) { es.Ports[0].Name = ptrTo("HTTP") }, `ports[0].name: Invalid value: "HTTP"`},
 		{"duplicate port", func(es *discoveryv1.EndpointSlice) { es.Ports = append(es.Ports, es.Ports[0]) }, `ports[1].name: Duplicate value: "http"`},

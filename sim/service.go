@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -36,6 +37,10 @@ func defaultService(svc *corev1.Service) {
 	if svc.Spec.SessionAffinity == "" {
 		svc.Spec.SessionAffinity = corev1.ServiceAffinityNone
 	}
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityNone {
+		// The API server's defaulting drops a config that has no use.
+		svc.Spec.SessionAffinityConfig = nil
+	}
 	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
 		if svc.Spec.SessionAffinityConfig == nil {
 			svc.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{}
@@ -58,7 +63,7 @@ func defaultService(svc *corev1.Service) {
 		v := corev1.ServiceInternalTrafficPolicyCluster
 		svc.Spec.InternalTrafficPolicy = &v
 	}
-	if (svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer) && svc.Spec.ExternalTrafficPolicy == "" {
+	if externallyAccessible(svc) && svc.Spec.ExternalTrafficPolicy == "" {
 		svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.AllocateLoadBalancerNodePorts == nil {
@@ -71,12 +76,38 @@ func needsNodePorts(t corev1.ServiceType) bool {
 	return t == corev1.ServiceTypeNodePort || t == corev1.ServiceTypeLoadBalancer
 }
 
+// externallyAccessible is the API server's test for Services that may have
+// an externalTrafficPolicy: NodePorts, LoadBalancers and ClusterIPs with
+// external IPs.
+func externallyAccessible(svc *corev1.Service) bool {
+	return needsNodePorts(svc.Spec.Type) || svc.Spec.Type == corev1.ServiceTypeClusterIP && len(svc.Spec.ExternalIPs) > 0
+}
+
+// needsHealthCheck: a LoadBalancer with externalTrafficPolicy Local gets a
+// healthCheckNodePort.
+func needsHealthCheck(svc *corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+}
+
+// duplicatePortKey is the value the API server reports for a duplicate
+// port: its internal ServicePort with only port and protocol set, printed
+// with the internal type's field names.
+type duplicatePortKey struct {
+	Name        string
+	Protocol    corev1.Protocol
+	AppProtocol *string
+	Port        int32
+	TargetPort  intstr.IntOrString
+	NodePort    int32
+}
+
 // validateService checks a defaulted Service like the API server's
 // ValidateService (the parts svcsim implements), plus what svcsim does not
 // support (SCTP, IPv6). old is nil on create.
 func validateService(svc, old *corev1.Service) field.ErrorList {
 	var el field.ErrorList
-	el = append(el, validateName(svc.Name, validation.IsDNS1035Label)...)
+	// Service names are RFC 1123 labels (relaxed from RFC 1035 upstream).
+	el = append(el, validateName(svc.Name, validation.IsDNS1123Label)...)
 	el = append(el, validateLabels(svc.Labels, field.NewPath("metadata", "labels"))...)
 	s := &svc.Spec
 	switch s.Type {
@@ -105,13 +136,8 @@ func validateService(svc, old *corev1.Service) field.ErrorList {
 			fmt.Sprintf("may not be set to 'None' for %s services", s.Type)))
 	}
 	if s.ClusterIP != "" && !headless && s.Type != corev1.ServiceTypeExternalName {
-		ip, err := netip.ParseAddr(s.ClusterIP)
-		if err != nil {
-			el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIP,
-				"must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
-		} else if !ip.Is4() {
-			el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIP,
-				"IPv6 is not configured on this cluster"))
+		if _, err := netip.ParseAddr(s.ClusterIP); err != nil {
+			el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), s.ClusterIP, validIPMsg))
 		}
 	}
 	if old != nil && old.Spec.Type != corev1.ServiceTypeExternalName && s.Type != corev1.ServiceTypeExternalName &&
@@ -125,7 +151,6 @@ func validateService(svc, old *corev1.Service) field.ErrorList {
 		proto corev1.Protocol
 	}
 	ports := map[portKey]bool{}
-	nodePorts := map[portKey]bool{}
 	for i := range s.Ports {
 		p := &s.Ports[i]
 		pp := portsPath.Index(i)
@@ -152,9 +177,11 @@ func validateService(svc, old *corev1.Service) field.ErrorList {
 		}
 		k := portKey{p.Port, p.Protocol}
 		if ports[k] {
-			el = append(el, field.Duplicate(pp, fmt.Sprintf("%d/%s", p.Port, p.Protocol)))
+			el = append(el, field.Duplicate(pp, duplicatePortKey{Protocol: p.Protocol, Port: p.Port}))
 		}
 		ports[k] = true
+		// A nodePort used twice with one protocol is the allocator's
+		// "already allocated", which comes first (checkAllocation).
 		if p.NodePort != 0 {
 			if !needsNodePorts(s.Type) {
 				el = append(el, field.Forbidden(pp.Child("nodePort"),
@@ -163,11 +190,6 @@ func validateService(svc, old *corev1.Service) field.ErrorList {
 				for _, msg := range validation.IsValidPortNum(int(p.NodePort)) {
 					el = append(el, field.Invalid(pp.Child("nodePort"), p.NodePort, msg))
 				}
-				nk := portKey{p.NodePort, p.Protocol}
-				if nodePorts[nk] {
-					el = append(el, field.Duplicate(pp.Child("nodePort"), p.NodePort))
-				}
-				nodePorts[nk] = true
 			}
 		}
 	}
@@ -187,8 +209,14 @@ func validateService(svc, old *corev1.Service) field.ErrorList {
 		el = append(el, field.NotSupported(specPath.Child("sessionAffinity"), s.SessionAffinity, []string{"ClientIP", "None"}))
 	}
 	for i, ip := range s.ExternalIPs {
-		el = append(el, validateNonSpecialIP(ip, specPath.Child("externalIPs").Index(i))...)
+		fld := specPath.Child("externalIPs").Index(i)
+		if _, err := netip.ParseAddr(ip); err != nil {
+			el = append(el, field.Invalid(fld, ip, validIPMsg))
+			continue
+		}
+		el = append(el, validateNonSpecialIP(ip, fld)...)
 	}
+	el = append(el, validateTrafficFields(svc)...)
 	for k, v := range s.Selector {
 		for _, msg := range validation.IsValidLabelValue(v) {
 			el = append(el, field.Invalid(specPath.Child("selector"), v, msg))
@@ -205,6 +233,132 @@ func trimDot(s string) string {
 		return s[:len(s)-1]
 	}
 	return s
+}
+
+// validIPMsg is the API server's message for a string that is no IP address.
+const validIPMsg = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+
+// validateTrafficFields checks the traffic policies, the health check port
+// and load-balancer source ranges as the API server does, with its
+// messages.
+func validateTrafficFields(svc *corev1.Service) field.ErrorList {
+	var el field.ErrorList
+	s := &svc.Spec
+	if !externallyAccessible(svc) {
+		if s.ExternalTrafficPolicy != "" {
+			el = append(el, field.Invalid(specPath.Child("externalTrafficPolicy"), s.ExternalTrafficPolicy,
+				"may only be set for externally-accessible services"))
+		}
+	} else {
+		switch s.ExternalTrafficPolicy {
+		case corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal:
+		default:
+			el = append(el, field.NotSupported(specPath.Child("externalTrafficPolicy"), s.ExternalTrafficPolicy, []string{"Cluster", "Local"}))
+		}
+	}
+	if !needsHealthCheck(svc) && s.HealthCheckNodePort != 0 {
+		el = append(el, field.Invalid(specPath.Child("healthCheckNodePort"), s.HealthCheckNodePort,
+			"may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+	}
+	if s.Type != corev1.ServiceTypeExternalName && s.InternalTrafficPolicy != nil {
+		switch *s.InternalTrafficPolicy {
+		case corev1.ServiceInternalTrafficPolicyCluster, corev1.ServiceInternalTrafficPolicyLocal:
+		default:
+			el = append(el, field.NotSupported(specPath.Child("internalTrafficPolicy"), *s.InternalTrafficPolicy, []string{"Cluster", "Local"}))
+		}
+	}
+	if len(s.LoadBalancerSourceRanges) > 0 && s.Type != corev1.ServiceTypeLoadBalancer {
+		el = append(el, field.Forbidden(specPath.Child("LoadBalancerSourceRanges"), "may only be used when `type` is 'LoadBalancer'"))
+	}
+	for i, r := range s.LoadBalancerSourceRanges {
+		// The API server names the field with a capital L here.
+		if _, err := netip.ParsePrefix(strings.TrimSpace(r)); err != nil {
+			el = append(el, field.Invalid(specPath.Child("LoadBalancerSourceRanges").Index(i), r, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+		}
+	}
+	return el
+}
+
+// validateIPFamilies checks the IP family fields as the API server's
+// allocator does on a single-stack IPv4 cluster.
+func validateIPFamilies(svc *corev1.Service) field.ErrorList {
+	var el field.ErrorList
+	s := &svc.Spec
+	if p := s.IPFamilyPolicy; p != nil {
+		switch *p {
+		case corev1.IPFamilyPolicySingleStack, corev1.IPFamilyPolicyPreferDualStack:
+		case corev1.IPFamilyPolicyRequireDualStack:
+			el = append(el, field.Invalid(specPath.Child("ipFamilyPolicy"), *p, "this cluster is not configured for dual-stack services"))
+		default:
+			el = append(el, field.NotSupported(specPath.Child("ipFamilyPolicy"), *p, []string{"PreferDualStack", "RequireDualStack", "SingleStack"}))
+		}
+	}
+	for i, f := range s.IPFamilies {
+		if f != corev1.IPv4Protocol {
+			el = append(el, field.Invalid(specPath.Child("ipFamilies").Index(i), f, "not configured on this cluster"))
+		}
+	}
+	if s.ClusterIP != "" && s.ClusterIP != corev1.ClusterIPNone {
+		if ip, err := netip.ParseAddr(s.ClusterIP); err == nil && !ip.Is4() {
+			el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), []string{s.ClusterIP},
+				"IPv6 is not configured on this cluster"))
+		}
+	}
+	return el
+}
+
+// checkAllocation refuses what the API server's allocators refuse. They
+// run before validation, so their first error hides every validation
+// error: IP families, then the ClusterIP, then explicit NodePorts (taken,
+// outside the range, or given twice for one protocol).
+func (t *txn) checkAllocation(svc, old *corev1.Service) error {
+	ki := kinds["Service"]
+	s := &svc.Spec
+	if s.Type == corev1.ServiceTypeExternalName {
+		return nil
+	}
+	if el := validateIPFamilies(svc); len(el) > 0 {
+		return ki.invalid(svc.Name, el)
+	}
+	keep := old != nil && old.Spec.ClusterIP != "" && old.Spec.Type != corev1.ServiceTypeExternalName
+	if ip, err := netip.ParseAddr(s.ClusterIP); err == nil && ip.Is4() && !keep {
+		if err := t.claimClusterIP(ip, old); err != nil {
+			return ki.invalid(svc.Name, field.ErrorList{field.Invalid(specPath.Child("clusterIPs"), []string{s.ClusterIP},
+				fmt.Sprintf("failed to allocate IP %v: %v", s.ClusterIP, err))})
+		}
+	}
+	if !needsNodePorts(s.Type) {
+		return nil
+	}
+	oldPorts := map[int32]bool{}
+	if old != nil {
+		for _, p := range old.Spec.Ports {
+			oldPorts[p.NodePort] = true
+		}
+	}
+	a := t.allocs()
+	seen := map[int32]map[corev1.Protocol]bool{}
+	for i, p := range s.Ports {
+		if p.NodePort <= 0 {
+			continue // validation's
+		}
+		fld := portsPath.Index(i).Child("nodePort")
+		switch protos := seen[p.NodePort]; {
+		case protos[p.Protocol]:
+			return ki.invalid(svc.Name, field.ErrorList{field.Invalid(fld, p.NodePort, "provided port is already allocated")})
+		case protos != nil, oldPorts[p.NodePort]:
+		case p.NodePort < t.cfg.NodePortMin || p.NodePort > t.cfg.NodePortMax:
+			return ki.invalid(svc.Name, field.ErrorList{field.Invalid(fld, p.NodePort,
+				fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", t.cfg.NodePortMin, t.cfg.NodePortMax))})
+		case a.portTaken(p.NodePort):
+			return ki.invalid(svc.Name, field.ErrorList{field.Invalid(fld, p.NodePort, "provided port is already allocated")})
+		}
+		if seen[p.NodePort] == nil {
+			seen[p.NodePort] = map[corev1.Protocol]bool{}
+		}
+		seen[p.NodePort][p.Protocol] = true
+	}
+	return nil
 }
 
 // validateNonSpecialIP rejects what may not be an endpoint or external IP,
@@ -236,6 +390,9 @@ func validateNonSpecialIP(s string, fld *field.Path) field.ErrorList {
 func (t *txn) createService(svc *corev1.Service) error {
 	defaultService(svc)
 	ki := kinds["Service"]
+	if err := t.checkAllocation(svc, nil); err != nil {
+		return err
+	}
 	if el := validateService(svc, nil); len(el) > 0 {
 		return ki.invalid(svc.Name, el)
 	}
@@ -266,6 +423,9 @@ func (t *txn) updateService(old, svc *corev1.Service) error {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		svc.Spec.InternalTrafficPolicy = nil
 	}
+	if needsHealthCheck(old) && !needsHealthCheck(svc) && svc.Spec.HealthCheckNodePort == old.Spec.HealthCheckNodePort {
+		svc.Spec.HealthCheckNodePort = 0
+	}
 	if needsNodePorts(old.Spec.Type) && !needsNodePorts(svc.Spec.Type) {
 		for i := range svc.Spec.Ports {
 			svc.Spec.Ports[i].NodePort = 0
@@ -282,6 +442,9 @@ func (t *txn) updateService(old, svc *corev1.Service) error {
 	}
 	defaultService(svc)
 	ki := kinds["Service"]
+	if err := t.checkAllocation(svc, old); err != nil {
+		return err
+	}
 	if el := validateService(svc, old); len(el) > 0 {
 		return ki.invalid(svc.Name, el)
 	}
@@ -306,20 +469,6 @@ func apiequalityDeref(a, b *corev1.SessionAffinityConfig) bool {
 	return *a.ClientIP.TimeoutSeconds == *b.ClientIP.TimeoutSeconds
 }
 
-// usedClusterIPs returns the ClusterIPs of every Service but except.
-func (t *txn) usedClusterIPs(except string) map[netip.Addr]string {
-	used := map[netip.Addr]string{}
-	for k, s := range t.s.Services {
-		if k == except {
-			continue
-		}
-		if ip, err := netip.ParseAddr(s.Spec.ClusterIP); err == nil {
-			used[ip] = k
-		}
-	}
-	return used
-}
-
 // allocateService allocates the ClusterIP and NodePorts like the API
 // server's allocators, with the same error messages.
 func (t *txn) allocateService(svc, old *corev1.Service) error {
@@ -328,8 +477,10 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 	if s.Type == corev1.ServiceTypeExternalName {
 		s.ClusterIP, s.ClusterIPs, s.IPFamilies, s.IPFamilyPolicy = "", nil, nil, nil
 	} else {
-		single := corev1.IPFamilyPolicySingleStack
-		s.IPFamilyPolicy = &single
+		if s.IPFamilyPolicy == nil {
+			single := corev1.IPFamilyPolicySingleStack
+			s.IPFamilyPolicy = &single
+		}
 		s.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
 		switch {
 		case s.ClusterIP == corev1.ClusterIPNone:
@@ -361,6 +512,9 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 			if p.NodePort != 0 {
 				oldPorts[p.NodePort] = true
 			}
+		}
+		if old.Spec.HealthCheckNodePort != 0 {
+			oldPorts[old.Spec.HealthCheckNodePort] = true
 		}
 	}
 	// A port this Service held before is free to it; others' are taken.
@@ -396,6 +550,21 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 		mine[p.NodePort] = true
 		byPort[p.Port] = p.NodePort
 	}
+	if !needsHealthCheck(svc) {
+		return nil
+	}
+	if hc := s.HealthCheckNodePort; hc == 0 && old != nil && old.Spec.HealthCheckNodePort != 0 {
+		s.HealthCheckNodePort = old.Spec.HealthCheckNodePort
+	} else if hc == 0 {
+		np, err := t.nextNodePort(used, mine)
+		if err != nil {
+			return fmt.Errorf("Internal error occurred: failed to allocate a nodePort: %w", err)
+		}
+		s.HealthCheckNodePort = np
+	} else if (old == nil || hc != old.Spec.HealthCheckNodePort) && (hc < t.cfg.NodePortMin || hc > t.cfg.NodePortMax || used(hc) || mine[hc]) {
+		return ki.invalid(svc.Name, field.ErrorList{field.Invalid(specPath.Child("healthCheckNodePort"), hc,
+			fmt.Sprintf("failed to allocate requested HealthCheck NodePort %d: provided port is already allocated", hc))})
+	}
 	return nil
 }
 
@@ -404,7 +573,7 @@ func (t *txn) allocateService(svc, old *corev1.Service) error {
 func (t *txn) claimClusterIP(ip netip.Addr, old *corev1.Service) error {
 	cidr := t.cfg.ServiceCIDR
 	if !cidr.Contains(ip) || ip == cidr.Addr() || ip == lastAddr(cidr) {
-		return fmt.Errorf("provided IP is not in the valid range. The range of valid IPs is %s", cidr)
+		return fmt.Errorf("the provided network does not match the current range")
 	}
 	if t.allocs().ipTaken(ip.String()) && (old == nil || old.Spec.ClusterIP != ip.String()) {
 		return fmt.Errorf("provided IP is already allocated")
@@ -497,9 +666,6 @@ func u32ToAddr(v uint32) netip.Addr {
 func lastAddr(p netip.Prefix) netip.Addr {
 	return u32ToAddr(addrToU32(p.Masked().Addr()) | (uint32(1)<<(32-p.Bits()) - 1))
 }
-
-// serviceIPOwners maps every ClusterIP to its Service ("ns/name").
-func (t *txn) serviceIPOwners() map[netip.Addr]string { return t.usedClusterIPs("") }
 
 // validatePortName checks one port's name the way Services and Endpoints
 // share: required when there are several ports, a DNS label, unique in names.

@@ -77,6 +77,9 @@ func defaultPodSpec(s *corev1.PodSpec) {
 		v := int64(corev1.DefaultTerminationGracePeriodSeconds)
 		s.TerminationGracePeriodSeconds = &v
 	}
+	if s.SecurityContext == nil {
+		s.SecurityContext = &corev1.PodSecurityContext{}
+	}
 	for i := range s.Containers {
 		c := &s.Containers[i]
 		for j := range c.Ports {
@@ -184,8 +187,51 @@ func (t *txn) createPod(p *corev1.Pod) error {
 	return nil
 }
 
+// admitPod fills what the API server sets on a new pod beyond its spec's
+// defaults: service links on (Pod defaulting), priority 0 with its
+// preemption policy (Priority admission), the namespace's default
+// ServiceAccount (ServiceAccount admission; svcsim mounts no token) and
+// tolerations of not-ready and unreachable nodes for 300 s
+// (DefaultTolerationSeconds admission); generation 1.
+func admitPod(p *corev1.Pod) {
+	s := &p.Spec
+	if s.EnableServiceLinks == nil {
+		v := corev1.DefaultEnableServiceLinks
+		s.EnableServiceLinks = &v
+	}
+	if s.Priority == nil {
+		v := int32(0)
+		s.Priority = &v
+	}
+	if s.PreemptionPolicy == nil {
+		v := corev1.PreemptLowerPriority
+		s.PreemptionPolicy = &v
+	}
+	if s.ServiceAccountName == "" {
+		s.ServiceAccountName = "default"
+	}
+	s.DeprecatedServiceAccount = s.ServiceAccountName
+	for _, taint := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
+		has := false
+		for _, tol := range s.Tolerations {
+			if tol.Key == taint && (tol.Effect == "" || tol.Effect == corev1.TaintEffectNoExecute) {
+				has = true
+			}
+		}
+		if !has {
+			secs := int64(300)
+			s.Tolerations = append(s.Tolerations, corev1.Toleration{Key: taint, Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs})
+		}
+	}
+	if p.Generation == 0 {
+		p.Generation = 1
+	}
+}
+
 // addPod stores a new pod (bare or of a workload) and schedules it.
 func (t *txn) addPod(p *corev1.Pod, owner string) {
+	admitPod(p)
 	p.Status = corev1.PodStatus{}
 	kinds["Pod"].setTypeMeta(p)
 	t.initMeta(&p.ObjectMeta, "Pod")

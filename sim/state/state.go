@@ -227,7 +227,7 @@ func (n *NodeState) Validate() error {
 }
 
 // isDNSLabel reports whether v is an RFC 1123 label, as the API server
-// demands of namespaces, Service names (RFC 1035, stricter) and port names.
+// demands of namespaces, Service names and port names.
 func isDNSLabel(v string) bool {
 	if v == "" || len(v) > 63 || v[0] == '-' || v[len(v)-1] == '-' {
 		return false
