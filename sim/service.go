@@ -430,6 +430,8 @@ func (t *txn) updateService(old, svc *corev1.Service) error {
 		for i := range svc.Spec.Ports {
 			svc.Spec.Ports[i].NodePort = 0
 		}
+	}
+	if externallyAccessible(old) && !externallyAccessible(svc) && svc.Spec.ExternalTrafficPolicy == old.Spec.ExternalTrafficPolicy {
 		svc.Spec.ExternalTrafficPolicy = ""
 	}
 	if svc.Spec.SessionAffinity == corev1.ServiceAffinityNone || svc.Spec.SessionAffinity == "" {
