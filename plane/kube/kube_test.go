@@ -351,14 +351,19 @@ func TestControlPlane(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
+			// Its /run is its own tmpfs, in its own mount namespace; the
+			// host's mount table never shows it.
+			src := cp.PrivateRunSource()
+			if mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", kp.PID())); !privateRunIn(string(mi), src) {
+				t.Errorf("%s: no tmpfs %s on its /run:\n%s", name, src, mi)
+			}
+			if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), src) {
+				t.Errorf("%s: the host's mount table shows %s", name, src)
+			}
 			if dp.backend == kube.IPTablesLegacy {
-				// iptables took the node's own lock, not the host's.
-				if _, err := os.Stat(cp.XtablesLockFile(node.NS)); err != nil {
-					t.Errorf("%s: iptables did not use the node's lock file: %v", name, err)
-				}
-				environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", kp.PID()))
-				if !bytes.Contains(environ, []byte("XTABLES_LOCKFILE="+cp.XtablesLockFile(node.NS)+"\x00")) {
-					t.Errorf("%s: XTABLES_LOCKFILE not in its environment", name)
+				// iptables took the node's own lock, in its /run.
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/run/xtables.lock", kp.PID())); err != nil {
+					t.Errorf("%s: no xtables.lock in its own /run: %v", name, err)
 				}
 			}
 			m := kp.Memory()
@@ -582,4 +587,17 @@ func mountsMentioning(t *testing.T, s string) []string {
 		}
 	}
 	return out
+}
+
+// privateRunIn reports whether mountinfo has a tmpfs from source mounted
+// on /run ("... /run rw,... - tmpfs <source> rw,...").
+func privateRunIn(mountinfo, source string) bool {
+	for line := range strings.Lines(mountinfo) {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) > 4 && f[4] == "/run" && len(g) > 1 && g[0] == "tmpfs" && g[1] == source {
+			return true
+		}
+	}
+	return false
 }

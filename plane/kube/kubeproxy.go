@@ -89,25 +89,18 @@ func (c *ControlPlane) iptablesPath(backend string) (string, error) {
 	return dir, nil
 }
 
-// XtablesLockFile is the iptables lock of ns's kube-proxy. iptables-legacy
-// serializes writers through one lock file, /run/xtables.lock by default,
-// shared by every namespace of the host although each namespace has its own
-// tables: nodes would queue behind each other, where real nodes each have
-// their own /run. iptables (1.8.6 and later) takes the file from
-// $XTABLES_LOCKFILE, and kube-proxy passes its environment on to the
-// iptables commands it runs; whatever else writes iptables-legacy rules in
-// that namespace while kube-proxy runs must set the same.
-func (c *ControlPlane) XtablesLockFile(ns *netns.NS) string {
-	return c.l.path("xtables", ns.Name()+".lock")
-}
+// PrivateRunSource is the source name of the tmpfs every kube-proxy of
+// the run gets as its own /run (and `kube-proxy --cleanup` too): a real
+// node's /run is its own, and iptables-legacy serializes every writer of
+// the host through one lock file there, /run/xtables.lock, although each
+// network namespace has its own tables; with the host's /run, nodes would
+// queue behind each other and behind the host. The name tells the mount
+// apart in /proc/<pid>/mountinfo (it never appears in the host's).
+func (c *ControlPlane) PrivateRunSource() string { return "svcsim-run-" + c.cfg.Run.ID }
 
-// kubeProxyEnv is the environment of kube-proxy and its --cleanup in ns.
-func (c *ControlPlane) kubeProxyEnv(ns *netns.NS, backend string) ([]string, error) {
-	lock := c.XtablesLockFile(ns)
-	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
-		return nil, fmt.Errorf("kube-proxy: %w", err)
-	}
-	env := append(baseEnv(c.l.home()), "XTABLES_LOCKFILE="+lock)
+// kubeProxyEnv is the environment of kube-proxy and its --cleanup.
+func (c *ControlPlane) kubeProxyEnv(backend string) ([]string, error) {
+	env := baseEnv(c.l.home())
 	if backend == "" {
 		return env, nil
 	}
@@ -140,13 +133,13 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 	if err != nil {
 		return nil, err
 	}
-	env, err := c.kubeProxyEnv(k.NS, k.IPTables)
+	env, err := c.kubeProxyEnv(k.IPTables)
 	if err != nil {
 		return nil, err
 	}
 	p, err := startProcess(k.NS, c.cfg.Run, processSpec{
 		Binary: c.binary, Name: KubeProxy, Args: kubeProxyArgs(kc, k),
-		Env: env, Log: c.l.log(KubeProxy + "-" + k.Node),
+		Env: env, Log: c.l.log(KubeProxy + "-" + k.Node), PrivateRun: c.PrivateRunSource(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kube-proxy on %s: %w", k.Node, err)
@@ -160,13 +153,13 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 // KubeProxyCleanup runs `kube-proxy --cleanup` in ns, which removes the
 // rules of every mode (iptables with the given backend, nftables, ipvs).
 func (c *ControlPlane) KubeProxyCleanup(ctx context.Context, ns *netns.NS, backend string) error {
-	env, err := c.kubeProxyEnv(ns, backend)
+	env, err := c.kubeProxyEnv(backend)
 	if err != nil {
 		return err
 	}
 	p, err := startProcess(ns, c.cfg.Run, processSpec{
 		Binary: c.binary, Name: KubeProxy, Args: []string{"--cleanup"},
-		Env: env, Log: c.l.log(KubeProxy + "-cleanup-" + ns.Name()),
+		Env: env, Log: c.l.log(KubeProxy + "-cleanup-" + ns.Name()), PrivateRun: c.PrivateRunSource(),
 	})
 	if err != nil {
 		return fmt.Errorf("kube-proxy --cleanup in %s: %w", ns.Name(), err)

@@ -46,6 +46,39 @@ type processSpec struct {
 	Stdin io.Reader
 	// Stdout and Stderr, when set, replace the log file for that stream.
 	Stdout, Stderr io.Writer
+	// PrivateRun, when set, names the tmpfs the process gets as its own
+	// /run, in a mount namespace of its own (see privateRun).
+	PrivateRun string
+}
+
+// privateRun turns cmd, about to start spec, into one that gets a private
+// /run, as a real node has: the child leaves the host's mount namespace
+// (CLONE_NEWNS; Go's exec then makes every mount in it private, MS_REC |
+// MS_PRIVATE on /, so nothing propagates back to the host), and a shell
+// there opens the run directory, mounts a small tmpfs named
+// spec.PrivateRun on /run, binds the run directory back at its own path
+// through that descriptor (the run directory lives under /run/svcsim and
+// holds the component's kubeconfig and its iptables PATH; `mount
+// --no-canonicalize` keeps /proc/self/fd/3 from being resolved to the new,
+// empty path) and execs the component (same pid; the multi-call binary
+// takes its name as first argument). The tmpfs and the namespace end with
+// the process: the host's mount table never sees them. iptables-legacy's
+// lock, /run/xtables.lock, is then the node's own.
+func privateRun(cmd *exec.Cmd, spec processSpec, runDir string) error {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		return fmt.Errorf("private /run for %s: %w", spec.Name, err)
+	}
+	if _, err := exec.LookPath("mount"); err != nil {
+		return fmt.Errorf("private /run for %s: %w", spec.Name, err)
+	}
+	const script = `d=$1; shift; exec 3<"$d" && ` +
+		`mount -t tmpfs -o mode=0755,size=4m,nosuid,nodev "$0" /run && ` +
+		`mkdir -p "$d" && mount --no-canonicalize --bind /proc/self/fd/3 "$d" && exec "$@" 3<&-`
+	cmd.Path = sh
+	cmd.Args = append([]string{"sh", "-c", script, spec.PrivateRun, runDir, spec.Binary, spec.Name}, spec.Args...)
+	cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNS
+	return nil
 }
 
 // baseEnv is what components get: no proxy variables (every connection stays
@@ -79,6 +112,12 @@ func startProcess(ns *netns.NS, run *rundir.Run, spec processSpec) (*Process, er
 		Stdout:      lf,
 		Stderr:      lf,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if spec.PrivateRun != "" {
+		if err := privateRun(cmd, spec, run.Dir); err != nil {
+			lf.Close()
+			return nil, err
+		}
 	}
 	if spec.Stdout != nil {
 		cmd.Stdout = spec.Stdout

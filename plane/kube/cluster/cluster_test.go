@@ -85,6 +85,10 @@ func TestKubernetesPlane(t *testing.T) {
 		if _, err := os.Stat(c.Run().Dir); !os.IsNotExist(err) {
 			t.Errorf("run directory %s left: %v", c.Run().Dir, err)
 		}
+		// kube-proxy's private /run never reached the host's mount table.
+		if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), c.ControlPlane().PrivateRunSource()) {
+			t.Errorf("the host's mount table shows %s", c.ControlPlane().PrivateRunSource())
+		}
 	})
 	defer func() {
 		if err := c.Close(); err != nil {

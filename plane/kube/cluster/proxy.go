@@ -165,7 +165,7 @@ func (c *Cluster) rawDump(ctx context.Context, node string) (string, modes.Datap
 	c.proxyMu.Lock()
 	dp := c.datapath
 	c.proxyMu.Unlock()
-	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE=" + c.cp.XtablesLockFile(n.NS)}
+	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	out, err := runIn(ctx, n.NS, env, dp.Dump...)
 	return out, dp, err
 }
