@@ -381,7 +381,9 @@ func TestSamePortProtocols(t *testing.T) {
 // (another proxy's) or service.kubernetes.io/headless are left alone by the
 // node proxies: their ClusterIP answers nothing while an unlabelled twin
 // over the same pods serves; with the label removed they serve, and with
-// it added back they go quiet again.
+// it added back they go quiet again. A selectorless Service whose
+// user-written EndpointSlice gains the headless label (upstream's test)
+// goes quiet too.
 func TestProxyLabels(t *testing.T) {
 	sc := harness.Scenario{Name: "proxy-labels", Title: "service-proxy-name and headless labels: the proxies leave the Service alone", Group: results.GroupService}
 	labelled := func(name, key, value string) string {
@@ -435,5 +437,19 @@ func TestProxyLabels(t *testing.T) {
 			silent("label added back", name)
 		}
 		serves("the unlabelled twin unaffected", "plain")
+
+		// Upstream's test (v1.37) puts the headless label on an EndpointSlice
+		// of a selectorless Service: every proxy then leaves it alone.
+		var ip string
+		for backend := range backends {
+			ip = backend
+			break
+		}
+		slice := userSlice("sliced-1", "sliced", "a:80", ip)
+		h.Apply(selectorless("sliced", "a:80"), slice)
+		serves("a user-written slice", "sliced")
+		h.Apply(strings.Replace(slice, "    endpointslice.kubernetes.io/managed-by: svcsim-scenario\n",
+			"    endpointslice.kubernetes.io/managed-by: svcsim-scenario\n    "+headless+": \"\"\n", 1))
+		silent("its slice labelled "+headless, "sliced")
 	})
 }
