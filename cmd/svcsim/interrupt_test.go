@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -116,8 +117,12 @@ func TestInterruptsLeaveNothing(t *testing.T) {
 				}
 				exited := make(chan error, 1)
 				go func() { exited <- c.Wait() }()
+				t.Cleanup(func() { _, _ = cli("down").CombinedOutput() }) // a failed case leaves no run for the next
 				owner := v.ready(t)
-				if err := c.Process.Signal(sig); err != nil {
+				if err := c.Process.Signal(sig); errors.Is(err, os.ErrProcessDone) {
+					<-exited
+					t.Skipf("%s finished before its middle was reached (a quiet machine): nothing to interrupt", v.name)
+				} else if err != nil {
 					t.Fatal(err)
 				}
 				if sig == syscall.SIGKILL && owner > 0 && owner != c.Process.Pid {

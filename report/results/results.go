@@ -241,13 +241,20 @@ func writeJSON(dir, name string, v any) error {
 	// A temporary file beside it, synced, then renamed: a reader never sees
 	// half a file, and a failed write (a full or read-only file system)
 	// leaves none.
-	tmp := filepath.Join(dir, "."+name+".tmp")
+	// Its name is unique (CreateTemp): two writers of one file, such as two
+	// scenario binaries writing env-host.json into one directory, must not
+	// rename each other's temporary file away.
+	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s in %s: %w", name, dir, err)
+	}
+	tmp := f.Name()
 	fail := func(err error) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s in %s: %w", name, dir, err)
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
 		return fail(err)
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
