@@ -144,6 +144,19 @@ func fail(w http.ResponseWriter, code int, err error) {
 	http.Error(w, err.Error(), code)
 }
 
+// changed answers a verb that changed the cluster: err with code, else
+// msg once the change is programmed (or programmed's own error answer).
+func (s *server) changed(w http.ResponseWriter, r *http.Request, code int, err error, msg string) {
+	if err != nil {
+		fail(w, code, err)
+		return
+	}
+	if !s.programmed(w, r) {
+		return
+	}
+	_, _ = io.WriteString(w, msg)
+}
+
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
@@ -186,14 +199,8 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/patch", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err := s.p.Patch(r.Context(), ref(q), body); err != nil {
-			fail(w, http.StatusUnprocessableEntity, err)
-			return
-		}
-		if !s.programmed(w, r) {
-			return
-		}
-		fmt.Fprintf(w, "%s/%s patched", printer.KindName(q.Get("kind")), q.Get("name"))
+		s.changed(w, r, http.StatusUnprocessableEntity, s.p.Patch(r.Context(), ref(q), body),
+			fmt.Sprintf("%s/%s patched", printer.KindName(q.Get("kind")), q.Get("name")))
 	})
 	mux.HandleFunc("POST /v1/scale", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -202,25 +209,13 @@ func (s *server) routes() http.Handler {
 			fail(w, http.StatusBadRequest, fmt.Errorf("--replicas must be a non-negative integer, got %q", q.Get("replicas")))
 			return
 		}
-		if err := s.p.Scale(r.Context(), ref(q), int32(n)); err != nil {
-			fail(w, http.StatusUnprocessableEntity, err)
-			return
-		}
-		if !s.programmed(w, r) {
-			return
-		}
-		fmt.Fprintf(w, "%s/%s scaled", printer.KindName(q.Get("kind")), q.Get("name"))
+		s.changed(w, r, http.StatusUnprocessableEntity, s.p.Scale(r.Context(), ref(q), int32(n)),
+			fmt.Sprintf("%s/%s scaled", printer.KindName(q.Get("kind")), q.Get("name")))
 	})
 	mux.HandleFunc("POST /v1/delete", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		if err := s.p.Delete(r.Context(), ref(q)); err != nil {
-			fail(w, http.StatusNotFound, err)
-			return
-		}
-		if !s.programmed(w, r) {
-			return
-		}
-		fmt.Fprintf(w, "%s \"%s\" deleted", printer.KindName(q.Get("kind")), q.Get("name"))
+		s.changed(w, r, http.StatusNotFound, s.p.Delete(r.Context(), ref(q)),
+			fmt.Sprintf("%s \"%s\" deleted", printer.KindName(q.Get("kind")), q.Get("name")))
 	})
 	mux.HandleFunc("POST /v1/label", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -237,14 +232,8 @@ func (s *server) routes() http.Handler {
 			}
 			labels[k] = v
 		}
-		if err := s.p.Label(r.Context(), ref(q), labels); err != nil {
-			fail(w, http.StatusUnprocessableEntity, err)
-			return
-		}
-		if !s.programmed(w, r) {
-			return
-		}
-		fmt.Fprintf(w, "%s/%s labeled", printer.KindName(q.Get("kind")), q.Get("name"))
+		s.changed(w, r, http.StatusUnprocessableEntity, s.p.Label(r.Context(), ref(q), labels),
+			fmt.Sprintf("%s/%s labeled", printer.KindName(q.Get("kind")), q.Get("name")))
 	})
 	mux.HandleFunc("GET /v1/get", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
