@@ -700,7 +700,7 @@ func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops m
 }
 
 // Cleanup implements modes.Proxier: it removes the virtual servers we own
-// (on kube-ipvs0 addresses or node IPs), our iptables chains and jumps, our
+// (on kube-ipvs0 addresses or any address of the node), our iptables chains and jumps, our
 // ipsets and kube-ipvs0. It is idempotent.
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.stopReaper()
@@ -720,6 +720,15 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, ip := range bound {
+		owned[ip] = true
+	}
+	// A one-shot cleanup (after a killed proxy) never synced: the node's
+	// own addresses name its NodePort virtual servers.
+	local, err := p.cfg.Links.LocalAddrs()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ip := range local {
 		owned[ip] = true
 	}
 	if svcs, err := p.cfg.IPVS.Services(); err != nil {

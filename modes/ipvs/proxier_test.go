@@ -229,6 +229,26 @@ func TestNodePortOnEachNodeIP(t *testing.T) {
 	assert.NotContains(t, table(t, f), "198.18.1.11")
 }
 
+// A one-shot cleanup (a fresh proxier that never synced, as after a killed
+// proxy) removes the NodePort virtual servers on the node's own addresses,
+// and leaves a virtual server on an address that is not the node's.
+func TestFreshCleanupRemovesNodePortsOfADeadProxier(t *testing.T) {
+	dead, f := newTestProxier(t)
+	f.links.AddDevice("eth0", addr("198.18.0.11"))
+	st := makeState(makeSvc("web", "10.96.0.20", 80, withEps(ep("10.244.1.5", 8080, "node1")),
+		func(s *state.ServicePort) { s.NodePort = 30080 }))
+	st.NodeIPs = []netip.Addr{addr("198.18.0.11")}
+	mustSync(t, dead, st)
+	foreign := &ipvsutil.VirtualServer{Address: addr("192.0.2.1"), Protocol: ipvsutil.TCP, Port: 80, Scheduler: "rr"}
+	require.NoError(t, f.ipvs.AddService(foreign))
+	require.Contains(t, table(t, f), "TCP  198.18.0.11:30080 rr")
+
+	fresh, err := New(Config{Node: "node1", IPVS: f.ipvs, Links: f.links, IPSet: f.sets, IPTables: f.ipt})
+	require.NoError(t, err)
+	require.NoError(t, fresh.Cleanup(context.Background()))
+	assert.Equal(t, "TCP  192.0.2.1:80 rr\n", table(t, f), "only the foreign virtual server stays")
+}
+
 // manyServices returns n services with two endpoints each; the first one's
 // second endpoint is ep2.
 func manyServices(n int, ep2 string) *state.NodeState {

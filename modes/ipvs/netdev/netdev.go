@@ -35,6 +35,10 @@ type Interface interface {
 	AddAddr(name string, addr netip.Addr) error
 	// DelAddr removes addr/32 (`ip addr del addr/32 dev name`).
 	DelAddr(name string, addr netip.Addr) error
+	// LocalAddrs lists the IPv4 addresses of every device of the namespace
+	// (`ip -4 addr show`): a one-shot cleanup that never synced learns the
+	// node's addresses, and with them its NodePort virtual servers, here.
+	LocalAddrs() ([]netip.Addr, error)
 }
 
 // Netlink implements Interface with a netlink handle bound to a namespace.
@@ -117,6 +121,29 @@ func (n *Netlink) Addrs(name string) ([]netip.Addr, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
+
+// LocalAddrs implements Interface, retrying interrupted dumps like Addrs.
+func (n *Netlink) LocalAddrs() ([]netip.Addr, error) {
+	var addrs []netlink.Addr
+	var err error
+	for try := 0; ; try++ {
+		addrs, err = n.h.AddrList(nil, netlink.FAMILY_V4)
+		if errors.Is(err, netlink.ErrDumpInterrupted) && try < 5 {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the namespace's addresses: %w", err)
 	}
 	out := make([]netip.Addr, 0, len(addrs))
 	for _, a := range addrs {
@@ -226,6 +253,31 @@ func (f *Fake) Addrs(name string) ([]netip.Addr, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
 	return out, nil
+}
+
+// LocalAddrs implements Interface: the addresses of every device, sorted.
+func (f *Fake) LocalAddrs() ([]netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []netip.Addr
+	for _, d := range f.devs {
+		for a := range d {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out, nil
+}
+
+// AddDevice adds a device holding addrs (a node's eth0 in tests).
+func (f *Fake) AddDevice(name string, addrs ...netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		d[a] = true
+	}
+	f.devs[name] = d
 }
 
 // AddAddr implements Interface; a duplicate fails like EEXIST.
