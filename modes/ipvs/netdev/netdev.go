@@ -104,14 +104,33 @@ func (n *Netlink) DeleteDevice(name string) error {
 	return nil
 }
 
-// Addrs implements Interface. Dumps interrupted by a concurrent change are
-// retried a bounded number of times.
+// Addrs implements Interface.
 func (n *Netlink) Addrs(name string) ([]netip.Addr, error) {
 	l, err := n.link(name)
 	if err != nil {
 		return nil, err
 	}
+	out, err := n.v4Addrs(l)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// LocalAddrs implements Interface.
+func (n *Netlink) LocalAddrs() ([]netip.Addr, error) {
+	out, err := n.v4Addrs(nil)
+	if err != nil {
+		return nil, fmt.Errorf("list the namespace's addresses: %w", err)
+	}
+	return out, nil
+}
+
+// v4Addrs lists the IPv4 addresses of l (nil: of every device); dumps
+// interrupted by a concurrent change are retried a bounded number of times.
+func (n *Netlink) v4Addrs(l netlink.Link) ([]netip.Addr, error) {
 	var addrs []netlink.Addr
+	var err error
 	for try := 0; ; try++ {
 		addrs, err = n.h.AddrList(l, netlink.FAMILY_V4)
 		if errors.Is(err, netlink.ErrDumpInterrupted) && try < 5 {
@@ -120,30 +139,7 @@ func (n *Netlink) Addrs(name string) ([]netip.Addr, error) {
 		break
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
-	}
-	out := make([]netip.Addr, 0, len(addrs))
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			out = append(out, ip.Unmap())
-		}
-	}
-	return out, nil
-}
-
-// LocalAddrs implements Interface, retrying interrupted dumps like Addrs.
-func (n *Netlink) LocalAddrs() ([]netip.Addr, error) {
-	var addrs []netlink.Addr
-	var err error
-	for try := 0; ; try++ {
-		addrs, err = n.h.AddrList(nil, netlink.FAMILY_V4)
-		if errors.Is(err, netlink.ErrDumpInterrupted) && try < 5 {
-			continue
-		}
-		break
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list the namespace's addresses: %w", err)
+		return nil, err
 	}
 	out := make([]netip.Addr, 0, len(addrs))
 	for _, a := range addrs {
