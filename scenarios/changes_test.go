@@ -377,15 +377,18 @@ func TestSamePortProtocols(t *testing.T) {
 	})
 }
 
-// TestProxyLabels: Services labelled service.kubernetes.io/service-proxy-name
-// (another proxy's) or service.kubernetes.io/headless are left alone by the
-// node proxies: their ClusterIP answers nothing while an unlabelled twin
-// over the same pods serves; with the label removed they serve, and with
-// it added back they go quiet again. A selectorless Service whose
-// user-written EndpointSlice gains the headless label (upstream's test)
-// goes quiet too.
+// TestProxyLabels: a Service labelled service.kubernetes.io/service-proxy-name
+// (another proxy's) is left alone by the node proxies: its ClusterIP answers
+// nothing while an unlabelled twin over the same pods serves; with the label
+// removed it serves, and with it added back it goes quiet again. The
+// service.kubernetes.io/headless label filters EndpointSlices, not Services
+// (kube-proxy's two informers, cmd/kube-proxy/app/server.go v1.37; the
+// EndpointSlice controller drops it from the slices of a Service with a
+// ClusterIP): a Service with a ClusterIP that carries it serves, and a
+// selectorless Service whose user-written slice gains it (upstream's test)
+// goes quiet.
 func TestProxyLabels(t *testing.T) {
-	sc := harness.Scenario{Name: "proxy-labels", Title: "service-proxy-name and headless labels: the proxies leave the Service alone", Group: results.GroupService}
+	sc := harness.Scenario{Name: "proxy-labels", Title: "service-proxy-name and headless labels: which Services and slices the proxies leave alone", Group: results.GroupService}
 	labelled := func(name, key, value string) string {
 		return strings.Replace(webService(name, "ClusterIP", 80), "  name: "+name+"\n",
 			fmt.Sprintf("  name: %s\n  labels:\n    %s: %q\n", name, key, value), 1)
@@ -409,33 +412,18 @@ func TestProxyLabels(t *testing.T) {
 		}
 		serves("labelled", "plain")
 		silent("labelled "+proxyName, "foreign")
-		toggled := map[string]string{"foreign": proxyName, "headless-label": headless}
-		if h.Kubernetes() {
-			// The genuine kube-proxy serves a Service with a ClusterIP that
-			// carries the headless label: it filters EndpointSlices by that
-			// label, not Services (cmd/kube-proxy/app/server.go, v1.37), and
-			// the EndpointSlice controller never puts it on the slices of a
-			// Service with a ClusterIP (k8s.io/endpointslice utils.go,
-			// setEndpointSliceLabels drops it).
-			serves("labelled "+headless+" (the genuine kube-proxy filters slices by it, not Services)", "headless-label")
-			delete(toggled, "headless-label")
-		} else {
-			silent("labelled "+headless, "headless-label")
+		serves("labelled "+headless+" (it filters slices, not Services)", "headless-label")
+		ref := plane.Ref{Kind: "service", Namespace: h.NS, Name: "foreign"}
+		if err := h.P.Label(h.Ctx, ref, map[string]string{proxyName + "-": ""}); err != nil {
+			h.Fatalf("remove label %s from foreign: %v", proxyName, err)
 		}
-
-		for name, key := range toggled {
-			ref := plane.Ref{Kind: "service", Namespace: h.NS, Name: name}
-			if err := h.P.Label(h.Ctx, ref, map[string]string{key + "-": ""}); err != nil {
-				h.Fatalf("remove label %s from %s: %v", key, name, err)
-			}
-			h.Programmed()
-			serves("label removed", name)
-			if err := h.P.Label(h.Ctx, ref, map[string]string{key: "x"}); err != nil {
-				h.Fatalf("add label %s to %s: %v", key, name, err)
-			}
-			h.Programmed()
-			silent("label added back", name)
+		h.Programmed()
+		serves("label removed", "foreign")
+		if err := h.P.Label(h.Ctx, ref, map[string]string{proxyName: "x"}); err != nil {
+			h.Fatalf("add label %s to foreign: %v", proxyName, err)
 		}
+		h.Programmed()
+		silent("label added back", "foreign")
 		serves("the unlabelled twin unaffected", "plain")
 
 		// Upstream's test (v1.37) puts the headless label on an EndpointSlice

@@ -6,10 +6,12 @@
 // compute exactly the same state from the same objects.
 //
 // What it follows from kube-proxy:
-//   - Services labelled service.kubernetes.io/service-proxy-name or
-//     service.kubernetes.io/headless, headless Services (clusterIP None)
-//     and ExternalName Services are not proxied; neither are slices with
-//     those labels.
+//   - Services labelled service.kubernetes.io/service-proxy-name, headless
+//     Services (clusterIP None) and ExternalName Services are not proxied;
+//     neither are slices labelled service.kubernetes.io/headless. Each label
+//     filters only its own kind, as kube-proxy's two informers do
+//     (cmd/kube-proxy/app/server.go, v1.37): a Service with a ClusterIP
+//     that carries the headless label is proxied.
 //   - A slice belongs to the Service named by its kubernetes.io/service-name
 //     label in its namespace; all slices of a Service are merged, in name
 //     order. An endpoint port matches a Service port by name and protocol.
@@ -104,9 +106,6 @@ func skipService(svc *corev1.Service) bool {
 	if _, ok := svc.Labels[ServiceProxyNameLabel]; ok {
 		return true
 	}
-	if _, ok := svc.Labels[corev1.IsHeadlessService]; ok {
-		return true
-	}
 	return svc.Spec.Type == corev1.ServiceTypeExternalName ||
 		svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.ClusterIP == ""
 }
@@ -179,9 +178,6 @@ func endpointsByService(node string, slices []*discoveryv1.EndpointSlice) map[st
 	sorted := make([]*discoveryv1.EndpointSlice, 0, len(slices))
 	for _, es := range slices {
 		if es == nil || es.AddressType != discoveryv1.AddressTypeIPv4 || es.Labels[discoveryv1.LabelServiceName] == "" {
-			continue
-		}
-		if _, ok := es.Labels[ServiceProxyNameLabel]; ok {
 			continue
 		}
 		if _, ok := es.Labels[corev1.IsHeadlessService]; ok {

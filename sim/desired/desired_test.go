@@ -86,6 +86,12 @@ func port(name string, n int32, proto corev1.Protocol) discoveryv1.EndpointPort 
 	return discoveryv1.EndpointPort{Name: &name, Port: &n, Protocol: &proto}
 }
 
+// labelSlice adds the label key=value to es.
+func labelSlice(es *discoveryv1.EndpointSlice, key, value string) *discoveryv1.EndpointSlice {
+	es.Labels[key] = value
+	return es
+}
+
 func makeSlice(name, svc string, ports []discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
 	return &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns1", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
@@ -226,9 +232,6 @@ func TestNodeState(t *testing.T) {
 				s.Spec.Type, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "db.example.com"
 			}),
 			makeService("headless", corev1.ClusterIPNone),
-			makeService("labelled", "10.96.0.30", func(s *corev1.Service) {
-				s.Labels = map[string]string{corev1.IsHeadlessService: ""}
-			}),
 			makeService("elsewhere", "10.96.0.40", func(s *corev1.Service) {
 				s.Labels = map[string]string{ServiceProxyNameLabel: "other-proxy"}
 			}),
@@ -240,6 +243,22 @@ func TestNodeState(t *testing.T) {
 			makeSlice("ext-abcde", "ext", http8080(), ep("10.244.1.2", "node1")),
 		},
 		want: nil,
+	}, {
+		name: "the headless label filters slices, not Services (kube-proxy's two informers)",
+		services: []*corev1.Service{
+			makeService("labelled", "10.96.0.30", func(s *corev1.Service) {
+				s.Labels = map[string]string{corev1.IsHeadlessService: ""}
+			}),
+			makeService("sliced", "10.96.0.31"),
+		},
+		slices: []*discoveryv1.EndpointSlice{
+			makeSlice("labelled-abcde", "labelled", http8080(), ep("10.244.1.2", "node1")),
+			labelSlice(makeSlice("sliced-abcde", "sliced", http8080(), ep("10.244.1.3", "node1")), corev1.IsHeadlessService, ""),
+			labelSlice(makeSlice("sliced-fghij", "sliced", http8080(), ep("10.244.1.4", "node1")), ServiceProxyNameLabel, "other-proxy"),
+		},
+		// A slice labelled with another proxy's name still counts (only its
+		// Service's label makes kube-proxy skip it).
+		want: []string{"ns1/labelled:http/TCP 10.244.1.2:8080", "ns1/sliced:http/TCP 10.244.1.4:8080"},
 	}, {
 		name: "named target ports: matched by name and protocol",
 		services: []*corev1.Service{makeService("svc", "10.96.0.10", func(s *corev1.Service) {
@@ -320,11 +339,7 @@ func TestNodeState(t *testing.T) {
 				es.Labels = nil
 				return es
 			}(),
-			func() *discoveryv1.EndpointSlice {
-				es := makeSlice("svc-ddddd", "svc", http8080(), ep("10.244.1.6", "node1"))
-				es.Labels[ServiceProxyNameLabel] = "other-proxy"
-				return es
-			}(),
+			labelSlice(makeSlice("svc-ddddd", "svc", http8080(), ep("10.244.1.6", "node1")), corev1.IsHeadlessService, ""),
 			makeSlice("svc-eeeee", "svc", []discoveryv1.EndpointPort{{Name: ptr("http"), Protocol: ptr(corev1.ProtocolTCP)}}, ep("10.244.1.5", "node1")),
 			makeSlice("svc-fffff", "svc", http8080(), discoveryv1.Endpoint{}, ep("fd00::9", "node1"), ep("not-an-ip", "node1")),
 			nil,
