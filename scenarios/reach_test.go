@@ -325,18 +325,30 @@ func lastField(f []string) string {
 // TestUDPAffinity: with sessionAffinity ClientIP a UDP Service sends every
 // datagram of a client to one backend, from whatever source port (each
 // datagram from a fresh socket); switched off, the datagrams spread again.
+// A fresh socket may draw a source port that an earlier datagram of the
+// test used less than nf_conntrack_udp_timeout (30 s) ago: the kernel then
+// sends it along that flow's conntrack entry, made before affinity was
+// switched on, to that flow's backend (seen as 1 of 40 datagrams on several
+// datapaths, the genuine kube-proxy's included). Such datagrams are left out
+// of the affinity count, and said.
 func TestUDPAffinity(t *testing.T) {
 	sc := harness.Scenario{Name: "udp-affinity", Title: "sessionAffinity: ClientIP over UDP", Group: results.GroupService}
 	harness.Run(t, sc, harness.Options{Manifests: []string{getipApp(1, ""), udpEchoApp(3)}}, func(h *harness.H) {
 		c := client(h, h.NS, "client")
 		vip := clusterIP(h, h.NS, "echo-udp")
-		tally := func(n int) map[string]int {
-			seen := map[string]int{}
+		used := map[string]bool{} // sources (address:port) backends saw
+		tally := func(n int) (seen map[string]int, reused int) {
+			seen = map[string]int{}
 			for i := range n {
-				pod, _ := echoFrom(h, c, "udp", vip, fmt.Sprintf("ping-%d", i))
+				pod, source := echoFrom(h, c, "udp", vip, fmt.Sprintf("ping-%d", i))
+				if used[source] {
+					reused++
+					continue
+				}
+				used[source] = true
 				seen[pod]++
 			}
-			return seen
+			return seen, reused
 		}
 		patch := func(p string) {
 			h.T.Helper()
@@ -345,13 +357,14 @@ func TestUDPAffinity(t *testing.T) {
 			}
 			h.Programmed()
 		}
-		before := tally(60)
+		before, _ := tally(60)
 		h.Check(len(before) == 3, "without affinity datagrams spread", "60 datagrams answered by %v", before)
 		patch(`{"spec":{"sessionAffinity":"ClientIP"}}`)
-		pinned := tally(40)
-		h.Check(len(pinned) == 1, "ClientIP pins every datagram, whatever the source port", "40 datagrams from fresh sockets answered by %v", pinned)
+		pinned, reused := tally(40)
+		h.Check(len(pinned) == 1 && reused <= 10, "ClientIP pins every datagram, whatever the source port",
+			"40 datagrams from fresh sockets answered by %v; %d left out: their source port had been used before", pinned, reused)
 		patch(`{"spec":{"sessionAffinity":"None"}}`)
-		after := tally(60)
+		after, _ := tally(60)
 		h.Check(len(after) == 3, "affinity off: datagrams spread again", "60 datagrams answered by %v", after)
 	})
 }
