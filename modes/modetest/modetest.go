@@ -1,6 +1,8 @@
 // Package modetest is what the datapaths' tests share: the address plan of
 // a test node and a NodeState on it, so that every mode's tests speak of the
-// same node.
+// same node; and, for the root tests, namespaces to send real traffic
+// through a node's rules (Rig, Link) with a server that answers with the
+// address it sees (ServeRemoteAddr, AskRemoteAddr).
 //
 //	node      node1, 198.18.0.11 (svcsim's default underlay)
 //	pods      10.244.1.0/24 on node1, cluster CIDR 10.244.0.0/16

@@ -1,24 +1,19 @@
 package nftables
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/netip"
 	"os/exec"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/privtest"
+	"github.com/svcsim/svcsim/modes/modetest"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -231,49 +226,18 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// Real traffic through the rules. Topology (all /32, point to point):
+// Real traffic through the rules, in modetest.Rig's namespaces:
 //
-//	client ns  10.244.1.2 eth0 ──veth── vc 10.244.1.1  node ns  10.244.1.1 vs ──veth── eth0 10.244.1.3  server ns
+//	client 10.244.1.2 --veth-- 10.244.1.1 node 10.244.2.1 --veth-- 10.244.2.2 server
 //
-// The node's default route points at the server.
 // The node namespace runs the proxier and forwards; the server answers every
-// TCP connection with the peer address it sees.
+// TCP connection with the address it sees the client as.
 func TestKernelTraffic(t *testing.T) {
 	privtest.RequireRoot(t)
 	hostRulesetUnchanged(t)
-	node, client, server := privtest.NS(t, "node"), privtest.NS(t, "cli"), privtest.NS(t, "srv")
-	const nodeIP, clientIP, serverIP = "10.244.1.1", "10.244.1.2", "10.244.1.3"
-	link(t, node, client, "vc", nodeIP, clientIP)
-	link(t, node, server, "vs", nodeIP, serverIP)
-	if err := node.SetSysctl("net.ipv4.ip_forward", "1"); err != nil {
-		t.Fatal(err)
-	}
-	// Like a real node, route everything else somewhere (here: towards the
-	// server), so that packets to a ClusterIP the rules do not DNAT reach
-	// the forward hook instead of failing the route lookup. (Not towards the
-	// client: forwarding back out the arrival interface sends an ICMP
-	// redirect, which rate-limits the reject's ICMP error away.)
-	hn, err := netlink.NewHandleAt(node.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs, err := hn.LinkByName("vs")
-	if err == nil {
-		err = hn.RouteAdd(&netlink.Route{LinkIndex: vs.Attrs().Index, Gw: net.ParseIP(serverIP)})
-	}
-	hn.Close()
-	if err != nil {
-		t.Fatalf("node default route: %v", err)
-	}
-
-	var ln net.Listener
-	inNS(t, server, func() error {
-		var err error
-		ln, err = net.Listen("tcp", serverIP+":8080")
-		return err
-	})
-	t.Cleanup(func() { _ = ln.Close() })
-	go serveRemoteAddr(ln)
+	rig := modetest.NewRig(t)
+	node, client, server := rig.Node, rig.Client, rig.Server
+	modetest.ServeRemoteAddr(t, server, modetest.ServerIP+":8080")
 
 	ctx := context.Background()
 	var p *Proxier
@@ -283,7 +247,7 @@ func TestKernelTraffic(t *testing.T) {
 			return err
 		}
 		return p.Sync(ctx, makeState(
-			makeService("default", "web", "10.96.0.50", 80, withNodePort(30080), withEndpoints(ep(serverIP, 8080, "node1"))),
+			makeService("default", "web", "10.96.0.50", 80, withNodePort(30080), withEndpoints(ep(modetest.ServerIP, 8080, "node1"))),
 			makeService("default", "empty", "10.96.0.51", 80),
 		))
 	})
@@ -295,20 +259,15 @@ func TestKernelTraffic(t *testing.T) {
 		dst    string
 		wantIP string // source the server sees; "" means refused
 	}{
-		{"pod to ClusterIP keeps the client address", client, "10.96.0.50:80", clientIP},
-		{"NodePort is masqueraded", client, nodeIP + ":30080", nodeIP},
-		{"hairpin is masqueraded", server, "10.96.0.50:80", nodeIP},
+		{"pod to ClusterIP keeps the client address", client, "10.96.0.50:80", modetest.ClientIP},
+		{"NodePort is masqueraded", client, modetest.NodeClientSideIP + ":30080", modetest.NodeServerSideIP},
+		{"hairpin is masqueraded", server, "10.96.0.50:80", modetest.NodeServerSideIP},
 		{"service without endpoints is rejected", client, "10.96.0.51:80", ""},
 		{"ClusterIP port the service lacks is rejected", client, "10.96.0.50:81", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var seen string
-			err := tc.from.Do(func() error {
-				var err error
-				seen, err = askRemoteAddr(tc.dst)
-				return err
-			})
+			seen, err := modetest.AskRemoteAddr(tc.from, tc.dst)
 			if tc.wantIP == "" {
 				if !errors.Is(err, syscall.ECONNREFUSED) {
 					t.Fatalf("dial %s: %v (saw %q), want connection refused", tc.dst, err, seen)
@@ -318,90 +277,11 @@ func TestKernelTraffic(t *testing.T) {
 			if err != nil {
 				t.Fatalf("dial %s: %v", tc.dst, err)
 			}
-			if ap, err := netip.ParseAddrPort(seen); err != nil || ap.Addr().String() != tc.wantIP {
+			if seen != tc.wantIP {
 				t.Errorf("server saw %q, want source %s", seen, tc.wantIP)
 			}
 		})
 	}
-}
-
-// link makes a veth pair from a (name, address aIP) to b (eth0, bIP), with
-// host routes both ways and b's default route via a.
-func link(t *testing.T, a, b *netns.NS, name, aIP, bIP string) {
-	t.Helper()
-	ha, err := netlink.NewHandleAt(a.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ha.Close()
-	hb, err := netlink.NewHandleAt(b.Handle())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hb.Close()
-	peer := name + "p"
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer, PeerNamespace: netlink.NsFd(b.Handle())}
-	if err := ha.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth %s: %v", name, err)
-	}
-	setup := func(h *netlink.Handle, ifname, local, remote string, rename string) {
-		l, err := h.LinkByName(ifname)
-		if err != nil {
-			t.Fatalf("find %s: %v", ifname, err)
-		}
-		if rename != "" {
-			if err := h.LinkSetName(l, rename); err != nil {
-				t.Fatalf("rename %s: %v", ifname, err)
-			}
-		}
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(local), Mask: net.CIDRMask(32, 32)}}
-		if err := h.AddrAdd(l, a); err != nil {
-			t.Fatalf("address %s on %s: %v", local, ifname, err)
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatalf("up %s: %v", ifname, err)
-		}
-		r := &netlink.Route{LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK,
-			Dst: &net.IPNet{IP: net.ParseIP(remote), Mask: net.CIDRMask(32, 32)}}
-		if err := h.RouteAdd(r); err != nil {
-			t.Fatalf("route to %s: %v", remote, err)
-		}
-	}
-	setup(ha, name, aIP, bIP, "")
-	setup(hb, peer, bIP, aIP, "eth0")
-	l, err := hb.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hb.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(aIP)}); err != nil {
-		t.Fatalf("default route via %s: %v", aIP, err)
-	}
-}
-
-// serveRemoteAddr answers each connection with the peer's "ip:port" until
-// the listener is closed.
-func serveRemoteAddr(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		_, _ = fmt.Fprintln(c, c.RemoteAddr().String())
-		_ = c.Close()
-	}
-}
-
-// askRemoteAddr connects to dst and returns the line the server sends.
-func askRemoteAddr(dst string) (string, error) {
-	c, err := net.DialTimeout("tcp", dst, 2*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line), err
 }
 
 // BenchmarkEndpointChange times the sync after one endpoint of one service
