@@ -204,8 +204,10 @@ func endpointReady(h *harness.H, ip string) string {
 	return "absent"
 }
 
-// nextDatapath is the in-process datapath after d in the table (wrapping
-// round) that runs on this machine: what TestDatapathSwitch switches to.
+// nextDatapath is the datapath after d in the table (wrapping round) that
+// runs on this machine on d's plane (svcsim's in-process datapaths after
+// one of them, kube-proxy's after a kube-proxy one): what TestDatapathSwitch
+// switches to.
 func nextDatapath(d modes.Datapath) (modes.Datapath, bool) {
 	table := modes.Table()
 	at := -1
@@ -216,7 +218,8 @@ func nextDatapath(d modes.Datapath) (modes.Datapath, bool) {
 	}
 	for k := 1; k < len(table); k++ {
 		e := table[(at+k+len(table))%len(table)]
-		if e.Name != d.Name && e.Start.Factory != nil && e.Unsupported() == "" {
+		samePlane := (e.Start.Factory != nil) == (d.Start.Factory != nil)
+		if e.Name != d.Name && samePlane && e.Unsupported() == "" {
 			return e, true
 		}
 	}
