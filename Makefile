@@ -2,6 +2,8 @@
 SHELL      := /bin/bash
 GO         ?= go
 RESULTS    ?= $(CURDIR)/results
+# KUBE=0 leaves the kubernetes plane's scenarios out of make test.
+KUBE       ?= 1
 BIN        := $(CURDIR)/bin/svcsim
 export SVCSIM_RESULTS_DIR := $(RESULTS)
 
@@ -175,9 +177,9 @@ scenarios: build
 # test is the README's test command: the root-free tests as an unprivileged
 # user, then everything as root. Datapaths the host kernel lacks (IPVS) run in
 # the kernel lane.
-# The scenarios run alone on the embedded plane with svcsim's datapaths;
-# with KUBE=1 they run again, alone, on the kubernetes plane with the
-# kube-proxy datapaths (kube-scenarios).
+# The scenarios run alone on the embedded plane with svcsim's datapaths,
+# then again on the kubernetes plane with the kube-proxy datapaths
+# (kube-scenarios; KUBE=0 leaves them out, saying so).
 # Under make test a missing bin/k8s fails the tests that need it instead of
 # skipping them. It ends with the scenario x datapath table of every lane's
 # results and writes $(RESULTS)/junit.xml (svcsim results), also when a test
@@ -194,7 +196,8 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	$(GO) test -count=1 -timeout 20m $(UNIT_PKGS) || status=1; \
 	echo "$(GO) test -count=1 -timeout 45m ./scenarios/...  (alone: nothing else loads the machine while it measures)"; \
 	$(GO) test -count=1 -timeout 45m ./scenarios/... || status=1; \
-	if [ "$(KUBE)" = 1 ]; then $(MAKE) --no-print-directory kube-scenarios || status=1; fi; \
+	if [ "$(KUBE)" = 0 ]; then echo "KUBE=0: the kubernetes plane's scenarios are left out"; \
+	else $(MAKE) --no-print-directory kube-scenarios || status=1; fi; \
 	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then \
 	  echo "kernel lane for $$lane (the host kernel cannot run it)"; \
@@ -207,17 +210,33 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	exit $$status
 
 # kube-scenarios runs every scenario on the kubernetes plane (the genuine
-# control plane and kube-proxy, one control plane for the whole run) with
-# each kube-proxy datapath this host runs, as their descriptors say (none
-# fails), alone on the machine, and says how long it took (root; bin/k8s).
-# `make test KUBE=1` runs it after the host scenarios.
+# control plane and kube-proxy) with each kube-proxy datapath this host
+# runs, as their descriptors say (none fails), and says how long it took
+# (root; bin/k8s). Each datapath gets a plane of its own, one control plane
+# for all its scenarios, and the datapaths run side by side: the scenarios
+# mostly wait for the plane (pods starting, Services programmed), so three
+# planes in parallel take little longer than one, and no scenario switches
+# kube-proxy's mode. Their figures are therefore measured with the other
+# planes running; the bench (svcsim bench --kubernetes) measures alone.
+# Each datapath's output goes to $(RESULTS)/kube-proxy-<mode>.log, printed
+# once all ended.
 kube-scenarios: export SVCSIM_K8S_BIN := $(KUBE_BIN)
 kube-scenarios: kube build
 	@kube="$$($(KUBE_MODES))"; \
 	if [ -z "$$kube" ]; then echo "no kube-proxy datapath runs here ($(BIN) datapaths --plane kubernetes says why)"; exit 1; fi; \
-	echo "SVCSIM_MODES=$$kube $(GO) test -count=1 -timeout 90m ./scenarios/...  (the kubernetes plane, alone)"; \
-	begin=$$(date +%s); status=0; \
-	SVCSIM_MODES="$$kube" $(GO) test -count=1 -timeout 90m ./scenarios/... || status=1; \
+	mkdir -p bin $(RESULTS) && $(GO) test -c -o bin/kube-scenarios.test ./scenarios || exit 1; \
+	echo "kubernetes plane scenarios, side by side: $$kube"; \
+	begin=$$(date +%s); pids=""; \
+	for m in $$(echo "$$kube" | tr , ' '); do \
+	  log="$(RESULTS)/$$(echo $$m | tr / -).log"; \
+	  (cd scenarios && SVCSIM_MODES="$$m" exec ../bin/kube-scenarios.test -test.count=1 -test.timeout 60m) > "$$log" 2>&1 & \
+	  pids="$$pids $$!:$$m"; \
+	done; \
+	status=0; \
+	for p in $$pids; do \
+	  m="$${p#*:}"; log="$(RESULTS)/$$(echo $$m | tr / -).log"; \
+	  if wait "$${p%%:*}"; then echo "== $$m: ok"; else status=1; echo "== $$m: FAIL ($$log)"; cat "$$log"; fi; \
+	done; \
 	echo "kubernetes plane scenarios: $$(( $$(date +%s) - begin )) s"; exit $$status
 
 vm-build:
@@ -240,9 +259,11 @@ vm-test: vm-build
 
 # demo is the README's main command: bring up the seed's cluster and show it
 # working, run every scenario on every datapath (IPVS in the kernel lane when
-# the host lacks it) and the quick benchmark, then write the HTML report. The
+# the host lacks it; kube-proxy's on the kubernetes plane unless KUBE=0) and
+# the quick benchmark, then write the HTML report. The
 # report is written even when a scenario fails; the exit status says so.
-demo: deps build clean-results
+demo: export SVCSIM_K8S_BIN := $(KUBE_BIN)
+demo: deps build kube clean-results
 	@echo "== the seed's cluster, on the iptables datapath"
 	set -e; trap '$(BIN) down' EXIT; \
 	$(BIN) up -f sim/testdata/seed; \
@@ -256,6 +277,8 @@ demo: deps build clean-results
 	$(GO) test -count=1 -timeout 40m ./scenarios/... || status=1; \
 	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then $(MAKE) --no-print-directory vm-test VM_MODES="$$lane" || status=1; fi; \
+	if [ "$(KUBE)" = 0 ]; then echo "KUBE=0: the kubernetes plane's scenarios are left out"; \
+	else $(MAKE) --no-print-directory kube-scenarios || status=1; fi; \
 	echo "== scenarios x datapaths"; \
 	$(BIN) results -i $(RESULTS) --junit $(RESULTS)/junit.xml || status=1; \
 	echo "== quick benchmark"; \
