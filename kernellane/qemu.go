@@ -221,3 +221,52 @@ func (c *console) times() (initAt, execAt time.Duration) {
 	defer c.mu.Unlock()
 	return c.initAt, c.execAt
 }
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 4096 {
+		t.buf = t.buf[len(t.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
+
+// qemuStderr passes qemu's messages on line by line, prefixed, except the expected
+// warning about the fw_cfg name.
+type qemuStderr struct {
+	w    io.Writer
+	mu   sync.Mutex
+	line []byte
+}
+
+func (q *qemuStderr) Write(b []byte) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.line = append(q.line, b...)
+	for {
+		i := bytes.IndexByte(q.line, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		l := q.line[:i+1]
+		if !bytes.Contains(l, []byte("etc/sercon-port")) {
+			if _, err := q.w.Write(append([]byte("qemu: "), l...)); err != nil {
+				return 0, err
+			}
+		}
+		q.line = q.line[i+1:]
+	}
+}
