@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/svcsim/svcsim/topology"
@@ -76,22 +75,6 @@ type ctrState struct {
 	startup    *prober
 	liveness   *prober
 	readiness  *prober
-}
-
-// prober is one probe's schedule and consecutive results.
-type prober struct {
-	p          *corev1.Probe
-	s          probeSettings
-	next       time.Time
-	succ, fail int
-}
-
-func newProber(p *corev1.Probe, started time.Time) *prober {
-	if p == nil {
-		return nil
-	}
-	s := settingsOf(p)
-	return &prober{p: p, s: s, next: started.Add(s.initialDelay)}
 }
 
 func newPodWorker(k *Kubelet, pod *corev1.Pod) *podWorker {
@@ -429,114 +412,6 @@ func (w *podWorker) refreshPorts(ctx context.Context, pod *corev1.Pod) {
 	w.ports = ports
 }
 
-func (w *podWorker) nextProbe() (time.Time, bool) {
-	var next time.Time
-	for _, c := range w.ctrs {
-		for _, p := range c.activeProbes() {
-			if next.IsZero() || p.next.Before(next) {
-				next = p.next
-			}
-		}
-	}
-	return next, !next.IsZero()
-}
-
-// activeProbes: the startup probe until it passes, then liveness and
-// readiness.
-func (c *ctrState) activeProbes() []*prober {
-	if !c.running {
-		return nil
-	}
-	if !c.started {
-		return []*prober{c.startup}
-	}
-	var out []*prober
-	for _, p := range []*prober{c.liveness, c.readiness} {
-		if p != nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// runProbes runs every due probe and acts on thresholds: a passed startup
-// probe starts liveness and readiness, a failed startup or liveness probe
-// restarts the container, readiness sets Ready.
-func (w *podWorker) runProbes(ctx context.Context) {
-	pod, _ := w.current()
-	now := time.Now()
-	for _, c := range w.ctrs {
-		for _, p := range c.activeProbes() {
-			if p.next.After(now) {
-				continue
-			}
-			ok, msg := w.k.probe(ctx, p.p, &c.spec, w.ip.String())
-			p.next = time.Now().Add(p.s.period)
-			if ok {
-				p.succ, p.fail = p.succ+1, 0
-			} else {
-				p.succ, p.fail = 0, p.fail+1
-			}
-			switch p {
-			case c.startup:
-				if p.succ >= p.s.success {
-					c.started = true
-					c.ready = c.readiness == nil
-					t := time.Now()
-					for _, q := range []*prober{c.liveness, c.readiness} {
-						if q != nil {
-							q.next = t.Add(q.s.initialDelay)
-						}
-					}
-				} else if p.fail >= p.s.failure {
-					w.logf("container %s failed its startup probe: %s", c.spec.Name, msg)
-					w.restart(ctx, pod, c)
-				}
-			case c.liveness:
-				if p.fail >= p.s.failure {
-					w.logf("container %s failed its liveness probe: %s", c.spec.Name, msg)
-					w.restart(ctx, pod, c)
-				}
-			case c.readiness:
-				if p.succ >= p.s.success {
-					c.ready = true
-				} else if p.fail >= p.s.failure {
-					c.ready = false
-				}
-			}
-			if !c.running {
-				break
-			}
-		}
-	}
-}
-
-// restart kills and restarts a container as the kubelet does after a
-// failed liveness probe (unless restartPolicy is Never). The built-in
-// servers are the pod's: they restart with any built-in container.
-func (w *podWorker) restart(ctx context.Context, pod *corev1.Pod, c *ctrState) {
-	err := w.stopContainer(c, 137, "Error")
-	if c.workload == nil || c.workload.Builtin {
-		err = errors.Join(err, w.sandbox.StopServers())
-	}
-	c.lastTerm = c.terminated
-	if pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
-		if err != nil {
-			w.logf("%v", err)
-		}
-		return
-	}
-	c.restarts++
-	c.id = containerID(w.uid, c.spec.Name, c.restarts)
-	if c.workload == nil || c.workload.Builtin {
-		err = errors.Join(err, w.sandbox.StartServers())
-	}
-	err = errors.Join(err, w.startContainer(ctx, pod, c))
-	if err != nil {
-		w.logf("restart container %s: %v", c.spec.Name, err)
-	}
-}
-
 // finish handles deletion. A pod being deleted gracefully keeps serving
 // for the drain (at most its grace period), as a server does between SIGTERM
 // and its exit, so kube-proxy sees a terminating endpoint; then its
@@ -623,62 +498,3 @@ func (w *podWorker) teardown(ctx context.Context) error {
 	errs = append(errs, os.RemoveAll(w.dir))
 	return errors.Join(errs...)
 }
-
-// takeOverride reports whether a readiness override arrived since run last
-// posted one.
-func (w *podWorker) takeOverride() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := w.overrideNew
-	w.overrideNew = false
-	return n
-}
-
-// override is the readiness override (nil: the probes decide).
-func (w *podWorker) override() *bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.readyOverride
-}
-
-// postStatus writes the pod's status when it changed since the last post.
-func (w *podWorker) postStatus(ctx context.Context) {
-	// Most probe rounds change nothing: decide that on the informer's copy
-	// without asking the API server.
-	if cached, _ := w.current(); w.posted != nil && cached != nil && sameStatus(*w.posted, w.status(cached)) {
-		return
-	}
-	pods := w.k.cfg.Client.CoreV1().Pods(w.ns)
-	cached, _ := w.current()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		// The informer's copy first; after a conflict, a fresh one.
-		pod := cached
-		if cached = nil; pod == nil {
-			var err error
-			if pod, err = pods.Get(ctx, w.name, metav1.GetOptions{}); err != nil {
-				return err
-			}
-		}
-		if pod.UID != w.uid {
-			return nil
-		}
-		st := w.status(pod)
-		if w.posted != nil && sameStatus(*w.posted, st) {
-			return nil
-		}
-		pod = pod.DeepCopy()
-		pod.Status = st
-		if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-		w.posted = &st
-		return nil
-	})
-	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
-		w.logf("post status: %v", err)
-	}
-}
-
-// sameStatus compares statuses ignoring nothing: transition times are
-// carried over, so an unchanged state gives an equal status.
-func sameStatus(a, b corev1.PodStatus) bool { return equality.Semantic.DeepEqual(a, b) }

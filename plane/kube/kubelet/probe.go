@@ -3,6 +3,7 @@ package kubelet
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -167,4 +168,128 @@ func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("couldn't find port %q in container %s", p.StrVal, c.Name)
+}
+
+// prober is one probe's schedule and consecutive results.
+type prober struct {
+	p          *corev1.Probe
+	s          probeSettings
+	next       time.Time
+	succ, fail int
+}
+
+func newProber(p *corev1.Probe, started time.Time) *prober {
+	if p == nil {
+		return nil
+	}
+	s := settingsOf(p)
+	return &prober{p: p, s: s, next: started.Add(s.initialDelay)}
+}
+
+func (w *podWorker) nextProbe() (time.Time, bool) {
+	var next time.Time
+	for _, c := range w.ctrs {
+		for _, p := range c.activeProbes() {
+			if next.IsZero() || p.next.Before(next) {
+				next = p.next
+			}
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// activeProbes: the startup probe until it passes, then liveness and
+// readiness.
+func (c *ctrState) activeProbes() []*prober {
+	if !c.running {
+		return nil
+	}
+	if !c.started {
+		return []*prober{c.startup}
+	}
+	var out []*prober
+	for _, p := range []*prober{c.liveness, c.readiness} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// runProbes runs every due probe and acts on thresholds: a passed startup
+// probe starts liveness and readiness, a failed startup or liveness probe
+// restarts the container, readiness sets Ready.
+func (w *podWorker) runProbes(ctx context.Context) {
+	pod, _ := w.current()
+	now := time.Now()
+	for _, c := range w.ctrs {
+		for _, p := range c.activeProbes() {
+			if p.next.After(now) {
+				continue
+			}
+			ok, msg := w.k.probe(ctx, p.p, &c.spec, w.ip.String())
+			p.next = time.Now().Add(p.s.period)
+			if ok {
+				p.succ, p.fail = p.succ+1, 0
+			} else {
+				p.succ, p.fail = 0, p.fail+1
+			}
+			switch p {
+			case c.startup:
+				if p.succ >= p.s.success {
+					c.started = true
+					c.ready = c.readiness == nil
+					t := time.Now()
+					for _, q := range []*prober{c.liveness, c.readiness} {
+						if q != nil {
+							q.next = t.Add(q.s.initialDelay)
+						}
+					}
+				} else if p.fail >= p.s.failure {
+					w.logf("container %s failed its startup probe: %s", c.spec.Name, msg)
+					w.restart(ctx, pod, c)
+				}
+			case c.liveness:
+				if p.fail >= p.s.failure {
+					w.logf("container %s failed its liveness probe: %s", c.spec.Name, msg)
+					w.restart(ctx, pod, c)
+				}
+			case c.readiness:
+				if p.succ >= p.s.success {
+					c.ready = true
+				} else if p.fail >= p.s.failure {
+					c.ready = false
+				}
+			}
+			if !c.running {
+				break
+			}
+		}
+	}
+}
+
+// restart kills and restarts a container as the kubelet does after a
+// failed liveness probe (unless restartPolicy is Never). The built-in
+// servers are the pod's: they restart with any built-in container.
+func (w *podWorker) restart(ctx context.Context, pod *corev1.Pod, c *ctrState) {
+	err := w.stopContainer(c, 137, "Error")
+	if c.workload == nil || c.workload.Builtin {
+		err = errors.Join(err, w.sandbox.StopServers())
+	}
+	c.lastTerm = c.terminated
+	if pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
+		if err != nil {
+			w.logf("%v", err)
+		}
+		return
+	}
+	c.restarts++
+	c.id = containerID(w.uid, c.spec.Name, c.restarts)
+	if c.workload == nil || c.workload.Builtin {
+		err = errors.Join(err, w.sandbox.StartServers())
+	}
+	err = errors.Join(err, w.startContainer(ctx, pod, c))
+	if err != nil {
+		w.logf("restart container %s: %v", c.spec.Name, err)
+	}
 }

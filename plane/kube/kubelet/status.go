@@ -1,11 +1,15 @@
 package kubelet
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 // status is the pod status the kubelet's status manager would write now:
@@ -138,3 +142,62 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 	cond(corev1.PodReady, allReady && running > 0 && gatesOK, readyReason, readyMsg)
 	return st
 }
+
+// takeOverride reports whether a readiness override arrived since run last
+// posted one.
+func (w *podWorker) takeOverride() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.overrideNew
+	w.overrideNew = false
+	return n
+}
+
+// override is the readiness override (nil: the probes decide).
+func (w *podWorker) override() *bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.readyOverride
+}
+
+// postStatus writes the pod's status when it changed since the last post.
+func (w *podWorker) postStatus(ctx context.Context) {
+	// Most probe rounds change nothing: decide that on the informer's copy
+	// without asking the API server.
+	if cached, _ := w.current(); w.posted != nil && cached != nil && sameStatus(*w.posted, w.status(cached)) {
+		return
+	}
+	pods := w.k.cfg.Client.CoreV1().Pods(w.ns)
+	cached, _ := w.current()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		// The informer's copy first; after a conflict, a fresh one.
+		pod := cached
+		if cached = nil; pod == nil {
+			var err error
+			if pod, err = pods.Get(ctx, w.name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		if pod.UID != w.uid {
+			return nil
+		}
+		st := w.status(pod)
+		if w.posted != nil && sameStatus(*w.posted, st) {
+			return nil
+		}
+		pod = pod.DeepCopy()
+		pod.Status = st
+		if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		w.posted = &st
+		return nil
+	})
+	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
+		w.logf("post status: %v", err)
+	}
+}
+
+// sameStatus compares statuses ignoring nothing: transition times are
+// carried over, so an unchanged state gives an equal status.
+func sameStatus(a, b corev1.PodStatus) bool { return equality.Semantic.DeepEqual(a, b) }
