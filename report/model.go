@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/svcsim/svcsim/report/chart"
 	"github.com/svcsim/svcsim/report/results"
 	e2emap "github.com/svcsim/svcsim/scenarios/conformance"
 )
@@ -90,36 +89,6 @@ type cell struct {
 	Anchor  string
 }
 
-type distGroup struct {
-	Scenario, Title string
-	Cards           []distCard
-}
-
-type distCard struct {
-	Mode     string
-	Anchor   string
-	Chart    template.HTML
-	Stats    string
-	Verdict  string
-	OK       bool
-	RR       string
-	Requests int
-}
-
-type affGroup struct {
-	Scenario, Title string
-	Rows            []affRow
-}
-
-type affRow struct {
-	Mode, Anchor         string
-	Requests, OnPinned   int
-	Stickiness           string
-	StickPct             string
-	Timeout, Expiry, Off string
-	OK                   bool
-}
-
 type benchSection struct {
 	ID, Title, Intro string
 	Charts           []benchChart
@@ -150,30 +119,6 @@ type benchRow struct {
 type benchCell struct {
 	Median, Spread, Title string
 }
-
-type kernelMode struct {
-	Mode     string
-	Excerpts []kernelExcerpt
-}
-
-type kernelExcerpt struct {
-	Scenario, Title, Anchor, Text, Note string
-}
-
-type detailGroup struct {
-	Scenario, Title, Group string
-	Items                  []detailItem
-}
-
-type detailItem struct {
-	Anchor, Mode, Status, Reason, Lane, Started, Seconds string
-	Open                                                 bool
-	Assertions                                           []results.Assertion
-	Figures                                              []figureView
-	Dist, Aff                                            string
-}
-
-type figureView struct{ Name, Value string }
 
 func build(set *results.Set, opts Options) (*page, error) {
 	p := &page{
@@ -431,182 +376,6 @@ func matrix(set *results.Set) (matrixView, totals) {
 		g.Rows = append(g.Rows, row)
 	}
 	return mv, t
-}
-
-func distributions(set *results.Set, colors map[string]int) ([]distGroup, error) {
-	var out []distGroup
-	by := pick(set)
-	for _, sc := range scenarios(set) {
-		g := distGroup{Scenario: sc.Name, Title: sc.Title}
-		for _, m := range modesOf(set) {
-			r, ok := by[[2]string{sc.Name, m}]
-			if !ok || r.Distribution == nil || len(r.Distribution.Backends) == 0 {
-				continue
-			}
-			d := r.Distribution
-			var bars []chart.Bar
-			for _, b := range d.Backends {
-				bars = append(bars, chart.Bar{Label: b.Backend, Value: float64(b.Count), Expected: b.Expected})
-			}
-			id := "dist-" + slug(sc.Name) + "-" + slug(m)
-			svg, err := chart.Bars{
-				ID: id, Title: fmt.Sprintf("%s: requests per backend on %s", sc.Title, m),
-				Desc:   fmt.Sprintf("%d requests over %d backends; dashed lines mark the expected count.", d.Requests, len(d.Backends)),
-				YLabel: "requests", ExpectedLabel: "expected", Color: colors[m], Bars: bars,
-			}.SVG()
-			if err != nil {
-				return nil, fmt.Errorf("distribution chart: %w", err)
-			}
-			card := distCard{Mode: m, Anchor: anchor(sc.Name, m), Chart: svg, Requests: d.Requests}
-			card.Stats = distStats(d)
-			card.OK, card.Verdict = distVerdict(d)
-			if d.RoundRobin {
-				if d.Exact {
-					card.RR = "round-robin: exact (counts within one, in rotation)"
-				} else {
-					card.RR = "round-robin: NOT exact"
-					card.OK = false
-				}
-			}
-			g.Cards = append(g.Cards, card)
-		}
-		if len(g.Cards) > 0 {
-			out = append(out, g)
-		}
-	}
-	return out, nil
-}
-
-// DefaultAlpha is the significance level assumed when a distribution does
-// not record the one its scenario asserted against.
-const DefaultAlpha = 0.001
-
-func alphaOf(d *results.Distribution) float64 {
-	if d.Alpha > 0 {
-		return d.Alpha
-	}
-	return DefaultAlpha
-}
-
-// tested reports whether d records a statistical test.
-func tested(d *results.Distribution) bool {
-	return d.Test != "" || d.DF != 0 || d.Statistic != 0 || d.PValue != 0
-}
-
-func distStats(d *results.Distribution) string {
-	if !tested(d) {
-		return fmt.Sprintf("%d requests; no statistical test recorded", d.Requests)
-	}
-	return fmt.Sprintf("χ² = %s, df = %d, p = %s (α = %s), %d requests", fmtNum(d.Statistic), d.DF, fmtP(d.PValue), fmtP(alphaOf(d)), d.Requests)
-}
-
-func distVerdict(d *results.Distribution) (bool, string) {
-	if !tested(d) {
-		return true, "not tested"
-	}
-	if d.PValue >= alphaOf(d) {
-		return true, "consistent (p ≥ α)"
-	}
-	return false, "inconsistent (p < α)"
-}
-
-func affinity(set *results.Set) []affGroup {
-	var out []affGroup
-	by := pick(set)
-	for _, sc := range scenarios(set) {
-		g := affGroup{Scenario: sc.Name, Title: sc.Title}
-		for _, m := range modesOf(set) {
-			r, ok := by[[2]string{sc.Name, m}]
-			if !ok || r.Affinity == nil {
-				continue
-			}
-			a := r.Affinity
-			row := affRow{Mode: m, Anchor: anchor(sc.Name, m), Requests: a.Requests, OnPinned: a.OnPinned,
-				Stickiness: fmtPct(a.Stickiness), StickPct: fmt.Sprintf("%.1f", 100*clamp01(a.Stickiness)),
-				Timeout: strconv.Itoa(a.TimeoutSeconds) + " s", Expiry: "not measured", Off: "—", OK: a.Stickiness >= 1}
-			if a.ObservedExpirySeconds > 0 {
-				row.Expiry = fmtNum(a.ObservedExpirySeconds) + " s"
-				row.Off = fmt.Sprintf("%+.1f s", a.ObservedExpirySeconds-float64(a.TimeoutSeconds))
-			}
-			g.Rows = append(g.Rows, row)
-		}
-		if len(g.Rows) > 0 {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-func clamp01(v float64) float64 { return math.Max(0, math.Min(1, v)) }
-
-const maxKernelLines = 80
-
-func kernel(set *results.Set) []kernelMode {
-	var out []kernelMode
-	by := pick(set)
-	for _, m := range modesOf(set) {
-		km := kernelMode{Mode: m}
-		for _, sc := range scenarios(set) {
-			r, ok := by[[2]string{sc.Name, m}]
-			if !ok || strings.TrimSpace(r.KernelState) == "" {
-				continue
-			}
-			text := strings.TrimRight(r.KernelState, "\n")
-			lines := strings.Split(text, "\n")
-			ex := kernelExcerpt{Scenario: sc.Name, Title: sc.Title, Anchor: anchor(sc.Name, m)}
-			if len(lines) > maxKernelLines {
-				ex.Note = fmt.Sprintf("first %d of %d lines", maxKernelLines, len(lines))
-				lines = lines[:maxKernelLines]
-			}
-			ex.Text = strings.Join(lines, "\n")
-			km.Excerpts = append(km.Excerpts, ex)
-		}
-		if len(km.Excerpts) > 0 {
-			out = append(out, km)
-		}
-	}
-	return out
-}
-
-func details(set *results.Set) []detailGroup {
-	var out []detailGroup
-	by := pick(set)
-	for _, sc := range scenarios(set) {
-		g := detailGroup{Scenario: sc.Name, Title: sc.Title, Group: sc.Group}
-		for _, m := range modesOf(set) {
-			r, ok := by[[2]string{sc.Name, m}]
-			if !ok {
-				continue
-			}
-			it := detailItem{Anchor: anchor(sc.Name, m), Mode: m, Status: string(r.Status), Reason: r.Reason,
-				Lane: r.Env.Lane, Started: fmtTime(r.Started), Seconds: fmtNum(r.Seconds) + " s",
-				Open: r.Status == results.Fail, Assertions: r.Assertions}
-			if r.Env.Kernel != "" {
-				it.Lane += " (kernel " + r.Env.Kernel + ")"
-			}
-			for _, f := range r.Figures {
-				v := fmtNum(f.Value)
-				if f.Unit != "" {
-					v += " " + f.Unit
-				}
-				it.Figures = append(it.Figures, figureView{f.Name, v})
-			}
-			if d := r.Distribution; d != nil {
-				var parts []string
-				for _, b := range d.Backends {
-					parts = append(parts, fmt.Sprintf("%s %d (expected %s)", b.Backend, b.Count, fmtNum(b.Expected)))
-				}
-				it.Dist = distStats(d) + "; " + strings.Join(parts, ", ")
-			}
-			if a := r.Affinity; a != nil {
-				it.Aff = fmt.Sprintf("%d of %d requests on the pinned backend (%s); timeoutSeconds %d; observed expiry %s",
-					a.OnPinned, a.Requests, fmtPct(a.Stickiness), a.TimeoutSeconds, orDefault(fmtSec(a.ObservedExpirySeconds), "not measured"))
-			}
-			g.Items = append(g.Items, it)
-		}
-		out = append(out, g)
-	}
-	return out
 }
 
 func fmtSec(v float64) string {
