@@ -12,6 +12,10 @@
 //	GET  /v1/dump     -> 200 text/plain, the mode's kernel state as the real tool prints it
 //	POST /v1/cleanup  -> 200 once everything the mode programmed is removed
 //
+// Beside the feed it serves kube-proxy's health endpoints in the node's
+// namespace (package modes/healthcheck): :10256/healthz and one listener
+// per health check node port, updated after every sync.
+//
 // The process stops (after Cleanup) on SIGTERM/SIGINT, or when its standard
 // input reaches EOF: the parent holds the other end of that pipe, so a parent
 // killed with SIGKILL takes its proxies with it.
@@ -36,6 +40,7 @@ import (
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
 	_ "github.com/svcsim/svcsim/modes/all" // register every mode
+	"github.com/svcsim/svcsim/modes/healthcheck"
 	"github.com/svcsim/svcsim/sim/state"
 )
 
@@ -124,12 +129,18 @@ func Serve(ctx context.Context, cfg Config) error {
 			cancel()
 		}()
 	}
+	hc, err := healthcheck.New(healthcheck.Config{})
+	if err != nil {
+		_ = p.Cleanup(ctx)
+		return fmt.Errorf("node proxy health endpoints: %w", err)
+	}
+	defer hc.Close()
 	_ = os.Remove(cfg.Socket)
 	ln, err := rundir.ListenUnix(cfg.Socket)
 	if err != nil {
 		return err
 	}
-	s := &server{p: p, node: cfg.Node}
+	s := &server{p: p, node: cfg.Node, hc: hc}
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -154,6 +165,7 @@ func Serve(ctx context.Context, cfg Config) error {
 
 type server struct {
 	p    modes.Proxier
+	hc   *healthcheck.Server
 	node string
 	mu   sync.Mutex // serialises Sync, Dump and Cleanup
 	gen  uint64
@@ -176,7 +188,11 @@ func (s *server) routes() http.Handler {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		start := time.Now()
-		if err := s.p.Sync(r.Context(), st); err != nil {
+		err = s.p.Sync(r.Context(), st)
+		if herr := s.hc.Synced(st, err); herr != nil {
+			log.Print(herr)
+		}
+		if err != nil {
 			http.Error(w, fmt.Sprintf("sync %s on %s: %v", s.p.Name(), s.node, err), http.StatusInternalServerError)
 			return
 		}

@@ -81,6 +81,21 @@ func withExternalIPs(ips ...string) func(*state.ServicePort) {
 	}
 }
 
+// withLocalPolicies sets both traffic policies to Local.
+func withLocalPolicies(s *state.ServicePort) {
+	s.InternalTrafficPolicy, s.ExternalTrafficPolicy = state.PolicyLocal, state.PolicyLocal
+}
+
+// withLoadBalancer adds a load-balancer IP and source ranges.
+func withLoadBalancer(ip string, ranges ...string) func(*state.ServicePort) {
+	return func(s *state.ServicePort) {
+		s.LoadBalancerIPs = append(s.LoadBalancerIPs, netip.MustParseAddr(ip))
+		for _, r := range ranges {
+			s.LoadBalancerSourceRanges = append(s.LoadBalancerSourceRanges, netip.MustParsePrefix(r))
+		}
+	}
+}
+
 // newFakeProxier returns a proxier on an empty in-memory iptables.
 func newFakeProxier(t testing.TB, mutate ...func(*iptables.Config)) (*iptables.Proxier, *iptrestoretest.Fake) {
 	t.Helper()

@@ -13,7 +13,9 @@ import (
 // characters.
 const (
 	svcPrefix = "KUBE-SVC-"
+	svlPrefix = "KUBE-SVL-"
 	extPrefix = "KUBE-EXT-"
+	fwPrefix  = "KUBE-FW-"
 	sepPrefix = "KUBE-SEP-"
 )
 
@@ -27,6 +29,18 @@ func portProtoHash(id string, proto state.Protocol) string {
 // ServiceChain is the KUBE-SVC chain of a service port.
 func ServiceChain(s *state.ServicePort) string {
 	return svcPrefix + portProtoHash(s.ID(), s.Protocol)
+}
+
+// LocalChain is the KUBE-SVL chain of a service port: its endpoints on this
+// node, for a Local traffic policy.
+func LocalChain(s *state.ServicePort) string {
+	return svlPrefix + portProtoHash(s.ID(), s.Protocol)
+}
+
+// FirewallChain is the KUBE-FW chain of a service port: the
+// loadBalancerSourceRanges check of its load-balancer IPs.
+func FirewallChain(s *state.ServicePort) string {
+	return fwPrefix + portProtoHash(s.ID(), s.Protocol)
 }
 
 // ExternalChain is the KUBE-EXT chain of a service port (NodePort and

@@ -45,9 +45,13 @@ const (
 	kubeNodePorts        = "KUBE-NODEPORTS"
 	kubePostrouting      = "KUBE-POSTROUTING"
 	kubeMarkMasq         = "KUBE-MARK-MASQ"
+	kubeMarkDrop         = "KUBE-MARK-DROP"
 
 	// masqMark is kube-proxy's default --iptables-masquerade-bit 14.
 	masqMark = "0x4000"
+	// dropMark is kube-proxy's KUBE-MARK-DROP bit (0x8000): packets to a
+	// load-balancer IP from outside its loadBalancerSourceRanges.
+	dropMark = "0x8000"
 
 	// largeClusterEndpoints is kube-proxy's threshold above which it drops
 	// the per-endpoint comments to keep the ruleset small.
@@ -286,6 +290,14 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 	p.natRules.Write("-A", kubePostrouting, "-m", "comment", "--comment", `"kubernetes service traffic requiring SNAT"`,
 		"-j", "MASQUERADE", "--random-fully")
 	p.natRules.Write("-A", kubeMarkMasq, "-j", "MARK", "--or-mark", masqMark)
+	if needsFirewall(st) {
+		// Written only while some Service has loadBalancerSourceRanges, so
+		// the rules of every other node stay kube-proxy's usual set.
+		p.natChains.WriteChain(kubeMarkDrop)
+		p.natRules.Write("-A", kubeMarkDrop, "-j", "MARK", "--or-mark", dropMark)
+		p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", `"load balancer source ranges"`,
+			"-m", "mark", "--mark", dropMark+"/"+dropMark, "-j", "DROP")
+	}
 
 	active := make(map[string]bool, 2*len(st.Services))
 	cidr := prefixString(st.ClusterCIDR)
@@ -295,7 +307,7 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 		if write {
 			stats.Rewritten++
 		}
-		p.writeService(s, cidr, write, large, active)
+		p.writeService(s, st.Node, cidr, write, large, active)
 	}
 
 	// Delete per-service chains nothing uses any more: declaring a chain
@@ -353,6 +365,16 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 	return stats, nil
 }
 
+// needsFirewall reports whether any load-balancer IP has source ranges.
+func needsFirewall(st *state.NodeState) bool {
+	for i := range st.Services {
+		if s := &st.Services[i]; len(s.LoadBalancerIPs) > 0 && len(s.LoadBalancerSourceRanges) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func syncKind(full bool) string {
 	if full {
 		return "full"
@@ -361,41 +383,106 @@ func syncKind(full bool) string {
 }
 
 // writeService writes one service port's rules in the top-level chains and,
-// when writeChains is set, its own SVC/EXT/SEP chains. It marks the chains
-// the port uses as active either way.
-func (p *Proxier) writeService(s *state.ServicePort, clusterCIDR string, writeChains, large bool, active map[string]bool) {
+// when writeChains is set, its own SVC/SVL/EXT/FW/SEP chains. It marks the
+// chains the port uses as active either way.
+//
+// Endpoints follow the traffic policies (state.ServicePort's
+// InternalEndpoints and ExternalEndpoints): KUBE-SVC-* picks among the
+// cluster's endpoints, KUBE-SVL-* among this node's. A Service with
+// endpoints somewhere but none for a Local policy here has its traffic
+// dropped (filter DROP, "has no local endpoints"); one with none at all
+// is rejected. Under externalTrafficPolicy Local, KUBE-EXT-* sends pods'
+// and the node's own traffic to the cluster chain (kube-proxy's
+// short-circuit) and everything else to the local chain unmasqueraded, so
+// backends see the outside client's address. Load-balancer IPs with
+// loadBalancerSourceRanges go through KUBE-FW-*, which passes the allowed
+// sources to KUBE-EXT-* and marks the rest for KUBE-MARK-DROP.
+func (p *Proxier) writeService(s *state.ServicePort, node, clusterCIDR string, writeChains, large bool, active map[string]bool) {
 	proto := strings.ToLower(string(s.Protocol))
 	id := s.ID()
 	port := strconv.Itoa(int(s.Port))
 	cip := s.ClusterIP.String()
 	svcChain := ServiceChain(s)
+	svlChain := LocalChain(s)
 	extChain := ExternalChain(s)
-	eps := uniqueEndpoints(s.Endpoints)
-	hasEndpoints := len(eps) > 0
-	external := s.NodePort != 0 || len(s.ExternalIPs) > 0
-	noEndpoints := `"` + id + ` has no endpoints"`
+	fwChain := FirewallChain(s)
 
-	if hasEndpoints {
-		active[svcChain] = true
-		if external {
-			active[extChain] = true
+	clusterEps := uniqueEndpoints(s.ClusterEndpoints())
+	internalLocal, externalLocal := s.InternalLocal(), s.ExternalLocal()
+	var localEps []state.Endpoint
+	if internalLocal || externalLocal {
+		localEps = uniqueEndpoints(s.LocalEndpoints(node))
+	}
+	hasEndpoints := len(clusterEps) > 0
+	external := s.External()
+	hasInternal := hasEndpoints && (!internalLocal || len(localEps) > 0)
+	hasExternal := hasEndpoints && (!externalLocal || len(localEps) > 0)
+	useSVC := hasEndpoints && (!internalLocal || external)
+	useSVL := len(localEps) > 0
+	useEXT := hasEndpoints && external
+	useFW := useEXT && len(s.LoadBalancerIPs) > 0 && len(s.LoadBalancerSourceRanges) > 0
+	internalChain := svcChain
+	if internalLocal {
+		internalChain = svlChain
+	}
+	noEndpoints := `"` + id + ` has no endpoints"`
+	noLocal := `"` + id + ` has no local endpoints"`
+
+	var sepEps []state.Endpoint
+	if useSVC {
+		sepEps = append(sepEps, clusterEps...)
+	}
+	if useSVL {
+		sepEps = uniqueEndpoints(append(sepEps, localEps...))
+	}
+	for c, used := range map[string]bool{svcChain: useSVC, svlChain: useSVL, extChain: useEXT, fwChain: useFW} {
+		if used {
+			active[c] = true
 		}
-		for _, ep := range eps {
-			active[EndpointChain(s, ep)] = true
-		}
+	}
+	for _, ep := range sepEps {
+		active[EndpointChain(s, ep)] = true
+	}
+
+	// Cluster IP.
+	switch {
+	case hasInternal:
 		p.natRules.Write("-A", kubeServices, "-m", "comment", "--comment", `"`+id+` cluster IP"`,
-			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "-j", svcChain)
-	} else {
+			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "-j", internalChain)
+	case hasEndpoints:
+		p.filterRules.Write("-A", kubeServices, "-m", "comment", "--comment", noLocal,
+			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "-j", "DROP")
+	default:
 		p.filterRules.Write("-A", kubeServices, "-m", "comment", "--comment", noEndpoints,
 			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "-j", "REJECT")
+	}
+	// What external traffic that cannot be served gets.
+	extFilter, extFilterComment := "REJECT", noEndpoints
+	if hasEndpoints {
+		extFilter, extFilterComment = "DROP", noLocal
 	}
 	for _, eip := range s.ExternalIPs {
 		if hasEndpoints {
 			p.natRules.Write("-A", kubeServices, "-m", "comment", "--comment", `"`+id+` external IP"`,
 				"-m", proto, "-p", proto, "-d", eip.String(), "--dport", port, "-j", extChain)
-		} else {
-			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", noEndpoints,
-				"-m", proto, "-p", proto, "-d", eip.String(), "--dport", port, "-j", "REJECT")
+		}
+		if !hasExternal {
+			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", extFilterComment,
+				"-m", proto, "-p", proto, "-d", eip.String(), "--dport", port, "-j", extFilter)
+		}
+	}
+	for _, lb := range s.LoadBalancerIPs {
+		if hasEndpoints {
+			to := extChain
+			if useFW {
+				to = fwChain
+			}
+			p.natRules.Write("-A", kubeServices, "-m", "comment", "--comment", `"`+id+` loadbalancer IP"`,
+				"-m", proto, "-p", proto, "-d", lb.String(), "--dport", port, "-j", to)
+		}
+		if !hasExternal {
+			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", extFilterComment,
+				"-m", proto, "-p", proto, "-d", lb.String(), "--dport", port, "-j", extFilter)
 		}
 	}
 	if s.NodePort != 0 {
@@ -403,9 +490,10 @@ func (p *Proxier) writeService(s *state.ServicePort, clusterCIDR string, writeCh
 		if hasEndpoints {
 			p.natRules.Write("-A", kubeNodePorts, "-m", "comment", "--comment", id,
 				"-m", proto, "-p", proto, "--dport", np, "-j", extChain)
-		} else {
-			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", noEndpoints,
-				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", np, "-j", "REJECT")
+		}
+		if !hasExternal {
+			p.filterRules.Write("-A", kubeExternalServices, "-m", "comment", "--comment", extFilterComment,
+				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", np, "-j", extFilter)
 		}
 	}
 	if !writeChains || !hasEndpoints {
@@ -413,32 +501,93 @@ func (p *Proxier) writeService(s *state.ServicePort, clusterCIDR string, writeCh
 	}
 
 	// Cluster IP traffic from outside the pod network is masqueraded, so
-	// replies come back through this node.
-	p.natChains.WriteChain(svcChain)
-	if clusterCIDR != "" {
-		p.natRules.Write("-A", svcChain, "-m", "comment", "--comment", `"`+id+` cluster IP"`,
-			"-m", proto, "-p", proto, "-d", cip, "--dport", port, "!", "-s", clusterCIDR, "-j", kubeMarkMasq)
-	}
-	// NodePort and external IP traffic is always masqueraded
-	// (externalTrafficPolicy: Cluster).
-	if external {
-		p.natChains.WriteChain(extChain)
-		p.natRules.Write("-A", extChain, "-m", "comment", "--comment", `"masquerade traffic for `+id+` external destinations"`,
-			"-j", kubeMarkMasq)
-		p.natRules.Write("-A", extChain, "-j", svcChain)
-	}
-
-	comment := func(text string) []string {
-		if large {
-			return nil
+	// replies come back through this node (in the chain internal traffic
+	// takes).
+	masqClusterIP := func(chain string) {
+		if clusterCIDR != "" {
+			p.natRules.Write("-A", chain, "-m", "comment", "--comment", `"`+id+` cluster IP"`,
+				"-m", proto, "-p", proto, "-d", cip, "--dport", port, "!", "-s", clusterCIDR, "-j", kubeMarkMasq)
 		}
-		return []string{"-m", "comment", "--comment", text}
 	}
+	// (Order as kube-proxy writes them: the cluster chain's masquerade rule
+	// first, then the external chain, then the endpoint choice.)
+	if useSVC {
+		p.natChains.WriteChain(svcChain)
+		if !internalLocal {
+			masqClusterIP(svcChain)
+		}
+	}
+	if useEXT {
+		p.natChains.WriteChain(extChain)
+		if !externalLocal {
+			// externalTrafficPolicy Cluster: everything is masqueraded, as it
+			// may leave the node towards a remote endpoint.
+			p.natRules.Write("-A", extChain, "-m", "comment", "--comment", `"masquerade traffic for `+id+` external destinations"`,
+				"-j", kubeMarkMasq)
+			p.natRules.Write("-A", extChain, "-j", svcChain)
+		} else {
+			if clusterCIDR != "" {
+				p.natRules.Write("-A", extChain, "-m", "comment", "--comment", `"pod traffic for `+id+` external destinations"`,
+					"-s", clusterCIDR, "-j", svcChain)
+			}
+			p.natRules.Write("-A", extChain, "-m", "comment", "--comment", `"masquerade LOCAL traffic for `+id+` external destinations"`,
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", kubeMarkMasq)
+			p.natRules.Write("-A", extChain, "-m", "comment", "--comment", `"route LOCAL traffic for `+id+` external destinations"`,
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
+			if useSVL {
+				p.natRules.Write("-A", extChain, "-j", svlChain)
+			}
+		}
+	}
+	if useFW {
+		p.natChains.WriteChain(fwChain)
+		for _, r := range s.LoadBalancerSourceRanges {
+			p.natRules.Write("-A", fwChain, "-m", "comment", "--comment", `"`+id+` loadbalancer IP"`,
+				"-s", r.String(), "-j", extChain)
+		}
+		p.natRules.Write("-A", fwChain, "-m", "comment", "--comment", `"`+id+` loadbalancer IP"`, "-j", kubeMarkDrop)
+	}
+	if useSVC {
+		p.writeChooser(s, svcChain, clusterEps, large)
+	}
+	if useSVL {
+		p.natChains.WriteChain(svlChain)
+		if internalLocal {
+			masqClusterIP(svlChain)
+		}
+		p.writeChooser(s, svlChain, localEps, large)
+	}
+	for _, ep := range sepEps {
+		sep := EndpointChain(s, ep)
+		p.natChains.WriteChain(sep)
+		// Hairpin: a pod reaching itself through the service.
+		p.natRules.Write("-A", sep, p.comment(large, id), "-s", ep.IP.String(), "-j", kubeMarkMasq)
+		var affinity []string
+		if s.SessionAffinity {
+			affinity = []string{"-m", "recent", "--name", sep, "--set"}
+		}
+		p.natRules.Write("-A", sep, p.comment(large, id), affinity,
+			"-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.String())
+	}
+}
+
+// comment is a rule's comment match, left out in large cluster mode.
+func (p *Proxier) comment(large bool, text string) []string {
+	if large {
+		return nil
+	}
+	return []string{"-m", "comment", "--comment", text}
+}
+
+// writeChooser fills a KUBE-SVC or KUBE-SVL chain: affinity checks, then
+// one statistic rule per endpoint.
+func (p *Proxier) writeChooser(s *state.ServicePort, chain string, eps []state.Endpoint, large bool) {
+	id := s.ID()
 	if s.SessionAffinity {
 		timeout := strconv.Itoa(int(s.Timeout()))
 		for _, ep := range eps {
 			sep := EndpointChain(s, ep)
-			p.natRules.Write("-A", svcChain, comment(`"`+id+` -> `+ep.String()+`"`),
+			p.natRules.Write("-A", chain, p.comment(large, `"`+id+` -> `+ep.String()+`"`),
 				"-m", "recent", "--name", sep, "--rcheck", "--seconds", timeout, "--reap", "-j", sep)
 		}
 	}
@@ -446,23 +595,11 @@ func (p *Proxier) writeService(s *state.ServicePort, clusterCIDR string, writeCh
 	for i, ep := range eps {
 		sep := EndpointChain(s, ep)
 		if i < n-1 {
-			p.natRules.Write("-A", svcChain, comment(`"`+id+` -> `+ep.String()+`"`),
+			p.natRules.Write("-A", chain, p.comment(large, `"`+id+` -> `+ep.String()+`"`),
 				"-m", "statistic", "--mode", "random", "--probability", p.probability(n-i), "-j", sep)
 		} else {
-			p.natRules.Write("-A", svcChain, comment(`"`+id+` -> `+ep.String()+`"`), "-j", sep)
+			p.natRules.Write("-A", chain, p.comment(large, `"`+id+` -> `+ep.String()+`"`), "-j", sep)
 		}
-	}
-	for _, ep := range eps {
-		sep := EndpointChain(s, ep)
-		p.natChains.WriteChain(sep)
-		// Hairpin: a pod reaching itself through the service.
-		p.natRules.Write("-A", sep, comment(id), "-s", ep.IP.String(), "-j", kubeMarkMasq)
-		var affinity []string
-		if s.SessionAffinity {
-			affinity = []string{"-m", "recent", "--name", sep, "--set"}
-		}
-		p.natRules.Write("-A", sep, comment(id), affinity,
-			"-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.String())
 	}
 }
 
@@ -580,5 +717,8 @@ func cloneServicePort(s *state.ServicePort) *state.ServicePort {
 	c := *s
 	c.ExternalIPs = slices.Clone(s.ExternalIPs)
 	c.Endpoints = slices.Clone(s.Endpoints)
+	c.NotReadyEndpoints = slices.Clone(s.NotReadyEndpoints)
+	c.LoadBalancerIPs = slices.Clone(s.LoadBalancerIPs)
+	c.LoadBalancerSourceRanges = slices.Clone(s.LoadBalancerSourceRanges)
 	return &c
 }

@@ -90,6 +90,17 @@ func TestGolden(t *testing.T) {
 			makeService("kube-system", "kube-dns", "10.96.0.10", 53, withPortName("dns-tcp"),
 				withEndpoints("10.244.1.10:53@node1", "10.244.2.10:53@node2")),
 		}},
+		{"local-policies-loadbalancer", []state.ServicePort{
+			// Both policies Local, a load-balancer IP with source ranges;
+			// one endpoint here (node1), one on node2. And a Local
+			// Service whose only endpoint is on node2: its traffic here
+			// is dropped.
+			makeService("default", "web", "10.96.0.80", 80, withNodePort(30080), withLocalPolicies,
+				withLoadBalancer("198.18.1.5", "198.18.0.0/24"),
+				withEndpoints("10.244.1.5:8080@node1", "10.244.2.5:8080@node2")),
+			makeService("default", "remote", "10.96.0.81", 80, withNodePort(30081), withLocalPolicies,
+				withLoadBalancer("198.18.1.6"), withEndpoints("10.244.2.6:8080@node2")),
+		}},
 		{"external-endpoint", []state.ServicePort{
 			// A selectorless service whose Endpoints name a host outside
 			// the cluster, also reachable on an external IP.

@@ -11,19 +11,20 @@ import (
 // Chains and the mark of the iptables part of IPVS mode (kube-proxy's names:
 // the modes are exclusive on a node).
 const (
-	chainServices    = "KUBE-SERVICES"
-	chainPostrouting = "KUBE-POSTROUTING"
-	chainNodePort    = "KUBE-NODE-PORT"
-	chainMarkMasq    = "KUBE-MARK-MASQ"
-	chainForward     = "KUBE-FORWARD"
-	chainIPVSFilter  = "KUBE-IPVS-FILTER"
+	chainServices     = "KUBE-SERVICES"
+	chainPostrouting  = "KUBE-POSTROUTING"
+	chainNodePort     = "KUBE-NODE-PORT"
+	chainMarkMasq     = "KUBE-MARK-MASQ"
+	chainForward      = "KUBE-FORWARD"
+	chainIPVSFilter   = "KUBE-IPVS-FILTER"
+	chainLoadBalancer = "KUBE-LOAD-BALANCER"
 
 	masqMark = "0x4000"
 )
 
 // ourChains per table, in creation order.
 var ourChains = map[string][]string{
-	"nat":    {chainServices, chainPostrouting, chainNodePort, chainMarkMasq},
+	"nat":    {chainServices, chainPostrouting, chainNodePort, chainMarkMasq, chainLoadBalancer},
 	"filter": {chainForward, chainIPVSFilter},
 }
 
@@ -58,7 +59,12 @@ func ownsChain(chain string) bool {
 //   - nat KUBE-POSTROUTING: hairpin (a pod reaching itself through a
 //     Service, KUBE-LOOP-BACK) and marked traffic are masqueraded.
 //   - filter KUBE-FORWARD: marked and established traffic is forwarded.
-//   - filter KUBE-IPVS-FILTER: new connections to a service address on a
+//   - nat KUBE-LOAD-BALANCER: load-balancer IP traffic is masqueraded but
+//     under externalTrafficPolicy Local (KUBE-LOAD-BALANCER-LOCAL); the
+//     local sets of external IPs and NodePorts skip masquerading likewise,
+//     so backends see the client's address.
+//   - filter KUBE-IPVS-FILTER: load-balancer IPs with source ranges drop
+//     other sources (KUBE-LOAD-BALANCER-FW, -SOURCE-CIDR); new connections to a service address on a
 //     port that is not a Service are rejected instead of reaching the node.
 func buildRules(clusterCIDR netip.Prefix, saved map[string]*ruleset.Table) []byte {
 	var w iptrestore.LineBuffer
@@ -71,10 +77,19 @@ func buildRules(clusterCIDR netip.Prefix, saved map[string]*ruleset.Table) []byt
 			"-m set --match-set", setClusterIP, "dst,dst", "!", "-s", clusterCIDR.String(), "-j", chainMarkMasq)
 	}
 	w.Write("-A", chainServices, "-m set --match-set", setClusterIP, "dst,dst", "-j ACCEPT")
+	w.Write("-A", chainServices, "-m comment --comment", `"external IP with externalTrafficPolicy Local: not masqueraded"`,
+		"-m set --match-set", setExternalIPLocal, "dst,dst", "-j ACCEPT")
 	w.Write("-A", chainServices, "-m comment --comment", `"external IP"`,
 		"-m set --match-set", setExternalIP, "dst,dst", "-j", chainMarkMasq)
 	w.Write("-A", chainServices, "-m set --match-set", setExternalIP, "dst,dst", "-j ACCEPT")
+	w.Write("-A", chainServices, "-m comment --comment", `"load balancer IP"`,
+		"-m set --match-set", setLoadBalancer, "dst,dst", "-j", chainLoadBalancer)
+	w.Write("-A", chainServices, "-m set --match-set", setLoadBalancer, "dst,dst", "-j ACCEPT")
 	w.Write("-A", chainServices, "-m addrtype --dst-type LOCAL", "-j", chainNodePort)
+	w.Write("-A", chainLoadBalancer, "-m set --match-set", setLoadBalancerLocal, "dst,dst", "-j RETURN")
+	w.Write("-A", chainLoadBalancer, "-j", chainMarkMasq)
+	w.Write("-A", chainNodePort, "-p tcp", "-m set --match-set", setNodePortLocalTCP, "dst", "-j RETURN")
+	w.Write("-A", chainNodePort, "-p udp", "-m set --match-set", setNodePortLocalUDP, "dst", "-j RETURN")
 	w.Write("-A", chainNodePort, "-p tcp", "-m set --match-set", setNodePortTCP, "dst", "-j", chainMarkMasq)
 	w.Write("-A", chainNodePort, "-p udp", "-m set --match-set", setNodePortUDP, "dst", "-j", chainMarkMasq)
 	w.Write("-A", chainMarkMasq, "-j MARK --or-mark", masqMark)
@@ -94,7 +109,10 @@ func buildRules(clusterCIDR netip.Prefix, saved map[string]*ruleset.Table) []byt
 	}
 	w.Write("-A", chainForward, "-m mark --mark", masqMark+"/"+masqMark, "-j ACCEPT")
 	w.Write("-A", chainForward, "-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT")
+	w.Write("-A", chainIPVSFilter, "-m comment --comment", `"load balancer source ranges"`,
+		"-m set --match-set", setLoadBalancerFW, "dst,dst", "-m set ! --match-set", setLoadBalancerCIDR, "dst,dst,src", "-j DROP")
 	w.Write("-A", chainIPVSFilter, "-m set --match-set", setClusterIP, "dst,dst", "-j RETURN")
+	w.Write("-A", chainIPVSFilter, "-m set --match-set", setLoadBalancer, "dst,dst", "-j RETURN")
 	w.Write("-A", chainIPVSFilter, "-m set --match-set", setExternalIP, "dst,dst", "-j RETURN")
 	w.Write("-A", chainIPVSFilter, "-m conntrack --ctstate NEW", "-m set --match-set", setIPVSIPs, "dst", "-j REJECT")
 	if saved != nil {

@@ -23,6 +23,7 @@ const (
 	filterForwardChain        = "filter-forward"
 	filterOutputChain         = "filter-output"
 	filterOutputPostDNATChain = "filter-output-post-dnat"
+	filterPreroutingChain     = "filter-prerouting"
 	natPreroutingChain        = "nat-prerouting"
 	natOutputChain            = "nat-output"
 	natPostroutingChain       = "nat-postrouting"
@@ -31,6 +32,7 @@ const (
 	serviceEndpointsCheckChain  = "service-endpoints-check"
 	nodePortEndpointsCheckChain = "nodeport-endpoints-check"
 	clusterIPsCheckChain        = "cluster-ips-check"
+	firewallCheckChain          = "firewall-check"
 	rejectChain                 = "reject-chain"
 	markMasqChain               = "mark-for-masquerade"
 	masqueradingChain           = "masquerading"
@@ -40,13 +42,16 @@ const (
 	noEndpointServicesMap  = "no-endpoint-services"
 	noEndpointNodePortsMap = "no-endpoint-nodeports"
 	clusterIPsSet          = "cluster-ips"
+	firewallIPsMap         = "firewall-ips"
 
 	// masqMark is the packet mark bit (kube-proxy's default --masquerade-bit
 	// 14) that tells the masquerading chain to SNAT a packet.
 	masqMark = "0x4000"
 
 	servicePrefix  = "service-"
+	localPrefix    = "local-"
 	externalPrefix = "external-"
+	firewallPrefix = "firewall-"
 	endpointPrefix = "endpoint-"
 	affinityPrefix = "affinity-"
 )
@@ -95,10 +100,12 @@ func isAffinitySet(name string) bool { return strings.HasPrefix(name, affinityPr
 type globals struct {
 	clusterCIDR netip.Prefix
 	serviceCIDR netip.Prefix
+	// node is the node's name: Local traffic policies pick its endpoints.
+	node string
 }
 
 func globalsOf(st *state.NodeState) globals {
-	return globals{clusterCIDR: st.ClusterCIDR, serviceCIDR: st.ServiceCIDR}
+	return globals{clusterCIDR: st.ClusterCIDR, serviceCIDR: st.ServiceCIDR, node: st.Node}
 }
 
 // chainPlan is one regular chain with the rules it must hold, in order.
@@ -176,121 +183,216 @@ func (p *servicePlan) set(name string) *setPlan {
 }
 
 // buildPlan computes what one service port needs, following kube-proxy's
-// nftables mode with the "Cluster" traffic policies (the only ones svcsim's
-// state carries):
+// nftables mode:
 //
-//   - ClusterIP . proto . port in service-ips -> goto service-X; service-X
-//     marks traffic from outside the cluster CIDR for masquerade, honours
-//     ClientIP affinity, then picks an endpoint with numgen random;
-//   - NodePort (proto . nodePort in service-nodeports) and external IPs go to
-//     external-X, which marks everything for masquerade and goes to service-X;
+//   - ClusterIP . proto . port in service-ips -> goto the internal chain:
+//     service-X (every endpoint) or, under internalTrafficPolicy Local,
+//     local-X (this node's); it marks traffic from outside the cluster CIDR
+//     for masquerade, honours ClientIP affinity, then picks an endpoint with
+//     numgen random;
+//   - NodePort (proto . nodePort in service-nodeports), external IPs and
+//     load-balancer IPs go to external-X: under externalTrafficPolicy
+//     Cluster it marks everything for masquerade and goes to service-X;
+//     under Local it sends pods' and the node's own traffic to service-X
+//     (masquerading the node's) and the rest, unmasqueraded, to local-X;
+//   - load-balancer IPs with source ranges are also in firewall-ips, whose
+//     firewall-X chain (before DNAT) drops other sources;
 //   - endpoint-X marks hairpin traffic (the endpoint talking to itself through
 //     the service), records affinity, and DNATs;
 //   - without endpoints the same keys go to no-endpoint-services /
-//     no-endpoint-nodeports, whose verdict is "goto reject-chain".
+//     no-endpoint-nodeports, whose verdict is "goto reject-chain"; with
+//     endpoints elsewhere but none for a Local policy here, "drop".
 func buildPlan(src *state.ServicePort, g globals) *servicePlan {
 	sp := *src
 	sp.Endpoints = append([]state.Endpoint(nil), src.Endpoints...)
+	sp.NotReadyEndpoints = append([]state.Endpoint(nil), src.NotReadyEndpoints...)
 	sp.ExternalIPs = append([]netip.Addr(nil), src.ExternalIPs...)
+	sp.LoadBalancerIPs = append([]netip.Addr(nil), src.LoadBalancerIPs...)
+	sp.LoadBalancerSourceRanges = append([]netip.Prefix(nil), src.LoadBalancerSourceRanges...)
 	plan := &servicePlan{sp: sp}
 	// An IPv4 proxier ignores IPv6 addresses, as kube-proxy's does.
-	var externalIPs []netip.Addr
+	var externalIPs, lbIPs []netip.Addr
 	for _, ip := range sp.ExternalIPs {
 		if ip.Is4() {
 			externalIPs = append(externalIPs, ip)
 		}
 	}
-
-	// Endpoints are programmed once each, even if the state lists one twice.
-	var eps []state.Endpoint
-	seen := make(map[netip.AddrPort]bool, len(sp.Endpoints))
-	for _, ep := range sp.Endpoints {
-		if ap := netip.AddrPortFrom(ep.IP, uint16(ep.Port)); !seen[ap] {
-			seen[ap] = true
-			eps = append(eps, ep)
+	for _, ip := range sp.LoadBalancerIPs {
+		if ip.Is4() {
+			lbIPs = append(lbIPs, ip)
 		}
+	}
+
+	clusterEps := uniqueEndpoints(sp.ClusterEndpoints())
+	internalLocal, externalLocal := sp.InternalLocal(), sp.ExternalLocal()
+	var localEps []state.Endpoint
+	if internalLocal || externalLocal {
+		localEps = uniqueEndpoints(sp.LocalEndpoints(g.node))
 	}
 
 	pr := proto(sp.Protocol)
 	port := strconv.Itoa(int(sp.Port))
 	base := serviceBase(&sp)
 	svcChain := servicePrefix + base
+	localChain := localPrefix + base
 	extChain := externalPrefix + base
-	hasEndpoints := len(eps) > 0
-	external := sp.NodePort != 0 || len(externalIPs) > 0
+	fwChain := firewallPrefix + base
+	hasEndpoints := len(clusterEps) > 0
+	external := sp.NodePort != 0 || len(externalIPs) > 0 || len(lbIPs) > 0
+	hasInternal := hasEndpoints && (!internalLocal || len(localEps) > 0)
+	hasExternal := hasEndpoints && (!externalLocal || len(localEps) > 0)
+	useSVC := hasEndpoints && (!internalLocal || external)
+	useLocal := len(localEps) > 0
+	useFW := hasEndpoints && len(lbIPs) > 0 && len(sp.LoadBalancerSourceRanges) > 0
 	name := sp.ID()
 
 	plan.elems = append(plan.elems, elemPlan{set: clusterIPsSet, key: []string{sp.ClusterIP.String()}})
 	dest := func(ip netip.Addr) []string { return []string{ip.String(), pr, port} }
+	nodePortKey := []string{pr, strconv.Itoa(int(sp.NodePort))}
 	if !hasEndpoints {
 		reject := "goto " + rejectChain
 		plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(sp.ClusterIP), value: reject, comment: nftComment(name)})
-		for _, ip := range externalIPs {
+		for _, ip := range append(append([]netip.Addr(nil), externalIPs...), lbIPs...) {
 			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(ip), value: reject, comment: nftComment(name)})
 		}
 		if sp.NodePort != 0 {
 			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointNodePortsMap,
-				key: []string{pr, strconv.Itoa(int(sp.NodePort))}, value: reject, comment: nftComment(name)})
+				key: nodePortKey, value: reject, comment: nftComment(name)})
 		}
 		return plan
 	}
 
-	plan.elems = append(plan.elems, elemPlan{mapName: serviceIPsMap, key: dest(sp.ClusterIP), value: "goto " + svcChain})
-	for _, ip := range externalIPs {
+	internalChain := svcChain
+	if internalLocal {
+		internalChain = localChain
+	}
+	if hasInternal {
+		plan.elems = append(plan.elems, elemPlan{mapName: serviceIPsMap, key: dest(sp.ClusterIP), value: "goto " + internalChain})
+	} else {
+		plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(sp.ClusterIP), value: "drop", comment: nftComment(name)})
+	}
+	for _, ip := range append(append([]netip.Addr(nil), externalIPs...), lbIPs...) {
 		plan.elems = append(plan.elems, elemPlan{mapName: serviceIPsMap, key: dest(ip), value: "goto " + extChain})
+		if !hasExternal {
+			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointServicesMap, key: dest(ip), value: "drop", comment: nftComment(name)})
+		}
+	}
+	if useFW {
+		for _, ip := range lbIPs {
+			plan.elems = append(plan.elems, elemPlan{mapName: firewallIPsMap, key: dest(ip), value: "goto " + fwChain, comment: nftComment(name)})
+		}
 	}
 	if sp.NodePort != 0 {
 		plan.elems = append(plan.elems, elemPlan{mapName: serviceNodePortsMap,
-			key: []string{pr, strconv.Itoa(int(sp.NodePort))}, value: "goto " + extChain})
+			key: nodePortKey, value: "goto " + extChain})
+		if !hasExternal {
+			plan.elems = append(plan.elems, elemPlan{mapName: noEndpointNodePortsMap,
+				key: nodePortKey, value: "drop", comment: nftComment(name)})
+		}
 	}
 
-	// The service chain.
-	svc := chainPlan{name: svcChain}
-	if g.clusterCIDR.IsValid() {
-		svc.rules = append(svc.rules, knftables.Concat(
-			"ip daddr", sp.ClusterIP.String(), pr, "dport", port,
-			"ip saddr !=", g.clusterCIDR.Masked().String(), "jump", markMasqChain))
+	// The endpoint chains, one per endpoint either chooser may pick.
+	var sepEps []state.Endpoint
+	if useSVC {
+		sepEps = append(sepEps, clusterEps...)
 	}
-	epChains := make([]string, len(eps))
-	for i, ep := range eps {
-		epChains[i] = endpointPrefix + endpointBase(&sp, ep)
+	sepEps = uniqueEndpoints(append(sepEps, localEps...))
+	epChain := map[netip.AddrPort]string{}
+	epSet := map[netip.AddrPort]string{}
+	for _, ep := range sepEps {
+		ap := netip.AddrPortFrom(ep.IP, uint16(ep.Port))
+		epChain[ap] = endpointPrefix + endpointBase(&sp, ep)
+		if sp.SessionAffinity {
+			epSet[ap] = affinityPrefix + endpointBase(&sp, ep)
+		}
 	}
-	if sp.SessionAffinity {
+	masq := func() string {
+		return knftables.Concat("ip daddr", sp.ClusterIP.String(), pr, "dport", port,
+			"ip saddr !=", g.clusterCIDR.Masked().String(), "jump", markMasqChain)
+	}
+	chooser := func(chainName string, eps []state.Endpoint, masqClusterIP bool) chainPlan {
+		c := chainPlan{name: chainName}
+		if masqClusterIP && g.clusterCIDR.IsValid() {
+			c.rules = append(c.rules, masq())
+		}
+		if sp.SessionAffinity {
+			for _, ep := range eps {
+				ap := netip.AddrPortFrom(ep.IP, uint16(ep.Port))
+				c.rules = append(c.rules, knftables.Concat("ip saddr", "@", epSet[ap], "goto", epChain[ap]))
+			}
+		}
+		var vmap []string
 		for i, ep := range eps {
-			set := affinityPrefix + endpointBase(&sp, ep)
-			plan.sets = append(plan.sets, setPlan{name: set, timeout: sp.Timeout()})
-			svc.rules = append(svc.rules, knftables.Concat("ip saddr", "@", set, "goto", epChains[i]))
+			if i > 0 {
+				vmap = append(vmap, ",")
+			}
+			vmap = append(vmap, strconv.Itoa(i), ":", "goto", epChain[netip.AddrPortFrom(ep.IP, uint16(ep.Port))])
 		}
+		c.rules = append(c.rules, knftables.Concat("numgen random mod", len(eps), "vmap {", vmap, "}"))
+		return c
 	}
-	var vmap []string
-	for i, c := range epChains {
-		if i > 0 {
-			vmap = append(vmap, ",")
-		}
-		vmap = append(vmap, strconv.Itoa(i), ":", "goto", c)
-	}
-	svc.rules = append(svc.rules, knftables.Concat("numgen random mod", len(epChains), "vmap {", vmap, "}"))
 
-	// The external chain: NodePort and external-IP traffic may leave the
-	// node towards a remote endpoint, so it is always masqueraded.
 	if external {
-		plan.chains = append(plan.chains, chainPlan{name: extChain, rules: []string{
-			"jump " + markMasqChain,
-			"goto " + svcChain,
+		ext := chainPlan{name: extChain}
+		if !externalLocal {
+			// externalTrafficPolicy Cluster: the traffic may leave the node
+			// towards a remote endpoint, so it is always masqueraded.
+			ext.rules = []string{"jump " + markMasqChain, "goto " + svcChain}
+		} else {
+			if g.clusterCIDR.IsValid() {
+				ext.rules = append(ext.rules, knftables.Concat("ip saddr", g.clusterCIDR.Masked().String(), "goto", svcChain))
+			}
+			ext.rules = append(ext.rules, "fib saddr type local jump "+markMasqChain, "fib saddr type local goto "+svcChain)
+			if useLocal {
+				ext.rules = append(ext.rules, "goto "+localChain)
+			}
+		}
+		plan.chains = append(plan.chains, ext)
+	}
+	if useFW {
+		var ranges []string
+		for i, r := range sp.LoadBalancerSourceRanges {
+			if i > 0 {
+				ranges = append(ranges, ",")
+			}
+			ranges = append(ranges, r.String())
+		}
+		plan.chains = append(plan.chains, chainPlan{name: fwChain, rules: []string{
+			knftables.Concat("ip saddr != {", ranges, "} drop"),
 		}})
 	}
-	plan.chains = append(plan.chains, svc)
-
-	for i, ep := range eps {
-		c := chainPlan{name: epChains[i]}
+	if useSVC {
+		plan.chains = append(plan.chains, chooser(svcChain, clusterEps, !internalLocal))
+	}
+	if useLocal {
+		plan.chains = append(plan.chains, chooser(localChain, localEps, internalLocal))
+	}
+	for _, ep := range sepEps {
+		ap := netip.AddrPortFrom(ep.IP, uint16(ep.Port))
+		c := chainPlan{name: epChain[ap]}
 		c.rules = append(c.rules, knftables.Concat("ip saddr", ep.IP.String(), "jump", markMasqChain))
 		if sp.SessionAffinity {
-			c.rules = append(c.rules, knftables.Concat("update", "@", plan.sets[i].name, "{ ip saddr }"))
+			plan.sets = append(plan.sets, setPlan{name: epSet[ap], timeout: sp.Timeout()})
+			c.rules = append(c.rules, knftables.Concat("update", "@", epSet[ap], "{ ip saddr }"))
 		}
 		c.rules = append(c.rules, knftables.Concat("meta l4proto", pr, "dnat to", ep.String()))
 		plan.chains = append(plan.chains, c)
 	}
 	return plan
+}
+
+// uniqueEndpoints drops repeated address:port pairs (each is programmed
+// once, even if the state lists it twice).
+func uniqueEndpoints(in []state.Endpoint) []state.Endpoint {
+	var out []state.Endpoint
+	seen := make(map[netip.AddrPort]bool, len(in))
+	for _, ep := range in {
+		if ap := netip.AddrPortFrom(ep.IP, uint16(ep.Port)); !seen[ap] {
+			seen[ap] = true
+			out = append(out, ep)
+		}
+	}
+	return out
 }
 
 // maxComment is nft's limit on a comment ("comment too long, 128 characters

@@ -469,6 +469,7 @@ type baseChain struct {
 // DNAT (so they see service addresses), except filter-output-post-dnat,
 // which checks locally sent packets after DNAT.
 var baseChains = []baseChain{
+	{filterPreroutingChain, knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority + "-10"},
 	{filterInputChain, knftables.FilterType, knftables.InputHook, knftables.DNATPriority + "-10"},
 	{filterForwardChain, knftables.FilterType, knftables.ForwardHook, knftables.DNATPriority + "-10"},
 	{filterOutputChain, knftables.FilterType, knftables.OutputHook, knftables.DNATPriority + "-10"},
@@ -485,6 +486,7 @@ var jumps = []struct{ from, match, to string }{
 	{filterInputChain, "ct state new", serviceEndpointsCheckChain},
 	{filterForwardChain, "ct state new", serviceEndpointsCheckChain},
 	{filterOutputChain, "ct state new", serviceEndpointsCheckChain},
+	{filterPreroutingChain, "ct state new", firewallCheckChain},
 	{natOutputChain, "", servicesChain},
 	{natPreroutingChain, "", servicesChain},
 	{natPostroutingChain, "", masqueradingChain},
@@ -520,6 +522,7 @@ func (b *txBuilder) setup(g globals, recreateBase bool) {
 		{Name: serviceNodePortsMap, Type: port, Comment: knftables.PtrTo("NodePort traffic")},
 		{Name: noEndpointServicesMap, Type: dest, Comment: knftables.PtrTo("vmap to drop or reject packets to services with no endpoints")},
 		{Name: noEndpointNodePortsMap, Type: port, Comment: knftables.PtrTo("vmap to drop or reject packets to service nodeports with no endpoints")},
+		{Name: firewallIPsMap, Type: dest, Comment: knftables.PtrTo("destinations that are subject to LoadBalancerSourceRanges")},
 	} {
 		tx.Add(m)
 		tx.Flush(&knftables.Map{Name: m.Name})
@@ -551,6 +554,10 @@ func (b *txBuilder) setup(g globals, recreateBase bool) {
 	tx.Add(&knftables.Rule{Chain: servicesChain, Rule: "ip daddr . meta l4proto . th dport vmap @" + serviceIPsMap})
 	tx.Add(&knftables.Rule{Chain: servicesChain,
 		Rule: "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @" + serviceNodePortsMap})
+
+	// Load-balancer source ranges, checked before DNAT.
+	tx.Add(&knftables.Rule{Chain: firewallCheckChain,
+		Rule: "ip daddr . meta l4proto . th dport vmap @" + firewallIPsMap})
 
 	// No endpoints: reject.
 	tx.Add(&knftables.Rule{Chain: rejectChain, Rule: "reject"})

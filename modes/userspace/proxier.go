@@ -149,8 +149,12 @@ func hostBackend() iptrestore.Backend {
 // (on whichever local address), so the reply comes from that port. The
 // caller holds p.mu.
 func (p *Proxier) live(s *state.ServicePort, reply netip.AddrPort) bool {
-	svc := p.services[s.Key()]
-	return svc != nil && reply.Port() == uint16(svc.port)
+	for _, key := range []string{s.Key(), s.Key() + ExternalSuffix} {
+		if svc := p.services[key]; svc != nil && reply.Port() == uint16(svc.port) {
+			return true
+		}
+	}
+	return false
 }
 
 // Name implements modes.Proxier.
@@ -172,21 +176,36 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 
 	var errs []error
 	want := make(map[string]bool, len(st.Services))
-	for i := range st.Services {
-		sp := &st.Services[i]
-		key := sp.Key()
+	ensure := func(key string, sp *state.ServicePort, eps []state.Endpoint, fe frontends) {
 		want[key] = true
 		svc := p.services[key]
 		if svc == nil {
 			var err error
-			if svc, err = p.startService(ctx, sp); err != nil {
+			if svc, err = p.startService(ctx, key, sp); err != nil {
 				errs = append(errs, err)
 				want[key] = false
-				continue
+				return
 			}
 			p.services[key] = svc
 		}
-		svc.update(sp)
+		svc.update(sp, eps, fe)
+	}
+	for i := range st.Services {
+		sp := &st.Services[i]
+		// When a traffic policy makes internal and external traffic pick
+		// from different endpoints, the external addresses get a listener
+		// of their own.
+		split := sp.External() && (sp.InternalLocal() || sp.ExternalLocal())
+		internal := frontends{vips: []netip.Addr{sp.ClusterIP}}
+		external := frontends{vips: sp.ExternalIPs, lbIPs: sp.LoadBalancerIPs, ranges: sp.LoadBalancerSourceRanges, nodePort: sp.NodePort}
+		if !split {
+			internal.vips = append(internal.vips, external.vips...)
+			internal.lbIPs, internal.ranges, internal.nodePort = external.lbIPs, external.ranges, external.nodePort
+		}
+		ensure(sp.Key(), sp, sp.InternalEndpoints(st.Node), internal)
+		if split {
+			ensure(sp.Key()+ExternalSuffix, sp, sp.ExternalEndpoints(st.Node), external)
+		}
 	}
 
 	p.hostIP = netip.Addr{}
@@ -217,10 +236,15 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 	return errors.Join(errs...)
 }
 
-func (p *Proxier) startService(ctx context.Context, sp *state.ServicePort) (*service, error) {
+// ExternalSuffix marks the listener of a Service port's external addresses
+// in keys ("ns/name:port/TCP (external)"), when a traffic policy gives them
+// other endpoints than the ClusterIP's.
+const ExternalSuffix = " (external)"
+
+func (p *Proxier) startService(ctx context.Context, key string, sp *state.ServicePort) (*service, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	svc := &service{
-		key:      sp.Key(),
+		key:      key,
 		proto:    sp.Protocol,
 		lb:       NewRoundRobin(p.cfg.Clock),
 		net:      p.cfg.Network,
@@ -274,14 +298,16 @@ func (p *Proxier) portalRules(want map[string]bool) []portalRule {
 	for _, k := range keys {
 		svc := p.services[k]
 		svc.mu.Lock()
-		sp := svc.spec
+		sp, fe := svc.spec, svc.fe
 		svc.mu.Unlock()
 		rules = append(rules, portalRule{
 			comment:   sp.ID(),
 			proto:     strings.ToLower(string(sp.Protocol)),
-			vips:      append([]netip.Addr{sp.ClusterIP}, sp.ExternalIPs...),
+			vips:      fe.vips,
+			lbIPs:     fe.lbIPs,
+			ranges:    fe.ranges,
 			port:      sp.Port,
-			nodePort:  sp.NodePort,
+			nodePort:  fe.nodePort,
 			proxyPort: svc.port,
 		})
 	}
@@ -343,7 +369,8 @@ type ServicePortInfo struct {
 	Protocol  state.Protocol
 	ProxyPort int
 	// Portals are the VIP:port pairs redirected to ProxyPort (ClusterIP
-	// first, then external IPs); NodePort is 0 when there is none.
+	// first, then external IPs, then load-balancer IPs); NodePort is 0 when
+	// there is none.
 	Portals  []netip.AddrPort
 	NodePort int32
 	// Endpoints is the current rotation, in order.
@@ -366,18 +393,18 @@ func (p *Proxier) ServicePorts() []ServicePortInfo {
 	out := make([]ServicePortInfo, 0, len(svcs))
 	for _, s := range svcs {
 		s.mu.Lock()
-		sp := s.spec
+		sp, fe := s.spec, s.fe
 		s.mu.Unlock()
 		info := ServicePortInfo{
 			Key:         s.key,
 			Protocol:    s.proto,
 			ProxyPort:   s.port,
-			NodePort:    sp.NodePort,
+			NodePort:    fe.nodePort,
 			Endpoints:   s.lb.Endpoints(),
 			Backends:    s.backendStats(),
 			UDPSessions: s.activeSessions(),
 		}
-		for _, vip := range append([]netip.Addr{sp.ClusterIP}, sp.ExternalIPs...) {
+		for _, vip := range append(slices.Clone(fe.vips), fe.lbIPs...) {
 			info.Portals = append(info.Portals, netip.AddrPortFrom(vip, uint16(sp.Port)))
 		}
 		out = append(out, info)

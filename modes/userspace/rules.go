@@ -71,6 +71,8 @@ type portalRule struct {
 	comment   string // Service port ID
 	proto     string // "tcp" or "udp"
 	vips      []netip.Addr
+	lbIPs     []netip.Addr
+	ranges    []netip.Prefix
 	port      int32
 	nodePort  int32
 	proxyPort int
@@ -106,6 +108,20 @@ func buildRestore(rules []portalRule, hostIP netip.Addr, have *ruleset.Table) []
 			match := fmt.Sprintf("-d %s/32 -p %s -m comment --comment %q -m %s --dport %d", vip, r.proto, r.comment, r.proto, r.port)
 			fmt.Fprintf(&b, "-A %s %s %s\n", ChainPortalsContainer, match, redirect)
 			fmt.Fprintf(&b, "-A %s %s %s\n", ChainPortalsHost, match, hostTarget(r.proxyPort))
+		}
+		for _, lb := range r.lbIPs {
+			sources := []string{""}
+			if len(r.ranges) > 0 {
+				sources = sources[:0]
+				for _, src := range r.ranges {
+					sources = append(sources, "-s "+src.String()+" ")
+				}
+			}
+			for _, src := range sources {
+				match := fmt.Sprintf("%s-d %s/32 -p %s -m comment --comment %q -m %s --dport %d", src, lb, r.proto, r.comment, r.proto, r.port)
+				fmt.Fprintf(&b, "-A %s %s %s\n", ChainPortalsContainer, match, redirect)
+				fmt.Fprintf(&b, "-A %s %s %s\n", ChainPortalsHost, match, hostTarget(r.proxyPort))
+			}
 		}
 		if r.nodePort != 0 {
 			match := fmt.Sprintf("-p %s -m comment --comment %q -m %s --dport %d", r.proto, r.comment, r.proto, r.nodePort)

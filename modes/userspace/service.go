@@ -50,20 +50,37 @@ type service struct {
 
 	mu       sync.Mutex
 	spec     state.ServicePort // current desired state, for rules and Dump
+	fe       frontends         // what the portal rules send here
 	closed   bool
 	open     map[io.Closer]struct{} // sockets to close on stop
 	stats    map[netip.AddrPort]*backendCounters
 	sessions map[netip.AddrPort]*udpSession
 }
 
-func (s *service) update(sp *state.ServicePort) {
-	eps := make([]netip.AddrPort, 0, len(sp.Endpoints))
-	for _, e := range sp.Endpoints {
-		eps = append(eps, netip.AddrPortFrom(e.IP, uint16(e.Port)))
+// frontends are the addresses a listener's portal rules send to it.
+type frontends struct {
+	vips  []netip.Addr // ClusterIP and external IPs
+	lbIPs []netip.Addr // load-balancer IPs, from ranges only (if any)
+	// ranges are loadBalancerSourceRanges: other sources are not
+	// redirected, and the node has no route for the address.
+	ranges   []netip.Prefix
+	nodePort int32
+}
+
+// update sets the listener's endpoints (already chosen by traffic policy)
+// and frontends.
+func (s *service) update(sp *state.ServicePort, endpoints []state.Endpoint, fe frontends) {
+	eps := make([]netip.AddrPort, 0, len(endpoints))
+	for _, e := range endpoints {
+		ap := netip.AddrPortFrom(e.IP, uint16(e.Port))
+		if !slices.Contains(eps, ap) {
+			eps = append(eps, ap)
+		}
 	}
 	s.lb.Update(eps, sp.SessionAffinity, time.Duration(sp.Timeout())*time.Second)
 	s.mu.Lock()
 	s.spec = *sp
+	s.fe = fe
 	s.mu.Unlock()
 }
 

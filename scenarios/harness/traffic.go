@@ -58,6 +58,22 @@ func (c *Client) Get(ctx context.Context, url string) (string, error) {
 	return string(b), nil
 }
 
+// Response fetches url and returns the status code, the header and the
+// body whatever the status (health checks answer 503 with a body).
+func (c *Client) Response(ctx context.Context, url string) (int, http.Header, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, resp.Header, string(b), err
+}
+
 // Info is the getip backend's answer (the seed's JSON).
 type Info struct {
 	Code   int    `json:"Code"`

@@ -26,7 +26,10 @@ const (
 	HashIP       Type = "hash:ip"
 	HashIPPort   Type = "hash:ip,port"
 	HashIPPortIP Type = "hash:ip,port,ip"
-	BitmapPort   Type = "bitmap:port"
+	// HashIPPortNet holds load-balancer source ranges
+	// ("198.18.1.5,tcp:80,198.18.0.0/24").
+	HashIPPortNet Type = "hash:ip,port,net"
+	BitmapPort    Type = "bitmap:port"
 )
 
 // Set describes a set to create.
@@ -52,6 +55,11 @@ func IPPort(ip netip.Addr, proto string, port int) string {
 // IPPortIP formats a hash:ip,port,ip entry ("10.244.1.5,tcp:80,10.244.1.5").
 func IPPortIP(ip netip.Addr, proto string, port int, ip2 netip.Addr) string {
 	return IPPort(ip, proto, port) + "," + ip2.String()
+}
+
+// IPPortNet formats a hash:ip,port,net entry ("198.18.1.5,tcp:80,198.18.0.0/24").
+func IPPortNet(ip netip.Addr, proto string, port int, net netip.Prefix) string {
+	return IPPort(ip, proto, port) + "," + net.String()
 }
 
 // Interface is what the proxier needs from ipset.
@@ -198,7 +206,7 @@ func (f *Fake) apply(w []string) error {
 		}
 		t := Type(w[2])
 		switch t {
-		case HashIP, HashIPPort, HashIPPortIP, BitmapPort:
+		case HashIP, HashIPPort, HashIPPortIP, HashIPPortNet, BitmapPort:
 		default:
 			return fmt.Errorf("unknown set type %q", t)
 		}
@@ -234,7 +242,7 @@ func (f *Fake) apply(w []string) error {
 // checkEntry validates an entry the way the kernel's type would parse it.
 func checkEntry(t Type, e string) error {
 	parts := strings.Split(e, ",")
-	want := map[Type]int{HashIP: 1, HashIPPort: 2, HashIPPortIP: 3, BitmapPort: 1}[t]
+	want := map[Type]int{HashIP: 1, HashIPPort: 2, HashIPPortIP: 3, HashIPPortNet: 3, BitmapPort: 1}[t]
 	if len(parts) != want {
 		return fmt.Errorf("entry %q does not fit %s", e, t)
 	}
@@ -253,7 +261,11 @@ func checkEntry(t Type, e string) error {
 			return fmt.Errorf("entry %q: bad proto:port", e)
 		}
 	}
-	if len(parts) > 2 {
+	if len(parts) > 2 && t == HashIPPortNet {
+		if _, err := netip.ParsePrefix(parts[2]); err != nil {
+			return fmt.Errorf("entry %q: %w", e, err)
+		}
+	} else if len(parts) > 2 {
 		if _, err := netip.ParseAddr(parts[2]); err != nil {
 			return fmt.Errorf("entry %q: %w", e, err)
 		}
