@@ -28,6 +28,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Cluster is the simulated cluster. It is safe for concurrent use.
@@ -413,6 +414,40 @@ func (c *Cluster) SetPodReady(namespace, name string, ready bool) error {
 		}
 		return nil
 	})
+}
+
+// SetServiceStatus replaces a Service's status (status.loadBalancer and
+// conditions), as PUT .../services/NAME/status does on an API server: the
+// spec and metadata are the model's. A load-balancer controller writes its
+// addresses here; the proxies then serve them. It returns the Service as
+// stored.
+func (c *Cluster) SetServiceStatus(namespace, name string, st corev1.ServiceStatus) (*corev1.Service, error) {
+	var out *corev1.Service
+	err := c.change(func(t *txn) error {
+		s := t.s.Services[key(namespaceOr(namespace), name)]
+		if s == nil {
+			return kinds["Service"].notFound(name)
+		}
+		for i, in := range st.LoadBalancer.Ingress {
+			if in.IP == "" && in.Hostname == "" {
+				return kinds["Service"].invalid(name, field.ErrorList{field.Required(
+					field.NewPath("status", "loadBalancer", "ingress").Index(i), "must specify an IP or a hostname")})
+			}
+			if in.IP != "" {
+				if a, err := netip.ParseAddr(in.IP); err != nil || !a.Is4() {
+					return kinds["Service"].invalid(name, field.ErrorList{field.Invalid(
+						field.NewPath("status", "loadBalancer", "ingress").Index(i).Child("ip"), in.IP, "must be a valid IPv4 address")})
+				}
+			}
+		}
+		if !apiequality.Semantic.DeepEqual(s.Status, st) {
+			s.Status = *st.DeepCopy()
+			s.ResourceVersion = t.s.nextRV()
+		}
+		out = s.DeepCopy()
+		return nil
+	})
+	return out, err
 }
 
 func namespaceOr(ns string) string {

@@ -191,6 +191,20 @@ var nodeSysctls = []sysctl{
 	{"net.ipv4.conf.default.rp_filter", "0", false},
 }
 
+// cloudLBSysctls make the cloud load balancer a router that spreads flows
+// over the nodes of a multipath route by their ports (L4 hash), sends no
+// ICMP redirects (it forwards out of the interface packets came in on, and
+// a redirect would teach the client to skip it) and does not filter by
+// reverse path.
+var cloudLBSysctls = []sysctl{
+	{"net.ipv4.ip_forward", "1", false},
+	{"net.ipv4.conf.all.send_redirects", "0", false},
+	{"net.ipv4.conf.default.send_redirects", "0", false},
+	{"net.ipv4.fib_multipath_hash_policy", "1", false},
+	{"net.ipv4.conf.all.rp_filter", "0", false},
+	{"net.ipv4.conf.default.rp_filter", "0", false},
+}
+
 // underlaySysctls: the underlay is a plain switch; bridged frames there need
 // no netfilter.
 var underlaySysctls = []sysctl{

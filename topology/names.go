@@ -20,6 +20,9 @@ const (
 	RoleExternal = "external"
 	// RoleControlPlane is the namespace of Spec.ControlPlaneIP.
 	RoleControlPlane = "control-plane"
+	// RoleCloudLB is the namespace of Spec.LoadBalancerIP: the simulated
+	// cloud load balancer.
+	RoleCloudLB = "cloud-lb"
 )
 
 // NSName is the namespace name of role in run runID.

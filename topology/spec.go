@@ -27,6 +27,8 @@ type NodeSpec struct {
 //	control      198.18.0.2 on eth0 when ControlPlaneIP is set
 //	plane        (DefaultControlPlaneIP; routes pod CIDRs via their nodes)
 //	services     10.96.0.0/12, routed from each node onto its eth0
+//	cloud LB     198.18.0.3 on eth0 when LoadBalancerIP is set; the
+//	             external namespace routes the pool 198.18.1.0/24 via it
 type Spec struct {
 	Run      *rundir.Run
 	Nodes    []NodeSpec
@@ -43,6 +45,15 @@ type Spec struct {
 	// components (an API server must advertise a non-loopback address, and
 	// pods reach it through the kubernetes Service). Zero: no such namespace.
 	ControlPlaneIP netip.Addr
+	// LoadBalancerIP, when valid, adds the namespace "<run>-cloud-lb" with
+	// eth0 on the underlay at this address, forwarding (a router: the
+	// simulated cloud load balancer programs its routes), with routes to
+	// every pod CIDR via its node; the external namespace routes
+	// LoadBalancerPool via it. Zero: no such namespace.
+	LoadBalancerIP netip.Addr
+	// LoadBalancerPool is the range load-balancer addresses come from
+	// (DefaultLoadBalancerPool when LoadBalancerIP is set and this is not).
+	LoadBalancerPool netip.Prefix
 }
 
 // WithDefaults fills zero fields from the default plan: Underlay,
@@ -57,6 +68,9 @@ func (s Spec) WithDefaults() Spec {
 	if !s.ServiceCIDR.IsValid() {
 		s.ServiceCIDR = DefaultServiceCIDR
 	}
+	if s.LoadBalancerIP.IsValid() && !s.LoadBalancerPool.IsValid() {
+		s.LoadBalancerPool = DefaultLoadBalancerPool
+	}
 	return s
 }
 
@@ -69,6 +83,12 @@ var (
 	DefaultControlPlaneIP = netip.MustParseAddr("198.18.0.2")
 	DefaultClusterCIDR    = netip.MustParsePrefix("10.244.0.0/16")
 	DefaultServiceCIDR    = netip.MustParsePrefix("10.96.0.0/12")
+	// DefaultLoadBalancerIP is the conventional LoadBalancerIP (not set by
+	// WithDefaults: a cluster without LoadBalancer Services needs none).
+	DefaultLoadBalancerIP = netip.MustParseAddr("198.18.0.3")
+	// DefaultLoadBalancerPool is the cloud's address pool (RFC 2544's
+	// benchmarking range, beside the underlay).
+	DefaultLoadBalancerPool = netip.MustParsePrefix("198.18.1.0/24")
 )
 
 // DefaultSpec is the default plan with nodes node1..nodeN.
@@ -125,7 +145,24 @@ func (s Spec) Validate() error {
 	if s.ControlPlaneIP.IsValid() {
 		onUnderlay(s.ControlPlaneIP, "control plane")
 	}
-	names := map[string]bool{RoleUnderlay: true, RoleExternal: true, RoleControlPlane: true}
+	if s.LoadBalancerIP.IsValid() {
+		onUnderlay(s.LoadBalancerIP, "cloud load balancer")
+		p := s.LoadBalancerPool
+		switch {
+		case !p.IsValid() || !p.Addr().Is4() || p.Bits() > 30:
+			bad("spec: load-balancer pool %v: want an IPv4 prefix of /30 or larger", p)
+		case s.Underlay.IsValid() && p.Overlaps(s.Underlay):
+			bad("spec: load-balancer pool %v overlaps the underlay %v", p, s.Underlay)
+		case s.ServiceCIDR.IsValid() && p.Overlaps(s.ServiceCIDR):
+			bad("spec: load-balancer pool %v overlaps the service CIDR %v", p, s.ServiceCIDR)
+		}
+		for _, n := range s.Nodes {
+			if p.IsValid() && n.PodCIDR.IsValid() && p.Overlaps(n.PodCIDR) {
+				bad("spec: load-balancer pool %v overlaps node %q's pod CIDR %v", p, n.Name, n.PodCIDR)
+			}
+		}
+	}
+	names := map[string]bool{RoleUnderlay: true, RoleExternal: true, RoleControlPlane: true, RoleCloudLB: true}
 	var cidrs []netip.Prefix
 	for i, n := range s.Nodes {
 		who := fmt.Sprintf("node %q", n.Name)

@@ -8,6 +8,8 @@
 //	<run>-external   eth0 on br0: a client outside the cluster
 //	<run>-control-plane eth0 on br0 (only with Spec.ControlPlaneIP): where
 //	                 genuine control-plane components run
+//	<run>-cloud-lb   eth0 on br0 (only with Spec.LoadBalancerIP): the
+//	                 simulated cloud load balancer, a router
 //	<run>-nodeN      eth0 on br0 with the node IP; bridge cni0 with the pod
 //	                 gateway; routes to the other nodes' pod CIDRs via their
 //	                 node IPs (host-gw); ip_forward, bridge-nf-call-iptables
@@ -71,6 +73,7 @@ type Topology struct {
 	underlay *netns.NS
 	external *netns.NS
 	control  *netns.NS // nil unless Spec.ControlPlaneIP
+	cloudLB  *netns.NS // nil unless Spec.LoadBalancerIP
 	nodes    []*Node
 	byName   map[string]*Node
 
@@ -157,6 +160,25 @@ func Build(ctx context.Context, spec Spec) (_ *Topology, err error) {
 		}
 	}
 
+	if spec.LoadBalancerIP.IsValid() {
+		lb, err := t.newNS(ctx, RoleCloudLB, append(slices.Clone(baseSysctls), cloudLBSysctls...))
+		if err != nil {
+			return nil, err
+		}
+		t.cloudLB = lb
+		t.ips[spec.LoadBalancerIP] = "cloud load balancer"
+		if _, err := t.plug(lb, ul, br0, underlayVethName("l", RoleCloudLB), StableMAC(RoleCloudLB),
+			netip.PrefixFrom(spec.LoadBalancerIP, spec.Underlay.Bits())); err != nil {
+			return nil, err
+		}
+		if err := setSysctls(lb, []sysctl{{"net.ipv4.conf." + PodIface + ".send_redirects", "0", false}}); err != nil {
+			return nil, err
+		}
+		if err := t.routeVia(t.external, spec.LoadBalancerPool, spec.LoadBalancerIP); err != nil {
+			return nil, err
+		}
+	}
+
 	for _, ns := range spec.Nodes {
 		n, err := t.buildNode(ctx, ns, ul, br0)
 		if err != nil {
@@ -175,6 +197,13 @@ func Build(ctx context.Context, spec Spec) (_ *Topology, err error) {
 	if t.control != nil {
 		if err := t.routeControlPlane(); err != nil {
 			return nil, err
+		}
+	}
+	if t.cloudLB != nil {
+		for _, n := range t.spec.Nodes {
+			if err := t.routeVia(t.cloudLB, n.PodCIDR, n.IP); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := t.writeState(); err != nil {
@@ -311,6 +340,20 @@ func (t *Topology) routeControlPlane() error {
 	return nil
 }
 
+// routeVia adds dst via gw on ns's eth0.
+func (t *Topology) routeVia(ns *netns.NS, dst netip.Prefix, gw netip.Addr) error {
+	h, err := handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName(PodIface)
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", PodIface, ns.Name(), err)
+	}
+	return addRoute(h, ns, eth0, dst, gw)
+}
+
 // route is a route in a namespace's main table.
 type route struct {
 	Dst netip.Prefix
@@ -361,6 +404,10 @@ func (t *Topology) ControlPlane() *netns.NS { return t.control }
 // Underlay is the namespace holding the underlay bridge.
 func (t *Topology) Underlay() *netns.NS { return t.underlay }
 
+// CloudLB is the cloud load balancer's namespace (nil without
+// Spec.LoadBalancerIP).
+func (t *Topology) CloudLB() *netns.NS { return t.cloudLB }
+
 // Pod returns the named pod, or nil.
 func (t *Topology) Pod(name string) *Pod {
 	t.mu.Lock()
@@ -409,6 +456,9 @@ func (t *Topology) namespacesLocked() []string {
 	if t.control != nil {
 		out = append(out, t.control.Name())
 	}
+	if t.cloudLB != nil {
+		out = append(out, t.cloudLB.Name())
+	}
 	for _, n := range t.nodes {
 		out = append(out, n.NS.Name())
 	}
@@ -436,7 +486,7 @@ func (t *Topology) Close() error {
 	}
 	t.closed = true
 	pods := append(sortedPods(t.pods), sortedPods(t.hosts)...)
-	nss := []*netns.NS{t.underlay, t.external, t.control}
+	nss := []*netns.NS{t.underlay, t.external, t.control, t.cloudLB}
 	for _, n := range t.nodes {
 		nss = append(nss, n.NS)
 	}

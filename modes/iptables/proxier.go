@@ -435,9 +435,12 @@ func (p *Proxier) writeService(s *state.ServicePort, node, clusterCIDR string, w
 	if useSVL {
 		sepEps = uniqueEndpoints(append(sepEps, localEps...))
 	}
-	for c, used := range map[string]bool{svcChain: useSVC, svlChain: useSVL, extChain: useEXT, fwChain: useFW} {
-		if used {
-			active[c] = true
+	for _, c := range [...]struct {
+		name string
+		used bool
+	}{{svcChain, useSVC}, {svlChain, useSVL}, {extChain, useEXT}, {fwChain, useFW}} {
+		if c.used {
+			active[c.name] = true
 		}
 	}
 	for _, ep := range sepEps {

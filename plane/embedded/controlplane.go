@@ -22,10 +22,12 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/addons/clusterdns"
+	"github.com/svcsim/svcsim/addons/loadbalancer"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes/agent"
 	"github.com/svcsim/svcsim/plane"
@@ -58,6 +60,13 @@ type Config struct {
 	// AddOns are further add-ons: their objects are applied when the
 	// cluster starts and their workloads run in pods of their images.
 	AddOns []addons.AddOn
+	// LoadBalancer runs the simulated cloud load balancer (namespace
+	// <run>-cloud-lb at topology.DefaultLoadBalancerIP on the underlay) and
+	// its controller add-on (package addons/loadbalancer), which gives
+	// every Service of type LoadBalancer an address from
+	// LoadBalancerPool (topology.DefaultLoadBalancerPool when unset).
+	LoadBalancer     bool
+	LoadBalancerPool netip.Prefix
 }
 
 // DNSServiceIP is the kube-dns Service's ClusterIP, kubeadm's default
@@ -67,11 +76,12 @@ const DNSServiceIP = clusterdns.ServiceIP
 // DefaultConfig is a two-node cluster on the default address plan running mode.
 func DefaultConfig(mode string, nodes int) Config {
 	return Config{
-		Mode:       mode,
-		Sim:        sim.DefaultConfig(nodes),
-		DNS:        true,
-		ExternalIP: netip.MustParseAddr("198.18.0.100"),
-		Underlay:   netip.MustParsePrefix("198.18.0.0/24"),
+		Mode:         mode,
+		Sim:          sim.DefaultConfig(nodes),
+		DNS:          true,
+		LoadBalancer: true,
+		ExternalIP:   netip.MustParseAddr("198.18.0.100"),
+		Underlay:     netip.MustParsePrefix("198.18.0.0/24"),
 	}
 }
 
@@ -92,6 +102,10 @@ type ControlPlane struct {
 
 	// view is the model through client-go, kept in step by the reconciler;
 	// workloads read the cluster through its client.
+	// cloud is the simulated cloud load balancer (nil without
+	// Config.LoadBalancer).
+	cloud *loadbalancer.Cloud
+
 	view     *kubeview.View
 	registry *addons.Registry
 
@@ -154,6 +168,9 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 		}
 	}()
 	spec := topology.Spec{Run: run, Underlay: cfg.Underlay, ExternalIP: cfg.ExternalIP, ServiceCIDR: cfg.Sim.ServiceCIDR}
+	if cfg.LoadBalancer {
+		spec.LoadBalancerIP, spec.LoadBalancerPool = topology.DefaultLoadBalancerIP, cfg.LoadBalancerPool
+	}
 	for _, n := range cfg.Sim.Nodes {
 		spec.Nodes = append(spec.Nodes, topology.NodeSpec{Name: n.Name, IP: n.IP, PodCIDR: n.PodCIDR})
 	}
@@ -167,6 +184,26 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 		}
 	}
 	addOns := cfg.AddOns
+	if cfg.LoadBalancer {
+		tspec := cp.topo.Spec()
+		if cp.cloud, err = loadbalancer.StartCloud(ctx, cp.topo.CloudLB(), loadbalancer.CloudConfig{
+			Pool: tspec.LoadBalancerPool, API: netip.AddrPortFrom(tspec.LoadBalancerIP, loadbalancer.APIPort).String(), Log: logw,
+		}); err != nil {
+			return nil, fmt.Errorf("cloud load balancer: %w", err)
+		}
+		addOns = append([]addons.AddOn{loadbalancer.AddOn(fmt.Sprintf("http://%s:%d", tspec.LoadBalancerIP, loadbalancer.APIPort))}, addOns...)
+		// The controller writes Services' status through the view, as it
+		// would through an API server; the model takes it.
+		cp.view.SetStatusWriter(func(svc *corev1.Service) (*corev1.Service, error) {
+			var out *corev1.Service
+			err := cp.change(func() error {
+				var err error
+				out, err = cp.cluster.SetServiceStatus(svc.Namespace, svc.Name, svc.Status)
+				return err
+			})
+			return out, err
+		})
+	}
 	if cfg.DNS {
 		addOns = append([]addons.AddOn{clusterdns.AddOn(cfg.Sim.DNSDomain)}, addOns...)
 	}
@@ -246,6 +283,12 @@ func (cp *ControlPlane) Close() error {
 	}
 	if cp.view != nil {
 		cp.view.Close()
+	}
+	if cp.cloud != nil {
+		if err := cp.cloud.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop cloud load balancer: %w", err))
+		}
+		cp.cloud = nil
 	}
 	for node, p := range cp.proxies {
 		if err := p.Stop(15 * time.Second); err != nil {

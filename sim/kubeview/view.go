@@ -14,7 +14,11 @@
 // started from it sends exactly the events since.
 //
 // The kinds the model owns (see Resources) are read-only to clients: a
-// write fails with 403 Forbidden rather than diverging from the model.
+// write fails with 403 Forbidden rather than diverging from the model. The
+// one exception is a Service's status subresource, which a controller (the
+// load-balancer add-on) writes as it would through an API server: with a
+// StatusWriter set (SetStatusWriter), UpdateStatus of a Service goes to the
+// model, whose change then reaches the view like any other.
 // Other kinds (Events, Leases, ...) can be written and live in the view
 // only.
 package kubeview
@@ -134,6 +138,21 @@ type View struct {
 	// last holds the model's objects as last mirrored (with the model's
 	// own resourceVersions), per resource and "namespace/name".
 	last map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object
+
+	statusMu sync.Mutex
+	status   StatusWriter
+}
+
+// StatusWriter writes a Service's status into the model and returns the
+// Service as the model holds it afterwards (an API server's answer to
+// PUT .../services/NAME/status). It must not call back into the view.
+type StatusWriter func(svc *corev1.Service) (*corev1.Service, error)
+
+// SetStatusWriter routes UpdateStatus of Services to w (nil: refused, 403).
+func (v *View) SetStatusWriter(w StatusWriter) {
+	v.statusMu.Lock()
+	defer v.statusMu.Unlock()
+	v.status = w
 }
 
 // New returns an empty view; Sync fills it.
@@ -152,7 +171,30 @@ func New() *View {
 		w, err := tr.Watch(action.GetResource(), action.GetNamespace(), opts...)
 		return true, w, err
 	})
-	return &View{client: cs, tr: tr, last: map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object{}}
+	v := &View{client: cs, tr: tr, last: map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object{}}
+	cs.PrependReactor("update", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		ua, ok := action.(k8stesting.UpdateAction)
+		if !ok || action.GetSubresource() != "status" {
+			return false, nil, nil
+		}
+		svc, ok := ua.GetObject().(*corev1.Service)
+		if !ok {
+			return true, nil, fmt.Errorf("update services/status: want a Service, got %T", ua.GetObject())
+		}
+		v.statusMu.Lock()
+		w := v.status
+		v.statusMu.Unlock()
+		if w == nil {
+			return true, nil, tr.refuseOwned(action.GetResource(), svc.Name)
+		}
+		svc = svc.DeepCopy()
+		if svc.Namespace == "" {
+			svc.Namespace = action.GetNamespace()
+		}
+		out, err := w(svc)
+		return true, out, err
+	})
+	return v
 }
 
 // Client is the view's kubernetes.Interface, for informers and listers.

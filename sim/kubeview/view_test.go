@@ -386,3 +386,41 @@ func TestStoredKinds(t *testing.T) {
 	require.NoError(t, v.Sync(c))
 	require.Equal(t, watch.Deleted, next(t, w).Type)
 }
+
+// A Service's status is written through the view only with a StatusWriter,
+// into the model; the view then mirrors the model's object.
+func TestServiceStatusWriter(t *testing.T) {
+	c := newCluster(t)
+	v := New()
+	defer v.Close()
+	apply(t, c, v, app)
+	ctx := context.Background()
+	svc, err := v.Client().CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.18.1.7"}}
+	_, err = v.Client().CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	require.True(t, apierrors.IsForbidden(err), "no writer: %v", err)
+
+	v.SetStatusWriter(func(s *corev1.Service) (*corev1.Service, error) {
+		return c.SetServiceStatus(s.Namespace, s.Name, s.Status)
+	})
+	out, err := v.Client().CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "198.18.1.7", out.Status.LoadBalancer.Ingress[0].IP)
+	require.NoError(t, v.Sync(c))
+	got, err := v.Client().CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "198.18.1.7", got.Status.LoadBalancer.Ingress[0].IP)
+
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "not-an-ip"}}
+	_, err = v.Client().CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	require.True(t, apierrors.IsInvalid(err), "bad address: %v", err)
+	// The spec cannot be changed through the status.
+	svc.Status.LoadBalancer.Ingress = nil
+	svc.Spec.Ports[0].Port = 81
+	_, err = v.Client().CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	s, err := c.Get("service", "default", "web")
+	require.NoError(t, err)
+	require.Equal(t, int32(80), s.(*corev1.Service).Spec.Ports[0].Port)
+}
