@@ -757,11 +757,17 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		for _, n := range names {
 			exists[n] = true
 		}
+		// One `ipset restore` destroys them all: a process per set made
+		// cleanup outlast its deadline on a slow kernel lane.
+		var script strings.Builder
 		for _, s := range ourSets {
 			if exists[s.Name] {
-				if err := p.cfg.IPSet.Destroy(ctx, s.Name); err != nil {
-					errs = append(errs, err)
-				}
+				script.WriteString("destroy " + s.Name + "\n")
+			}
+		}
+		if script.Len() > 0 {
+			if err := p.cfg.IPSet.Restore(ctx, []byte(script.String())); err != nil {
+				errs = append(errs, fmt.Errorf("destroy ipsets: %w", err))
 			}
 		}
 	}
