@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,24 +10,11 @@ import (
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane"
-	"github.com/svcsim/svcsim/plane/kube/cluster"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
-
-// nodeFaultUnsupported skips h with err's reason when the plane has no node
-// fault hooks (the kubernetes plane, for now), and fails it on any other
-// error.
-func nodeFaultUnsupported(h *harness.H, what string, err error) {
-	h.T.Helper()
-	if errors.Is(err, cluster.ErrNodeFaults) {
-		h.Result.Reason = err.Error()
-		h.T.Skip(h.Result.Reason)
-	}
-	h.Fatalf("%s: %v", what, err)
-}
 
 // tallyFrom sends n /info requests to addr and counts answers per pod and
 // failures; each request is bounded by timeout, the loop by n.
@@ -66,7 +52,7 @@ func tallyFrom(h *harness.H, c *harness.Client, addr string, n int, timeout time
 // of them); the cluster still tears down cleanly.
 func TestNodeLoss(t *testing.T) {
 	sc := harness.Scenario{Name: "node-loss", Title: "A node is lost, then torn down: the others keep serving", Group: results.GroupFaults}
-	opts := harness.Options{Nodes: 3, OwnsCluster: true, Manifests: []string{getipApp(5, "  type: NodePort\n")}}
+	opts := harness.Options{Nodes: 3, OwnsCluster: true, NodeFaults: true, Manifests: []string{getipApp(5, "  type: NodePort\n")}}
 	harness.Run(t, sc, opts, func(h *harness.H) {
 		const lost = "node3"
 		ext := external(h)
@@ -110,7 +96,7 @@ func TestNodeLoss(t *testing.T) {
 		// The cable is pulled.
 		t0 := time.Now()
 		if err := h.P.NodeDown(h.Ctx, lost); err != nil {
-			nodeFaultUnsupported(h, "node "+lost+" down", err)
+			h.Fatalf("node %s down: %v", lost, err)
 		}
 		h.Programmed()
 		h.Figure("node lost to its endpoints dropped everywhere", time.Since(t0).Seconds(), "s")

@@ -135,6 +135,11 @@ type Options struct {
 	// the cluster down, stops a node's proxy or measures the whole host.
 	// It never runs on a shared cluster.
 	OwnsCluster bool
+	// NodeFaults says the scenario takes nodes off the network
+	// (plane.Plane.NodeDown) on a cluster of its own: the kubernetes plane
+	// then notices a silent node within KubeNodeGracePeriod instead of
+	// upstream's 50 s.
+	NodeFaults bool
 }
 
 // Case is one scenario with its options and body, for RunShared.
@@ -237,7 +242,7 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 		h.P = p
 		t.Cleanup(func() { kubePool.release(t, h.NS) })
 	case external(dp.Desc):
-		p, err := startKube(ctx, t, dp.Desc, nodes)
+		p, err := startKube(ctx, t, dp.Desc, nodes, opts.NodeFaults)
 		if err != nil {
 			h.Fatalf("start kubernetes plane: %v", err)
 		}

@@ -139,13 +139,25 @@ func (k *kubeShared) Close() error {
 	return err
 }
 
-// startKube starts a kubernetes plane of the scenario's own.
-func startKube(ctx context.Context, t *testing.T, d modes.Datapath, nodes int) (plane.Plane, error) {
+// KubeNodeGracePeriod is the node lifecycle controller's
+// --node-monitor-grace-period on a kubernetes plane of a scenario with
+// Options.NodeFaults: long enough that a busy 2-core machine never misses
+// a healthy node's Lease renewal (every 3 s then), short enough that a lost
+// node is noticed without a minute's wait.
+const KubeNodeGracePeriod = 15 * time.Second
+
+// startKube starts a kubernetes plane of the scenario's own (with a short
+// node grace period when nodeFaults).
+func startKube(ctx context.Context, t *testing.T, d modes.Datapath, nodes int, nodeFaults bool) (plane.Plane, error) {
 	kd, err := kubeDatapath(d)
 	if err != nil {
 		return nil, err
 	}
-	return cluster.Start(ctx, cluster.Options{Nodes: nodes, Datapath: kd.Name, Log: testLog{t}})
+	o := cluster.Options{Nodes: nodes, Datapath: kd.Name, Log: testLog{t}}
+	if nodeFaults {
+		o.NodeMonitorGracePeriod = KubeNodeGracePeriod
+	}
+	return cluster.Start(ctx, o)
 }
 
 // Kubernetes reports whether the scenario runs on the kubernetes plane

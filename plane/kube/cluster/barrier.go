@@ -29,7 +29,8 @@ const barrierName = "barrier"
 // (deleted namespaces gone, Deployments rolled out, pods bound to a node running, deleted pods gone,
 // every selector Service's EndpointSlices naming exactly its pods with their
 // readiness), then the barrier Service and EndpointSlice get a new port
-// name and every running kube-proxy's rules must show it.
+// name and every running kube-proxy's rules must show it (but a lost
+// node's: NodeDown cut it off the API server).
 func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 	if err := poll(ctx, 100*time.Millisecond, "the API objects to settle", func() (bool, string, error) {
 		msg, err := c.settled(ctx)
@@ -51,7 +52,7 @@ func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 	dp := c.datapath
 	var nodes []string
 	for n, p := range c.proxies {
-		if p != nil {
+		if p != nil && !c.lost[n] {
 			nodes = append(nodes, n)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,12 @@ type Options struct {
 	// ExtraArgs are appended to a control-plane component's flags, keyed
 	// by its name (kube.ControllerManager: "--kube-api-qps=200").
 	ExtraArgs map[string][]string
+	// NodeMonitorGracePeriod, when set, is how long the node lifecycle
+	// controller waits for a silent node before it marks it and its pods
+	// not ready (--node-monitor-grace-period; upstream's default is 50 s),
+	// with the kubelets' Lease renewed every fifth of it: for scenarios
+	// that pull a node's cable (NodeDown) and should not wait a minute.
+	NodeMonitorGracePeriod time.Duration
 }
 
 // Cluster is a running kubernetes plane. It implements plane.Plane.
@@ -84,12 +91,18 @@ type Cluster struct {
 	began    time.Time
 
 	kubelets []*kubelet.Kubelet
+	// kubeletConns holds each node's kubelet's connections to the API
+	// server (RemoveNode closes them).
+	kubeletConns map[string]*connSet
 
 	// proxyMu guards datapath and proxies (nil for a node whose proxy was
 	// killed or stopped).
 	proxyMu  sync.Mutex
 	datapath modes.Datapath
 	proxies  map[string]*kube.Process
+	// lost names the nodes NodeDown took off the network (under proxyMu):
+	// the barrier does not wait for their kube-proxy.
+	lost map[string]bool
 
 	barrierMu  sync.Mutex
 	barrierGen int
@@ -130,7 +143,16 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if logw == nil {
 		logw = io.Discard
 	}
-	c := &Cluster{opts: o, run: o.Run, log: &lockedWriter{w: logw}, datapath: dp, proxies: map[string]*kube.Process{}, began: time.Now()}
+	c := &Cluster{opts: o, run: o.Run, log: &lockedWriter{w: logw}, datapath: dp, proxies: map[string]*kube.Process{}, lost: map[string]bool{}, kubeletConns: map[string]*connSet{}, began: time.Now()}
+	if g := o.NodeMonitorGracePeriod; g > 0 {
+		extra := map[string][]string{}
+		for k, v := range o.ExtraArgs {
+			extra[k] = v
+		}
+		extra[kube.ControllerManager] = append(slices.Clone(extra[kube.ControllerManager]),
+			"--node-monitor-grace-period="+g.String(), "--node-monitor-period=1s")
+		o.ExtraArgs = extra
+	}
 	if c.run == nil {
 		if c.run, err = rundir.New(); err != nil {
 			return nil, fmt.Errorf("create run directory: %w", err)
@@ -193,12 +215,21 @@ func (c *Cluster) logf(format string, a ...any) {
 // clientIn is a clientset for kubeconfig whose connections are made from
 // inside ns (the API server listens only in the control-plane namespace).
 func clientIn(kubeconfig string, ns *netns.NS) (kubernetes.Interface, error) {
+	return clientTracked(kubeconfig, ns, nil)
+}
+
+// clientTracked is clientIn whose connections conns (when not nil) records.
+func clientTracked(kubeconfig string, ns *netns.NS, conns *connSet) (kubernetes.Interface, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return topology.DialContext(ctx, ns, network, addr)
+		c, err := topology.DialContext(ctx, ns, network, addr)
+		if err != nil || conns == nil {
+			return c, err
+		}
+		return conns.add(c), nil
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -227,7 +258,9 @@ func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 			return err
 		}
 		node := c.topo.Node(n.Name)
-		cs, err := clientIn(kc, node.NS)
+		conns := newConnSet()
+		c.kubeletConns[n.Name] = conns
+		cs, err := clientTracked(kc, node.NS, conns)
 		if err != nil {
 			return err
 		}
@@ -235,8 +268,12 @@ func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 		if err != nil {
 			return err
 		}
+		var lease time.Duration
+		if g := c.opts.NodeMonitorGracePeriod; g > 0 {
+			lease = g * 4 / 5 // renewed every quarter: a fifth of the grace period
+		}
 		k, err := kubelet.Start(ctx, kubelet.Config{
-			Client: cs, NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR, Network: tn, Dial: dial,
+			Client: cs, NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR, Network: tn, Dial: dial, LeaseDuration: lease,
 			Dir: c.run.Path("kubelet-" + n.Name), Workloads: workloads, WorkloadClient: c.admin,
 			Log: prefixWriter{"kubelet " + n.Name + ": ", c.log}, Version: c.versions["kubernetes"],
 		})
