@@ -137,7 +137,8 @@ FUZZ_TARGETS := \
 	./modes/iptrestore/ruleset:FuzzSplit:300000 \
 	./modes/iptables/tracer:FuzzTrace:100000 \
 	./modes/nftables:FuzzParseDump:50000 \
-	./modes/ipvs/ipset:FuzzRestoreSave:100000
+	./modes/ipvs/ipset:FuzzRestoreSave:100000 \
+	./addons/ingress/nginxconf:FuzzRender:3000
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  IFS=: read -r pkg name n <<<"$$t"; echo "fuzz $$name ($$pkg), $$n inputs"; \

@@ -15,7 +15,9 @@
 // runtime resolves them. The known ones:
 //
 //	svcsim/clusterdns, registry.k8s.io/coredns/coredns   cluster DNS (package addons/clusterdns)
-//	registry.k8s.io/ingress-nginx/controller            (planned) nginx as the ingress controller
+//	registry.k8s.io/ingress-nginx/controller,
+//	quay.io/kubernetes-ingress-controller/nginx-ingress-controller
+//	                                                     nginx as the ingress controller (package addons/ingress)
 //	gcr.io/k8s-staging-gateway-api/echo-basic,
 //	gcr.io/k8s-staging-gateway-api/echo-advanced        (planned) echo backends of the Gateway API conformance tests
 //	anything else                                        the built-in servers (Builtin)
@@ -48,6 +50,15 @@ type Env struct {
 	Client kubernetes.Interface
 	// Log receives the workload's progress and error lines.
 	Log io.Writer
+	// Dir is a directory of the run for the workload's files, its own
+	// (named after the pod and container, created by the plane); the
+	// workload removes what it wrote when it stops, and the run's removal
+	// takes whatever a crash left. Empty: the plane gives none.
+	Dir string
+	// OnStart, when set, records a process the workload started, so that
+	// `svcsim down` finds it after a crash; OnExit forgets it.
+	OnStart func(pid int) error
+	OnExit  func(pid int)
 }
 
 // Namespace is a network namespace to open sockets in; *netns.NS is one.

@@ -357,3 +357,20 @@ func (t *txn) defaultIngressClass(ing *networkingv1.Ingress) {
 		ing.Spec.IngressClassName = &name
 	}
 }
+
+// SetIngressStatus replaces an Ingress's status (the ingress controller's
+// write, through the status subresource: the spec is not touched).
+func (c *Cluster) SetIngressStatus(namespace, name string, st networkingv1.IngressStatus) error {
+	return c.change(func(t *txn) error {
+		ing := t.s.Ingresses[key(namespaceOr(namespace), name)]
+		if ing == nil {
+			return kinds["Ingress"].notFound(name)
+		}
+		if apiequality.Semantic.DeepEqual(ing.Status, st) {
+			return nil
+		}
+		ing.Status = *st.DeepCopy()
+		ing.ResourceVersion = t.s.nextRV()
+		return nil
+	})
+}

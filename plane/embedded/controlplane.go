@@ -23,10 +23,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/addons/clusterdns"
+	"github.com/svcsim/svcsim/addons/ingress"
 	"github.com/svcsim/svcsim/addons/loadbalancer"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes/agent"
@@ -57,6 +59,10 @@ type Config struct {
 	// kube-system/coredns pod behind the kube-dns Service (ClusterIP
 	// DNSServiceIP), reading the cluster through its list/watch view.
 	DNS bool
+	// Ingress registers the ingress controller add-on (package
+	// addons/ingress): pods of ingress-nginx's controller images run a
+	// real nginx configured from the Ingresses.
+	Ingress bool
 	// AddOns are further add-ons: their objects are applied when the
 	// cluster starts and their workloads run in pods of their images.
 	AddOns []addons.AddOn
@@ -80,6 +86,7 @@ func DefaultConfig(mode string, nodes int) Config {
 		Sim:          sim.DefaultConfig(nodes),
 		DNS:          true,
 		LoadBalancer: true,
+		Ingress:      true,
 		ExternalIP:   netip.MustParseAddr("198.18.0.100"),
 		Underlay:     netip.MustParsePrefix("198.18.0.0/24"),
 	}
@@ -207,6 +214,9 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	if cfg.DNS {
 		addOns = append([]addons.AddOn{clusterdns.AddOn(cfg.Sim.DNSDomain)}, addOns...)
 	}
+	if cfg.Ingress {
+		addOns = append(addOns, ingress.AddOn())
+	}
 	if err := cp.registry.RegisterAddOns(addOns...); err != nil {
 		return nil, err
 	}
@@ -219,6 +229,10 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 			return nil, fmt.Errorf("add-on %s: %w", a.Name, err)
 		}
 	}
+	// The ingress controller writes Ingresses' status the same way.
+	cp.view.OnIngressStatus(func(ns, name string, st networkingv1.IngressStatus) error {
+		return cp.change(func() error { return cp.cluster.SetIngressStatus(ns, name, st) })
+	})
 	wctx, cancel := context.WithCancel(context.Background())
 	cp.stopWorker, cp.workerDone = cancel, make(chan struct{})
 	go cp.reconciler(wctx)

@@ -15,11 +15,12 @@
 //
 // The kinds the model owns (see Resources) are read-only to clients: a
 // write fails with 403 Forbidden rather than diverging from the model. The
-// one exception is a Service's status subresource, which a controller (the
+// exceptions are a Service's status subresource, which a controller (the
 // load-balancer add-on) writes as it would through an API server: with a
 // StatusWriter set (SetStatusWriter), UpdateStatus of a Service goes to the
-// model, whose change then reaches the view like any other.
-// Other kinds (Events, Leases, ...) can be written and live in the view
+// model, whose change then reaches the view like any other; likewise an
+// Ingress's status subresource, which the ingress controller writes
+// (OnIngressStatus). Other kinds (Events, Leases, ...) can be written and live in the view
 // only.
 package kubeview
 
@@ -139,8 +140,9 @@ type View struct {
 	// own resourceVersions), per resource and "namespace/name".
 	last map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object
 
-	statusMu sync.Mutex
-	status   StatusWriter
+	statusMu      sync.Mutex
+	status        StatusWriter
+	ingressStatus func(namespace, name string, st networkingv1.IngressStatus) error
 }
 
 // StatusWriter writes a Service's status into the model and returns the
@@ -194,7 +196,35 @@ func New() *View {
 		out, err := w(svc)
 		return true, out, err
 	})
+	// Status writes of Ingresses (the ingress controller's) go to the
+	// model, which the next Sync mirrors back.
+	cs.PrependReactor("update", "ingresses", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		ua, ok := action.(k8stesting.UpdateAction)
+		if !ok || action.GetSubresource() != "status" {
+			return false, nil, nil
+		}
+		ing, ok := ua.GetObject().(*networkingv1.Ingress)
+		v.statusMu.Lock()
+		w := v.ingressStatus
+		v.statusMu.Unlock()
+		if !ok || w == nil {
+			return false, nil, nil
+		}
+		if err := w(ing.Namespace, ing.Name, ing.Status); err != nil {
+			return true, nil, err
+		}
+		return true, ing, nil
+	})
 	return v
+}
+
+// OnIngressStatus makes the view's Ingress status writes (UpdateStatus)
+// call w, which stores them in the model; without it they are refused
+// like every write of the model's kinds.
+func (v *View) OnIngressStatus(w func(namespace, name string, st networkingv1.IngressStatus) error) {
+	v.statusMu.Lock()
+	defer v.statusMu.Unlock()
+	v.ingressStatus = w
 }
 
 // Client is the view's kubernetes.Interface, for informers and listers.
