@@ -13,6 +13,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/svcsim/svcsim/addons/ingress"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
@@ -46,6 +47,21 @@ const ingressConverge = 20 * time.Second
 
 // seedIngressFiles are the seed's manifests the Ingress needs.
 var seedIngressFiles = []string{"00-getip.yaml", "02-myhttp-v2.yaml", "03-myhttp-service.yaml", "06-ingress-http.yaml"}
+
+// ingressNeeds is the Ingress scenarios' precondition: nginx installed
+// and ingress-nginx's published manifests found. Without either they
+// skip, saying which and how to get it (never a pass).
+func ingressNeeds() string {
+	if _, err := ingress.Binary(); err != nil {
+		return err.Error()
+	}
+	return seeddir.Missing()
+}
+
+// ingressOptions are the options of every Ingress scenario: a cluster of
+// its own (the controller's namespace is deleted, node1 labelled) and
+// ingressNeeds.
+var ingressOptions = harness.Options{OwnsCluster: true, Needs: ingressNeeds}
 
 func applySeedIngress(h *harness.H) {
 	h.T.Helper()
@@ -213,7 +229,7 @@ func removeController(h *harness.H, listenNS *harness.Client, addr string) {
 // TestIngressNodePort: deployment mode 2, through every datapath.
 func TestIngressNodePort(t *testing.T) {
 	sc := harness.Scenario{Name: "ingress-nodeport", Title: "Ingress: ingress-nginx Deployment behind a NodePort (seed mode 2)", Group: results.GroupIngress}
-	harness.Run(t, sc, harness.Options{OwnsCluster: true}, func(h *harness.H) {
+	harness.Run(t, sc, ingressOptions, func(h *harness.H) {
 		mandatory := seeddir.WithTag(seeddir.Read(h.T, "mandatory.yaml"), "0.28.0")
 		h.Apply(string(mandatory), string(seeddir.Read(h.T, "service-nodeport.yaml")))
 		applySeedIngress(h)
@@ -235,7 +251,7 @@ func TestIngressNodePort(t *testing.T) {
 // TestIngressHostNetwork: deployment mode 3, the seed's DaemonSet edit.
 func TestIngressHostNetwork(t *testing.T) {
 	sc := harness.Scenario{Name: "ingress-hostnetwork", Title: "Ingress: ingress-nginx DaemonSet on hostNetwork, node1 only (seed mode 3)", Group: results.GroupIngress}
-	harness.Run(t, sc, harness.Options{OwnsCluster: true}, func(h *harness.H) {
+	harness.Run(t, sc, ingressOptions, func(h *harness.H) {
 		if err := h.P.Label(h.Ctx, plane.Ref{Kind: "node", Name: "node1"}, map[string]string{"isIngress": "true"}); err != nil {
 			h.Fatalf("label node1: %v", err)
 		}

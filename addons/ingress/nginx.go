@@ -41,6 +41,9 @@ type Nginx struct {
 // Binary finds nginx: $SVCSIM_NGINX, else nginx on PATH or in /usr/sbin.
 func Binary() (string, error) {
 	if b := os.Getenv("SVCSIM_NGINX"); b != "" {
+		if _, err := os.Stat(b); err != nil {
+			return "", fmt.Errorf("nginx not found at SVCSIM_NGINX=%s: %w", b, err)
+		}
 		return b, nil
 	}
 	if b, err := exec.LookPath("nginx"); err == nil {

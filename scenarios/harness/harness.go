@@ -140,6 +140,10 @@ type Options struct {
 	// then notices a silent node within KubeNodeGracePeriod instead of
 	// upstream's 50 s.
 	NodeFaults bool
+	// Needs, when set, says why this machine cannot run the scenario (a
+	// missing tool or test input) and how to get it; a non-empty answer
+	// skips the scenario with that reason before any cluster starts.
+	Needs func() string
 }
 
 // Case is one scenario with its options and body, for RunShared.
@@ -225,6 +229,12 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 	if dp.Skip != "" {
 		res.Reason = dp.Skip
 		t.Skip(dp.Skip)
+	}
+	if opts.Needs != nil {
+		if why := opts.Needs(); why != "" {
+			res.Reason = why
+			t.Skip(why)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)

@@ -17,12 +17,13 @@ import (
 const Env = "SVCSIM_INGRESS_NGINX_DIR"
 
 // Find returns the directory holding ingress-nginx's published manifests:
-// $SVCSIM_INGRESS_NGINX_DIR, or shared/seed/ingress-nginx in the first
-// directory above this package's source that has one. ok is false when
-// there is none.
+// $SVCSIM_INGRESS_NGINX_DIR (when it holds mandatory.yaml), or
+// shared/seed/ingress-nginx in the first directory above this package's
+// source that has one. ok is false when there is none.
 func Find() (string, bool) {
 	if d := os.Getenv(Env); d != "" {
-		return d, true
+		_, err := os.Stat(filepath.Join(d, "mandatory.yaml"))
+		return d, err == nil
 	}
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
@@ -51,8 +52,20 @@ func IngressNginx(tb testing.TB) string {
 	if ok {
 		return d
 	}
-	tb.Skip("ingress-nginx's published manifests not found: no shared/seed/ingress-nginx in a directory above the repository; set " + Env + " to the folder holding mandatory.yaml")
+	tb.Skip(Missing())
 	return ""
+}
+
+// Missing says why the manifests cannot be read and how to point a test at
+// them, or "" when Find finds them (a scenario's skip reason).
+func Missing() string {
+	if _, ok := Find(); ok {
+		return ""
+	}
+	if d := os.Getenv(Env); d != "" {
+		return "ingress-nginx's published manifests not found: " + Env + "=" + d + " holds no mandatory.yaml"
+	}
+	return "ingress-nginx's published manifests not found: no shared/seed/ingress-nginx in a directory above the repository; set " + Env + " to the folder holding mandatory.yaml"
 }
 
 // Read returns one of its files (mandatory.yaml, service-nodeport.yaml).
