@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/svcsim/svcsim/addons/ingress"
+	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
@@ -170,11 +171,40 @@ func waitStatus(h *harness.H, want string) string {
 	return got
 }
 
-// nginxLeftovers lists nginx processes outside svcsim's namespaces (in
-// the host's own network namespace) and, after the controller is gone,
-// any nginx at all with its pid file or directory in a run.
-func nginxProcesses() (all []int, inHostNetns []int) {
+// runDir is this scenario's run directory (its workloads' directories
+// are below it): other runs on the host (another test binary, a user's
+// svcsim up) have their own and are none of this scenario's business.
+func runDir(h *harness.H) string {
+	return filepath.Join(rundir.Root(), h.P.Info().RunID)
+}
+
+// controllerFiles lists what of an ingress-nginx controller's workload
+// directory this run still has below it (pattern "" for the directories).
+func controllerFiles(h *harness.H, pattern string) []string {
+	m, _ := filepath.Glob(filepath.Join(runDir(h), "workloads", "ingress-nginx_*", pattern))
+	return m
+}
+
+// nginxProcesses lists this run's nginx processes (masters started on a
+// configuration below dir, and their workers) and every nginx process in
+// the host's own network namespace, whoever started it (there must be
+// none: svcsim's nginx runs only in its namespaces, and a host's own
+// nginx must not be started by make deps).
+func nginxProcesses(dir string) (ours []int, inHostNetns []int) {
 	self, _ := os.Readlink("/proc/self/ns/net")
+	cmdline := func(pid string) string {
+		b, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		return strings.ReplaceAll(string(b), "\x00", " ")
+	}
+	ppid := func(pid string) string {
+		b, _ := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+		// pid (comm) state ppid ...: comm may hold spaces, so after ")".
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 2 {
+			return ""
+		}
+		return f[1]
+	}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -185,26 +215,30 @@ func nginxProcesses() (all []int, inHostNetns []int) {
 		if err != nil || strings.TrimSpace(string(comm)) != "nginx" {
 			continue
 		}
-		all = append(all, pid)
+		if strings.Contains(cmdline(e.Name()), dir+"/") || strings.Contains(cmdline(ppid(e.Name())), dir+"/") {
+			ours = append(ours, pid)
+		}
 		if ns, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && ns == self {
 			inHostNetns = append(inHostNetns, pid)
 		}
 	}
-	return all, inHostNetns
+	return ours, inHostNetns
 }
 
 // removeController deletes the ingress-nginx namespace and checks that the
-// controller left nothing: no nginx process in this run, no listener on
+// controller left nothing: no nginx process of this run, no listener on
 // port 80 where it ran, no workload directory (nginx.conf, pid file,
 // certificates, temp files).
 func removeController(h *harness.H, listenNS *harness.Client, addr string) {
 	h.T.Helper()
-	before, _ := nginxProcesses()
+	before, _ := nginxProcesses(runDir(h))
+	h.Check(len(before) > 0, "this run's nginx processes are found", "none below %s", runDir(h))
 	if err := h.P.Delete(h.Ctx, plane.Ref{Kind: "namespace", Name: "ingress-nginx"}); err != nil {
 		h.Fatalf("delete namespace ingress-nginx: %v", err)
 	}
 	h.Programmed()
 	var left []int
+	var dirs []string
 	for i := 0; i < 100; i++ {
 		left = left[:0]
 		for _, pid := range before {
@@ -212,7 +246,7 @@ func removeController(h *harness.H, listenNS *harness.Client, addr string) {
 				left = append(left, pid)
 			}
 		}
-		if len(left) == 0 {
+		if dirs = controllerFiles(h, ""); len(left) == 0 && len(dirs) == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -222,8 +256,7 @@ func removeController(h *harness.H, listenNS *harness.Client, addr string) {
 	h.Check(err == nil && strings.TrimSpace(out) == "", "nothing listens on :80 after the controller goes", "ss: %q %v", out, err)
 	out, err = external(h).Exec(h.Ctx, "curl", "-sS", "--max-time", "2", "http://"+addr+"/")
 	h.Check(err != nil, "the ingress address refuses after the controller goes", "curl: %q", out)
-	runs, _ := filepath.Glob("/run/svcsim/*/workloads/ingress-nginx_*")
-	h.Check(len(runs) == 0, "no controller directory left (nginx.conf, pid, certificates)", "%v", runs)
+	h.Check(len(dirs) == 0, "no controller directory left (nginx.conf, pid, certificates)", "%v", dirs)
 }
 
 // TestIngressNodePort: deployment mode 2, through every datapath.
@@ -238,7 +271,7 @@ func TestIngressNodePort(t *testing.T) {
 		for _, n := range h.P.Nodes() {
 			checkSeedRouting(h, ext, fmt.Sprintf("%s:%d", n.IP, np), n.Name+" nodePort")
 		}
-		_, inHost := nginxProcesses()
+		_, inHost := nginxProcesses(runDir(h))
 		h.Check(len(inHost) == 0, "no nginx in the host's network namespace", "pids %v", inHost)
 		cip := service(h, "ingress-nginx", "ingress-nginx").Spec.ClusterIP
 		got := waitStatus(h, cip)
@@ -262,7 +295,7 @@ func TestIngressHostNetwork(t *testing.T) {
 		checkSeedRouting(h, ext, nodes[0].IP.String()+":80", "node1:80")
 		out, err := ext.Exec(h.Ctx, "curl", "-sS", "--max-time", "2", "-H", "Host: www.tabops.com", "http://"+nodes[1].IP.String()+"/info")
 		h.Check(err != nil && strings.Contains(out, "curl: (7)"), "nothing on node2:80 (connection refused)", "curl node2: %q %v", out, err)
-		_, inHost := nginxProcesses()
+		_, inHost := nginxProcesses(runDir(h))
 		h.Check(len(inHost) == 0, "no nginx in the host's network namespace", "pids %v", inHost)
 		// The seed shows no ADDRESS in mode 3: --publish-service names
 		// ingress-nginx/ingress-nginx, which this mode does not create.
