@@ -72,14 +72,25 @@ func startLoad(ctx context.Context, ext *harness.Client, addr, host string, back
 	return l
 }
 
-// generation reads the controller's configuration generation from its
-// status server (127.0.0.1:10246 in node1's namespace): each reload adds one.
-func generation(h *harness.H, node1 *harness.Client) (int, error) {
-	out, err := node1.Exec(h.Ctx, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:10246/svcsim/generation")
-	if err != nil {
-		return 0, err
+// settledGeneration waits (at most 10 s) until no reload is under way in
+// the controller on node1 (its :10254/svcsim/loaded says "<loaded>
+// <written>": the generation every accepting worker serves, the newest
+// written) and returns that generation. A host that answered once may
+// still be missing on old workers until then.
+func settledGeneration(h *harness.H, node1 *harness.Client) (int, error) {
+	var last string
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		out, err := node1.Exec(h.Ctx, "curl", "-sS", "--max-time", "2", "http://127.0.0.1:10254/svcsim/loaded")
+		last = fmt.Sprintf("%q %v", out, err)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(out)
+		if len(f) == 2 && f[0] == f[1] {
+			return strconv.Atoi(f[0])
+		}
 	}
-	return strconv.Atoi(strings.TrimSpace(out))
+	return 0, fmt.Errorf("a reload still under way after 10 s: %s", last)
 }
 
 // TestIngressReload: changes to Ingresses and their backends while a
@@ -103,7 +114,7 @@ func TestIngressReload(t *testing.T) {
 		if _, err := waitIngress(h, ext, addr, "www.tabops.com", getip); err != nil {
 			h.Fatalf("before the loop: %v", err)
 		}
-		gen0, err := generation(h, node1)
+		gen0, err := settledGeneration(h, node1)
 		if err != nil {
 			h.Fatalf("generation: %v", err)
 		}
@@ -176,7 +187,7 @@ func TestIngressReload(t *testing.T) {
 		time.Sleep(500 * time.Millisecond) // a few requests after the last reload too
 		stopLoad()
 		<-load.done
-		gen1, err := generation(h, node1)
+		gen1, err := settledGeneration(h, node1)
 		if err != nil {
 			h.Fatalf("generation: %v", err)
 		}

@@ -96,8 +96,12 @@ type Controller struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu       sync.Mutex
-	gen      uint64
+	mu  sync.Mutex
+	gen uint64
+	// loaded is the generation every accepting worker serves: set once
+	// nginx started on it, and after each reload once the old workers
+	// stopped accepting. gen != loaded while a reload is under way.
+	loaded   uint64
 	conf     string
 	rejected map[string]string
 	stats    Stats
@@ -189,6 +193,7 @@ func Start(ctx context.Context, env addons.Env, opts Options) (*Controller, erro
 		return fail(err)
 	}
 	c.conf = text
+	c.loaded = b.Config.Generation
 	c.note(b)
 	if err := c.serveHealth(); err != nil {
 		return fail(err)
@@ -342,6 +347,7 @@ func (c *Controller) sync() error {
 	}
 	c.mu.Lock()
 	c.conf = text
+	c.loaded = b.Config.Generation
 	c.stats.Reloads++
 	c.stats.LastReload = time.Since(start)
 	c.mu.Unlock()
@@ -481,7 +487,7 @@ func (c *Controller) classList() []*networkingv1.IngressClass {
 
 // serveHealth answers :10254/healthz in the pod's namespace: 200 while
 // nginx's status server answers, 500 otherwise (the manifest's readiness
-// and liveness probes).
+// and liveness probes); and :10254/svcsim/loaded.
 func (c *Controller) serveHealth() error {
 	var ln net.Listener
 	err := c.env.NS.Do(func() error {
@@ -499,6 +505,15 @@ func (c *Controller) serveHealth() error {
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
+	})
+	// svcsim's own: "<loaded> <written>", the generation every accepting
+	// worker serves and the newest one written; equal when no reload is
+	// under way (tests wait for that before counting failed requests).
+	mux.HandleFunc("/svcsim/loaded", func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		loaded, gen := c.loaded, c.gen
+		c.mu.Unlock()
+		fmt.Fprintf(w, "%d %d", loaded, gen)
 	})
 	c.health = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = c.health.Serve(ln) }()
