@@ -232,7 +232,7 @@ func nginxProcesses(dir string) (ours []int, inHostNetns []int) {
 func removeController(h *harness.H, listenNS *harness.Client, addr string) {
 	h.T.Helper()
 	before, _ := nginxProcesses(runDir(h))
-	h.Check(len(before) > 0, "this run's nginx processes are found", "none below %s", runDir(h))
+	h.Check(len(before) > 0, "this run's nginx processes are found", "%d with their configuration below %s", len(before), runDir(h))
 	if err := h.P.Delete(h.Ctx, plane.Ref{Kind: "namespace", Name: "ingress-nginx"}); err != nil {
 		h.Fatalf("delete namespace ingress-nginx: %v", err)
 	}

@@ -108,3 +108,10 @@ func DaemonSetMode(mandatory []byte) []byte {
 	}
 	return []byte(strings.Join(out, "\n"))
 }
+
+// LoadBalancerMode turns service-nodeport.yaml into deployment mode 1's
+// Service: the same Service with type LoadBalancer instead of NodePort
+// (ingress-nginx's cloud manifests publish the controller that way).
+func LoadBalancerMode(serviceNodePort []byte) []byte {
+	return []byte(strings.Replace(string(serviceNodePort), "type: NodePort", "type: LoadBalancer", 1))
+}
