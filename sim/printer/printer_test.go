@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/svcsim/svcsim/sim"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -60,8 +61,8 @@ func TestTables(t *testing.T) {
 	require.Regexp(t, `(?m)^my-service +<none> +18h$`, out)
 
 	out = get(t, c, Request{Kind: "ingress", Output: "wide", Now: t0.Add(8*time.Minute + 59*time.Second)})
-	require.Equal(t, "NAME           HOSTS                        ADDRESS   PORTS   AGE\n"+
-		"ingress-http   www.tabops.com,www.pdd.com             80      8m59s\n", out)
+	require.Equal(t, "NAME           CLASS    HOSTS                        ADDRESS   PORTS   AGE\n"+
+		"ingress-http   <none>   www.tabops.com,www.pdd.com             80      8m59s\n", out)
 
 	out = get(t, c, Request{Kind: "deploy", Output: "wide"})
 	require.Equal(t, "NAME               READY   UP-TO-DATE   AVAILABLE   AGE   CONTAINERS   IMAGES      SELECTOR\n"+
@@ -245,4 +246,21 @@ spec: {controller: k8s.io/ingress-nginx}
 		get(t, c, Request{Kind: "clusterrolebindings", Output: "wide", Namespace: "elsewhere"}))
 	require.Equal(t, "NAME    CONTROLLER             PARAMETERS   AGE\nnginx   k8s.io/ingress-nginx   <none>       18h\n", get(t, c, Request{Kind: "ingressclass"}))
 	require.Equal(t, "clusterrolebinding.rbac.authorization.k8s.io/crb\n", get(t, c, Request{Kind: "clusterrolebinding", Output: "name"}))
+}
+
+// TestIngressRow: CLASS is spec.ingressClassName (<none> for the older
+// annotation), PORTS 80, 443 with a tls section, ADDRESS the status's.
+func TestIngressRow(t *testing.T) {
+	class := "nginx"
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ing := &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "secure", CreationTimestamp: metav1.NewTime(t0)},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: &class,
+			TLS:              []networkingv1.IngressTLS{{Hosts: []string{"secure.test"}, SecretName: "s"}},
+			Rules:            []networkingv1.IngressRule{{Host: "secure.test"}, {}},
+		},
+		Status: networkingv1.IngressStatus{LoadBalancer: networkingv1.IngressLoadBalancerStatus{Ingress: []networkingv1.IngressLoadBalancerIngress{{IP: "198.18.1.1"}}}},
+	}
+	require.Equal(t, []string{"secure", "nginx", "secure.test,*", "198.18.1.1", "80, 443", "5m"}, ingressRow(ing, t0.Add(5*time.Minute)))
 }

@@ -49,7 +49,7 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 	case "Endpoints":
 		header = []string{"NAME", "ENDPOINTS", "AGE"}
 	case "Ingress":
-		header = []string{"NAME", "HOSTS", "ADDRESS", "PORTS", "AGE"}
+		header = []string{"NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"}
 	case "EndpointSlice":
 		header = []string{"NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"}
 	case "Deployment":
@@ -305,7 +305,13 @@ func ingressRow(ing *networkingv1.Ingress, now time.Time) []string {
 	if len(ing.Spec.TLS) > 0 {
 		ports = "80, 443"
 	}
-	return []string{ing.Name, hostStr, strings.Join(addrs, ","), ports, Age(ing.CreationTimestamp, now)}
+	// CLASS is spec.ingressClassName, as kubectl prints it: an Ingress
+	// that names its class by the older annotation shows <none>.
+	class := "<none>"
+	if ing.Spec.IngressClassName != nil {
+		class = *ing.Spec.IngressClassName
+	}
+	return []string{ing.Name, class, hostStr, strings.Join(addrs, ","), ports, Age(ing.CreationTimestamp, now)}
 }
 
 func containersImages(s *corev1.PodSpec) (string, string) {
