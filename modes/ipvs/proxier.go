@@ -27,13 +27,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/modes/iptrestore"
@@ -75,17 +74,11 @@ type Sysctl interface {
 }
 
 // ProcSysctl implements Sysctl through /proc/sys of the calling thread's
-// network namespace.
+// network namespace (netns.WriteSysctl).
 type ProcSysctl struct{}
 
 // Set implements Sysctl.
-func (ProcSysctl) Set(name, value string) error {
-	p := filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("set sysctl %s=%s: %w", name, value, err)
-	}
-	return nil
-}
+func (ProcSysctl) Set(name, value string) error { return netns.WriteSysctl(name, value) }
 
 // sysctls IPVS mode needs in the node's namespace: conntrack for IPVS
 // connections (so iptables can masquerade them), expiry of connections to
