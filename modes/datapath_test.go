@@ -3,6 +3,8 @@ package modes
 import (
 	"context"
 	"errors"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -81,5 +83,37 @@ func TestExternalIsNotBuiltInProcess(t *testing.T) {
 		Kernel: KernelNftables, Dump: []string{"nft", "list", "ruleset"}})
 	if _, err := New(name, Options{}); err == nil || !strings.Contains(err.Error(), "runs as the program kube-proxy") {
 		t.Fatalf("New of an external datapath: %v", err)
+	}
+}
+
+// Disjoint mirrors kube-proxy's platformCleanup: nftables after the
+// iptables-based datapaths and back, never within the iptables family,
+// never external programs.
+func TestDisjoint(t *testing.T) {
+	factory := func(Options) (Proxier, error) { return nil, nil }
+	reg := func(name string, k Kernel) Datapath {
+		d := Datapath{Name: "test-disjoint-" + name, Start: Start{Factory: factory}, Kernel: k, Dump: []string{"true"}}
+		Register(d)
+		return d
+	}
+	ipt, nft, ipvs, us := reg("ipt", KernelIptables), reg("nft", KernelNftables), reg("ipvs", KernelIPVS), reg("us", KernelUserspace)
+	Register(Datapath{Name: "test-disjoint-external", Start: Start{Program: "kube-proxy"}, Kernel: KernelIptables, Dump: []string{"true"}})
+	names := func(ds []Datapath) []string {
+		var out []string
+		for _, d := range ds {
+			if strings.HasPrefix(d.Name, "test-disjoint-") {
+				out = append(out, d.Name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	if got, want := names(Disjoint(nft)), []string{ipt.Name, ipvs.Name, us.Name}; !slices.Equal(got, want) {
+		t.Errorf("nftables cleans %v, want %v", got, want)
+	}
+	for _, d := range []Datapath{ipt, ipvs, us} {
+		if got, want := names(Disjoint(d)), []string{nft.Name}; !slices.Equal(got, want) {
+			t.Errorf("%s cleans %v, want %v", d.Name, got, want)
+		}
 	}
 }

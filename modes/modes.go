@@ -142,3 +142,23 @@ func Table() []Datapath {
 	})
 	return out
 }
+
+// Disjoint lists the in-process datapaths whose kernel state a proxy of d
+// removes when it starts, as kube-proxy's platformCleanup does
+// (cmd/kube-proxy/app/server_linux.go, v1.37): the nftables datapath
+// cleans up after the iptables-based ones (iptables on either backend,
+// IPVS, userspace), and those after nftables. Datapaths that share state
+// with d's kernel (iptables and IPVS both own KUBE-* chains) are not
+// listed: their switch relies on the old proxy's own cleanup.
+func Disjoint(d Datapath) []Datapath {
+	var out []Datapath
+	for _, e := range Table() {
+		if e.Name == d.Name || e.Start.Factory == nil {
+			continue
+		}
+		if (e.Kernel == KernelNftables) != (d.Kernel == KernelNftables) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

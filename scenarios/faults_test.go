@@ -263,10 +263,12 @@ func leftoversOf(h *harness.H, node string, d modes.Datapath) []string {
 // and nothing of A is left on either node while B runs (A's own marks:
 // KUBE-SVC/SEP chains of its iptables backend, table ip kube-proxy, IPVS
 // virtual servers and kube-ipvs0, KUBE-PORTALS); once B stops too, neither
-// node holds any proxy state. svcsim's datapaths do not clean other modes'
-// rules when they start (kube-proxy's platformCleanup does, for modes whose
-// kernel state is disjoint from its own): the plane runs the old mode's
-// cleanup, as the kubernetes plane runs `kube-proxy --cleanup`.
+// node holds any proxy state. Like kube-proxy's platformCleanup, a starting
+// svcsim proxy removes what datapaths with disjoint kernel state left
+// (modes.Disjoint: nftables after the iptables family and back); within
+// the iptables family (iptables, IPVS, userspace share KUBE-* chains) the
+// plane runs the old mode's one-shot cleanup, as the kubernetes plane runs
+// `kube-proxy --cleanup`.
 func TestDatapathSwitch(t *testing.T) {
 	sc := harness.Scenario{Name: "datapath-switch", Title: "Switching datapath on a live node leaves nothing of the old one", Group: results.GroupFaults}
 	opts := harness.Options{OwnsCluster: true, Manifests: []string{getipApp(2, "  type: NodePort\n")}}

@@ -104,6 +104,27 @@ func cleanupMode(mode string, o modes.Options) error {
 	return nil
 }
 
+// cleanupDisjoint removes, before mode's proxy starts, what the datapaths
+// of modes.Disjoint(mode) left in this namespace, as kube-proxy does when it
+// starts: a switch from nftables to iptables (or back) leaves nothing of
+// the old one even when its proxy was killed. Datapaths this machine cannot
+// run (IPVS without IP_VS) have nothing to leave; a failure is logged, not
+// fatal (kube-proxy logs it and starts too).
+func cleanupDisjoint(mode string, o modes.Options) {
+	d, err := modes.Get(mode)
+	if err != nil {
+		return
+	}
+	for _, other := range modes.Disjoint(d) {
+		if other.Unsupported() != "" {
+			continue
+		}
+		if err := cleanupMode(other.Name, o); err != nil {
+			log.Printf("starting %s: clean up after %s: %v", mode, other.Name, err)
+		}
+	}
+}
+
 // Config configures Serve.
 type Config struct {
 	Mode, Node, Socket, Scheduler string
@@ -117,10 +138,12 @@ type Config struct {
 // ctx ends, a signal arrives, or (with WatchStdin) stdin closes. It always
 // runs the mode's Cleanup before returning.
 func Serve(ctx context.Context, cfg Config) error {
-	p, err := modes.New(cfg.Mode, modes.Options{Node: cfg.Node, Scheduler: cfg.Scheduler, IPTablesBackend: cfg.IPTablesBackend})
+	opts := modes.Options{Node: cfg.Node, Scheduler: cfg.Scheduler, IPTablesBackend: cfg.IPTablesBackend}
+	p, err := modes.New(cfg.Mode, opts)
 	if err != nil {
 		return err
 	}
+	cleanupDisjoint(cfg.Mode, opts)
 	ctx, cancel := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	if cfg.WatchStdin {
