@@ -368,7 +368,7 @@ func (r *runner) note(dp, m string) string {
 	case MetricEndpointChange:
 		return "one endpoint added to / removed from the last service with N present, until Sync returns (the mode's partial or incremental path); Extra: add and remove medians, full-sync/change and full-resync/change ratios" + load
 	case MetricFullResync:
-		return "the same one endpoint change with N present, but with the mode told to resync everything (iptables: ForceFullSync, iptables-save + a complete restore; nftables: RequestFullSync)" + load
+		return "the same one endpoint change with N present, but with the mode told to resync everything (iptables: ForceFullSync, iptables-save + a complete restore; nftables: ForceFullSync)" + load
 	case MetricFloorRestore:
 		restore := "iptables-restore"
 		if b, ok := iptables.BackendOfDatapath(dp); ok {

@@ -127,8 +127,25 @@ type Traits struct {
 	Relay bool
 	// FullResync, when set, makes the proxier's next Sync rewrite the whole
 	// state (the datapath otherwise writes only what changed); it reports
-	// false for a Proxier it does not know.
+	// false for a Proxier it does not know. ForceFullSync is the one for
+	// proxiers that implement FullSyncer.
 	FullResync func(Proxier) bool
+}
+
+// FullSyncer is a Proxier whose next Sync can be told to rewrite its whole
+// state instead of only what changed.
+type FullSyncer interface {
+	ForceFullSync()
+}
+
+// ForceFullSync tells p's next Sync to rewrite everything, when p is a
+// FullSyncer (Traits.FullResync of the datapaths that write only changes).
+func ForceFullSync(p Proxier) bool {
+	fs, ok := p.(FullSyncer)
+	if ok {
+		fs.ForceFullSync()
+	}
+	return ok
 }
 
 // Claim is one of the seed document's claims about rule-update cost; the

@@ -117,3 +117,20 @@ func TestDisjoint(t *testing.T) {
 		}
 	}
 }
+
+type fullSyncProxier struct {
+	nopProxier
+	forced int
+}
+
+func (f *fullSyncProxier) ForceFullSync() { f.forced++ }
+
+func TestForceFullSync(t *testing.T) {
+	f := &fullSyncProxier{}
+	if !ForceFullSync(f) || f.forced != 1 {
+		t.Errorf("a FullSyncer: forced %d times", f.forced)
+	}
+	if ForceFullSync(nopProxier{}) {
+		t.Error("a Proxier without ForceFullSync reported true")
+	}
+}

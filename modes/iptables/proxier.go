@@ -190,7 +190,7 @@ func (p *Proxier) LastSync() SyncStats {
 	return p.stats
 }
 
-// ForceFullSync makes the next Sync a full one.
+// ForceFullSync implements modes.FullSyncer: the next Sync is a full one.
 func (p *Proxier) ForceFullSync() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -47,13 +47,7 @@ func init() {
 // request.
 var traits = modes.Traits{
 	Choice: modes.Random, Affinity: modes.AffinityIdle,
-	FullResync: func(p modes.Proxier) bool {
-		ip, ok := p.(*Proxier)
-		if ok {
-			ip.ForceFullSync()
-		}
-		return ok
-	},
+	FullResync: modes.ForceFullSync,
 }
 
 func datapathName(b iptrestore.Backend) string { return "iptables/" + string(b) }

@@ -144,7 +144,7 @@ func TestKernelSyncIdempotentCleanup(t *testing.T) {
 	if strings.Contains(partial, "10.244.2.4") || !strings.Contains(partial, "dnat to 10.244.2.9:8080") {
 		t.Errorf("endpoint change not applied:\n%s", partial)
 	}
-	p.RequestFullSync()
+	p.ForceFullSync()
 	inNS(t, ns, func() error { return p.Sync(ctx, st) })
 	if full := nft(t, ns, "list", "table", "ip", "kube-proxy"); sortedLines(full) != sortedLines(partial) {
 		t.Errorf("partial and full sync differ in the kernel:\n%s", lineDiff(sortedLines(full), sortedLines(partial)))
@@ -210,7 +210,7 @@ func TestKernelPartialSyncMatchesFull(t *testing.T) {
 			t.Fatalf("step %d: full sync", step)
 		}
 		partial := nft(t, ns, "list", "table", "ip", "kube-proxy")
-		p.RequestFullSync()
+		p.ForceFullSync()
 		inNS(t, ns, func() error { return p.Sync(ctx, st) })
 		if full := nft(t, ns, "list", "table", "ip", "kube-proxy"); sortedLines(full) != sortedLines(partial) {
 			t.Fatalf("step %d: full resync changed the table:\n%s", step, lineDiff(sortedLines(partial), sortedLines(full)))

@@ -48,13 +48,7 @@ func init() {
 		// numgen random per connection; affinity through a timed set of
 		// client addresses; partial transactions unless a full one is asked.
 		Traits: modes.Traits{Choice: modes.Random, Affinity: modes.AffinityIdle,
-			FullResync: func(p modes.Proxier) bool {
-				np, ok := p.(*Proxier)
-				if ok {
-					np.RequestFullSync()
-				}
-				return ok
-			}},
+			FullResync: modes.ForceFullSync},
 		Report: modes.Report{Order: 40},
 	})
 }
@@ -150,8 +144,9 @@ func (p *Proxier) LastSync() SyncStats {
 	return p.last
 }
 
-// RequestFullSync makes the next Sync rebuild the whole table.
-func (p *Proxier) RequestFullSync() {
+// ForceFullSync implements modes.FullSyncer: the next Sync rebuilds the
+// whole table.
+func (p *Proxier) ForceFullSync() {
 	p.mu.Lock()
 	p.needFull = true
 	p.mu.Unlock()

@@ -152,7 +152,7 @@ func TestIdempotent(t *testing.T) {
 		t.Errorf("table changed:\n%s", lineDiff(before, after))
 	}
 	// A full sync of the same state rebuilds to the same table.
-	p.RequestFullSync()
+	p.ForceFullSync()
 	stats = syncOK(t, p, st)
 	if !stats.Full || stats.Ops == 0 {
 		t.Errorf("requested full sync: %+v", stats)
