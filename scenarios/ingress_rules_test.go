@@ -186,6 +186,8 @@ func pathRule(host string, paths ...[3]string) string {
 //	              ImplementationSpecific /impl -> getip and /dir/ -> myhttp
 //	regex.test    use-regex: /v[0-9]+/ -> getip, /v1/special -> myhttp (longest first)
 //	rewrite.test  use-regex + rewrite-target /$2: /api(/|$)(.*) -> getip
+//	regex.test    another Ingress without use-regex: /w[0-9] -> myhttp, an expression too
+//	evil*.test    a directive in rewrite-target, a directive in a path: refused, 404
 //	other hosts   nginx's 404; then an Ingress's defaultBackend (myhttp) answers them
 func TestIngressPaths(t *testing.T) {
 	sc := harness.Scenario{Name: "ingress-paths", Title: "Ingress: Exact, Prefix (element-wise), ImplementationSpecific, regex, rewrite-target, default backend", Group: results.GroupIngress}
@@ -233,6 +235,26 @@ func TestIngressPaths(t *testing.T) {
 			{"unknown.test", "/info", 404, viaNginx, "", "no server for the host: the default server's 404"},
 		})
 		h.Figure("paths in effect after apply", took.Seconds(), "s")
+
+		// use-regex holds for every path of the host, across its
+		// Ingresses: one without the annotation adds an expression.
+		// Hostile values (IngressNightmare's way in: a directive in an
+		// annotation or a path) are refused by the controller, and the
+		// rest of the configuration is served on.
+		h.Apply(
+			ingressYAML("regex-more", nil, "  rules:\n"+pathRule("regex.test", [3]string{"/w[0-9]", "ImplementationSpecific", "myhttp-service"})),
+			ingressYAML("evil-annotation", map[string]string{"nginx.ingress.kubernetes.io/rewrite-target": "/ last; } location /pwned { return 200 pwned; } location /x { rewrite ^ /"}, "  rules:\n"+pathRule("evil.test", [3]string{"/", "Prefix", "getip-service"})),
+			ingressYAML("evil-path", nil, "  rules:\n"+pathRule("evil2.test", [3]string{"/x { return 200 pwned; } location /y", "ImplementationSpecific", "getip-service"})),
+		)
+		checkRoutes(h, hc, addr, "across Ingresses and hostile", []routeCase{
+			{"regex.test", "/w7", 404, viaMyhttp, "", "another Ingress's path on a use-regex host is an expression too"},
+			{"regex.test", "/v2/x", 404, viaGetip, "", "the first Ingress's expressions still hold"},
+			{"evil.test", "/", 404, viaNginx, "", "an Ingress with a directive in rewrite-target is left out whole"},
+			{"evil.test", "/pwned", 404, viaNginx, "", "no injected location"},
+			{"evil2.test", "/x", 404, viaNginx, "", "a path holding a directive is left out"},
+			{"evil2.test", "/pwned", 404, viaNginx, "", "no injected location"},
+			{"paths.test", "/foo", 404, viaGetip, "", "everything else is still served"},
+		})
 
 		h.Apply(ingressYAML("fallback", nil, "  defaultBackend:\n    service:\n      name: myhttp-service\n      port:\n        number: 80\n"))
 		checkRoutes(h, hc, addr, "defaultBackend", []routeCase{
