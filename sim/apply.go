@@ -280,8 +280,9 @@ func (c *Cluster) Scale(kind, namespace, name string, replicas int32) error {
 
 // Delete removes an object like `kubectl delete`. Deleting a Deployment or
 // DaemonSet deletes its pods, a Service its Endpoints, a Namespace
-// everything in it. A deleted pod of a workload is replaced by a new one.
-// Nodes cannot be deleted.
+// everything in it. A deleted pod of a workload is replaced by a new one;
+// a pod with a preStop sleep terminates first (termination.go). Nodes
+// cannot be deleted.
 func (c *Cluster) Delete(kind, namespace, name string) error {
 	ki, err := lookupKind(kind)
 	if err != nil {
@@ -298,6 +299,10 @@ func (c *Cluster) Delete(kind, namespace, name string) error {
 		if ki.Kind == "Namespace" && (name == "default" || name == "kube-system" || name == "kube-public") {
 			return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, name,
 				errors.New("this namespace may not be deleted"))
+		}
+		if ki.Kind == "Pod" {
+			t.deletePod(t.s.Pods[key(ns, name)])
+			return nil
 		}
 		t.delete(ki.Kind, ns, name)
 		return nil

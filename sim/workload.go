@@ -206,8 +206,11 @@ func (t *txn) reconcileDeployment(k string, d *appsv1.Deployment) {
 	hash := templateHash(&d.Spec.Template)
 	var keep []*corev1.Pod
 	for _, p := range t.ownedPods(owner) {
+		if p.DeletionTimestamp != nil {
+			continue // terminating: no longer a replica
+		}
 		if p.Labels[PodTemplateHashLabel] != hash {
-			t.delete("Pod", p.Namespace, p.Name) // instant rollout
+			t.deletePod(p) // instant rollout
 			continue
 		}
 		keep = append(keep, p)
@@ -215,7 +218,7 @@ func (t *txn) reconcileDeployment(k string, d *appsv1.Deployment) {
 	want := int(*d.Spec.Replicas)
 	for len(keep) > want {
 		p := keep[len(keep)-1] // newest first
-		t.delete("Pod", p.Namespace, p.Name)
+		t.deletePod(p)
 		keep = keep[:len(keep)-1]
 	}
 	ref := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: d.Name + "-" + hash,

@@ -2,6 +2,8 @@ package embedded
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/sim"
@@ -88,8 +90,37 @@ func (cp *ControlPlane) change(f func() error) error {
 	if err := f(); err != nil {
 		return err
 	}
+	cp.scheduleTerminations()
 	cp.wake()
 	return nil
+}
+
+// scheduleTerminations starts a timer for every terminating pod without
+// one: at its deadline (its preStop sleep, at most its grace period) its
+// servers have exited and the pod is removed. Called with mu held.
+func (cp *ControlPlane) scheduleTerminations() {
+	for _, tm := range cp.cluster.Terminations() {
+		k := tm.Namespace + "/" + tm.Name + "/" + string(tm.UID)
+		if cp.ends[k] != nil {
+			continue
+		}
+		if cp.ends == nil {
+			cp.ends = map[string]*time.Timer{}
+		}
+		cp.ends[k] = time.AfterFunc(time.Until(tm.Deadline), func() {
+			cp.mu.Lock()
+			defer cp.mu.Unlock()
+			if cp.closed {
+				return
+			}
+			delete(cp.ends, k)
+			if err := cp.cluster.FinishTermination(tm.Namespace, tm.Name, tm.UID); err != nil {
+				fmt.Fprintf(cp.log, "run %s: finish terminating pod %s/%s: %v\n", cp.run.ID, tm.Namespace, tm.Name, err)
+				return
+			}
+			cp.wake()
+		})
+	}
 }
 
 // wake asks the reconciler for another round.

@@ -106,6 +106,11 @@ type ControlPlane struct {
 	log     io.Writer
 
 	mu sync.Mutex // serialises model changes (the API server)
+	// ends finish the terminating pods' deletions (by namespace/name/uid),
+	// as kubelets confirm them once the pods' servers have exited; closed
+	// stops them. Both guarded by mu.
+	ends   map[string]*time.Timer
+	closed bool
 
 	// view is the model through client-go, kept in step by the reconciler;
 	// workloads read the cluster through its client.
@@ -284,6 +289,13 @@ func version() string {
 // Close stops every proxy (each cleans up its rules), removes the topology
 // and the run directory. It is safe to call more than once.
 func (cp *ControlPlane) Close() error {
+	cp.mu.Lock()
+	cp.closed = true
+	for k, t := range cp.ends {
+		t.Stop()
+		delete(cp.ends, k)
+	}
+	cp.mu.Unlock()
 	if cp.stopWorker != nil {
 		cp.stopWorker()
 		<-cp.workerDone

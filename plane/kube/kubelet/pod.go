@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/svcsim/svcsim/sim"
 	"github.com/svcsim/svcsim/topology"
 )
 
@@ -413,9 +414,9 @@ func (w *podWorker) refreshPorts(ctx context.Context, pod *corev1.Pod) {
 }
 
 // finish handles deletion. A pod being deleted gracefully keeps serving
-// for the drain (at most its grace period), as a server does between SIGTERM
-// and its exit, so kube-proxy sees a terminating endpoint; then its
-// containers stop, its terminal status is posted, its sandbox is removed
+// for the drain or its preStop sleep, the longer (at most its grace
+// period), as a server does between SIGTERM and its exit, so kube-proxy
+// sees a terminating endpoint; then its containers stop, its terminal status is posted, its sandbox is removed
 // and it is deleted with grace 0. A pod already gone from the API is only
 // torn down.
 func (w *podWorker) finish(ctx context.Context) bool {
@@ -428,6 +429,9 @@ func (w *podWorker) finish(ctx context.Context) bool {
 			grace = *pod.Spec.TerminationGracePeriodSeconds
 		}
 		drain := min(w.k.cfg.Drain, time.Duration(grace)*time.Second)
+		// A preStop sleep keeps the containers serving that long before
+		// their SIGTERM (at most the grace period).
+		drain = max(drain, sim.TerminationDelay(pod))
 		w.logf("terminating: draining %v", drain)
 		t := time.NewTimer(drain)
 	wait:
