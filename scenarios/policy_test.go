@@ -66,7 +66,10 @@ func answers(h *harness.H, c *harness.Client, addr string, n int) (map[string]in
 // TestInternalTrafficPolicy: under internalTrafficPolicy Local a pod's
 // traffic to the ClusterIP reaches only endpoints on its own node, and
 // fails when its node has none (kube-proxy drops it; the userspace proxy
-// closes it); Cluster spreads over every node's endpoints.
+// closes it); Cluster spreads over every node's endpoints. The same holds
+// for hostNetwork clients (the nodes' own namespaces) and for a
+// hostNetwork backend, reached only from its own node's pods and
+// namespace.
 func TestInternalTrafficPolicy(t *testing.T) {
 	sc := harness.Scenario{Name: "internal-traffic-policy", Title: "internalTrafficPolicy: Local keeps pod traffic on its node", Group: results.GroupPublishing}
 	manifests := []string{
@@ -75,6 +78,8 @@ func TestInternalTrafficPolicy(t *testing.T) {
 		policyService("web-cluster", "web", ""),
 		policyService("only2-local", "only2", "  internalTrafficPolicy: Local\n"),
 		clientPod("client-1", "node1"), clientPod("client-2", "node2"),
+		hostNetPod("host-1", "node1", "hostweb"),
+		strings.Replace(policyService("hostweb-local", "hostweb", "  internalTrafficPolicy: Local\n"), "targetPort: 80", "targetPort: 8080", 1),
 	}
 	harness.Run(t, sc, harness.Options{Manifests: manifests}, func(h *harness.H) {
 		ips := podIPs(h, h.NS, "")
@@ -103,6 +108,31 @@ func TestInternalTrafficPolicy(t *testing.T) {
 		h.Check(err != nil, "Local without a local endpoint fails", "GET %s/info from client-1 (node1; the only endpoint is on node2): %v %q %v", none, in.IP(), body, err)
 		seen, err = answers(h, c2, none, 5)
 		h.Check(err == nil && seen[byName["only-2"]] == 5, "Local with the endpoint on the node", "5 requests from client-2 to %s: %v, err %v", none, seen, err)
+
+		// hostNetwork clients: the nodes' own namespaces.
+		h1, h2 := nodeClient(h, "node1"), nodeClient(h, "node2")
+		in, body, err = h1.GetInfo(h.Ctx, none)
+		h.Check(err != nil, "Local from a hostNetwork client without a local endpoint fails", "GET %s/info from node1: %v %q %v", none, in.IP(), body, err)
+		seen, err = answers(h, h2, none, 5)
+		h.Check(err == nil && seen[byName["only-2"]] == 5, "Local from a hostNetwork client with the endpoint on its node", "5 requests from node2 to %s: %v, err %v", none, seen, err)
+
+		// A hostNetwork backend on node1 (its endpoint is node1's address).
+		hostVIP := clusterIP(h, h.NS, "hostweb-local")
+		n1 := node(h, "node1").IP.String()
+		var fails []string
+		for _, c := range []*harness.Client{c1, h1} {
+			if seen, err := answers(h, c, hostVIP, 5); err != nil || seen[n1] != 5 {
+				fails = append(fails, fmt.Sprintf("%s: %v, err %v", c.Name, seen, err))
+			}
+		}
+		h.Check(len(fails) == 0, "Local to a hostNetwork backend from its node's pod and node", "5 requests each from client-1 and node1 to %s (the endpoint is node1's %s): %v", hostVIP, n1, fails)
+		fails = nil
+		for _, c := range []*harness.Client{c2, h2} {
+			if in, body, err := c.GetInfo(h.Ctx, hostVIP); err == nil {
+				fails = append(fails, fmt.Sprintf("%s answered by %s %.60q", c.Name, in.IP(), body))
+			}
+		}
+		h.Check(len(fails) == 0, "Local to a hostNetwork backend from the other node fails", "GET %s/info from client-2 and node2: %v", hostVIP, fails)
 	})
 }
 
