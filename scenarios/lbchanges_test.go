@@ -240,3 +240,101 @@ spec:
 			"LoadBalancer with one port on TCP and UDP: both serve internally", "%s tcp: %q %v; udp: %q %v", addr, tcp, terr, udp, uerr)
 	})
 }
+
+// udpReachable waits (at most 60 tries in 15 s) until a datagram to addr
+// from c is echoed, each from a fresh socket.
+func udpReachable(h *harness.H, c *harness.Client, addr string) (time.Duration, error) {
+	start := time.Now()
+	var err error
+	for i := 0; i < 60 && time.Since(start) < 15*time.Second; i++ {
+		var reply string
+		if reply, err = c.Echo(h.Ctx, "udp", addr, fmt.Sprintf("ping-%d", i)); err == nil && strings.HasSuffix(reply, fmt.Sprintf("ping-%d", i)) {
+			return time.Since(start), nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return time.Since(start), err
+}
+
+// TestLoadBalancerUDPChanges: upstream's UDP LoadBalancer lifecycle on a
+// live cluster: a UDP Service goes ClusterIP -> NodePort -> LoadBalancer
+// (its nodePort kept, the cloud's address echoing datagrams from
+// outside), gets another nodePort and another port (the address kept and
+// echoing), loses its endpoints (no echo) and gets one back, and goes back
+// to ClusterIP (nodePort cleared, the address released and silent).
+func TestLoadBalancerUDPChanges(t *testing.T) {
+	sc := harness.Scenario{Name: "loadbalancer-udp-changes", Title: "A UDP LoadBalancer Service changed live: type, node port, port, endpoints", Group: results.GroupPublishing}
+	harness.Run(t, sc, harness.Options{Manifests: []string{udpEchoApp(1), clientPod("client", "node1")}}, func(h *harness.H) {
+		h.KubeException("the kubernetes plane runs no cloud load balancer yet (plane/kube/cluster starts none), so Services stay <pending>")
+		ext, c := external(h), client(h, h.NS, "client")
+		n2 := node(h, "node2").IP.String()
+		const svc = "echo-udp"
+		_, err := udpReachable(h, c, clusterIP(h, h.NS, svc))
+		h.Check(err == nil, "ClusterIP echoes", "%s: %v", clusterIP(h, h.NS, svc), err)
+		patchService(h, svc, `{"spec":{"type":"NodePort"}}`)
+		np := nodePort(h, h.NS, svc)
+		addr := fmt.Sprintf("%s:%d", n2, np)
+		_, err = udpReachable(h, ext, addr)
+		h.Check(np != 0 && err == nil, "NodePort: allocated and echoing", "nodePort %d; %s from outside: %v", np, addr, err)
+		patchService(h, svc, `{"spec":{"type":"LoadBalancer"}}`)
+		ip, _ := lbAddress(h, svc)
+		addr = fmt.Sprintf("%s:53", ip)
+		took, err := udpReachable(h, ext, addr)
+		h.Check(nodePort(h, h.NS, svc) == np && err == nil, "LoadBalancer: nodePort kept, its address echoes",
+			"nodePort %d (was %d); %s from outside after %v: %v", nodePort(h, h.NS, svc), np, addr, took.Round(time.Millisecond), err)
+		np2 := np
+		for cand := int32(30000); cand < 30010 && np2 == np; cand++ {
+			if cand == np {
+				continue
+			}
+			if err := h.P.Patch(h.Ctx, plane.Ref{Kind: "service", Namespace: h.NS, Name: svc},
+				[]byte(fmt.Sprintf(`{"spec":{"ports":[{"port":53,"nodePort":%d}]}}`, cand))); err == nil {
+				np2 = cand
+			}
+		}
+		h.Programmed()
+		ip2, _ := lbAddress(h, svc)
+		took, err = udpReachable(h, ext, addr)
+		h.Check(np2 != np && ip2 == ip && err == nil, "another nodePort: the address kept and echoing",
+			"nodePort %d -> %d, address %s -> %s; %s after %v: %v", np, np2, ip, ip2, addr, took.Round(time.Millisecond), err)
+		h.Apply(fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata:
+  name: %s
+spec:
+  type: LoadBalancer
+  selector:
+    app: echo
+  ports:
+    - protocol: UDP
+      port: 54
+      targetPort: 5353
+      nodePort: %d
+`, svc, np2))
+		s := service(h, h.NS, svc)
+		ip2, _ = lbAddress(h, svc)
+		addr = fmt.Sprintf("%s:54", ip)
+		took, err = udpReachable(h, ext, addr)
+		h.Check(len(s.Spec.Ports) == 1 && s.Spec.Ports[0].Port == 54 && s.Spec.Ports[0].NodePort == np2 && ip2 == ip && err == nil,
+			"another port: the nodePort and address kept, echoing on it", "ports %v, address %s; %s after %v: %v", s.Spec.Ports, ip2, addr, took.Round(time.Millisecond), err)
+		dep := plane.Ref{Kind: "deployment", Namespace: h.NS, Name: "echo"}
+		if err := h.P.Scale(h.Ctx, dep, 0); err != nil {
+			h.Fatalf("scale echo to 0: %v", err)
+		}
+		h.Programmed()
+		reply, err := ext.Echo(h.Ctx, "udp", addr, "nobody")
+		h.Check(err != nil, "no endpoints: the address does not echo", "%s: %q %v", addr, reply, err)
+		if err := h.P.Scale(h.Ctx, dep, 1); err != nil {
+			h.Fatalf("scale echo to 1: %v", err)
+		}
+		h.Programmed()
+		took, err = udpReachable(h, ext, addr)
+		h.Check(err == nil, "an endpoint again: the address echoes", "%s after %v: %v", addr, took.Round(time.Millisecond), err)
+		patchService(h, svc, `{"spec":{"type":"ClusterIP"}}`)
+		s = service(h, h.NS, svc)
+		gone := lbGone(h, svc)
+		reply, err = ext.Echo(h.Ctx, "udp", addr, "nobody")
+		h.Check(s.Spec.Ports[0].NodePort == 0 && gone && err != nil, "back to ClusterIP: nodePort cleared, the address released and silent",
+			"nodePort %d, ingress released %v; %s: %q %v", s.Spec.Ports[0].NodePort, gone, addr, reply, err)
+	})
+}
