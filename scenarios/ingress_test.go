@@ -60,9 +60,10 @@ func ingressNeeds() string {
 }
 
 // ingressOptions are the options of every Ingress scenario: a cluster of
-// its own (the controller's namespace is deleted, node1 labelled) and
-// ingressNeeds.
-var ingressOptions = harness.Options{OwnsCluster: true, Needs: ingressNeeds}
+// its own (the controller's namespace is deleted, node1 labelled),
+// ingressNeeds, and not yet the kubernetes plane.
+var ingressOptions = harness.Options{OwnsCluster: true, Needs: ingressNeeds,
+	NotOnKube: "the harness gives the kubernetes plane no ingress add-on (cluster.Options.AddOns), so its kubelet would run the controller pod as the built-in server, not nginx"}
 
 func applySeedIngress(h *harness.H) {
 	h.T.Helper()

@@ -144,6 +144,11 @@ type Options struct {
 	// missing tool or test input) and how to get it; a non-empty answer
 	// skips the scenario with that reason before any cluster starts.
 	Needs func() string
+	// NotOnKube, when set, says what svcsim's kubernetes plane still lacks
+	// for this scenario (a gap of svcsim's, not an upstream difference:
+	// those are H.KubeException): there the scenario skips, with this
+	// reason, before any cluster starts.
+	NotOnKube string
 }
 
 // Case is one scenario with its options and body, for RunShared.
@@ -235,6 +240,10 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 			res.Reason = why
 			t.Skip(why)
 		}
+	}
+	if opts.NotOnKube != "" && external(dp.Desc) {
+		res.Reason = "not yet on the kubernetes plane: " + opts.NotOnKube
+		t.Skip(res.Reason)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -15,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/kube"
@@ -50,13 +53,21 @@ func namespaceOr(ns string) string {
 	return ns
 }
 
-// Apply implements plane.Plane with `kubectl apply -n namespace -f -`, each
-// manifest's bytes on its standard input, after converting objects of API
-// versions the server no longer serves (the seed's extensions/v1beta1
-// Ingress, RBAC v1beta1) to served ones, with a line saying so. kubectl is
-// not all-or-nothing across objects: a manifest that fails part-way leaves
-// the objects before the failing one applied, as on a real cluster.
+// Apply implements plane.Plane with `kubectl apply -f -`, each manifest's
+// bytes on its standard input, after converting objects of API versions
+// the server no longer serves (the seed's extensions/v1beta1 Ingress, RBAC
+// v1beta1) to served ones, with a line saying so. Objects without a
+// namespace go to namespace, objects that name one (ingress-nginx's
+// manifests) to theirs, as on the embedded plane: kubectl runs with a
+// kubeconfig whose context has namespace as its default, since `-n` would
+// make it refuse every object of another namespace. kubectl is not
+// all-or-nothing across objects: a manifest that fails part-way leaves the
+// objects before the failing one applied, as on a real cluster.
 func (c *Cluster) Apply(ctx context.Context, namespace string, manifests ...plane.Manifest) ([]string, error) {
+	kc, err := c.kubeconfigIn(namespaceOr(namespace))
+	if err != nil {
+		return nil, err
+	}
 	var lines []string
 	for _, m := range manifests {
 		data, notes, err := convertRetired(m.Data, m.Source)
@@ -64,7 +75,7 @@ func (c *Cluster) Apply(ctx context.Context, namespace string, manifests ...plan
 			return lines, err
 		}
 		lines = append(lines, notes...)
-		out, err := c.kubectl(ctx, data, "apply", "-n", namespaceOr(namespace), "-f", "-")
+		out, err := c.kubectl(ctx, data, "--kubeconfig", kc, "apply", "-f", "-")
 		for l := range strings.Lines(out) {
 			if l = strings.TrimSpace(l); l != "" {
 				lines = append(lines, l)
@@ -75,6 +86,38 @@ func (c *Cluster) Apply(ctx context.Context, namespace string, manifests ...plan
 		}
 	}
 	return lines, nil
+}
+
+// kubeconfigIn returns the path of a copy of the admin kubeconfig whose
+// current context defaults to namespace, written once into the run
+// directory.
+func (c *Cluster) kubeconfigIn(namespace string) (string, error) {
+	c.kubeconfigMu.Lock()
+	defer c.kubeconfigMu.Unlock()
+	path := c.run.Path(filepath.Join(kube.DirName, "namespaced", namespace+".kubeconfig"))
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	cfg, err := clientcmd.LoadFromFile(c.cp.AdminKubeconfig())
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig for namespace %s: %w", namespace, err)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if ctx == nil {
+		return "", fmt.Errorf("kubeconfig for namespace %s: admin kubeconfig has no context %q", namespace, cfg.CurrentContext)
+	}
+	ctx.Namespace = namespace
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("kubeconfig for namespace %s: %w", namespace, err)
+	}
+	tmp := path + ".tmp"
+	if err := clientcmd.WriteToFile(*cfg, tmp); err != nil {
+		return "", fmt.Errorf("kubeconfig for namespace %s: %w", namespace, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("kubeconfig for namespace %s: %w", namespace, err)
+	}
+	return path, nil
 }
 
 func refArgs(r plane.Ref) []string {

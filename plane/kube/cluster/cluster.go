@@ -111,6 +111,9 @@ type Cluster struct {
 	barrierIPMu sync.Mutex
 	barrierIP   string
 
+	// kubeconfigMu serialises writing the per-namespace kubeconfigs.
+	kubeconfigMu sync.Mutex
+
 	closeOnce sync.Once
 	closeErr  error
 }

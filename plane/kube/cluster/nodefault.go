@@ -91,10 +91,11 @@ func (c *Cluster) nodeReadiness(ctx context.Context, node string, want bool) (bo
 // quarantine of orphans) and their ReplicaSets replace them elsewhere. It
 // returns once no pod is bound to the node any more.
 //
-// One thing a powered-off host would not do: before its namespace goes, a
-// lost node's link comes back for the moment its closed connections need
-// to say goodbye, so the API server is not left writing to peers that
-// vanished (it would then wait out its 60 s shutdown timeout on them).
+// One thing a powered-off host would not do: a lost node's link comes back
+// while its processes close their connections, and RemoveNode waits until
+// the API server holds none from the node or its pods (CoreDNS's, say), so
+// the API server is not left writing to peers that vanished (it would then
+// wait out its shutdown timeout on them when the plane stops).
 func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 	n := c.topo.Node(node)
 	if n == nil {
@@ -117,6 +118,9 @@ func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 			errs = append(errs, fmt.Errorf("kube-proxy on %s (pid %d) survived SIGKILL for 10s", node, p.PID()))
 		}
 	}
+	if wasLost {
+		errs = append(errs, c.topo.SetNodeLink(node, true))
+	}
 	for i, k := range c.kubelets {
 		if k.NodeName() == node {
 			errs = append(errs, k.Close())
@@ -127,14 +131,11 @@ func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 	if conns := c.kubeletConns[node]; conns != nil {
 		conns.closeAll()
 	}
-	if wasLost {
-		errs = append(errs, c.topo.SetNodeLink(node, true))
-		apiIP := c.topo.Spec().ControlPlaneIP
-		errs = append(errs, poll(ctx, 100*time.Millisecond, "node "+node+"'s connections to the API server to close", func() (bool, string, error) {
-			k, err := openTCPTo(n.NS, apiIP)
-			return err == nil && k == 0, fmt.Sprintf("%d open (%v)", k, err), nil
-		}))
-	}
+	fromNode := func(a netip.Addr) bool { return a == n.IP || n.PodCIDR.Contains(a) }
+	errs = append(errs, poll(ctx, 100*time.Millisecond, "the API server's connections from node "+node+" to close", func() (bool, string, error) {
+		k, err := openTCPFrom(c.topo.ControlPlane(), fromNode)
+		return err == nil && k == 0, fmt.Sprintf("%d open (%v)", k, err), nil
+	}))
 	errs = append(errs, c.topo.RemoveNode(ctx, node))
 	if err := c.admin.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete Node %s: %w", node, err))
@@ -151,31 +152,61 @@ func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 	})
 }
 
-// openTCPTo counts the TCP sockets in ns whose peer is ip and that still
-// wait for that peer (every state but TIME_WAIT and CLOSE), from the
-// namespace's /proc/net/tcp.
-func openTCPTo(ns *netns.NS, ip netip.Addr) (int, error) {
-	var table []byte
-	if err := ns.Do(func() (err error) {
-		table, err = os.ReadFile("/proc/thread-self/net/tcp")
-		return err
+// openTCPFrom counts the TCP sockets in ns (IPv4 and IPv6 tables: the API
+// server's are v4-mapped) whose peer matches and that are not yet closed
+// (every state but TIME_WAIT and CLOSE).
+func openTCPFrom(ns *netns.NS, peer func(netip.Addr) bool) (int, error) {
+	var tables [2][]byte
+	if err := ns.Do(func() error {
+		for i, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			tables[i] = b
+		}
+		return nil
 	}); err != nil {
-		return 0, fmt.Errorf("read %s's TCP table: %w", ns.Name(), err)
+		return 0, fmt.Errorf("read %s's TCP tables: %w", ns.Name(), err)
 	}
-	return countTCPTo(string(table), ip), nil
+	return countTCP(string(tables[0]), peer) + countTCP(string(tables[1]), peer), nil
 }
 
-// countTCPTo counts the rows of a /proc/net/tcp table whose remote address
-// is ip in a state other than TIME_WAIT (06) and CLOSE (07).
-func countTCPTo(table string, ip netip.Addr) int {
-	b := ip.As4()
-	want := fmt.Sprintf("%02X%02X%02X%02X:", b[3], b[2], b[1], b[0]) // little-endian, as the kernel prints it
+// countTCP counts the rows of a /proc/net/tcp or tcp6 table whose remote
+// address matches, in a state other than TIME_WAIT (06) and CLOSE (07).
+// The kernel prints addresses as 32-bit words in host (little-endian)
+// order; a v4-mapped IPv6 address counts as its IPv4 address.
+func countTCP(table string, peer func(netip.Addr) bool) int {
 	k := 0
 	for _, line := range strings.Split(table, "\n")[1:] {
 		f := strings.Fields(line)
-		if len(f) > 3 && strings.HasPrefix(f[2], want) && f[3] != "06" && f[3] != "07" {
+		if len(f) < 4 || f[3] == "06" || f[3] == "07" {
+			continue
+		}
+		hexAddr, _, _ := strings.Cut(f[2], ":")
+		if a, ok := procAddr(hexAddr); ok && peer(a) {
 			k++
 		}
 	}
 	return k
+}
+
+// procAddr decodes an address of /proc/net/tcp{,6}: 8 or 32 hex digits,
+// each group of 8 one little-endian 32-bit word.
+func procAddr(h string) (netip.Addr, bool) {
+	if len(h) != 8 && len(h) != 32 {
+		return netip.Addr{}, false
+	}
+	b := make([]byte, len(h)/2)
+	for w := 0; w < len(h)/8; w++ {
+		for i := 0; i < 4; i++ {
+			var v byte
+			if _, err := fmt.Sscanf(h[w*8+(3-i)*2:w*8+(3-i)*2+2], "%02X", &v); err != nil {
+				return netip.Addr{}, false
+			}
+			b[w*4+i] = v
+		}
+	}
+	a, ok := netip.AddrFromSlice(b)
+	return a.Unmap(), ok
 }
