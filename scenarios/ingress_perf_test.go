@@ -127,18 +127,30 @@ func TestIngressModesPerformance(t *testing.T) {
 		}
 		rates := [2][]float64{}
 		medians := [2][]float64{}
+		// A repetition in which a request fails measures no path: it is
+		// discarded, counted (a figure, each error logged) and run again
+		// within the budget; each mode needs at least 5 good ones, so a
+		// mode that keeps failing fails the scenario, saying how often.
+		discarded := 0
 		deadline := time.Now().Add(perfBudget)
-		for r := 0; r < perfReps && time.Now().Before(deadline); r++ {
+		for r := 0; (len(rates[0]) < perfReps || len(rates[1]) < perfReps) && r < 2*perfReps && time.Now().Before(deadline); r++ {
 			for k := range targets {
 				i := (k + r) % 2 // alternate which mode goes first
+				if len(rates[i]) >= perfReps {
+					continue
+				}
 				rps, p50, err := run(targets[i].addr)
 				if err != nil {
-					h.Fatalf("%s repetition %d: %v", targets[i].name, r, err)
+					discarded++
+					h.T.Logf("%s repetition %d discarded: %v", targets[i].name, r, err)
+					continue
 				}
 				rates[i] = append(rates[i], rps)
 				medians[i] = append(medians[i], p50)
 			}
 		}
+		h.Figure("repetitions discarded (a request failed)", float64(discarded), "")
+		h.Check(len(rates[0]) >= 5 && len(rates[1]) >= 5, "both modes measured", "%d and %d repetitions of %d requests (%d discarded)", len(rates[0]), len(rates[1]), perfRequests, discarded)
 		med := func(xs []float64) float64 {
 			s := append([]float64(nil), xs...)
 			sort.Float64s(s)
@@ -157,7 +169,6 @@ func TestIngressModesPerformance(t *testing.T) {
 		h.Figure("Mann-Whitney p (two-sided, latency)", lp, "")
 		h.T.Logf("mode 3 median latency %.3f ms vs mode 2 %.3f ms (p=%.4f)", med(medians[1]), med(medians[0]), lp)
 		faster := med(rates[1]) > med(rates[0])
-		h.Check(len(rates[0]) >= 5 && len(rates[1]) >= 5, "both modes measured", "%d and %d repetitions of %d requests", len(rates[0]), len(rates[1]), perfRequests)
 		h.T.Logf("mode 3 faster: %v by %.1f%% (p=%.4f, significant at 0.01: %v)", faster, 100*(med(rates[1])/med(rates[0])-1), p, p < 0.01)
 	})
 }

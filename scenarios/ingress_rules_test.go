@@ -151,11 +151,7 @@ func ingressOnNode1(h *harness.H) string {
 		h.Fatalf("label node1: %v", err)
 	}
 	h.Apply(string(seeddir.DaemonSetMode(seeddir.WithTag(seeddir.Read(h.T, "mandatory.yaml"), "0.28.0"))))
-	var paths []string
-	for _, f := range []string{"00-getip.yaml", "02-myhttp-v2.yaml", "03-myhttp-service.yaml"} {
-		paths = append(paths, filepath.Join("..", "sim", "testdata", "seed", f))
-	}
-	h.ApplyFiles(paths...)
+	applySeedFiles(h, "00-getip.yaml", "02-myhttp-v2.yaml", "03-myhttp-service.yaml")
 	return h.P.Nodes()[0].IP.String()
 }
 

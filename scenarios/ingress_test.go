@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,9 +68,21 @@ var ingressOptions = harness.Options{OwnsCluster: true, Needs: ingressNeeds,
 
 func applySeedIngress(h *harness.H) {
 	h.T.Helper()
+	applySeedFiles(h, seedIngressFiles...)
+}
+
+// applySeedFiles applies files of sim/testdata/seed, found beside this
+// source file rather than from the working directory (the kernel lane runs
+// the test binary from another one).
+func applySeedFiles(h *harness.H, files ...string) {
+	h.T.Helper()
+	_, src, _, ok := runtime.Caller(0)
+	if !ok {
+		h.Fatalf("no source path to find sim/testdata/seed from")
+	}
 	var paths []string
-	for _, f := range seedIngressFiles {
-		paths = append(paths, filepath.Join("..", "sim", "testdata", "seed", f))
+	for _, f := range files {
+		paths = append(paths, filepath.Join(filepath.Dir(src), "..", "sim", "testdata", "seed", f))
 	}
 	h.ApplyFiles(paths...)
 }
