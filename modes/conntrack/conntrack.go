@@ -62,7 +62,8 @@ func addrPort(ip net.IP, port uint16) netip.AddrPort {
 
 // Cleaner deletes a datapath's stale UDP entries after each sync, as
 // kube-proxy's conntrack cleanup does: entries to a Service frontend (a UDP
-// Service port's cluster IP, external IP, or NodePort on a node address)
+// Service port's cluster IP, external IP, load-balancer IP, or NodePort on
+// a node address)
 // whose reply does not come from one of the port's current targets, that is
 // DNATed to a removed endpoint, or not translated at all while the port had
 // no endpoints (so that the port's first endpoint gets the client's next
@@ -92,7 +93,7 @@ type frontend struct {
 }
 
 func signature(s *state.ServicePort) string {
-	return fmt.Sprint(s.ClusterIP, s.Port, s.NodePort, s.ExternalIPs, s.Endpoints)
+	return fmt.Sprint(s.ClusterIP, s.Port, s.NodePort, s.ExternalIPs, s.LoadBalancerIPs, s.Endpoints)
 }
 
 // Reset makes the next Synced check the whole table (after a datapath's
@@ -147,7 +148,7 @@ func (c *Cleaner) staleness(st *state.NodeState, cur map[string]frontend) func(o
 	for k, f := range c.prev {
 		if _, ok := cur[k]; !ok {
 			byVIP[netip.AddrPortFrom(f.port.ClusterIP, uint16(f.port.Port))] = nil
-			for _, ip := range f.port.ExternalIPs {
+			for _, ip := range append(append([]netip.Addr(nil), f.port.ExternalIPs...), f.port.LoadBalancerIPs...) {
 				byVIP[netip.AddrPortFrom(ip, uint16(f.port.Port))] = nil
 			}
 			if f.port.NodePort != 0 {
@@ -158,7 +159,7 @@ func (c *Cleaner) staleness(st *state.NodeState, cur map[string]frontend) func(o
 	for _, f := range cur {
 		s := f.port
 		byVIP[netip.AddrPortFrom(s.ClusterIP, uint16(s.Port))] = s
-		for _, ip := range s.ExternalIPs {
+		for _, ip := range append(append([]netip.Addr(nil), s.ExternalIPs...), s.LoadBalancerIPs...) {
 			byVIP[netip.AddrPortFrom(ip, uint16(s.Port))] = s
 		}
 		if s.NodePort != 0 {

@@ -122,3 +122,25 @@ func TestCleanerLiveAndReset(t *testing.T) {
 		t.Errorf("Cleaner without CT: %d, %v", n, err)
 	}
 }
+
+// A load-balancer address is a frontend too: its entries to a removed
+// endpoint go when the endpoint does.
+func TestCleanerLoadBalancerIPs(t *testing.T) {
+	ctx := context.Background()
+	ct := &conntracktest.Fake{}
+	c := conntrack.Cleaner{CT: ct}
+	lb := func(eps ...string) state.ServicePort {
+		s := port("default", "cycle", "10.96.0.30", 80, state.UDP, 30080, eps...)
+		s.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("198.18.1.1")}
+		return s
+	}
+	if _, err := c.Synced(ctx, nodeState(lb("10.244.1.7:5353"))); err != nil {
+		t.Fatal(err)
+	}
+	old := flowTo("udp", "198.18.1.1:80", "10.244.1.7:5353")
+	ct.Add(old)
+	n, err := c.Synced(ctx, nodeState(lb("10.244.2.8:5353")))
+	if err != nil || n != 1 || len(ct.Flows()) != 0 {
+		t.Errorf("endpoint replaced: deleted %d (err %v), left %v; want the load-balancer entry gone", n, err, ct.Flows())
+	}
+}
