@@ -338,3 +338,111 @@ spec:
 			"nodePort %d, ingress released %v; %s: %q %v", s.Spec.Ports[0].NodePort, gone, addr, reply, err)
 	})
 }
+
+// udpPod is a UDP echo pod (port 5353) labelled app=<app> on node.
+func udpPod(name, app, node string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  labels:
+    app: %s
+spec:
+  nodeName: %s
+  containers:
+    - name: echo
+      image: echo
+      ports:
+        - containerPort: 5353
+          protocol: UDP
+`, name, app, node)
+}
+
+// TestLoadBalancerUDPPodCycles: a client outside keeps one UDP socket
+// (one source port) on a LoadBalancer Service's address while its only
+// server pod is replaced, first by a pod on the other node, then by one
+// on the same node: every time the same source port reaches the new pod
+// (the nodes delete the old endpoint's conntrack entries), as upstream's
+// two "server pod cycles for a LoadBalancer service" tests check.
+func TestLoadBalancerUDPPodCycles(t *testing.T) {
+	sc := harness.Scenario{Name: "loadbalancer-udp-pod-cycles", Title: "A UDP client on one port follows its LoadBalancer's server pod to another node and within one", Group: results.GroupPublishing}
+	svc := `apiVersion: v1
+kind: Service
+metadata:
+  name: cycle
+spec:
+  type: LoadBalancer
+  selector:
+    app: cycle
+  ports:
+    - protocol: UDP
+      port: 80
+      targetPort: 5353
+`
+	harness.Run(t, sc, harness.Options{Manifests: []string{udpPod("udp-1", "cycle", "node1"), svc}}, func(h *harness.H) {
+		h.KubeException("the kubernetes plane runs no cloud load balancer yet (plane/kube/cluster starts none), so Services stay <pending>")
+		ip, _ := lbAddress(h, "cycle")
+		addr := fmt.Sprintf("%s:80", ip)
+		conn, err := external(h).DialContext(h.Ctx, "udp", addr)
+		if err != nil {
+			h.Fatalf("dial udp %s: %v", addr, err)
+		}
+		defer conn.Close()
+		seq := 0
+		ask := func() string {
+			seq++
+			token := fmt.Sprint(seq)
+			_ = conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, err := conn.Write([]byte("ping " + token)); err != nil {
+				return ""
+			}
+			buf := make([]byte, 2048)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return ""
+				}
+				if f := strings.Fields(string(buf[:n])); len(f) >= 4 && f[2] == "ping" && f[3] == token {
+					return strings.TrimPrefix(f[0], h.NS+"/")
+				}
+			}
+		}
+		// The cloud routes the address once its health checks pass: at
+		// most 60 datagrams (about 18 s).
+		first := ""
+		for range 60 {
+			if first = ask(); first != "" {
+				break
+			}
+		}
+		h.Check(first == "udp-1", "the address echoes from the first pod", "%s from outside: answered by %q", addr, first)
+		for _, step := range []struct{ old, next, node, what string }{
+			{"udp-1", "udp-2", "node2", "a pod on the other node"},
+			{"udp-2", "udp-3", "node2", "a pod on the same node"},
+		} {
+			h.Apply(udpPod(step.next, "cycle", step.node))
+			del(h, "pod", step.old)
+			// At most 40 datagrams (about 12 s) until the new pod answers,
+			// then 10 more must all reach it.
+			got, n := "", 0
+			t0 := time.Now()
+			for range 40 {
+				if got = ask(); got == step.next {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			took := time.Since(t0)
+			if got == step.next {
+				for range 10 {
+					if ask() == step.next {
+						n++
+					}
+				}
+			}
+			h.Check(got == step.next && n == 10, "the same source port reaches "+step.what,
+				"%s replaced by %s on %s: answered by %q after %v, then %d of 10", step.old, step.next, step.node, got, took.Round(time.Millisecond), n)
+			h.Figure("first answer from "+step.what, took.Seconds(), "s")
+		}
+	})
+}
