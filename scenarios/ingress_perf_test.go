@@ -84,6 +84,7 @@ func mannWhitney(a, b []float64) (u, p float64) {
 func TestIngressModesPerformance(t *testing.T) {
 	sc := harness.Scenario{Name: "ingress-performance", Title: "Ingress: mode 2 (NodePort) vs mode 3 (hostNetwork) requests per second", Group: results.GroupIngress}
 	harness.Run(t, sc, ingressOptions, func(h *harness.H) {
+		keepNginxOnFailure(h)
 		if err := h.P.Label(h.Ctx, plane.Ref{Kind: "node", Name: "node1"}, map[string]string{"isIngress": "true"}); err != nil {
 			h.Fatalf("label node1: %v", err)
 		}
