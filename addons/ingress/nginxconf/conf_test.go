@@ -89,11 +89,14 @@ func nginxTest(t testing.TB, dir, text string) error {
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tmp"), 0o700))
 	conf := filepath.Join(dir, "nginx.conf")
 	require.NoError(t, os.WriteFile(conf, []byte(text), 0o600))
-	args := []string{"-n"}
+	args, global := []string{"-n"}, "pid "+filepath.Join(dir, "t.pid")+";"
 	if os.Geteuid() != 0 {
-		args = []string{"-r", "-n"}
+		// In a user namespace only root is mapped: nginx, root there, would
+		// chown its temp paths to its default worker user (nobody), which the
+		// kernel refuses (EINVAL); its workers run as root instead.
+		args, global = []string{"-r", "-n"}, global+" user root;"
 	}
-	args = append(args, bin, "-t", "-q", "-p", dir+"/", "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "pid "+filepath.Join(dir, "t.pid")+";")
+	args = append(args, bin, "-t", "-q", "-p", dir+"/", "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", global)
 	out, err := exec.Command("unshare", args...).CombinedOutput()
 	if err != nil && strings.Contains(string(out), "unshare failed") {
 		t.Skipf("cannot make a network namespace for nginx -t: %s", out)
