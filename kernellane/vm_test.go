@@ -58,7 +58,7 @@ func gateVM(t *testing.T) {
 func buildVMTest(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "vmtest")
-	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/vmtest")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/vmtest")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build vmtest: %s", out)
@@ -191,7 +191,7 @@ echo inside-ok`
 			t.Skip("needs gcc to link vmtest dynamically")
 		}
 		dyn := filepath.Join(tmp, "vmtest-dynamic")
-		cmd := exec.Command("go", "build", "-ldflags=-linkmode=external", "-o", dyn, "../../cmd/vmtest")
+		cmd := exec.Command("go", "build", "-ldflags=-linkmode=external", "-o", dyn, "../cmd/vmtest")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "build vmtest: %s", out)
