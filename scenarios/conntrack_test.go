@@ -29,28 +29,7 @@ func TestUDPConntrack(t *testing.T) {
 			h.Fatalf("dial udp %s: %v", vip, err)
 		}
 		defer conn.Close()
-		seq := 0
-		// ask sends one datagram and returns the pod that answered it (""
-		// when no answer came within 300 ms, e.g. while the Service has no
-		// endpoint). Late answers to earlier datagrams are skipped.
-		ask := func() string {
-			seq++
-			token := strconv.Itoa(seq)
-			_ = conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
-			if _, err := conn.Write([]byte("ping " + token)); err != nil {
-				return ""
-			}
-			buf := make([]byte, 2048)
-			for {
-				n, err := conn.Read(buf)
-				if err != nil {
-					return ""
-				}
-				if f := strings.Fields(string(buf[:n])); len(f) >= 4 && f[2] == "ping" && f[3] == token {
-					return f[0]
-				}
-			}
-		}
+		ask := udpAsker(conn)
 		// follow asks until a pod other than old answers (at most 40
 		// datagrams, about 12 s) and then 10 more times; it returns the
 		// new pod, the time to its first answer and how many of the 10
@@ -113,4 +92,31 @@ func TestUDPConntrack(t *testing.T) {
 			"after 0 -> 1 endpoints, answered by %q after %v, then %d of 10", third, took.Round(time.Millisecond), n)
 		h.Figure("first answer from a first endpoint", took.Seconds(), "s")
 	})
+}
+
+// udpAsker returns ask for conn, a UDP socket to an echo Service: ask sends
+// one datagram and returns the pod that answered it ("" when no answer
+// came within 300 ms, e.g. while the Service has no endpoint). Late answers
+// to earlier datagrams are skipped. The socket, and so its source port,
+// stays the same across calls.
+func udpAsker(conn net.Conn) func() string {
+	seq := 0
+	return func() string {
+		seq++
+		token := strconv.Itoa(seq)
+		_ = conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := conn.Write([]byte("ping " + token)); err != nil {
+			return ""
+		}
+		buf := make([]byte, 2048)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return ""
+			}
+			if f := strings.Fields(string(buf[:n])); len(f) >= 4 && f[2] == "ping" && f[3] == token {
+				return f[0]
+			}
+		}
+	}
 }

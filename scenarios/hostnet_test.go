@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,25 +123,7 @@ spec:
 			if err != nil {
 				h.Fatalf("dial udp %s: %v", p.addr, err)
 			}
-			seq := 0
-			ask := func() string {
-				seq++
-				token := strconv.Itoa(seq)
-				_ = conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
-				if _, err := conn.Write([]byte("ping " + token)); err != nil {
-					return ""
-				}
-				buf := make([]byte, 2048)
-				for {
-					n, err := conn.Read(buf)
-					if err != nil {
-						return ""
-					}
-					if f := strings.Fields(string(buf[:n])); len(f) >= 4 && f[2] == "ping" && f[3] == token {
-						return f[0]
-					}
-				}
-			}
+			ask := udpAsker(conn)
 			first := ""
 			for range 20 {
 				if first = ask(); first != "" {

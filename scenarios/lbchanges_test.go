@@ -388,25 +388,8 @@ spec:
 			h.Fatalf("dial udp %s: %v", addr, err)
 		}
 		defer conn.Close()
-		seq := 0
-		ask := func() string {
-			seq++
-			token := fmt.Sprint(seq)
-			_ = conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
-			if _, err := conn.Write([]byte("ping " + token)); err != nil {
-				return ""
-			}
-			buf := make([]byte, 2048)
-			for {
-				n, err := conn.Read(buf)
-				if err != nil {
-					return ""
-				}
-				if f := strings.Fields(string(buf[:n])); len(f) >= 4 && f[2] == "ping" && f[3] == token {
-					return strings.TrimPrefix(f[0], h.NS+"/")
-				}
-			}
-		}
+		askPod := udpAsker(conn)
+		ask := func() string { return strings.TrimPrefix(askPod(), h.NS+"/") }
 		// The cloud routes the address once its health checks pass: at
 		// most 60 datagrams (about 18 s).
 		first := ""
