@@ -89,16 +89,7 @@ func TestLoadBalancerChanges(t *testing.T) {
 		_, took, err := reachable(h, ext, url)
 		h.Check(nodePort(h, h.NS, svc) == np && err == nil, "LoadBalancer: nodePort kept, its address answers",
 			"nodePort %d (was %d); GET %s after %v: %v", nodePort(h, h.NS, svc), np, url, took.Round(time.Millisecond), err)
-		np2 := np
-		for cand := int32(30000); cand < 30010 && np2 == np; cand++ {
-			if cand == np {
-				continue
-			}
-			if err := h.P.Patch(h.Ctx, plane.Ref{Kind: "service", Namespace: h.NS, Name: svc},
-				[]byte(fmt.Sprintf(`{"spec":{"ports":[{"port":80,"nodePort":%d}]}}`, cand))); err == nil {
-				np2 = cand
-			}
-		}
+		np2 := moveNodePort(h, svc, 80, np)
 		h.Programmed()
 		ip2, _ := lbAddress(h, svc)
 		_, took, err = reachable(h, ext, url)
@@ -282,16 +273,7 @@ func TestLoadBalancerUDPChanges(t *testing.T) {
 		took, err := udpReachable(h, ext, addr)
 		h.Check(nodePort(h, h.NS, svc) == np && err == nil, "LoadBalancer: nodePort kept, its address echoes",
 			"nodePort %d (was %d); %s from outside after %v: %v", nodePort(h, h.NS, svc), np, addr, took.Round(time.Millisecond), err)
-		np2 := np
-		for cand := int32(30000); cand < 30010 && np2 == np; cand++ {
-			if cand == np {
-				continue
-			}
-			if err := h.P.Patch(h.Ctx, plane.Ref{Kind: "service", Namespace: h.NS, Name: svc},
-				[]byte(fmt.Sprintf(`{"spec":{"ports":[{"port":53,"nodePort":%d}]}}`, cand))); err == nil {
-				np2 = cand
-			}
-		}
+		np2 := moveNodePort(h, svc, 53, np)
 		h.Programmed()
 		ip2, _ := lbAddress(h, svc)
 		took, err = udpReachable(h, ext, addr)
@@ -428,4 +410,21 @@ spec:
 			h.Figure("first answer from "+step.what, took.Seconds(), "s")
 		}
 	})
+}
+
+// moveNodePort gives port of Service svc another free nodePort than np
+// (the first of 30000-30009 the API accepts) and returns it (np when none
+// was accepted).
+func moveNodePort(h *harness.H, svc string, port, np int32) int32 {
+	h.T.Helper()
+	for cand := int32(30000); cand < 30010; cand++ {
+		if cand == np {
+			continue
+		}
+		if err := h.P.Patch(h.Ctx, plane.Ref{Kind: "service", Namespace: h.NS, Name: svc},
+			[]byte(fmt.Sprintf(`{"spec":{"ports":[{"port":%d,"nodePort":%d}]}}`, port, cand))); err == nil {
+			return cand
+		}
+	}
+	return np
 }
