@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -109,14 +108,7 @@ func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 	delete(c.lost, node)
 	c.proxyMu.Unlock()
 	if p != nil {
-		if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			errs = append(errs, fmt.Errorf("kill kube-proxy on %s: %w", node, err))
-		}
-		select {
-		case <-p.Done():
-		case <-time.After(10 * time.Second):
-			errs = append(errs, fmt.Errorf("kube-proxy on %s (pid %d) survived SIGKILL for 10s", node, p.PID()))
-		}
+		errs = append(errs, sigkill(p, node))
 	}
 	if wasLost {
 		errs = append(errs, c.topo.SetNodeLink(node, true))

@@ -53,6 +53,12 @@ func (c *Cluster) KillProxy(_ context.Context, node string) error {
 	if err != nil {
 		return err
 	}
+	return sigkill(p, node)
+}
+
+// sigkill kills node's kube-proxy p with SIGKILL and waits (10 s at most)
+// until it is gone.
+func sigkill(p *kube.Process, node string) error {
 	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill kube-proxy on %s: %w", node, err)
 	}
