@@ -53,6 +53,11 @@ func (c *Cluster) NodeUp(ctx context.Context, node string) error {
 	return err
 }
 
+// podsOn lists the pods bound to node.
+func (c *Cluster) podsOn(ctx context.Context, node string) (*corev1.PodList, error) {
+	return c.admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
+}
+
 // nodeReadiness reports whether node's Ready condition and the Ready
 // condition of every running pod on it are all ready (want true) or all
 // not (want false), and if not, what differs.
@@ -70,7 +75,7 @@ func (c *Cluster) nodeReadiness(ctx context.Context, node string, want bool) (bo
 	if ready != want {
 		return false, fmt.Sprintf("node %s ready=%v", node, ready), nil
 	}
-	pods, err := c.admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
+	pods, err := c.podsOn(ctx, node)
 	if err != nil {
 		return false, err.Error(), nil
 	}
@@ -136,7 +141,7 @@ func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 		return fmt.Errorf("remove node %s: %w", node, err)
 	}
 	return poll(ctx, 500*time.Millisecond, "the pods of removed node "+node+" to be deleted", func() (bool, string, error) {
-		pods, err := c.admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
+		pods, err := c.podsOn(ctx, node)
 		if err != nil {
 			return false, err.Error(), nil
 		}
