@@ -219,7 +219,7 @@ func isEmptyDoc(doc []byte) bool {
 }
 
 // SupportedKinds lists the kinds svcsim models, for error messages.
-const SupportedKinds = "Namespace, Pod, Deployment, DaemonSet, Service, Endpoints, EndpointSlice, Ingress, IngressClass, Node, ConfigMap, Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, LimitRange (and List)"
+const SupportedKinds = "Namespace, Pod, Deployment, DaemonSet, Service, Endpoints, EndpointSlice, Ingress, IngressClass, Node, ConfigMap, Secret, ServiceAccount, Role, ClusterRole, RoleBinding, ClusterRoleBinding, LimitRange, GatewayClass, Gateway, HTTPRoute, ReferenceGrant (gateway.networking.k8s.io/v1) (and List)"
 
 func decodeDoc(doc []byte, src string) ([]Object, error) {
 	var tm metav1.TypeMeta

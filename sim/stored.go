@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Stored kinds are kinds the model keeps, validates and serves but runs no
@@ -24,8 +25,9 @@ import (
 // manifests such as ingress-nginx's apply as they are written and add-ons
 // can read them (a TLS Secret, the default IngressClass). RBAC is stored,
 // not enforced: every client of the embedded model may read everything.
-// LimitRanges are stored, not applied to pods.
-var storedKinds = []*kindInfo{
+// LimitRanges are stored, not applied to pods. The Gateway API's kinds
+// (gateway.go) are stored kinds too; package addons/gateway serves them.
+var storedKinds = append([]*kindInfo{
 	stored("ConfigMap", "", "v1", "configmaps", "configmap", true, func() runtime.Object { return &corev1.ConfigMap{} }, validateConfigMap, "cm"),
 	stored("Secret", "", "v1", "secrets", "secret", true, func() runtime.Object { return &corev1.Secret{} }, validateSecret),
 	stored("ServiceAccount", "", "v1", "serviceaccounts", "serviceaccount", true, func() runtime.Object { return &corev1.ServiceAccount{} }, validateServiceAccount, "sa"),
@@ -35,7 +37,7 @@ var storedKinds = []*kindInfo{
 	stored("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding.rbac.authorization.k8s.io", true, func() runtime.Object { return &rbacv1.RoleBinding{} }, validateRoleBinding),
 	stored("ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding.rbac.authorization.k8s.io", false, func() runtime.Object { return &rbacv1.ClusterRoleBinding{} }, validateClusterRoleBinding),
 	stored("IngressClass", "networking.k8s.io", "v1", "ingressclasses", "ingressclass.networking.k8s.io", false, func() runtime.Object { return &networkingv1.IngressClass{} }, validateIngressClass),
-}
+}, gatewayKinds...) // the Gateway API's kinds: gateway.go
 
 func init() {
 	for _, ki := range storedKinds {
@@ -109,6 +111,9 @@ type storedOps struct {
 	// on create).
 	validate func(obj, old runtime.Object) field.ErrorList
 	aliases  []string
+	// prepare, when set, defaults obj before validation (old is nil on
+	// create): what an API server does before it validates a kind.
+	prepare func(obj, old runtime.Object)
 }
 
 func (o storedOps) get(s *store, k string) runtime.Object {
@@ -148,6 +153,9 @@ func (o storedOps) put(t *txn, old, obj runtime.Object) error {
 	ki := kinds[o.kind]
 	if sec, ok := obj.(*corev1.Secret); ok {
 		defaultSecret(sec)
+	}
+	if o.prepare != nil {
+		o.prepare(obj, old)
 	}
 	m, _ := meta.Accessor(obj)
 	el := o.validate(obj, old)
@@ -230,6 +238,14 @@ func objectMeta(obj runtime.Object) *metav1.ObjectMeta {
 	case *rbacv1.ClusterRoleBinding:
 		return &o.ObjectMeta
 	case *networkingv1.IngressClass:
+		return &o.ObjectMeta
+	case *gwv1.GatewayClass:
+		return &o.ObjectMeta
+	case *gwv1.Gateway:
+		return &o.ObjectMeta
+	case *gwv1.HTTPRoute:
+		return &o.ObjectMeta
+	case *gwv1.ReferenceGrant:
 		return &o.ObjectMeta
 	}
 	panic(fmt.Sprintf("objectMeta: %T is not a stored kind", obj))

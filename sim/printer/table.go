@@ -73,7 +73,11 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 	case "IngressClass":
 		header = []string{"NAME", "CONTROLLER", "PARAMETERS", "AGE"}
 	default:
-		return fmt.Errorf("no table for kind %q", kind)
+		h, ok := gatewayHeaders[kind]
+		if !ok {
+			return fmt.Errorf("no table for kind %q", kind)
+		}
+		header, wide = h[0], h[1]
 	}
 	if o.Wide {
 		header = append(header, wide...)
@@ -105,6 +109,9 @@ func Table(w io.Writer, kind string, objs []runtime.Object, o TableOptions) erro
 			row = []string{x.Name, string(x.Status.Phase), Age(x.CreationTimestamp, o.Now)}
 		default:
 			if row, wideRow = storedRow(obj, o.Now); row != nil {
+				break
+			}
+			if row, wideRow = gatewayRow(obj, o.Now); row != nil {
 				break
 			}
 			return fmt.Errorf("no table for %T", obj)
