@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	netutils "k8s.io/utils/net"
 )
 
 // txn is one change in progress on a copy of the state.
@@ -253,13 +254,10 @@ func (t *txn) putIngress(old, ing *networkingv1.Ingress) error {
 	for i, r := range ing.Spec.Rules {
 		rp := specPath.Child("rules").Index(i)
 		if r.Host != "" {
-			check := validation.IsDNS1123Subdomain
-			if strings.HasPrefix(r.Host, "*") {
-				check = validation.IsWildcardDNS1123Subdomain
+			if netutils.ParseIPSloppy(r.Host) != nil {
+				el = append(el, field.Invalid(rp.Child("host"), r.Host, "must be a DNS name, not an IP address"))
 			}
-			for _, msg := range check(r.Host) {
-				el = append(el, field.Invalid(rp.Child("host"), r.Host, msg))
-			}
+			el = append(el, validateIngressHost(r.Host, rp.Child("host"))...)
 		}
 		if r.HTTP != nil {
 			for j := range r.HTTP.Paths {
@@ -271,6 +269,17 @@ func (t *txn) putIngress(old, ing *networkingv1.Ingress) error {
 					el = append(el, validateIngressPath(p.Path, *p.PathType, pp)...)
 				}
 				check(&p.Backend, pp.Child("backend"))
+			}
+		}
+	}
+	for i, tls := range ing.Spec.TLS {
+		tp := specPath.Child("tls").Index(i)
+		for j, h := range tls.Hosts {
+			el = append(el, validateIngressHost(h, tp.Child("hosts").Index(j))...)
+		}
+		if tls.SecretName != "" {
+			for _, msg := range validation.IsDNS1123Subdomain(tls.SecretName) {
+				el = append(el, field.Invalid(tp.Child("secretName"), tls.SecretName, msg))
 			}
 		}
 	}
@@ -288,11 +297,31 @@ func (t *txn) putIngress(old, ing *networkingv1.Ingress) error {
 	if old == nil {
 		t.defaultIngressClass(ing)
 		t.initMeta(&ing.ObjectMeta, "Ingress")
+		ing.Generation = 1
 	} else {
 		ing.Status = old.Status
+		ing.Generation = old.Generation
+		if !apiequality.Semantic.DeepEqual(old.Spec, ing.Spec) {
+			ing.Generation++
+		}
 	}
 	t.s.Ingresses[key(ing.Namespace, ing.Name)] = ing
 	return nil
+}
+
+// validateIngressHost checks a rule's or a TLS entry's host as the API
+// server does: a wildcard subdomain when it holds a "*" anywhere, else a
+// DNS subdomain.
+func validateIngressHost(host string, fld *field.Path) field.ErrorList {
+	check := validation.IsDNS1123Subdomain
+	if strings.Contains(host, "*") {
+		check = validation.IsWildcardDNS1123Subdomain
+	}
+	var el field.ErrorList
+	for _, msg := range check(host) {
+		el = append(el, field.Invalid(fld, host, msg))
+	}
+	return el
 }
 
 // Path rules of the API server for Exact and Prefix paths.

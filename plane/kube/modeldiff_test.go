@@ -42,6 +42,7 @@ var resources = map[string]schema.GroupVersionResource{
 	"Deployment":    {Group: "apps", Version: "v1", Resource: "deployments"},
 	"DaemonSet":     {Group: "apps", Version: "v1", Resource: "daemonsets"},
 	"Ingress":       {Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"},
+	"Secret":        {Version: "v1", Resource: "secrets"},
 }
 
 // TestModelDifferential applies every case of sim/difftest to the genuine

@@ -29,6 +29,30 @@ func deployment(name, spec string) string {
 	return "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: " + name + "\nspec:\n" + indent(spec)
 }
 
+// ingress is an Ingress named web with one rule for host whose one path
+// (of pathType) goes to Service web port 80; tls, when not "", is its
+// spec.tls (YAML, unindented).
+func ingress(host, path, pathType, tls string) string {
+	m := "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\nspec:\n"
+	if tls != "" {
+		m += "  tls:\n" + indent(tls)
+	}
+	m += "  rules:\n  - "
+	if host != "" {
+		m += "host: " + host + "\n    "
+	}
+	m += "http:\n      paths:\n      - path: " + path + "\n"
+	if pathType != "" {
+		m += "        pathType: " + pathType + "\n"
+	}
+	return m + "        backend:\n          service:\n            name: web\n            port:\n              number: 80\n"
+}
+
+// secret is a Secret named name of type typ with data (YAML, unindented).
+func secret(name, typ, data string) string {
+	return "apiVersion: v1\nkind: Secret\nmetadata:\n  name: " + name + "\ntype: " + typ + "\ndata:\n" + indent(data)
+}
+
 func indent(s string) string {
 	var b strings.Builder
 	for l := range strings.Lines(strings.TrimRight(s, "\n") + "\n") {
@@ -292,4 +316,55 @@ var Cases = []Case{
 		Want: `Deployment.apps "web" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0`},
 	{Name: "deployment/selector-mismatch", Manifest: deployment("web", "selector:\n  matchLabels:\n    app: web\ntemplate:\n  metadata:\n    labels:\n      app: other\n  spec:\n"+indent(indent(container))),
 		Want: "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`"},
+
+	// Ingresses: hosts, paths and TLS hosts as hostile input reaches them
+	// (the ingress add-on renders what is accepted into nginx.conf).
+	{Name: "ingress/basic", Manifest: ingress("www.tabops.com", "/", "Prefix", "")},
+	{Name: "ingress/wildcard-host", Manifest: ingress(`"*.tabops.com"`, "/", "Prefix", "")},
+	{Name: "ingress/host-253", Manifest: ingress(host253, "/", "Prefix", "")},
+	{Name: "ingress/host-254", Manifest: ingress("a"+host253, "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc.ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd": must be no more than 253 characters`},
+	{Name: "ingress/host-uppercase", Manifest: ingress("WWW.tabops.com", "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "WWW.tabops.com": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	{Name: "ingress/host-ip", Manifest: ingress(`"192.0.2.1"`, "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "192.0.2.1": must be a DNS name, not an IP address`},
+	{Name: "ingress/host-port", Manifest: ingress(`"www.tabops.com:80"`, "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "www.tabops.com:80": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	{Name: "ingress/host-wildcard-inside", Manifest: ingress(`"www.*.com"`, "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "www.*.com": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\*\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	{Name: "ingress/host-directive", Manifest: ingress(`"a.com; load_module /tmp/x.so"`, "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "a.com; load_module /tmp/x.so": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	{Name: "ingress/host-newline", Manifest: ingress(`"a.com\n}"`, "/", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].host: Invalid value: "a.com\n}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	{Name: "ingress/path-relative", Manifest: ingress("www.tabops.com", "api", "Prefix", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].http.paths[0].path: Invalid value: "api": must be an absolute path`},
+	{Name: "ingress/path-dotdot", Manifest: ingress("www.tabops.com", "/a/../b", "Exact", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].http.paths[0].path: Invalid value: "/a/../b": must not contain '/../'`},
+	{Name: "ingress/path-no-type", Manifest: ingress("www.tabops.com", "/", "", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified`},
+	{Name: "ingress/path-bad-type", Manifest: ingress("www.tabops.com", "/", "Regex", ""),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.rules[0].http.paths[0].pathType: Unsupported value: "Regex": supported values: "Exact", "ImplementationSpecific", "Prefix"`},
+	{Name: "ingress/path-directive", Manifest: ingress("www.tabops.com", `"/a;}location /b {"`, "Prefix", "")},
+	{Name: "ingress/path-newline", Manifest: ingress("www.tabops.com", `"/a\nb"`, "ImplementationSpecific", "")},
+	{Name: "ingress/path-regex", Manifest: ingress("www.tabops.com", `"/api(/|$)(.*)"`, "ImplementationSpecific", "")},
+	{Name: "ingress/path-4096", Manifest: ingress("www.tabops.com", "/"+strings.Repeat("p", 4095), "Prefix", "")},
+	{Name: "ingress/tls-host-invalid", Manifest: ingress("www.tabops.com", "/", "Prefix", "- hosts:\n  - \"Bad_Host\"\n  secretName: tls\n"),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.tls[0].hosts[0]: Invalid value: "Bad_Host": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+	{Name: "ingress/tls-secret-name-invalid", Manifest: ingress("www.tabops.com", "/", "Prefix", "- hosts:\n  - www.tabops.com\n  secretName: \"Bad/Name\"\n"),
+		Want: `Ingress.networking.k8s.io "web" is invalid: spec.tls[0].secretName: Invalid value: "Bad/Name": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+
+	// Secrets: hostile bytes are carried, a TLS Secret needs both keys.
+	{Name: "secret/hostile-bytes", Manifest: secret("hostile", "Opaque", "v: "+hostileB64+"\n")},
+	{Name: "secret/tls-not-pem", Manifest: secret("tls", "kubernetes.io/tls", "tls.crt: bm90IGEgY2VydA==\ntls.key: bm90IGEga2V5\n")},
+	{Name: "secret/tls-no-key", Manifest: secret("tls", "kubernetes.io/tls", "tls.crt: bm90IGEgY2VydA==\n"),
+		Want: `Secret "tls" is invalid: data[tls.key]: Required value`},
+	{Name: "secret/bad-key", Manifest: secret("keys", "Opaque", "\"a b\": eA==\n"),
+		Want: `Secret "keys" is invalid: data[a b]: Invalid value: "a b": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`},
 }
+
+// host253 is a valid host of the most characters a DNS subdomain may have.
+var host253 = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+
+// hostileB64 is, base64-encoded, bytes that would break a shell or a
+// config file: quotes, a newline, `;`, `$(...)`, a NUL and non-UTF-8.
+const hostileB64 = "J1wiOyAkKHJtIC1yZiAvKQp9IGxvYWRfbW9kdWxlIHguc287AP/+"
