@@ -109,8 +109,9 @@ func waitNamespaceGone(ctx context.Context, c *cluster.Cluster, ns string) error
 	}
 }
 
-// release deletes the scenario's namespace (waiting until its pods and
-// EndpointSlices are gone) and hands the plane on.
+// release deletes the scenario's namespace and its objects at once
+// (cluster.DeleteNamespace: not at the namespace controller's pace), waits
+// until its pods and EndpointSlices are gone and hands the plane on.
 func (k *kubeShared) release(t *testing.T, ns string) {
 	defer k.turn.Unlock()
 	defer k.log.set(nil)
@@ -122,7 +123,11 @@ func (k *kubeShared) release(t *testing.T, ns string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := deleteNamespace(ctx, c, ns); err != nil {
+	err := c.DeleteNamespace(ctx, ns)
+	if err == nil {
+		err = namespaceEmptied(ctx, c, ns)
+	}
+	if err != nil {
 		t.Errorf("kubernetes plane: %v", err)
 	}
 }

@@ -73,6 +73,12 @@ func deleteNamespace(ctx context.Context, p plane.Plane, ns string) error {
 	if err := p.Delete(ctx, plane.Ref{Kind: "namespace", Name: ns}); err != nil {
 		return fmt.Errorf("delete namespace %s: %w", ns, err)
 	}
+	return namespaceEmptied(ctx, p, ns)
+}
+
+// namespaceEmptied waits for the barrier after ns was deleted and checks
+// that no pod or EndpointSlice of ns is left.
+func namespaceEmptied(ctx context.Context, p plane.Plane, ns string) error {
 	if err := p.WaitProgrammed(ctx); err != nil {
 		return fmt.Errorf("delete namespace %s: %w", ns, err)
 	}

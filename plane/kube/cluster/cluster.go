@@ -35,6 +35,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/svcsim/svcsim/addons"
@@ -89,6 +91,11 @@ type Cluster struct {
 	log      io.Writer
 	versions map[string]string
 	began    time.Time
+
+	// md, made once by DeleteNamespace, deletes objects of any kind.
+	mdOnce sync.Once
+	md     metadata.Interface
+	mdErr  error
 
 	kubelets []*kubelet.Kubelet
 	// kubeletConns holds each node's kubelet's connections to the API
@@ -223,6 +230,20 @@ func clientIn(kubeconfig string, ns *netns.NS) (kubernetes.Interface, error) {
 
 // clientTracked is clientIn whose connections conns (when not nil) records.
 func clientTracked(kubeconfig string, ns *netns.NS, conns *connSet) (kubernetes.Interface, error) {
+	cfg, err := restIn(kubeconfig, ns, conns)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", kubeconfig, err)
+	}
+	return cs, nil
+}
+
+// restIn is the client configuration of kubeconfig whose connections are
+// made from inside ns and recorded in conns (when not nil).
+func restIn(kubeconfig string, ns *netns.NS, conns *connSet) (*rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
@@ -235,11 +256,7 @@ func clientTracked(kubeconfig string, ns *netns.NS, conns *connSet) (kubernetes.
 		return conns.add(c), nil
 	}
 	cfg.QPS, cfg.Burst = 100, 200
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("client for %s: %w", kubeconfig, err)
-	}
-	return cs, nil
+	return cfg, nil
 }
 
 func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
