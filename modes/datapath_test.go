@@ -134,3 +134,28 @@ func TestForceFullSync(t *testing.T) {
 		t.Error("a Proxier without ForceFullSync reported true")
 	}
 }
+
+// TestMissingSaysWhatAndHow holds the real probes' messages: a missing
+// tool or kernel feature is named, with how to get it or where it runs.
+func TestMissingSaysWhatAndHow(t *testing.T) {
+	for _, tc := range []struct {
+		f    Feature
+		want string
+	}{
+		{Tool("svcsim-no-such-tool"), "svcsim-no-such-tool is not installed: `sudo make deps` installs it"},
+		{KernelModule("NO_SUCH", "svcsim_no_such_module", "/proc/net/svcsim_no_such"),
+			"kernel lacks NO_SUCH (/proc/net/svcsim_no_such missing): `make vm-test` runs this datapath in the qemu kernel lane"},
+	} {
+		err := tc.f.Probe()
+		if err == nil {
+			t.Fatalf("%s: probe found what does not exist", tc.f.Name)
+		}
+		if got := (Missing{Feature: tc.f, Err: err}).Error(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.f.Name, got, tc.want)
+		}
+	}
+	d := Datapath{Name: "x", Needs: []Feature{Tool("svcsim-no-such-tool")}}
+	if lane, _ := d.Where(); lane != LaneNone {
+		t.Errorf("a missing tool: lane %v, want none (the kernel lane has no more tools)", lane)
+	}
+}

@@ -38,6 +38,9 @@ type Nginx struct {
 	onExit  func(pid int)
 }
 
+// sbinNginx is where Debian's package puts nginx, outside a user's PATH.
+var sbinNginx = "/usr/sbin/nginx"
+
 // Binary finds nginx: $SVCSIM_NGINX, else nginx on PATH or in /usr/sbin.
 func Binary() (string, error) {
 	if b := os.Getenv("SVCSIM_NGINX"); b != "" {
@@ -49,8 +52,8 @@ func Binary() (string, error) {
 	if b, err := exec.LookPath("nginx"); err == nil {
 		return b, nil
 	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx", nil
+	if _, err := os.Stat(sbinNginx); err == nil {
+		return sbinNginx, nil
 	}
 	return "", errors.New("nginx is not installed: run `sudo make deps` (Debian's nginx package, installed without starting it)")
 }
