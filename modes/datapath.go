@@ -33,6 +33,13 @@ type Datapath struct {
 	// kernel state the datapath programs ("ipvsadm -Ln"). In-process
 	// datapaths also implement Dumper, which narrows it to their own rules.
 	Dump []string
+	// Flush are the commands, run in a node's namespace one after the other,
+	// that wipe the kernel state the datapath programs as a firewall reload
+	// or an administrator would (IPTablesFlush, `nft flush ruleset`,
+	// `ipvsadm -C`); the table holding the canary (modes.Canary) goes last,
+	// so that a repair cannot start half-way. The repair scenario runs them.
+	// Empty: the datapath has no such state.
+	Flush [][]string
 	// Traits are its choices where Kubernetes leaves the behaviour open.
 	Traits Traits
 	// Report places it in the report.
@@ -300,4 +307,14 @@ func (d Datapath) validate() error {
 		}
 	}
 	return nil
+}
+
+// IPTablesFlush is the flush of every table a datapath writes iptables rules
+// in, through the iptables command named (iptables, iptables-legacy,
+// iptables-nft): one iptables-restore without --noflush of the empty nat,
+// filter and mangle tables, as a firewall reload restoring its own rules
+// does: each table's rules and user chains are gone, mangle (the canary's)
+// last.
+func IPTablesFlush(iptables string) [][]string {
+	return [][]string{{"sh", "-c", `printf '*nat\nCOMMIT\n*filter\nCOMMIT\n*mangle\nCOMMIT\n' | ` + iptables + "-restore"}}
 }

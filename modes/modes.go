@@ -40,6 +40,19 @@ type Dumper interface {
 	Dump(ctx context.Context) (string, error)
 }
 
+// Canary is a Proxier that marks the kernel state it programs with a canary
+// (kube-proxy's KUBE-PROXY-CANARY chains, pkg/proxy/iptables): something a
+// flush of the node's rules removes with everything else, and cheap to look
+// for. The node proxy (modes/agent) checks it every agent.CanaryPeriod after
+// the first sync and, when it is gone, makes the next Sync a full one
+// (FullSyncer) and syncs the last state again: flushed rules repair
+// themselves.
+type Canary interface {
+	// Intact reports whether the canary the last full Sync wrote is still
+	// in the kernel; false before any Sync.
+	Intact(ctx context.Context) (bool, error)
+}
+
 // Options configure a mode at construction.
 type Options struct {
 	// Node is the node's name, for messages.

@@ -16,6 +16,12 @@
 // namespace (package modes/healthcheck): :10256/healthz and one listener
 // per health check node port, updated after every sync.
 //
+// Flushed rules repair themselves: after its first state the process looks
+// for the datapath's canary (modes.Canary) every CanaryPeriod and, when a
+// flush took it, syncs the last state again in full; and it syncs the last
+// state again every ResyncPeriod whatever it finds (a failed sync is
+// retried then, and IPVS reads its virtual servers back).
+//
 // The process stops (after Cleanup) on SIGTERM/SIGINT, or when its standard
 // input reaches EOF: the parent holds the other end of that pipe, so a parent
 // killed with SIGKILL takes its proxies with it.
@@ -63,7 +69,25 @@ type Health struct {
 	Node       string `json:"node"`
 	PID        int    `json:"pid"`
 	Generation uint64 `json:"generation"`
+	// Repairs counts the full resyncs run because the canary was gone.
+	Repairs uint64 `json:"repairs,omitempty"`
 }
+
+// CanaryPeriod is how often a node proxy looks for its datapath's canary.
+// kube-proxy's iptables monitor looks every --iptables-sync-period (30 s by
+// default); svcsim looks every 2 s so that a flushed node is repaired within
+// seconds (the repair scenario's bound) for the price of one
+// `iptables-save -t mangle` or `nft list chains` per node and period.
+const CanaryPeriod = 2 * time.Second
+
+// ResyncPeriod is how often a node proxy syncs its last state again
+// unasked: kube-proxy's --sync-period default (30 s), the period of its
+// IPVS proxier's full syncs and of its retries after a failed sync.
+const ResyncPeriod = 30 * time.Second
+
+// syncTimeout bounds one unasked sync or canary check, so that a hung tool
+// cannot hold the server's lock for ever.
+const syncTimeout = time.Minute
 
 func mainEntry() {
 	fs := flag.NewFlagSet(EntryPoint, flag.ExitOnError)
@@ -132,6 +156,9 @@ type Config struct {
 	IPTablesBackend string
 	// WatchStdin stops the server when standard input reaches EOF.
 	WatchStdin bool
+	// CanaryPeriod and ResyncPeriod override the package's periods (tests);
+	// zero takes them.
+	CanaryPeriod, ResyncPeriod time.Duration
 }
 
 // Serve runs the feed server in the calling process's network namespace until
@@ -167,16 +194,25 @@ func Serve(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	mctx, stopMaintain := context.WithCancel(ctx)
+	maintained := make(chan struct{})
+	go func() {
+		defer close(maintained)
+		s.maintain(mctx, or(cfg.CanaryPeriod, CanaryPeriod), or(cfg.ResyncPeriod, ResyncPeriod))
+	}()
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	stopMaintain()
+	<-maintained
 	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
 	_ = srv.Shutdown(shutCtx)
 	_ = os.Remove(cfg.Socket)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.last = nil
 	if cerr := p.Cleanup(shutCtx); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("cleanup %s: %w", p.Name(), cerr))
 	}
@@ -188,17 +224,115 @@ func Serve(ctx context.Context, cfg Config) error {
 
 type server struct {
 	p    modes.Proxier
-	hc   *healthcheck.Server
+	hc   *healthcheck.Server // nil in unit tests
 	node string
 	mu   sync.Mutex // serialises Sync, Dump and Cleanup
 	gen  uint64
+	// last is the state last pushed (also when its sync failed); nil
+	// before the first and after a cleanup: nothing to repair then.
+	last    *state.NodeState
+	repairs uint64
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// syncLocked syncs st, updates the health endpoints and, on success, the
+// generation. The caller holds mu.
+func (s *server) syncLocked(ctx context.Context, st *state.NodeState) error {
+	s.last = st
+	err := s.p.Sync(ctx, st)
+	if s.hc != nil {
+		if herr := s.hc.Synced(st, err); herr != nil {
+			log.Print(herr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s on %s: %w", s.p.Name(), s.node, err)
+	}
+	s.gen = st.Generation
+	return nil
+}
+
+// maintain checks the canary every canary period and resyncs every resync
+// period until ctx ends.
+func (s *server) maintain(ctx context.Context, canary, resync time.Duration) {
+	ct, rt := time.NewTicker(canary), time.NewTicker(resync)
+	defer ct.Stop()
+	defer rt.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ct.C:
+			repaired, err := s.checkCanary(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return // stopping: a check cut short is no news
+			case err != nil:
+				log.Print(err)
+			case repaired:
+				log.Printf("canary gone: synced the last state again in full")
+			}
+		case <-rt.C:
+			if err := s.resync(ctx); err != nil && ctx.Err() == nil {
+				log.Print(err)
+			}
+		}
+	}
+}
+
+// checkCanary looks for the datapath's canary once a state was pushed and,
+// when it is gone, syncs that state again in full. It reports whether it
+// did.
+func (s *server) checkCanary(ctx context.Context) (bool, error) {
+	c, ok := s.p.(modes.Canary)
+	if !ok {
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil || ctx.Err() != nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	intact, err := c.Intact(ctx)
+	if err != nil || intact {
+		return false, err
+	}
+	s.repairs++
+	modes.ForceFullSync(s.p)
+	if err := s.syncLocked(ctx, s.last); err != nil {
+		return true, fmt.Errorf("repair after a flush: %w", err)
+	}
+	return true, nil
+}
+
+// resync syncs the last state again, if there is one.
+func (s *server) resync(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil || ctx.Err() != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if err := s.syncLocked(ctx, s.last); err != nil {
+		return fmt.Errorf("periodic resync: %w", err)
+	}
+	return nil
 }
 
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/healthz", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		h := Health{Mode: s.p.Name(), Node: s.node, PID: os.Getpid(), Generation: s.gen}
+		h := Health{Mode: s.p.Name(), Node: s.node, PID: os.Getpid(), Generation: s.gen, Repairs: s.repairs}
 		s.mu.Unlock()
 		writeJSON(w, h)
 	})
@@ -211,15 +345,10 @@ func (s *server) routes() http.Handler {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		start := time.Now()
-		err = s.p.Sync(r.Context(), st)
-		if herr := s.hc.Synced(st, err); herr != nil {
-			log.Print(herr)
-		}
-		if err != nil {
-			http.Error(w, fmt.Sprintf("sync %s on %s: %v", s.p.Name(), s.node, err), http.StatusInternalServerError)
+		if err := s.syncLocked(r.Context(), st); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		s.gen = st.Generation
 		writeJSON(w, SyncReply{Mode: s.p.Name(), Node: s.node, Generation: st.Generation, Seconds: time.Since(start).Seconds()})
 	})
 	mux.HandleFunc("GET /v1/dump", func(w http.ResponseWriter, r *http.Request) {
@@ -245,7 +374,7 @@ func (s *server) routes() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		s.gen = 0
+		s.gen, s.last = 0, nil
 		w.WriteHeader(http.StatusOK)
 	})
 	return mux

@@ -144,6 +144,7 @@ type Proxier struct {
 var (
 	_ modes.Proxier = (*Proxier)(nil)
 	_ modes.Dumper  = (*Proxier)(nil)
+	_ modes.Canary  = (*Proxier)(nil)
 )
 
 // New returns a Proxier. With a nil cfg.Runner it checks that the backend's
@@ -355,6 +356,13 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 	stats.Bytes = p.data.Len()
 
 	t0 := time.Now()
+	if full {
+		// The canary goes first: should the rules fail, the next sync is a
+		// full one again anyway.
+		if err := iptrestore.EnsureCanary(ctx, p.run); err != nil {
+			return stats, err
+		}
+	}
 	err := p.run.Restore(ctx, p.data.Bytes(), true, true)
 	stats.RestoreDuration = time.Since(t0)
 	if err != nil {
@@ -381,8 +389,19 @@ func syncKind(full bool) string {
 	return "partial"
 }
 
-// Cleanup deletes every KUBE-* chain of the nat and filter tables and the
-// rules elsewhere that jump to them. Running it again finds nothing to do.
+// Intact implements modes.Canary: the canary chain a full sync creates
+// (iptrestore.CanaryChain) is still in the mangle table.
+func (p *Proxier) Intact(ctx context.Context) (bool, error) {
+	ok, err := iptrestore.CanaryIntact(ctx, p.run)
+	if err != nil {
+		return false, fmt.Errorf("iptables on node %s: %w", p.cfg.Node, err)
+	}
+	return ok, nil
+}
+
+// Cleanup deletes every KUBE-* chain of the nat and filter tables (and the
+// canary in mangle) and the rules elsewhere that jump to them. Running it
+// again finds nothing to do.
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -391,7 +410,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.ct.Reset()
 	p.chains = nil
 
-	saved, err := iptrestore.SaveTables(ctx, p.run, "filter", "nat")
+	saved, err := iptrestore.SaveTables(ctx, p.run, "filter", "nat", "mangle")
 	if err != nil {
 		return fmt.Errorf("iptables cleanup on node %s: %w", p.cfg.Node, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -273,9 +274,17 @@ func TestPartialSyncFallsBackToFull(t *testing.T) {
 	if !ls.Full || !ls.Fallback {
 		t.Errorf("after a failed partial restore: %+v, want a full fallback", ls)
 	}
-	n := len(fake.Restores())
-	if n != 3 {
-		t.Errorf("%d restores, want 3 (full, failed partial, full)", n)
+	var kinds []string
+	for _, r := range fake.Restores() {
+		if string(r.Data) == string(iptrestore.CanaryInput()) {
+			kinds = append(kinds, "canary")
+		} else {
+			kinds = append(kinds, "rules")
+		}
+	}
+	// full (its canary first), the failed partial, the full fallback
+	if want := []string{"canary", "rules", "rules", "canary", "rules"}; !slices.Equal(kinds, want) {
+		t.Errorf("restores %v, want %v", kinds, want)
 	}
 }
 
@@ -468,5 +477,55 @@ func TestVersion(t *testing.T) {
 	v, err := p.Version(context.Background())
 	if err != nil || v != "iptables v1.8.9 (nf_tables)" {
 		t.Errorf("Version() = %q, %v", v, err)
+	}
+}
+
+// TestCanaryRepairsFlush: a full sync leaves kube-proxy's canary chain in
+// mangle, nat and filter; a flush of every table removes it with the rules,
+// Intact says so, and the full resync the node proxy then runs brings back
+// exactly the rules before the flush. Cleanup removes the canaries too.
+func TestCanaryRepairsFlush(t *testing.T) {
+	ctx := context.Background()
+	p, fake := newFakeProxier(t)
+	if ok, err := p.Intact(ctx); err != nil || ok {
+		t.Fatalf("Intact before any sync = %v, %v; want false", ok, err)
+	}
+	st := makeState(manyServices(3, 2)...)
+	mustSync(t, p, st)
+	for _, table := range iptrestore.CanaryTables {
+		if !slices.Contains(fake.Chains(table), iptrestore.CanaryChain) {
+			t.Errorf("no %s in %s after a full sync: %v", iptrestore.CanaryChain, table, fake.Chains(table))
+		}
+	}
+	if ok, err := p.Intact(ctx); err != nil || !ok {
+		t.Fatalf("Intact after a sync = %v, %v; want true", ok, err)
+	}
+	before := fake.Dump()
+
+	fake.Flush()
+	if ok, err := p.Intact(ctx); err != nil || ok {
+		t.Fatalf("Intact after a flush = %v, %v; want false", ok, err)
+	}
+	if !modes.ForceFullSync(p) {
+		t.Fatal("iptables is not a FullSyncer")
+	}
+	mustSync(t, p, st)
+	if ls := p.LastSync(); !ls.Full {
+		t.Errorf("repair sync %+v, want a full one", ls)
+	}
+	if got := fake.Dump(); got != before {
+		t.Errorf("rules after the repair differ from before the flush:\n%s\nwant\n%s", got, before)
+	}
+	if ok, err := p.Intact(ctx); err != nil || !ok {
+		t.Errorf("Intact after the repair = %v, %v; want true", ok, err)
+	}
+
+	if err := p.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range iptrestore.CanaryTables {
+		if c := fake.Chains(table); len(c) != 0 {
+			t.Errorf("chains left in %s after Cleanup: %v", table, c)
+		}
 	}
 }

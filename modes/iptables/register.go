@@ -36,6 +36,7 @@ func init() {
 			Needs:  []modes.Feature{modes.Tool(restore)},
 			Kernel: modes.KernelIptables,
 			Dump:   []string{save},
+			Flush:  modes.IPTablesFlush("iptables-" + string(b)),
 			Traits: traits,
 			Report: modes.Report{Order: 21 + i, Claim: modes.ClaimNotIncremental},
 		})

@@ -59,6 +59,8 @@ func init() {
 			modes.Tool("ipset"), modes.Tool("iptables-restore")},
 		Kernel: modes.KernelIPVS,
 		Dump:   []string{"ipvsadm", "-Ln"},
+		// The virtual servers first, then the glue rules with the canary.
+		Flush: append([][]string{{"ipvsadm", "-C"}}, modes.IPTablesFlush("iptables")...),
 		// rr rotates exactly; ClientIP affinity is IPVS persistence. Every
 		// sync compares the whole kernel state, so there is no full-resync
 		// knob.
@@ -138,8 +140,10 @@ type Proxier struct {
 }
 
 var (
-	_ modes.Proxier = (*Proxier)(nil)
-	_ modes.Dumper  = (*Proxier)(nil)
+	_ modes.Proxier    = (*Proxier)(nil)
+	_ modes.Dumper     = (*Proxier)(nil)
+	_ modes.Canary     = (*Proxier)(nil)
+	_ modes.FullSyncer = (*Proxier)(nil)
 )
 
 // New returns a Proxier on the given interfaces.
@@ -467,6 +471,13 @@ func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops m
 	if p.rulesText != nil && string(text) == string(p.rulesText) {
 		return nil
 	}
+	if p.rulesText == nil {
+		// Nothing known (a first or full sync): the canary with the rules.
+		ops[OpIPTablesRestor]++
+		if err := iptrestore.EnsureCanary(ctx, p.cfg.IPTables); err != nil {
+			return err
+		}
+	}
 	ops[OpIPTablesSave] += 2
 	saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, "nat", "filter")
 	if err != nil {
@@ -478,6 +489,29 @@ func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops m
 	}
 	p.rulesText = text
 	return nil
+}
+
+// ForceFullSync implements modes.FullSyncer: the next Sync reads every
+// real server back and rewrites the ipsets and iptables rules as a first
+// sync does (the virtual servers are read back on every sync anyway).
+func (p *Proxier) ForceFullSync() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.full, p.setsApplied, p.rulesText = true, nil, nil
+}
+
+// Intact implements modes.Canary: the iptables canary chain
+// (iptrestore.CanaryChain) a full sync creates beside the glue rules is
+// still in mangle. Upstream's IPVS proxier (v1.37) keeps no canary; it
+// repairs at its periodic sync, every --ipvs-sync-period (30 s), which the
+// node proxy's agent.ResyncPeriod matches: virtual servers flushed alone
+// (ipvsadm -C) come back then.
+func (p *Proxier) Intact(ctx context.Context) (bool, error) {
+	ok, err := iptrestore.CanaryIntact(ctx, p.cfg.IPTables)
+	if err != nil {
+		return false, fmt.Errorf("ipvs on %s: %w", p.cfg.Node, err)
+	}
+	return ok, nil
 }
 
 // Cleanup implements modes.Proxier: it removes the virtual servers we own
@@ -524,9 +558,10 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 		}
 	}
 	// Rules before sets: a set referenced by a rule cannot be destroyed.
-	if saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, "nat", "filter"); err != nil {
+	owns := func(chain string) bool { return ownsChain(chain) || chain == iptrestore.CanaryChain }
+	if saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, iptrestore.CanaryTables...); err != nil {
 		errs = append(errs, err)
-	} else if text := iptrestore.CleanupInput(saved, ownsChain); text != nil {
+	} else if text := iptrestore.CleanupInput(saved, owns); text != nil {
 		if err := p.cfg.IPTables.Restore(ctx, text, true, false); err != nil {
 			errs = append(errs, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/iptrestore/ruleset"
 	"github.com/svcsim/svcsim/modes/ipvs/ipvsutil"
 	"github.com/svcsim/svcsim/sim/state"
@@ -58,7 +59,7 @@ TCP  198.51.100.1:80 rr
 	assert.Equal(t, 7, s.Ops[ipvsutil.OpAddDest])
 	assert.Equal(t, 3, s.Ops[OpAddrAdd])
 	assert.Equal(t, 1, s.Ops[OpIPSetRestore])
-	assert.Equal(t, 1, s.Ops[OpIPTablesRestor])
+	assert.Equal(t, 2, s.Ops[OpIPTablesRestor], "the canary chains, then the rules")
 }
 
 func TestSecondSyncWritesNothing(t *testing.T) {
@@ -365,7 +366,7 @@ func TestIPTablesRulesGolden(t *testing.T) {
 	st := twoServices()
 	st.ClusterCIDR = netip.MustParsePrefix("10.240.0.0/12")
 	mustSync(t, p, st)
-	assert.Len(t, f.ipt.Restores(), 2)
+	assert.Len(t, f.ipt.Restores(), 3, "the canary, the first rules, the new rules")
 	nat, err = f.ipt.Save(context.Background(), "nat")
 	require.NoError(t, err)
 	assert.Equal(t, 1, strings.Count(string(nat), "-A PREROUTING "))
@@ -451,4 +452,40 @@ func TestDumpRendersWithoutIPVSAdm(t *testing.T) {
 
 func TestRegistered(t *testing.T) {
 	assert.Contains(t, modes.Names(), Name)
+}
+
+// TestCanaryRepairsFlush: a first sync leaves the iptables canary; a flush of
+// every iptables table and of the IPVS table (ipvsadm -C) removes it with the
+// rest, Intact says so, and the full resync the node proxy then runs brings
+// back the same virtual servers, ipsets and rules. Cleanup removes the
+// canary too.
+func TestCanaryRepairsFlush(t *testing.T) {
+	ctx := context.Background()
+	p, f := newTestProxier(t)
+	ok, err := p.Intact(ctx)
+	require.NoError(t, err)
+	assert.False(t, ok, "Intact before any sync")
+	mustSync(t, p, twoServices())
+	ok, err = p.Intact(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "Intact after a sync")
+	ipvsBefore, rulesBefore := table(t, f), f.ipt.Dump()
+
+	f.ipt.Flush()
+	require.NoError(t, f.ipvs.Flush())
+	ok, err = p.Intact(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "Intact after the flush")
+	require.True(t, modes.ForceFullSync(p), "ipvs is a FullSyncer")
+	mustSync(t, p, twoServices())
+	assert.Equal(t, ipvsBefore, table(t, f), "virtual servers after the repair")
+	assert.Equal(t, rulesBefore, f.ipt.Dump(), "iptables rules after the repair")
+	ok, err = p.Intact(ctx)
+	require.NoError(t, err)
+	assert.True(t, ok, "Intact after the repair")
+
+	require.NoError(t, p.Cleanup(ctx))
+	for _, tbl := range iptrestore.CanaryTables {
+		assert.Empty(t, f.ipt.Chains(tbl), "chains left in %s after Cleanup", tbl)
+	}
 }

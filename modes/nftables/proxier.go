@@ -45,6 +45,7 @@ func init() {
 		Needs:  []modes.Feature{modes.Tool("nft")},
 		Kernel: modes.KernelNftables,
 		Dump:   []string{"nft", "list", "table", "ip", tableName},
+		Flush:  [][]string{{"nft", "flush", "ruleset"}},
 		// numgen random per connection; affinity through a timed set of
 		// client addresses; partial transactions unless a full one is asked.
 		Traits: modes.Traits{Choice: modes.Random, Affinity: modes.AffinityIdle,
@@ -107,6 +108,7 @@ type Proxier struct {
 var (
 	_ modes.Proxier = (*Proxier)(nil)
 	_ modes.Dumper  = (*Proxier)(nil)
+	_ modes.Canary  = (*Proxier)(nil)
 )
 
 // New returns a Proxier that programs nft. With a *knftables.Fake, Dump
@@ -396,6 +398,25 @@ func (p *Proxier) leftovers(ctx context.Context, desired map[string]*servicePlan
 	sort.Strings(chains)
 	sort.Strings(sets)
 	return chains, sets, nil
+}
+
+// Intact implements modes.Canary. The table itself is the canary: `nft
+// flush ruleset` (a firewall reload) or `nft delete table ip kube-proxy`
+// takes it with every chain, set and map, and `nft list chains` finds no
+// table then. Upstream's nftables proxier (v1.37) keeps no canary: it learns
+// of a lost table when a later sync's transaction fails (retried after
+// --sync-period, 30 s) or at its hourly full sync; svcsim looks every
+// agent.CanaryPeriod instead. Rules flushed out of chains that stay are
+// not seen here.
+func (p *Proxier) Intact(ctx context.Context) (bool, error) {
+	_, err := p.nft.List(ctx, "chains")
+	switch {
+	case knftables.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("nftables on node %s: look for table ip %s: %w", p.cfg.Node, tableName, err)
+	}
+	return true, nil
 }
 
 // Cleanup implements modes.Proxier: it deletes the whole table. A missing

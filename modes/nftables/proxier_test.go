@@ -473,3 +473,37 @@ func TestDuplicateEndpoint(t *testing.T) {
 		t.Errorf("duplicate endpoint changed the table:\n%s", lineDiff(want, got))
 	}
 }
+
+// TestCanaryRepairsFlush: the table is the canary. Gone (`nft flush
+// ruleset`), Intact says so, and the full resync the node proxy then runs
+// rebuilds exactly the table a fresh proxier writes for the state, elements
+// included (the proxier's memory of what it applied must not stand in for
+// the kernel's).
+func TestCanaryRepairsFlush(t *testing.T) {
+	ctx := context.Background()
+	p, fake := newFakeProxier(Config{})
+	if ok, err := p.Intact(ctx); err != nil || ok {
+		t.Fatalf("Intact before any sync = %v, %v; want false", ok, err)
+	}
+	st := makeState(allServices()...)
+	syncOK(t, p, st)
+	if ok, err := p.Intact(ctx); err != nil || !ok {
+		t.Fatalf("Intact after a sync = %v, %v; want true", ok, err)
+	}
+	tx := fake.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := fake.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.Intact(ctx); err != nil || ok {
+		t.Fatalf("Intact after the table was deleted = %v, %v; want false", ok, err)
+	}
+	p.ForceFullSync()
+	syncOK(t, p, st)
+	if got, want := canonical(fake.Dump()), fullDump(t, st); got != want {
+		t.Errorf("table after the repair:\n%s\nwant a fresh proxier's:\n%s", got, want)
+	}
+	if ok, err := p.Intact(ctx); err != nil || !ok {
+		t.Errorf("Intact after the repair = %v, %v; want true", ok, err)
+	}
+}

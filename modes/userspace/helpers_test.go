@@ -11,6 +11,7 @@ package userspace_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/iptrestore/iptrestoretest"
 	"github.com/svcsim/svcsim/modes/modetest"
 	"github.com/svcsim/svcsim/modes/userspace"
@@ -275,3 +277,15 @@ type nopRunner struct{}
 func (*nopRunner) Restore(context.Context, []byte, bool, bool) error { return nil }
 func (*nopRunner) Save(context.Context, string) ([]byte, error)      { return nil, nil }
 func (*nopRunner) Version(context.Context) (string, error)           { return "", nil }
+
+// ruleRestores are the fake's restores other than the one creating the
+// canary chains (iptrestore.EnsureCanary).
+func ruleRestores(f *iptrestoretest.Fake) []iptrestoretest.Restore {
+	var out []iptrestoretest.Restore
+	for _, r := range f.Restores() {
+		if !bytes.Equal(r.Data, iptrestore.CanaryInput()) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -63,6 +63,7 @@ func init() {
 		Needs:  []modes.Feature{modes.Tool("iptables-restore")},
 		Kernel: modes.KernelUserspace,
 		Dump:   []string{"iptables-save", "-t", "nat"},
+		Flush:  modes.IPTablesFlush("iptables"),
 		// Round-robin over endpoints, affinity by the client's last use,
 		// connections relayed by the proxy (which retries refused backends).
 		Traits: modes.Traits{Choice: modes.RoundRobin, Affinity: modes.AffinityIdle, Relay: true},
@@ -101,11 +102,16 @@ type Proxier struct {
 	hostIP   netip.Addr          // node IP the host chains DNAT to
 	nodeIPs  []netip.Addr        // of the last Sync, for Cleanup's flows
 	ct       conntrack.Cleaner
+	// canary: the canary chains were created since the last Cleanup or
+	// ForceFullSync.
+	canary bool
 }
 
 var (
-	_ modes.Proxier = (*Proxier)(nil)
-	_ modes.Dumper  = (*Proxier)(nil)
+	_ modes.Proxier    = (*Proxier)(nil)
+	_ modes.Dumper     = (*Proxier)(nil)
+	_ modes.Canary     = (*Proxier)(nil)
+	_ modes.FullSyncer = (*Proxier)(nil)
 )
 
 // New returns a Proxier that has programmed nothing yet.
@@ -315,6 +321,12 @@ func (p *Proxier) portalRules(want map[string]bool) []portalRule {
 }
 
 func (p *Proxier) writeRules(ctx context.Context, want map[string]bool) error {
+	if !p.canary {
+		if err := iptrestore.EnsureCanary(ctx, p.cfg.IPTables); err != nil {
+			return err
+		}
+		p.canary = true
+	}
 	have, err := saveNAT(ctx, p.cfg.IPTables)
 	if err != nil {
 		return err
@@ -324,6 +336,26 @@ func (p *Proxier) writeRules(ctx context.Context, want map[string]bool) error {
 		return fmt.Errorf("write portal rules: %w", err)
 	}
 	return nil
+}
+
+// Intact implements modes.Canary: the iptables canary chain
+// (iptrestore.CanaryChain) is still in mangle. Every Sync rewrites the
+// portal rules from what iptables-save shows, so a Sync after a flush
+// repairs them; the listeners are not in the kernel's rules and survive it.
+func (p *Proxier) Intact(ctx context.Context) (bool, error) {
+	ok, err := iptrestore.CanaryIntact(ctx, p.cfg.IPTables)
+	if err != nil {
+		return false, fmt.Errorf("userspace on node %s: %w", p.cfg.Node, err)
+	}
+	return ok, nil
+}
+
+// ForceFullSync implements modes.FullSyncer: the next Sync creates the
+// canary chains again (it rewrites the portal rules anyway).
+func (p *Proxier) ForceFullSync() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.canary = false
 }
 
 // Cleanup implements modes.Proxier: it closes every listener, connection and
@@ -350,9 +382,11 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close proxy network: %w", err))
 		}
 	}
-	if saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, "nat"); err != nil {
+	p.canary = false
+	owns := func(chain string) bool { return owned(chain) || chain == iptrestore.CanaryChain }
+	if saved, err := iptrestore.SaveTables(ctx, p.cfg.IPTables, iptrestore.CanaryTables...); err != nil {
 		errs = append(errs, err)
-	} else if data := iptrestore.CleanupInput(saved, owned); data != nil {
+	} else if data := iptrestore.CleanupInput(saved, owns); data != nil {
 		if err := p.cfg.IPTables.Restore(ctx, data, true, false); err != nil {
 			errs = append(errs, fmt.Errorf("remove userspace chains: %w", err))
 		}

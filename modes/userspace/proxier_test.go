@@ -17,6 +17,7 @@ import (
 
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/conntrack/conntracktest"
+	"github.com/svcsim/svcsim/modes/iptrestore"
 	"github.com/svcsim/svcsim/modes/userspace"
 	"github.com/svcsim/svcsim/sim/state"
 )
@@ -67,14 +68,14 @@ func TestGoldenRestoreText(t *testing.T) {
 -A KUBE-NODEPORT-HOST -p tcp -m comment --comment "default/web:p" -m tcp --dport 30080 -j DNAT --to-destination 198.18.0.11:%[1]d
 COMMIT
 `, web, dns)
-	restores := nat.Restores()
+	restores := ruleRestores(nat)
 	require.Len(t, restores, 1)
 	require.Equal(t, want, string(restores[0].Data))
 
 	// A second, identical Sync writes the same rules but no second set of
 	// jumps, and keeps both listeners.
 	require.NoError(t, p.Sync(ctx, st))
-	restores = nat.Restores()
+	restores = ruleRestores(nat)
 	require.Len(t, restores, 2)
 	require.NotContains(t, string(restores[1].Data), "PREROUTING")
 	web2, _ := p.ProxyPort(webKey)
@@ -443,7 +444,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	require.Equal(t, []string{`-A PREROUTING -m comment --comment "someone else" -j ACCEPT`}, nat.Rules("nat", "PREROUTING"))
 	require.Empty(t, nat.Rules("nat", "OUTPUT"))
 	require.NoError(t, p.Cleanup(ctx), "Cleanup twice is fine")
-	require.Len(t, nat.Restores(), 2, "the second Cleanup found nothing to remove")
+	require.Len(t, ruleRestores(nat), 2, "the second Cleanup found nothing to remove")
 
 	// The proxier can be used again after Cleanup.
 	require.NoError(t, p.Sync(ctx, makeState(makeService("web", state.TCP, webIP, 80, withEndpoints(b.AddrPort())))))
@@ -472,4 +473,38 @@ func TestDump(t *testing.T) {
 		require.Contains(t, out, want)
 	}
 	t.Log("\n" + out)
+}
+
+// TestCanaryRepairsFlush: the first Sync leaves the iptables canary; a flush
+// of every table removes it with the portal rules, Intact says so, and the
+// resync the node proxy then runs writes the same rules again, pointing at
+// the same listeners (a flush does not close them). Cleanup removes the
+// canary too.
+func TestCanaryRepairsFlush(t *testing.T) {
+	p, nat := newLoopbackProxier(t)
+	ok, err := p.Intact(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "Intact before any sync")
+	st := makeState(makeService("web", state.TCP, webIP, 80, func(sp *state.ServicePort) { sp.NodePort = 30080 }))
+	require.NoError(t, p.Sync(ctx, st))
+	ok, err = p.Intact(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "Intact after a sync")
+	before := nat.Dump()
+
+	nat.Flush()
+	ok, err = p.Intact(ctx)
+	require.NoError(t, err)
+	require.False(t, ok, "Intact after the flush")
+	require.True(t, modes.ForceFullSync(p))
+	require.NoError(t, p.Sync(ctx, st))
+	require.Equal(t, before, nat.Dump(), "portal rules after the repair")
+	ok, err = p.Intact(ctx)
+	require.NoError(t, err)
+	require.True(t, ok, "Intact after the repair")
+
+	require.NoError(t, p.Cleanup(ctx))
+	for _, table := range iptrestore.CanaryTables {
+		require.Empty(t, nat.Chains(table), "chains left in %s after Cleanup", table)
+	}
 }

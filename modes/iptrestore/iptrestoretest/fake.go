@@ -185,3 +185,12 @@ func (f *Fake) AddRule(table, chain string, args ...string) error {
 	in += line + "\nCOMMIT\n"
 	return f.rs.Restore([]byte(in), true)
 }
+
+// Flush empties every table as `iptables -t <table> -F` then `-X` on each
+// would (or a firewall reload that restores its own empty tables): every
+// rule and user chain is gone, canaries included.
+func (f *Fake) Flush() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rs = ruleset.New()
+}
