@@ -68,8 +68,7 @@ func TestLoadBalancerChanges(t *testing.T) {
 		policyService("ranges-lb", "getip", "  type: LoadBalancer\n"),
 		strings.Replace(dualEcho("LoadBalancer", "TCP", "UDP"), "replicas: 2", "replicas: 1", 1),
 	}
-	harness.Run(t, sc, harness.Options{Manifests: manifests,
-		NotOnKube: "plane/kube/cluster starts no cloud load balancer, so LoadBalancer Services stay <pending> there"}, func(h *harness.H) {
+	harness.Run(t, sc, harness.Options{Manifests: manifests}, func(h *harness.H) {
 		ext := external(h)
 		c1, c2 := client(h, h.NS, "client"), client(h, h.NS, "client-2")
 		n1, n2 := node(h, "node1").IP.String(), node(h, "node2").IP.String()
@@ -255,8 +254,7 @@ func udpReachable(h *harness.H, c *harness.Client, addr string) (time.Duration, 
 // to ClusterIP (nodePort cleared, the address released and silent).
 func TestLoadBalancerUDPChanges(t *testing.T) {
 	sc := harness.Scenario{Name: "loadbalancer-udp-changes", Title: "A UDP LoadBalancer Service changed live: type, node port, port, endpoints", Group: results.GroupPublishing}
-	harness.Run(t, sc, harness.Options{Manifests: []string{udpEchoApp(1), clientPod("client", "node1")},
-		NotOnKube: "plane/kube/cluster starts no cloud load balancer, so LoadBalancer Services stay <pending> there"}, func(h *harness.H) {
+	harness.Run(t, sc, harness.Options{Manifests: []string{udpEchoApp(1), clientPod("client", "node1")}}, func(h *harness.H) {
 		ext, c := external(h), client(h, h.NS, "client")
 		n2 := node(h, "node2").IP.String()
 		const svc = "echo-udp"
@@ -361,8 +359,7 @@ spec:
       port: 80
       targetPort: 5353
 `
-	harness.Run(t, sc, harness.Options{Manifests: []string{udpPod("udp-1", "cycle", "node1"), svc},
-		NotOnKube: "plane/kube/cluster starts no cloud load balancer, so LoadBalancer Services stay <pending> there"}, func(h *harness.H) {
+	harness.Run(t, sc, harness.Options{Manifests: []string{udpPod("udp-1", "cycle", "node1"), svc}}, func(h *harness.H) {
 		ip, _ := lbAddress(h, "cycle")
 		addr := fmt.Sprintf("%s:80", ip)
 		conn, err := external(h).DialContext(h.Ctx, "udp", addr)

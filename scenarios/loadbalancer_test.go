@@ -104,8 +104,7 @@ func TestLoadBalancer(t *testing.T) {
 		policyService("web-allowed", "web", "  type: LoadBalancer\n  loadBalancerSourceRanges: [\"198.18.0.100/32\", \"10.1.0.0/16\"]\n"),
 		policyService("web-noports", "web", "  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n"),
 	}
-	opts := harness.Options{Manifests: manifests,
-		NotOnKube: "plane/kube/cluster starts no cloud load balancer, so LoadBalancer Services stay <pending> there"}
+	opts := harness.Options{Manifests: manifests}
 	harness.Run(t, sc, opts, func(h *harness.H) {
 		ext := external(h)
 		ips := podIPs(h, h.NS, "")

@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime/debug"
@@ -40,6 +42,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/loadbalancer"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/rundir"
 	"github.com/svcsim/svcsim/modes"
@@ -67,7 +70,9 @@ type Options struct {
 	// Log receives progress lines and the kubelets' logs (nil: discard).
 	Log io.Writer
 	// AddOns run their workloads in pods of their images (the built-in
-	// servers otherwise); their manifests are not applied.
+	// servers otherwise); their manifests are not applied. The cloud
+	// load balancer's controller is always registered, as on the embedded
+	// plane.
 	AddOns []addons.AddOn
 	// ExtraArgs are appended to a control-plane component's flags, keyed
 	// by its name (kube.ControllerManager: "--kube-api-qps=200").
@@ -98,6 +103,10 @@ type Cluster struct {
 	mdErr  error
 
 	kubelets []*kubelet.Kubelet
+	// cloud is the simulated cloud load balancer (namespace
+	// <run>-cloud-lb); its controller runs as a pod of the
+	// svcsim-lb-controller Deployment in kube-system.
+	cloud *loadbalancer.Cloud
 	// kubeletConns holds each node's kubelet's connections to the API
 	// server (RemoveNode closes them).
 	kubeletConns map[string]*connSet
@@ -127,11 +136,16 @@ type Cluster struct {
 
 var _ plane.Plane = (*Cluster)(nil)
 
-// Start builds the topology (nodes, the external client and the
-// control-plane namespace), starts the genuine control plane, one svcsim
-// kubelet per node (spec.podCIDR 10.244.<i>.0/24), the genuine kube-proxy
-// on every node and CoreDNS as the kube-dns Deployment, and returns once
-// every node is Ready and cluster DNS is programmed. On error everything
+// Start builds the topology (nodes, the external client, the
+// control-plane namespace and the cloud load balancer's), starts the
+// genuine control plane, one svcsim kubelet per node (spec.podCIDR
+// 10.244.<i>.0/24), the genuine kube-proxy on every node, the simulated
+// cloud load balancer (package addons/loadbalancer: its API and prober in
+// <run>-cloud-lb, its controller as the svcsim-lb-controller Deployment in
+// kube-system, writing status.loadBalancer through the API server as a
+// cloud controller manager's service controller does) and CoreDNS as the
+// kube-dns Deployment, and returns once every node is Ready and cluster
+// DNS is programmed. On error everything
 // made so far is removed.
 func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if o.Nodes == 0 {
@@ -182,9 +196,15 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	spec := topology.DefaultSpec(c.run, o.Nodes)
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
-	c.logf("run %s: building %d nodes and the control-plane namespace", c.run.ID, o.Nodes)
+	spec.LoadBalancerIP, spec.LoadBalancerPool = topology.DefaultLoadBalancerIP, topology.DefaultLoadBalancerPool
+	c.logf("run %s: building %d nodes, the control-plane and the cloud load balancer's namespaces", c.run.ID, o.Nodes)
 	if c.topo, err = topology.Build(ctx, spec); err != nil {
 		return nil, fmt.Errorf("build topology: %w", err)
+	}
+	if c.cloud, err = loadbalancer.StartCloud(ctx, c.topo.CloudLB(), loadbalancer.CloudConfig{
+		Pool: spec.LoadBalancerPool, API: c.cloudAPI().Host, Log: c.log,
+	}); err != nil {
+		return nil, fmt.Errorf("cloud load balancer: %w", err)
 	}
 	c.logf("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
 	if c.cp, err = kube.Start(ctx, kube.Config{Run: c.run, NS: c.topo.ControlPlane(), AdvertiseIP: spec.ControlPlaneIP, Binary: o.Binary, ExtraArgs: o.ExtraArgs}); err != nil {
@@ -208,11 +228,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err := c.waitServiceAccount(ctx, "default"); err != nil {
 		return nil, err
 	}
-	if _, err := c.Apply(ctx, "kube-system", plane.Text("kube-dns", kubeDNSManifests)); err != nil {
-		return nil, fmt.Errorf("apply kube-dns: %w", err)
+	if _, err := c.Apply(ctx, "kube-system", plane.Text("kube-dns", kubeDNSManifests), plane.Text("load-balancer", loadbalancer.Manifests)); err != nil {
+		return nil, fmt.Errorf("apply kube-dns and the load-balancer controller: %w", err)
 	}
 	if err := c.WaitProgrammed(ctx); err != nil {
-		return nil, fmt.Errorf("kube-dns: %w", err)
+		return nil, fmt.Errorf("kube-dns and the load-balancer controller: %w", err)
 	}
 	c.logf("cluster up after %v", time.Since(c.began).Round(time.Millisecond))
 	return c, nil
@@ -259,9 +279,19 @@ func restIn(kubeconfig string, ns *netns.NS, conns *connSet) (*rest.Config, erro
 	return cfg, nil
 }
 
+// cloudAPI is the cloud load balancer's API (on its namespace's
+// underlay address).
+func (c *Cluster) cloudAPI() *url.URL {
+	return &url.URL{Scheme: "http", Host: netip.AddrPortFrom(c.topo.Spec().LoadBalancerIP, loadbalancer.APIPort).String()}
+}
+
 func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 	reg := addons.NewRegistry()
-	if err := reg.RegisterAddOns(c.opts.AddOns...); err != nil {
+	// The embedded plane's load-balancer controller (a cloud controller
+	// manager's service controller, here a pod reading the genuine API
+	// server).
+	own := []addons.AddOn{loadbalancer.AddOn(c.cloudAPI().String())}
+	if err := reg.RegisterAddOns(append(own, c.opts.AddOns...)...); err != nil {
 		return err
 	}
 	fallback := kubelet.Registry(reg)
@@ -458,6 +488,11 @@ func (c *Cluster) Close() error {
 		for _, k := range c.kubelets {
 			if err := k.Close(); err != nil {
 				errs = append(errs, err)
+			}
+		}
+		if c.cloud != nil {
+			if err := c.cloud.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("stop cloud load balancer: %w", err))
 			}
 		}
 		if c.cp != nil {
