@@ -173,8 +173,7 @@ func TestPodTermination(t *testing.T) {
 		policyService("term-lb", "term", "  type: LoadBalancer\n  externalTrafficPolicy: Local\n"),
 		policyService("term-pnr", "term", "  type: NodePort\n  publishNotReadyAddresses: true\n"),
 	}
-	harness.Run(t, sc, harness.Options{Manifests: manifests,
-		NotOnKube: "the kubernetes plane's change barrier (plane/kube/cluster barrier.go, settled) waits for terminating pods to go, so nothing can be checked while one terminates"}, func(h *harness.H) {
+	harness.Run(t, sc, harness.Options{Manifests: manifests}, func(h *harness.H) {
 		web := pod(h, h.NS, "web-0").IP.String()
 		c1, c2 := client(h, h.NS, "client-1"), client(h, h.NS, "client-2")
 		ext := external(h)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/sim"
 )
 
 // BarrierNamespace holds the barrier Service and its EndpointSlice.
@@ -26,9 +28,11 @@ const BarrierNamespace = "svcsim-system"
 const barrierName = "barrier"
 
 // WaitProgrammed implements plane.Plane: first the API objects settle
-// (deleted namespaces gone, Deployments rolled out, pods bound to a node running, deleted pods gone,
-// every selector Service's EndpointSlices naming exactly its pods with their
-// readiness), then the barrier Service and EndpointSlice get a new port
+// (deleted namespaces gone, Deployments rolled out, pods bound to a node
+// running, deleted pods gone unless a preStop sleep keeps them serving,
+// every selector Service's EndpointSlices naming exactly its pods with the
+// conditions the EndpointSlice controller gives them: ready, serving,
+// terminating), then the barrier Service and EndpointSlice get a new port
 // name and every running kube-proxy's rules must show it (but a lost
 // node's: NodeDown cut it off the API server).
 func (c *Cluster) WaitProgrammed(ctx context.Context) error {
@@ -184,7 +188,9 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 		switch {
 		case terminating[p.Namespace]:
 			return fmt.Sprintf("namespace %s terminating: pod %s left", p.Namespace, p.Name), nil
-		case p.DeletionTimestamp != nil:
+		case p.DeletionTimestamp != nil && sim.TerminationDelay(p) == 0:
+			// Its servers exit at SIGTERM: the kubelet's short drain, then
+			// gone (the embedded plane removes such a pod at once).
 			return fmt.Sprintf("pod %s/%s terminating", p.Namespace, p.Name), nil
 		case p.Spec.NodeName == "":
 			continue // unschedulable: nothing will change until something else does
@@ -219,7 +225,7 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 		if len(s.Spec.Selector) == 0 || s.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
-		want := map[string]bool{}
+		want := map[string]conditions{}
 		sel := labels.SelectorFromSet(s.Spec.Selector)
 		for j := range pods.Items {
 			p := &pods.Items[j]
@@ -227,17 +233,17 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 				p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 				continue
 			}
-			want[p.Status.PodIP] = podReady(p) || s.Spec.PublishNotReadyAddresses
+			want[p.Status.PodIP] = podConditions(p, s.Spec.PublishNotReadyAddresses)
 		}
-		got := map[string]bool{}
+		got := map[string]conditions{}
 		for _, sl := range bySvc[s.Namespace+"/"+s.Name] {
 			for _, ep := range sl.Endpoints {
 				for _, a := range ep.Addresses {
-					got[a] = ep.Conditions.Ready == nil || *ep.Conditions.Ready
+					got[a] = sliceConditions(ep.Conditions)
 				}
 			}
 		}
-		if !mapsEqual(want, got) {
+		if !maps.Equal(want, got) {
 			return fmt.Sprintf("EndpointSlices of %s/%s: %s, want %s", s.Namespace, s.Name, show(got), show(want)), nil
 		}
 	}
@@ -256,19 +262,26 @@ func deploymentMoving(d *appsv1.Deployment) string {
 	return ""
 }
 
-func mapsEqual(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+// conditions are an endpoint's as kube-proxy reads them.
+type conditions struct{ ready, serving, terminating bool }
+
+// podConditions are the conditions the EndpointSlice controller gives p's
+// endpoint (k8s.io/endpointslice's podToEndpoint): serving is the pod's
+// readiness, terminating its deletion, and ready serving and not
+// terminating, or always with publishNotReadyAddresses.
+func podConditions(p *corev1.Pod, publishNotReady bool) conditions {
+	serving, terminating := podReady(p), p.DeletionTimestamp != nil
+	return conditions{ready: publishNotReady || (serving && !terminating), serving: serving, terminating: terminating}
 }
 
-func show(m map[string]bool) string {
+// sliceConditions reads an endpoint's conditions with the API's defaults
+// (ready when unset; serving as ready when unset).
+func sliceConditions(c discoveryv1.EndpointConditions) conditions {
+	ready := c.Ready == nil || *c.Ready
+	return conditions{ready: ready, serving: ptr.Deref(c.Serving, ready), terminating: ptr.Deref(c.Terminating, false)}
+}
+
+func show(m map[string]conditions) string {
 	var ips []netip.Addr
 	for k := range m {
 		if ip, err := netip.ParseAddr(k); err == nil {
@@ -278,8 +291,13 @@ func show(m map[string]bool) string {
 	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
 	var parts []string
 	for _, ip := range ips {
-		s := ip.String()
-		if !m[s] {
+		s, c := ip.String(), m[ip.String()]
+		switch {
+		case c.terminating && c.serving:
+			s += "(terminating, serving)"
+		case c.terminating:
+			s += "(terminating)"
+		case !c.ready:
 			s += "(not ready)"
 		}
 		parts = append(parts, s)

@@ -602,6 +602,44 @@ func TestDeletionWithGrace(t *testing.T) {
 	}
 }
 
+// TestSetReadyWhileTerminating: a terminating pod's readiness still moves
+// (a server failing its probe after SIGTERM), so the endpoint controllers
+// can take a serving, terminating endpoint to not serving.
+func TestSetReadyWhileTerminating(t *testing.T) {
+	f := start(t)
+	f.k.cfg.Drain = 5 * time.Second
+	ctx := context.Background()
+	if _, err := f.client.CoreV1().Pods("default").Create(ctx, makePod("slow"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReady(t, "slow", corev1.ConditionTrue)
+	p := f.pod(t, "slow")
+	now := metav1.Now()
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, ptr.To[int64](30)
+	if _, err := f.client.CoreV1().Pods("default").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "draining", 2*time.Second, func() (bool, string) {
+		var drain bool
+		f.k.mu.Lock()
+		for _, w := range f.k.workers {
+			if w.name == "slow" {
+				got, _ := w.current()
+				drain = got.DeletionTimestamp != nil
+			}
+		}
+		f.k.mu.Unlock()
+		return drain, "the kubelet has not seen the deletion"
+	})
+	if err := f.k.SetReady("default", "slow", false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Ready=False while terminating", 2*time.Second, func() (bool, string) {
+		got := f.pod(t, "slow")
+		return got != nil && condition(got, corev1.PodReady) == corev1.ConditionFalse, "still ready"
+	})
+}
+
 func TestShortGraceBoundsDrain(t *testing.T) {
 	f := start(t)
 	f.k.cfg.Drain = 10 * time.Second

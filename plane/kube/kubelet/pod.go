@@ -433,6 +433,9 @@ func (w *podWorker) finish(ctx context.Context) bool {
 		// their SIGTERM (at most the grace period).
 		drain = max(drain, sim.TerminationDelay(pod))
 		w.logf("terminating: draining %v", drain)
+		if w.takeOverride() {
+			w.postStatus(ctx)
+		}
 		t := time.NewTimer(drain)
 	wait:
 		for {
@@ -446,6 +449,11 @@ func (w *podWorker) finish(ctx context.Context) bool {
 				if _, gone = w.current(); gone {
 					t.Stop()
 					break wait
+				}
+				// A terminating pod's readiness still changes (a server
+				// failing its probe after SIGTERM): post it.
+				if w.takeOverride() {
+					w.postStatus(ctx)
 				}
 			}
 		}
