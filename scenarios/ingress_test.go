@@ -61,10 +61,9 @@ func ingressNeeds() string {
 }
 
 // ingressOptions are the options of every Ingress scenario: a cluster of
-// its own (the controller's namespace is deleted, node1 labelled),
-// ingressNeeds, and not yet the kubernetes plane.
-var ingressOptions = harness.Options{OwnsCluster: true, Needs: ingressNeeds,
-	NotOnKube: "the harness gives the kubernetes plane no ingress add-on (cluster.Options.AddOns), so its kubelet would run the controller pod as the built-in server, not nginx"}
+// its own (the controller's namespace is deleted, node1 labelled) and
+// ingressNeeds.
+var ingressOptions = harness.Options{OwnsCluster: true, Needs: ingressNeeds}
 
 func applySeedIngress(h *harness.H) {
 	h.T.Helper()

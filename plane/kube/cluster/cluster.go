@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/ingress"
 	"github.com/svcsim/svcsim/addons/loadbalancer"
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/rundir"
@@ -71,8 +72,9 @@ type Options struct {
 	Log io.Writer
 	// AddOns run their workloads in pods of their images (the built-in
 	// servers otherwise); their manifests are not applied. The cloud
-	// load balancer's controller is always registered, as on the embedded
-	// plane.
+	// load balancer's controller and the ingress controller (nginx for
+	// ingress-nginx's images, package addons/ingress) are always
+	// registered, as on the embedded plane.
 	AddOns []addons.AddOn
 	// ExtraArgs are appended to a control-plane component's flags, keyed
 	// by its name (kube.ControllerManager: "--kube-api-qps=200").
@@ -287,10 +289,11 @@ func (c *Cluster) cloudAPI() *url.URL {
 
 func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 	reg := addons.NewRegistry()
-	// The embedded plane's load-balancer controller (a cloud controller
-	// manager's service controller, here a pod reading the genuine API
-	// server).
-	own := []addons.AddOn{loadbalancer.AddOn(c.cloudAPI().String())}
+	// The embedded plane's add-ons: the load-balancer controller (a cloud
+	// controller manager's service controller, here a pod reading the
+	// genuine API server) and nginx for ingress-nginx's images, reading
+	// Ingresses from the API server.
+	own := []addons.AddOn{loadbalancer.AddOn(c.cloudAPI().String()), ingress.AddOn()}
 	if err := reg.RegisterAddOns(append(own, c.opts.AddOns...)...); err != nil {
 		return err
 	}
@@ -325,6 +328,8 @@ func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 		k, err := kubelet.Start(ctx, kubelet.Config{
 			Client: cs, NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR, Network: tn, Dial: dial, LeaseDuration: lease,
 			Dir: c.run.Path("kubelet-" + n.Name), Workloads: workloads, WorkloadClient: c.admin,
+			// The embedded plane's layout: <run>/workloads/<ns>_<pod>_<container>.
+			WorkloadDir: c.run.Path("workloads"), OnStart: c.run.RecordPID, OnExit: func(pid int) { _ = c.run.ForgetPID(pid) },
 			Log: prefixWriter{"kubelet " + n.Name + ": ", c.log}, Version: c.versions["kubernetes"],
 		})
 		if err != nil {

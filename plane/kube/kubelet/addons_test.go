@@ -2,6 +2,9 @@ package kubelet
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -54,6 +57,7 @@ func TestRegistryWorkload(t *testing.T) {
 		}}}
 	f := start(t, svc)
 	f.k.cfg.Workloads = Registry(reg)
+	f.k.cfg.WorkloadDir = filepath.Join(t.TempDir(), "workloads")
 	p := makePod("dns", func(p *corev1.Pod) {
 		p.Spec.Containers[0].Image = "example.com/dns:1.0"
 		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "busybox"})
@@ -75,6 +79,14 @@ func TestRegistryWorkload(t *testing.T) {
 	if env == nil || env.Pod.IP.String() != "10.244.1.2" || env.Pod.Name != "dns" || env.Container != 0 || env.Client == nil {
 		t.Fatalf("workload env %+v", env)
 	}
+	// Its own directory, as the embedded plane names it, made before it
+	// starts and removed with the pod.
+	if want := filepath.Join(f.k.cfg.WorkloadDir, "default_dns_getip"); env.Dir != want {
+		t.Errorf("workload dir %q, want %q", env.Dir, want)
+	}
+	if st, err := os.Stat(env.Dir); err != nil || !st.IsDir() {
+		t.Errorf("workload dir %s: %v", env.Dir, err)
+	}
 	got := f.pod(t, "dns")
 	now := metav1.Now()
 	got.DeletionTimestamp, got.DeletionGracePeriodSeconds = &now, ptr.To[int64](1)
@@ -85,5 +97,9 @@ func TestRegistryWorkload(t *testing.T) {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return rec.stopped, ""
+	})
+	eventually(t, "workload dir removed", 3*time.Second, func() (bool, string) {
+		_, err := os.Stat(env.Dir)
+		return os.IsNotExist(err), fmt.Sprint(err)
 	})
 }

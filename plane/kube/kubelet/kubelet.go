@@ -68,6 +68,15 @@ type Config struct {
 	// Dir is this kubelet's own directory (pod files: resolv.conf, hosts,
 	// volumes); it is created and, by Close, removed.
 	Dir string
+	// WorkloadDir, when set, is where each container with a workload of
+	// its own gets a directory, <namespace>_<pod>_<container> (Container.Dir,
+	// nginx's configuration and temp files for the ingress controller),
+	// created before it starts and removed when the pod goes.
+	WorkloadDir string
+	// OnStart and OnExit, when set, record and forget the processes
+	// workloads start (so that `svcsim down` finds them after a crash).
+	OnStart func(pid int) error
+	OnExit  func(pid int)
 	// ClusterDNS and ClusterDomain are the kubelet's --cluster-dns and
 	// --cluster-domain (defaults 10.96.0.10, cluster.local).
 	ClusterDNS    netip.Addr
@@ -132,6 +141,11 @@ type Container struct {
 	Mounts []Mount
 	// Scratch is an empty directory for podexec.Spec.Scratch.
 	Scratch string
+	// Dir is the workload's own directory (Config.WorkloadDir; empty
+	// without one); OnStart and OnExit are Config's.
+	Dir     string
+	OnStart func(pid int) error
+	OnExit  func(pid int)
 	Client  kubernetes.Interface
 	Log     io.Writer
 }

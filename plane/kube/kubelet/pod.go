@@ -297,8 +297,15 @@ func containerID(uid types.UID, name string, restart int32) string {
 // sandbox) and resets its probes.
 func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *ctrState) error {
 	if c.workload != nil && c.workload.Start != nil {
+		dir := w.workloadDir(c)
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("container %s: %w", c.spec.Name, err)
+			}
+		}
 		inst, err := c.workload.Start(ctx, Container{Pod: pod, Container: &c.spec, Sandbox: w.sandbox, IP: w.ip, Env: c.env,
-			Mounts: c.mounts, Scratch: filepath.Join(w.dir, "scratch"), Client: w.k.cfg.WorkloadClient, Log: w.k.cfg.Log})
+			Mounts: c.mounts, Scratch: filepath.Join(w.dir, "scratch"), Dir: dir, OnStart: w.k.cfg.OnStart, OnExit: w.k.cfg.OnExit,
+			Client: w.k.cfg.WorkloadClient, Log: w.k.cfg.Log})
 		if err != nil {
 			return fmt.Errorf("container %s: start %s: %w", c.spec.Name, c.workload.Name, err)
 		}
@@ -313,6 +320,14 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *ctrS
 	c.started = c.startup == nil
 	c.ready = c.started && c.readiness == nil
 	return nil
+}
+
+// workloadDir is c's workload directory ("" without Config.WorkloadDir).
+func (w *podWorker) workloadDir(c *ctrState) string {
+	if w.k.cfg.WorkloadDir == "" {
+		return ""
+	}
+	return filepath.Join(w.k.cfg.WorkloadDir, w.ns+"_"+w.name+"_"+c.spec.Name)
 }
 
 // stopContainer ends c's workload; the caller stops the built-in servers.
@@ -495,6 +510,9 @@ func (w *podWorker) teardown(ctx context.Context) error {
 		if c.inst != nil {
 			errs = append(errs, c.inst.Stop())
 			c.inst = nil
+		}
+		if d := w.workloadDir(c); d != "" && c.workload != nil && c.workload.Start != nil {
+			errs = append(errs, os.RemoveAll(d))
 		}
 	}
 	if w.sandbox != nil {
