@@ -15,10 +15,21 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
+
+// listScheme makes the list objects List returns: client-go's kinds and
+// the Gateway API's.
+var listScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(gwv1.Install(s))
+	return s
+}()
 
 // historySize is how many recent events the tracker keeps so that a watch
 // can start at the revision its list returned (what the API server's watch
@@ -299,7 +310,7 @@ func (t *tracker) List(gvr schema.GroupVersionResource, gvk schema.GroupVersionK
 	}
 	listGVK := gvk
 	listGVK.Kind += "List"
-	list, err := scheme.Scheme.New(listGVK)
+	list, err := listScheme.New(listGVK)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", gvr.Resource, err)
 	}

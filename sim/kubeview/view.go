@@ -20,7 +20,11 @@
 // StatusWriter set (SetStatusWriter), UpdateStatus of a Service goes to the
 // model, whose change then reaches the view like any other; likewise an
 // Ingress's status subresource, which the ingress controller writes
-// (OnIngressStatus). Other kinds (Events, Leases, ...) can be written and live in the view
+// (OnIngressStatus), the Gateway API kinds' status subresources
+// (OnGatewayStatus, through GatewayClient, the view's Gateway API
+// clientset on the same store), and Services themselves when a
+// ServiceWriter is set (the Gateway add-on provisions one per Gateway).
+// Other kinds (Events, Leases, ...) can be written and live in the view
 // only.
 package kubeview
 
@@ -41,6 +45,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/svcsim/svcsim/sim"
 )
@@ -130,8 +136,9 @@ func Resources() []schema.GroupVersionResource {
 
 // View is the model seen through client-go. It is safe for concurrent use.
 type View struct {
-	client *fake.Clientset
-	tr     *tracker
+	client  *fake.Clientset
+	gateway *gwfake.Clientset
+	tr      *tracker
 
 	mu     sync.Mutex // serialises Sync
 	synced bool
@@ -143,7 +150,39 @@ type View struct {
 	statusMu      sync.Mutex
 	status        StatusWriter
 	ingressStatus func(namespace, name string, st networkingv1.IngressStatus) error
+	gwStatus      func(obj runtime.Object) (runtime.Object, error)
+	services      ServiceWriter
 }
+
+// ServiceWriter takes a client's writes of Services (not their status)
+// into the model: Apply creates or replaces one and returns it as the
+// model holds it, Delete removes one. It must not call back into the view.
+type ServiceWriter interface {
+	Apply(svc *corev1.Service) (*corev1.Service, error)
+	Delete(namespace, name string) error
+}
+
+// SetServiceWriter routes Service creates, updates and deletes to w (nil:
+// refused, 403): a controller that provisions Services (the Gateway
+// add-on's) writes them as it would through an API server.
+func (v *View) SetServiceWriter(w ServiceWriter) {
+	v.statusMu.Lock()
+	defer v.statusMu.Unlock()
+	v.services = w
+}
+
+// OnGatewayStatus makes UpdateStatus of the Gateway API's kinds call w,
+// which stores the status in the model and returns the stored object;
+// without it they are refused like every write of the model's kinds.
+func (v *View) OnGatewayStatus(w func(obj runtime.Object) (runtime.Object, error)) {
+	v.statusMu.Lock()
+	defer v.statusMu.Unlock()
+	v.gwStatus = w
+}
+
+// GatewayClient is the view's Gateway API clientset (the same store and
+// revisions as Client), for the Gateway add-on's informers.
+func (v *View) GatewayClient() gwclient.Interface { return v.gateway }
 
 // StatusWriter writes a Service's status into the model and returns the
 // Service as the model holds it afterwards (an API server's answer to
@@ -173,7 +212,56 @@ func New() *View {
 		w, err := tr.Watch(action.GetResource(), action.GetNamespace(), opts...)
 		return true, w, err
 	})
-	v := &View{client: cs, tr: tr, last: map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object{}}
+	gw := gwfake.NewSimpleClientset()
+	gw.ReactionChain = nil
+	gw.WatchReactionChain = nil
+	gw.AddReactor("*", "*", k8stesting.ObjectReaction(tr))
+	gw.AddWatchReactor("*", cs.WatchReactionChain[0].React)
+	v := &View{client: cs, gateway: gw, tr: tr, last: map[schema.GroupVersionResource]map[types.NamespacedName]runtime.Object{}}
+	gw.PrependReactor("update", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		ua, ok := action.(k8stesting.UpdateAction)
+		if !ok || action.GetSubresource() != "status" {
+			return false, nil, nil
+		}
+		v.statusMu.Lock()
+		w := v.gwStatus
+		v.statusMu.Unlock()
+		if w == nil {
+			return false, nil, nil
+		}
+		out, err := w(ua.GetObject().DeepCopyObject())
+		return true, out, err
+	})
+	// Service writes (not status) go to the model when a writer is set.
+	for _, verb := range []string{"create", "update", "delete"} {
+		cs.PrependReactor(verb, "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
+			if action.GetSubresource() != "" {
+				return false, nil, nil
+			}
+			v.statusMu.Lock()
+			w := v.services
+			v.statusMu.Unlock()
+			if w == nil {
+				return false, nil, nil
+			}
+			if a, ok := action.(k8stesting.DeleteAction); ok && action.GetVerb() == "delete" {
+				return true, nil, w.Delete(a.GetNamespace(), a.GetName())
+			}
+			if a, ok := action.(k8stesting.CreateAction); ok {
+				svc, ok := a.GetObject().(*corev1.Service)
+				if !ok {
+					return true, nil, fmt.Errorf("%s services: want a Service, got %T", verb, a.GetObject())
+				}
+				svc = svc.DeepCopy()
+				if svc.Namespace == "" {
+					svc.Namespace = a.GetNamespace()
+				}
+				out, err := w.Apply(svc)
+				return true, out, err
+			}
+			return false, nil, nil
+		})
+	}
 	cs.PrependReactor("update", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		ua, ok := action.(k8stesting.UpdateAction)
 		if !ok || action.GetSubresource() != "status" {
