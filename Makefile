@@ -138,7 +138,8 @@ FUZZ_TARGETS := \
 	./modes/iptables/tracer:FuzzTrace:100000 \
 	./modes/nftables:FuzzParseDump:50000 \
 	./modes/ipvs/ipset:FuzzRestoreSave:100000 \
-	./addons/ingress/nginxconf:FuzzRender:3000
+	./addons/ingress/nginxconf:FuzzRender:3000 \
+	./addons/gateway:FuzzRender:3000
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  IFS=: read -r pkg name n <<<"$$t"; echo "fuzz $$name ($$pkg), $$n inputs"; \

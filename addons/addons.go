@@ -18,8 +18,9 @@
 //	registry.k8s.io/ingress-nginx/controller,
 //	quay.io/kubernetes-ingress-controller/nginx-ingress-controller
 //	                                                     nginx as the ingress controller (package addons/ingress)
-//	gcr.io/k8s-staging-gateway-api/echo-basic,
-//	gcr.io/k8s-staging-gateway-api/echo-advanced        (planned) echo backends of the Gateway API conformance tests
+//	svcsim/gateway-nginx                                 nginx as the Gateway API controller (package addons/gateway)
+//	registry.k8s.io/gateway-api/echo-basic,
+//	gcr.io/k8s-staging-gateway-api/echo-basic           the Gateway API conformance tests' echo backend (package addons/gateway)
 //	anything else                                        the built-in servers (Builtin)
 package addons
 
@@ -31,6 +32,7 @@ import (
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/sim"
@@ -48,6 +50,9 @@ type Env struct {
 	NS Namespace
 	// Client reads (and, for kinds the plane lets it, writes) the cluster.
 	Client kubernetes.Interface
+	// Gateway is the Gateway API's clientset on the same cluster (nil
+	// where the plane has none).
+	Gateway gwclient.Interface
 	// Log receives the workload's progress and error lines.
 	Log io.Writer
 	// Dir is a directory of the run for the workload's files, its own

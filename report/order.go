@@ -18,6 +18,7 @@ var groupOrder = []string{
 	results.GroupHeadless,
 	results.GroupPublishing,
 	results.GroupIngress,
+	results.GroupGateway,
 	results.GroupIsolation,
 	results.GroupFaults,
 	results.GroupScale,

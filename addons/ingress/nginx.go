@@ -103,6 +103,22 @@ func startNginx(bin, dir string, ns addons.Namespace, status int, log io.Writer,
 	return n, nil
 }
 
+// StartNginx starts nginx on dir/nginx.conf (already written and tested)
+// in ns, its status server on 127.0.0.1:status (/svcsim/generation), for
+// another controller on the same nginx (the Gateway add-on's).
+func StartNginx(bin, dir string, ns addons.Namespace, status int, log io.Writer, onStart func(int) error, onExit func(int)) (*Nginx, error) {
+	return startNginx(bin, dir, ns, status, log, onStart, onExit)
+}
+
+// NewNginxTester returns an Nginx that only runs `nginx -t` (Test) for
+// configurations under dir in ns.
+func NewNginxTester(bin, dir string, ns addons.Namespace) *Nginx {
+	return &Nginx{bin: bin, dir: dir, ns: ns}
+}
+
+// NSClient is an HTTP client whose connections are opened inside ns.
+func NSClient(ns addons.Namespace, timeout time.Duration) *http.Client { return nsClient(ns, timeout) }
+
 // PID is the master's process id.
 func (n *Nginx) PID() int { return n.cmd.Process.Pid }
 

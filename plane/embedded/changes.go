@@ -130,3 +130,27 @@ func (cp *ControlPlane) wake() {
 	default:
 	}
 }
+
+// serviceWriter takes a controller's Service writes (the Gateway add-on's
+// provisioned Services) into the model, as an API server would.
+type serviceWriter struct{ cp *ControlPlane }
+
+func (w serviceWriter) Apply(svc *corev1.Service) (*corev1.Service, error) {
+	var out *corev1.Service
+	err := w.cp.change(func() error {
+		if _, err := w.cp.cluster.Apply([]sim.Object{{Source: "client", Obj: svc}}); err != nil {
+			return err
+		}
+		o, err := w.cp.cluster.Get("service", svc.Namespace, svc.Name)
+		if err != nil {
+			return err
+		}
+		out = o.(*corev1.Service)
+		return nil
+	})
+	return out, err
+}
+
+func (w serviceWriter) Delete(namespace, name string) error {
+	return w.cp.change(func() error { return w.cp.cluster.Delete("service", namespace, name) })
+}

@@ -24,10 +24,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/svcsim/svcsim/addons"
 	"github.com/svcsim/svcsim/addons/clusterdns"
+	"github.com/svcsim/svcsim/addons/gateway"
 	"github.com/svcsim/svcsim/addons/ingress"
 	"github.com/svcsim/svcsim/addons/loadbalancer"
 	"github.com/svcsim/svcsim/internal/rundir"
@@ -63,6 +65,11 @@ type Config struct {
 	// addons/ingress): pods of ingress-nginx's controller images run a
 	// real nginx configured from the Ingresses.
 	Ingress bool
+	// Gateway registers the Gateway API add-on (package addons/gateway):
+	// pods of its controller image run nginx for the Gateways of its
+	// class (gateway.Manifests bring the controller), pods of the
+	// conformance suite's echo image its echo backend.
+	Gateway bool
 	// AddOns are further add-ons: their objects are applied when the
 	// cluster starts and their workloads run in pods of their images.
 	AddOns []addons.AddOn
@@ -87,6 +94,7 @@ func DefaultConfig(mode string, nodes int) Config {
 		DNS:          true,
 		LoadBalancer: true,
 		Ingress:      true,
+		Gateway:      true,
 		ExternalIP:   netip.MustParseAddr("198.18.0.100"),
 		Underlay:     netip.MustParsePrefix("198.18.0.0/24"),
 	}
@@ -222,6 +230,9 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 	if cfg.Ingress {
 		addOns = append(addOns, ingress.AddOn())
 	}
+	if cfg.Gateway {
+		addOns = append(addOns, gateway.AddOn())
+	}
 	if err := cp.registry.RegisterAddOns(addOns...); err != nil {
 		return nil, err
 	}
@@ -234,10 +245,22 @@ func Start(ctx context.Context, cfg Config) (cp *ControlPlane, err error) {
 			return nil, fmt.Errorf("add-on %s: %w", a.Name, err)
 		}
 	}
-	// The ingress controller writes Ingresses' status the same way.
+	// The ingress controller writes Ingresses' status the same way, the
+	// Gateway controller the Gateway API kinds' status and the Services
+	// it provisions.
 	cp.view.OnIngressStatus(func(ns, name string, st networkingv1.IngressStatus) error {
 		return cp.change(func() error { return cp.cluster.SetIngressStatus(ns, name, st) })
 	})
+	cp.view.OnGatewayStatus(func(obj runtime.Object) (runtime.Object, error) {
+		var out runtime.Object
+		err := cp.change(func() error {
+			var err error
+			out, err = cp.cluster.SetStatus(obj)
+			return err
+		})
+		return out, err
+	})
+	cp.view.SetServiceWriter(serviceWriter{cp})
 	wctx, cancel := context.WithCancel(context.Background())
 	cp.stopWorker, cp.workerDone = cancel, make(chan struct{})
 	go cp.reconciler(wctx)

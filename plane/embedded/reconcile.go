@@ -143,7 +143,7 @@ func (cp *ControlPlane) reconcile(ctx context.Context) error {
 			return fmt.Errorf("create pod %s on %s: %w", name, p.Node, err)
 		}
 		for _, st := range plan.Starts {
-			env := addons.Env{Pod: p, Container: st.Container, NS: pod.NS, Client: cp.view.Client(), Log: cp.log,
+			env := addons.Env{Pod: p, Container: st.Container, NS: pod.NS, Client: cp.view.Client(), Gateway: cp.view.GatewayClient(), Log: cp.log,
 				Dir:     cp.run.Path(filepath.Join("workloads", p.Namespace+"_"+p.Name+"_"+p.Containers[st.Container].Name)),
 				OnStart: cp.run.RecordPID, OnExit: func(pid int) { _ = cp.run.ForgetPID(pid) }}
 			inst, err := st.Workload.Start(ctx, env)

@@ -45,6 +45,7 @@ const (
 	GroupHeadless     = "Headless Services"
 	GroupPublishing   = "Publishing Services"
 	GroupIngress      = "Ingress"
+	GroupGateway      = "Gateway API"
 	GroupIsolation    = "Isolation"
 	GroupFaults       = "Faults"
 	GroupScale        = "Scale and rule-update latency"

@@ -2,13 +2,12 @@ package nginxconf
 
 import (
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/svcsim/svcsim/addons/ingress/nginxconf/nginxtest"
 )
 
 // sample is a configuration with every kind of location.
@@ -73,43 +72,8 @@ func TestHostileInputRefused(t *testing.T) {
 	}
 }
 
-// nginxTest runs `nginx -t` on text in a network namespace of its own
-// (unshare; as a normal user with a user namespace too): nginx -t opens no
-// socket, and resolves no name since upstreams are addresses, but it never
-// runs in the host's namespace. It skips when nginx or unshare cannot run.
-func nginxTest(t testing.TB, dir, text string) error {
-	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Skip("nginx is not installed (sudo make deps)")
-		}
-		bin = "/usr/sbin/nginx"
-	}
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tmp"), 0o700))
-	conf := filepath.Join(dir, "nginx.conf")
-	require.NoError(t, os.WriteFile(conf, []byte(text), 0o600))
-	args, global := []string{"-n"}, "pid "+filepath.Join(dir, "t.pid")+";"
-	if os.Geteuid() != 0 {
-		// In a user namespace only root is mapped: nginx, root there, would
-		// chown its temp paths to its default worker user (nobody), which the
-		// kernel refuses (EINVAL); its workers run as root instead.
-		args, global = []string{"-r", "-n"}, global+" user root;"
-	}
-	args = append(args, bin, "-t", "-q", "-p", dir+"/", "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", global)
-	out, err := exec.Command("unshare", args...).CombinedOutput()
-	if err != nil && strings.Contains(string(out), "unshare failed") {
-		t.Skipf("cannot make a network namespace for nginx -t: %s", out)
-	}
-	if err != nil {
-		return &testError{string(out)}
-	}
-	return nil
-}
-
-type testError struct{ out string }
-
-func (e *testError) Error() string { return "nginx -t: " + e.out }
+// nginxTest runs the real nginx -t on text (package nginxtest).
+func nginxTest(t testing.TB, dir, text string) error { return nginxtest.Run(t, dir, text) }
 
 // The rendered configuration passes the real nginx's check.
 func TestNginxAcceptsRendered(t *testing.T) {

@@ -16,7 +16,7 @@ type Directive struct {
 	Block []Directive
 }
 
-// Format writes directives as nginx.conf text. An argument is written bare
+// Format writes directives as nginx.conf text. A name or an argument is written bare
 // when nginx's lexer reads it back unchanged, else as a quoted string
 // (Quote).
 func Format(ds []Directive) string {
@@ -28,7 +28,13 @@ func Format(ds []Directive) string {
 func format(b *strings.Builder, ds []Directive, depth int) {
 	for _, d := range ds {
 		b.WriteString(strings.Repeat("    ", depth))
-		b.WriteString(d.Name)
+		// A name is quoted like an argument when it must be (a map's
+		// "" key): nginx's lexer reads both the same way.
+		if bare(d.Name) {
+			b.WriteString(d.Name)
+		} else {
+			b.WriteString(Quote(d.Name))
+		}
 		for _, a := range d.Args {
 			b.WriteByte(' ')
 			if bare(a) {
