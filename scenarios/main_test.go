@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
+	if err := harness.CheckModes(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if os.Geteuid() != 0 {
 		os.Exit(m.Run())
 	}

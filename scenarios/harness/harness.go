@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,11 +55,30 @@ func RequireRoot(tb testing.TB) {
 	}
 }
 
+// CheckModes refuses SVCSIM_MODES entries that name no datapath, listing
+// the names there are, so a typo ("iptables-nft") stops the run before any
+// scenario rather than failing each at proxy start.
+func CheckModes() error {
+	var unknown []string
+	for n := range strings.SplitSeq(os.Getenv("SVCSIM_MODES"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			if _, ok := modes.Lookup(n); !ok {
+				unknown = append(unknown, strconv.Quote(n))
+			}
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	return fmt.Errorf("SVCSIM_MODES names no datapath %s: the datapaths are %s",
+		strings.Join(unknown, ", "), strings.Join(modes.Names(), ", "))
+}
+
 // Datapaths is the mode table: every registered datapath (aliases such as
 // "iptables" left out: it is one of the two backends), in the report's
 // order, or the names in the SVCSIM_MODES environment variable
-// (comma-separated) when set; an unknown name fails at start, naming the
-// known ones. Skip comes from the descriptor's probes of what it needs.
+// (comma-separated) when set (CheckModes refuses unknown names). Skip comes
+// from the descriptor's probes of what it needs.
 func Datapaths() []Datapath {
 	var out []Datapath
 	if env := os.Getenv("SVCSIM_MODES"); env != "" {
