@@ -31,8 +31,7 @@ import (
 // the same answers expected of the suite's echo backend. Each check names
 // the upstream test it mirrors.
 
-var gatewayOptions = harness.Options{Needs: gatewayNeeds,
-	NotOnKube: "the kubernetes plane has no Gateway API CRDs and no gateway add-on yet"}
+var gatewayOptions = harness.Options{Needs: gatewayNeeds}
 
 func gatewayNeeds() string {
 	if _, err := ingress.Binary(); err != nil {

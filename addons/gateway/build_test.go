@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,20 @@ func TestBuild(t *testing.T) {
 	require.NotContains(t, text, "\nreturn 200 x")
 	require.NoError(t, nginxtest.Run(t, dir, text), text)
 	require.True(t, strings.Contains(text, "server_name a.example;"))
+}
+
+// The pinned module's standard CRDs are found and hold the four kinds.
+func TestCRDs(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	require.NoError(t, err)
+	require.Contains(t, string(mod), "\t"+Module+" "+PinnedVersion+"\n", "PinnedVersion is go.mod's pin")
+	b, err := CRDs()
+	if err != nil && os.Geteuid() != 0 {
+		t.Skipf("as a normal user the module cache may be out of reach: %v", err)
+	}
+	require.NoError(t, err)
+	for _, kind := range []string{"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"} {
+		require.Contains(t, string(b), "\n    kind: "+kind+"\n")
+	}
+	require.NotContains(t, string(b), "ValidatingAdmissionPolicy")
 }

@@ -475,7 +475,8 @@ func (c *Controller) writeStatus(ctx context.Context, b Built) error {
 	}
 	for _, r := range list[*gwv1.HTTPRoute](c.rts) {
 		ours := b.Routes[nsName(r.Namespace, r.Name)]
-		var parents []gwv1.RouteParentStatus
+		// Never null: the CRD requires status.parents.
+		parents := []gwv1.RouteParentStatus{}
 		for _, p := range r.Status.Parents {
 			if string(p.ControllerName) != ControllerName {
 				parents = append(parents, p)

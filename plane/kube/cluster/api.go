@@ -16,8 +16,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/kube"
@@ -163,8 +166,17 @@ func (c *Cluster) Label(ctx context.Context, r plane.Ref, labels map[string]stri
 }
 
 // decode turns one object of kubectl's JSON into its k8s.io/api type.
+// decodeScheme knows client-go's kinds and the Gateway API's.
+var decodeScheme = func() *serializer.CodecFactory {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(gwv1.Install(s))
+	f := serializer.NewCodecFactory(s)
+	return &f
+}()
+
 func decode(data []byte) (runtime.Object, error) {
-	obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(data, nil, nil)
+	obj, _, err := decodeScheme.UniversalDeserializer().Decode(data, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}

@@ -40,8 +40,10 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/gateway"
 	"github.com/svcsim/svcsim/addons/ingress"
 	"github.com/svcsim/svcsim/addons/loadbalancer"
 	"github.com/svcsim/svcsim/internal/netns"
@@ -89,12 +91,15 @@ type Options struct {
 
 // Cluster is a running kubernetes plane. It implements plane.Plane.
 type Cluster struct {
-	opts     Options
-	run      *rundir.Run
-	ownRun   bool
-	topo     *topology.Topology
-	cp       *kube.ControlPlane
-	admin    kubernetes.Interface
+	opts   Options
+	run    *rundir.Run
+	ownRun bool
+	topo   *topology.Topology
+	cp     *kube.ControlPlane
+	admin  kubernetes.Interface
+	// gateway is the Gateway API client of the admin identity, for the
+	// Gateway add-on's workloads.
+	gateway  gwclient.Interface
 	log      io.Writer
 	versions map[string]string
 	began    time.Time
@@ -215,6 +220,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if c.admin, err = clientIn(c.cp.AdminKubeconfig(), c.topo.ControlPlane()); err != nil {
 		return nil, err
 	}
+	if err := c.installGatewayAPI(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.startKubelets(ctx, spec); err != nil {
 		return nil, err
 	}
@@ -293,7 +301,7 @@ func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 	// controller manager's service controller, here a pod reading the
 	// genuine API server) and nginx for ingress-nginx's images, reading
 	// Ingresses from the API server.
-	own := []addons.AddOn{loadbalancer.AddOn(c.cloudAPI().String()), ingress.AddOn()}
+	own := []addons.AddOn{loadbalancer.AddOn(c.cloudAPI().String()), ingress.AddOn(), gateway.AddOn()}
 	if err := reg.RegisterAddOns(append(own, c.opts.AddOns...)...); err != nil {
 		return err
 	}
@@ -327,7 +335,7 @@ func (c *Cluster) startKubelets(ctx context.Context, spec topology.Spec) error {
 		}
 		k, err := kubelet.Start(ctx, kubelet.Config{
 			Client: cs, NodeName: n.Name, NodeIP: n.IP, PodCIDR: n.PodCIDR, Network: tn, Dial: dial, LeaseDuration: lease,
-			Dir: c.run.Path("kubelet-" + n.Name), Workloads: workloads, WorkloadClient: c.admin,
+			Dir: c.run.Path("kubelet-" + n.Name), Workloads: workloads, WorkloadClient: c.admin, WorkloadGateway: c.gateway,
 			// The embedded plane's layout: <run>/workloads/<ns>_<pod>_<container>.
 			WorkloadDir: c.run.Path("workloads"), OnStart: c.run.RecordPID, OnExit: func(pid int) { _ = c.run.ForgetPID(pid) },
 			Log: prefixWriter{"kubelet " + n.Name + ": ", c.log}, Version: c.versions["kubernetes"],
@@ -549,3 +557,32 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 }
 
 var _ = os.Getpid
+
+// installGatewayAPI installs the pinned Gateway API module's standard
+// CRDs (server-side: the HTTPRoute CRD is larger than client-side apply's
+// annotation allows), waits until the API server serves them, and makes
+// the Gateway API client the Gateway add-on's workloads get.
+func (c *Cluster) installGatewayAPI(ctx context.Context) error {
+	start := time.Now()
+	crds, err := gateway.CRDs()
+	if err != nil {
+		return err
+	}
+	if _, err := c.kubectl(ctx, crds, "apply", "--server-side", "--field-manager=svcsim", "-f", "-"); err != nil {
+		return fmt.Errorf("install the Gateway API CRDs: %w", err)
+	}
+	if _, err := c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/gatewayclasses.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io",
+		"crd/httproutes.gateway.networking.k8s.io", "crd/referencegrants.gateway.networking.k8s.io"); err != nil {
+		return fmt.Errorf("wait for the Gateway API CRDs: %w", err)
+	}
+	cfg, err := restIn(c.cp.AdminKubeconfig(), c.topo.ControlPlane(), nil)
+	if err != nil {
+		return err
+	}
+	if c.gateway, err = gwclient.NewForConfig(cfg); err != nil {
+		return fmt.Errorf("gateway API client: %w", err)
+	}
+	c.logf("Gateway API %s CRDs established after %v", gateway.ModuleVersion(), time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -36,7 +36,7 @@ func Registry(r *addons.Registry) func(pod *corev1.Pod, c *corev1.Container) (Wo
 					}
 				}
 				return w.Start(ctx, addons.Env{Pod: simPod(ct.Pod, ct.IP), Container: idx, NS: ct.Sandbox.Netns(),
-					Client: ct.Client, Log: ct.Log, Dir: ct.Dir, OnStart: ct.OnStart, OnExit: ct.OnExit})
+					Client: ct.Client, Gateway: ct.Gateway, Log: ct.Log, Dir: ct.Dir, OnStart: ct.OnStart, OnExit: ct.OnExit})
 			},
 		}, true
 	}

@@ -39,6 +39,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/svcsim/svcsim/internal/podexec"
 	"github.com/svcsim/svcsim/topology"
@@ -65,6 +66,9 @@ type Config struct {
 	// cluster: CoreDNS needs Services and EndpointSlices, which the Node
 	// authorizer does not give a kubelet); nil means Client.
 	WorkloadClient kubernetes.Interface
+	// WorkloadGateway is the Gateway API client workloads get (the
+	// Gateway add-on's controller); nil gives them none.
+	WorkloadGateway gwclient.Interface
 	// Dir is this kubelet's own directory (pod files: resolv.conf, hosts,
 	// volumes); it is created and, by Close, removed.
 	Dir string
@@ -147,6 +151,7 @@ type Container struct {
 	OnStart func(pid int) error
 	OnExit  func(pid int)
 	Client  kubernetes.Interface
+	Gateway gwclient.Interface
 	Log     io.Writer
 }
 

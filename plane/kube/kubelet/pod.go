@@ -305,7 +305,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *ctrS
 		}
 		inst, err := c.workload.Start(ctx, Container{Pod: pod, Container: &c.spec, Sandbox: w.sandbox, IP: w.ip, Env: c.env,
 			Mounts: c.mounts, Scratch: filepath.Join(w.dir, "scratch"), Dir: dir, OnStart: w.k.cfg.OnStart, OnExit: w.k.cfg.OnExit,
-			Client: w.k.cfg.WorkloadClient, Log: w.k.cfg.Log})
+			Client: w.k.cfg.WorkloadClient, Gateway: w.k.cfg.WorkloadGateway, Log: w.k.cfg.Log})
 		if err != nil {
 			return fmt.Errorf("container %s: start %s: %w", c.spec.Name, c.workload.Name, err)
 		}
