@@ -2,6 +2,7 @@ package state
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -36,4 +37,37 @@ func TestValidateVersionAndConditions(t *testing.T) {
 	bad := NodeState{Version: Version, Services: []ServicePort{sp}}
 	bad.Services[0].NotReadyEndpoints = []Endpoint{ep("10.0.0.1", true)}
 	require.ErrorContains(t, bad.Validate(), "bad not-ready endpoint")
+}
+
+// TestValidateNames: only DNS labels reach rule comments and chain-name
+// hashes; anything else is refused with one message naming the rule.
+func TestValidateNames(t *testing.T) {
+	label63 := strings.Repeat("a", 63)
+	for _, tc := range []struct {
+		ns, name, port string
+		ok             bool
+	}{
+		{"default", "web", "http", true},
+		{label63, label63, label63, true},
+		{"default", "web", "", true},
+		{"default", label63 + "a", "", false},
+		{"Default", "web", "", false},
+		{"default", `web"`, "", false},
+		{"default", "web\n-A KUBE-SERVICES -j ACCEPT", "", false},
+		{"default", "web; rm -rf /", "", false},
+		{"default", "$(reboot)", "", false},
+		{"default", "wéb", "", false},
+		{"default", "web", "http port", false},
+		{"", "web", "", false},
+		{"default", "-web", "", false},
+	} {
+		sp := ServicePort{Namespace: tc.ns, Name: tc.name, PortName: tc.port, Protocol: TCP,
+			ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80}
+		err := (&NodeState{Version: Version, Services: []ServicePort{sp}}).Validate()
+		if tc.ok {
+			require.NoError(t, err, "%q/%q:%q", tc.ns, tc.name, tc.port)
+			continue
+		}
+		require.ErrorContains(t, err, "namespace, name and port name must be DNS labels (lower-case letters, digits and '-', at most 63)", "%q/%q:%q", tc.ns, tc.name, tc.port)
+	}
 }
