@@ -30,10 +30,14 @@ func init() {
 	})
 	for i, b := range []iptrestore.Backend{iptrestore.Legacy, iptrestore.NFT} {
 		_, restore, save := b.Binaries()
+		needs := []modes.Feature{modes.Tool(restore)}
+		if b == iptrestore.NFT {
+			needs = append(needs, modes.NfTables)
+		}
 		modes.Register(modes.Datapath{
 			Name:   datapathName(b),
 			Start:  modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) { return newForMode(b, o) }},
-			Needs:  []modes.Feature{modes.Tool(restore)},
+			Needs:  needs,
 			Kernel: modes.KernelIptables,
 			Dump:   []string{save},
 			Flush:  modes.IPTablesFlush("iptables-" + string(b)),

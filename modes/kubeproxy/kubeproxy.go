@@ -79,10 +79,10 @@ func descriptor(name, proxyMode, backend string, order int) modes.Datapath {
 		desc.Needs = append(desc.Needs, modes.Tool("iptables-legacy-restore"))
 	case kube.IPTablesNFT:
 		desc.Kernel, desc.Dump = modes.KernelIptables, []string{"iptables-nft-save"}
-		desc.Needs = append(desc.Needs, modes.Tool("iptables-nft-restore"))
+		desc.Needs = append(desc.Needs, modes.Tool("iptables-nft-restore"), modes.NfTables)
 	default:
 		desc.Kernel, desc.Dump = modes.KernelNftables, []string{"nft", "list", "table", "ip", "kube-proxy"}
-		desc.Needs = append(desc.Needs, modes.Tool("nft"))
+		desc.Needs = append(desc.Needs, modes.Tool("nft"), modes.NfTables)
 	}
 	return desc
 }

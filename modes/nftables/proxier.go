@@ -42,7 +42,7 @@ func init() {
 		Start: modes.Start{Factory: func(o modes.Options) (modes.Proxier, error) {
 			return NewKernel(Config{Node: o.Node})
 		}},
-		Needs:  []modes.Feature{modes.Tool("nft")},
+		Needs:  []modes.Feature{modes.Tool("nft"), modes.NfTables},
 		Kernel: modes.KernelNftables,
 		Dump:   []string{"nft", "list", "table", "ip", tableName},
 		Flush:  [][]string{{"nft", "flush", "ruleset"}},
