@@ -32,6 +32,7 @@ type page struct {
 	Affinity  []affGroup
 	Benches   []benchSection
 	Kernel    []kernelMode
+	RuleDiffs []ruleDiffView
 	Details   []detailGroup
 }
 
@@ -147,6 +148,7 @@ func build(set *results.Set, opts Options) (*page, error) {
 		return nil, err
 	}
 	p.Kernel = kernel(set)
+	p.RuleDiffs = ruleDiffs(set)
 	p.Details = details(set)
 	// Link a sentence only to what the page has.
 	ids := map[string]bool{"conformance": true}

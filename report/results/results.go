@@ -140,6 +140,38 @@ type Result struct {
 	// Info is what the datapath's descriptor says about its place in the
 	// report (absent in files written before it existed).
 	Info *DatapathInfo `json:"datapathInfo,omitempty"`
+	// RuleDiff compares the node's rules with the other proxy's for the
+	// same objects (svcsim's datapath against the genuine kube-proxy's of
+	// the same kernel), when the scenario made one.
+	RuleDiff *RuleDiff `json:"ruleDiff,omitempty"`
+}
+
+// RuleDiff is what remains between svcsim's normalised rules and
+// kube-proxy's for one dump command (package modes/rulediff).
+type RuleDiff struct {
+	// Dump names the dump command compared ("iptables-nft-save").
+	Dump string `json:"dump"`
+	// Lines is the number of svcsim's normalised lines.
+	Lines int `json:"lines,omitempty"`
+	// Missing says why nothing was compared (no recording of the other
+	// side).
+	Missing string `json:"missing,omitempty"`
+	// Differences are the lines only one side has, each with its mark.
+	Differences []RuleDiffLine `json:"differences,omitempty"`
+	// Settled are the differences fixed on svcsim's side, with the test
+	// that pins each fix.
+	Settled []RuleDiffLine `json:"settled,omitempty"`
+}
+
+// RuleDiffLine is one normalised line only one side has (Side: "svcsim"
+// or "kube-proxy"), marked "fixed-by-test", "intentional" or "open" with
+// its reason; Mark is empty for a line no known difference explains.
+type RuleDiffLine struct {
+	Side   string `json:"side"`
+	Text   string `json:"text"`
+	Mark   string `json:"mark,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Test   string `json:"test,omitempty"`
 }
 
 // DatapathInfo is the part of a datapath's descriptor (package modes) the
