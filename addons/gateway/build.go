@@ -617,7 +617,8 @@ func (rb *routeBuilder) backend(r *gwv1.HTTPRoute, ref gwv1.BackendObjectReferen
 // finish puts every attached rule under its listener's servers.
 func (rb *routeBuilder) finish() {
 	for _, a := range rb.attach {
-		if a.ls.podPort == 0 {
+		// Only listeners nginx serves (valid, resolved, with a pod port).
+		if pt := rb.b.Plan.Ports[a.ls.podPort]; a.ls.podPort == 0 || pt == nil || pt.Listener == 0 {
 			continue
 		}
 		for _, h := range a.hosts {

@@ -74,6 +74,7 @@ spec:
   listeners:
   - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: b}}}}}
   - {name: same, port: 8080, protocol: HTTP}
+  - {name: tls, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: missing}]}}
 ---
 apiVersion: v1
 kind: Service
@@ -114,6 +115,12 @@ metadata: {name: refused}
 spec:
   parentRefs: [{name: gw, sectionName: http}]
   rules: [{backendRefs: [{name: web, namespace: other, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: on-tls}
+spec:
+  parentRefs: [{name: gw, sectionName: tls}]
 `
 
 func cond(t *testing.T, cs []metav1.Condition, typ string) metav1.Condition {
@@ -131,10 +138,10 @@ func TestBuild(t *testing.T) {
 	dir := t.TempDir()
 	base := Plan{Generation: 3, Prefix: dir, StatusPort: StatusPort}
 	first := Build(ControllerName, in, base)
-	require.Equal(t, map[string][]int32{"default/gw": {80, 8080}}, first.Listeners)
+	require.Equal(t, map[string][]int32{"default/gw": {80, 443, 8080}}, first.Listeners)
 	require.Equal(t, metav1.ConditionFalse, cond(t, first.Gateways["default/gw"].Conditions, "Programmed").Status)
 
-	in.Ports = map[string]int{"default/gw:80": 20000, "default/gw:8080": 20001}
+	in.Ports = map[string]int{"default/gw:80": 20000, "default/gw:8080": 20001, "default/gw:443": 20002}
 	in.Addresses = map[string][]string{"default/gw": {"198.18.1.1"}}
 	b := Build(ControllerName, in, base)
 	require.Equal(t, metav1.ConditionTrue, cond(t, b.Classes["/svcsim"].Conditions, "Accepted").Status)
@@ -145,7 +152,11 @@ func TestBuild(t *testing.T) {
 		require.Equal(t, metav1.ConditionTrue, c.Status, typ)
 		require.Equal(t, int64(1), c.ObservedGeneration)
 	}
-	require.Len(t, gs.Listeners, 2)
+	require.Len(t, gs.Listeners, 3)
+	// A listener whose certificate does not resolve is not served, and
+	// the route on it does not keep the others from being served.
+	require.Equal(t, "InvalidCertificateRef", cond(t, gs.Listeners[2].Conditions, "ResolvedRefs").Reason)
+	require.NotContains(t, b.Plan.Ports, 20002)
 	require.Equal(t, int32(1), gs.Listeners[0].AttachedRoutes, "the route from namespace other on the Selector listener")
 	require.Equal(t, int32(0), gs.Listeners[1].AttachedRoutes, "the Same listener takes no route from other")
 

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
@@ -66,24 +66,30 @@ func CRDs() ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// moduleDir finds the module's directory in the module cache:
-// $GOMODCACHE, else `go env GOMODCACHE`, else $GOPATH/pkg/mod or
-// ~/go/pkg/mod.
+// moduleDir finds the module's directory in the module cache: $GOMODCACHE,
+// else $GOPATH/pkg/mod, ~/go/pkg/mod, the user's passwd home's
+// go/pkg/mod or $SUDO_USER's. (Not `go env`: it writes ~/.config.)
 func moduleDir(version string) (string, error) {
 	var caches []string
 	if c := os.Getenv("GOMODCACHE"); c != "" {
 		caches = append(caches, c)
-	}
-	if out, err := exec.Command("go", "env", "GOMODCACHE").Output(); err == nil {
-		if c := strings.TrimSpace(string(out)); c != "" {
-			caches = append(caches, c)
-		}
 	}
 	if p := os.Getenv("GOPATH"); p != "" {
 		caches = append(caches, filepath.Join(strings.Split(p, string(os.PathListSeparator))[0], "pkg", "mod"))
 	}
 	if home, err := os.UserHomeDir(); err == nil {
 		caches = append(caches, filepath.Join(home, "go", "pkg", "mod"))
+	}
+	// The user's own home, as /etc/passwd says, when $HOME points
+	// elsewhere (a test's, a daemon's).
+	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+		caches = append(caches, filepath.Join(u.HomeDir, "go", "pkg", "mod"))
+	}
+	// The user sudo ran for (the modules are theirs: `sudo make test`).
+	if name := os.Getenv("SUDO_USER"); name != "" {
+		if u, err := user.Lookup(name); err == nil && u.HomeDir != "" {
+			caches = append(caches, filepath.Join(u.HomeDir, "go", "pkg", "mod"))
+		}
 	}
 	for _, c := range caches {
 		d := filepath.Join(c, "sigs.k8s.io", "gateway-api@"+version)
