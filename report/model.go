@@ -30,10 +30,12 @@ type page struct {
 	Upstream  upstreamView
 	Dists     []distGroup
 	Affinity  []affGroup
-	Benches   []benchSection
-	Kernel    []kernelMode
-	RuleDiffs []ruleDiffView
-	Details   []detailGroup
+	// FigureGroups are the scenarios' figures across datapaths.
+	FigureGroups []figureGroup
+	Benches      []benchSection
+	Kernel       []kernelMode
+	RuleDiffs    []ruleDiffView
+	Details      []detailGroup
 }
 
 type totals struct {
@@ -144,6 +146,7 @@ func build(set *results.Set, opts Options) (*page, error) {
 		return nil, err
 	}
 	p.Affinity = affinity(set)
+	p.FigureGroups = figureGroups(set)
 	if p.Benches, err = benchSections(set, colors); err != nil {
 		return nil, err
 	}
