@@ -76,8 +76,10 @@ type listener struct {
 	resolved bool   // its certificateRefs resolve (HTTPS)
 	refWhy   string // why not: a reason
 	refMsg   string
-	kindsOK  bool
-	attached int32
+	kindsOK  bool // every allowedRoutes kind is one it serves
+	// takesHTTP: HTTPRoute is among its kinds (or it names none).
+	takesHTTP bool
+	attached  int32
 }
 
 // Build computes the configuration and statuses for every Gateway whose
@@ -123,11 +125,14 @@ func Build(controller string, in Inputs, base Plan) Built {
 				seen[l.Port] = true
 				b.Listeners[key] = append(b.Listeners[key], l.Port)
 			}
-			ls := &listener{gw: g, l: l, podPort: in.Ports[fmt.Sprintf("%s:%d", key, l.Port)], resolved: true, kindsOK: true}
-			if l.AllowedRoutes != nil {
+			ls := &listener{gw: g, l: l, podPort: in.Ports[fmt.Sprintf("%s:%d", key, l.Port)], resolved: true, kindsOK: true, takesHTTP: true}
+			if l.AllowedRoutes != nil && len(l.AllowedRoutes.Kinds) > 0 {
+				ls.takesHTTP = false
 				for _, k := range l.AllowedRoutes.Kinds {
 					if (k.Group != nil && *k.Group != gwv1.GroupName) || k.Kind != "HTTPRoute" {
 						ls.kindsOK = false
+					} else {
+						ls.takesHTTP = true
 					}
 				}
 			}
@@ -167,7 +172,7 @@ func Build(controller string, in Inputs, base Plan) Built {
 		}
 		programmed := len(st.Addresses) > 0
 		var lstatus []gwv1.ListenerStatus
-		allValid := true
+		allValid, anyAccepted := true, false
 		for _, ls := range byGateway[key] {
 			valid := ls.l.Protocol == gwv1.HTTPProtocolType || ls.l.Protocol == gwv1.HTTPSProtocolType
 			old := findListenerStatus(g.Status.Listeners, ls.l.Name)
@@ -197,8 +202,9 @@ func Build(controller string, in Inputs, base Plan) Built {
 			}
 			meta.SetStatusCondition(&cs, condition(string(gwv1.ListenerConditionProgrammed), lprog, preason, "", g.Generation, now))
 			allValid = allValid && valid && resolved
+			anyAccepted = anyAccepted || valid
 			kinds := []gwv1.RouteGroupKind{}
-			if ls.kindsOK {
+			if ls.takesHTTP && valid {
 				grp := gwv1.Group(gwv1.GroupName)
 				kinds = []gwv1.RouteGroupKind{{Group: &grp, Kind: "HTTPRoute"}}
 			}
@@ -209,7 +215,8 @@ func Build(controller string, in Inputs, base Plan) Built {
 		if !allValid {
 			areason, amsg = string(gwv1.GatewayReasonListenersNotValid), "some listeners are not valid"
 		}
-		meta.SetStatusCondition(&st.Conditions, condition(string(gwv1.GatewayConditionAccepted), true, areason, amsg, g.Generation, now))
+		// Accepted unless no listener is (the listener conditions say why).
+		meta.SetStatusCondition(&st.Conditions, condition(string(gwv1.GatewayConditionAccepted), anyAccepted, areason, amsg, g.Generation, now))
 		preason, pmsg := string(gwv1.GatewayReasonProgrammed), "nginx serves it"
 		if !programmed {
 			preason, pmsg = string(gwv1.GatewayReasonAddressNotAssigned), "waiting for the load balancer's address"
@@ -372,7 +379,7 @@ func (rb *routeBuilder) route(r *gwv1.HTTPRoute, byGateway map[string][]*listene
 			if pr.Port != nil && *pr.Port != ls.l.Port {
 				continue
 			}
-			if !ls.kindsOK || !(ls.l.Protocol == gwv1.HTTPProtocolType || ls.l.Protocol == gwv1.HTTPSProtocolType) {
+			if !ls.takesHTTP || !(ls.l.Protocol == gwv1.HTTPProtocolType || ls.l.Protocol == gwv1.HTTPSProtocolType) {
 				reason, msg = string(gwv1.RouteReasonNotAllowedByListeners), "the listener does not take HTTPRoutes"
 				continue
 			}

@@ -204,3 +204,45 @@ func TestCRDs(t *testing.T) {
 	}
 	require.NotContains(t, string(b), "ValidatingAdmissionPolicy")
 }
+
+// Listener kinds and protocols as GatewayInvalidRouteKind and
+// GatewayListenerUnsupportedProtocol check them: supportedKinds holds the
+// kinds served (HTTPRoute) even beside an invalid one, whose presence makes
+// ResolvedRefs False (InvalidRouteKinds); a Gateway none of whose
+// listeners is accepted is not Accepted.
+func TestBuildListenerKindsAndProtocols(t *testing.T) {
+	in := inputs(t, `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: svcsim}
+spec: {controllerName: svcsim.dev/gateway-nginx}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: kinds}
+spec:
+  gatewayClassName: svcsim
+  listeners:
+  - {name: only-invalid, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: InvalidRoute}]}}
+  - {name: mixed, port: 81, protocol: HTTP, allowedRoutes: {kinds: [{kind: InvalidRoute}, {kind: HTTPRoute}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tcp}
+spec:
+  gatewayClassName: svcsim
+  listeners:
+  - {name: tcp, port: 9000, protocol: TCP}
+`)
+	b := Build(ControllerName, in, Plan{Prefix: t.TempDir(), StatusPort: StatusPort})
+	ls := b.Gateways["default/kinds"].Listeners
+	require.Len(t, ls, 2)
+	require.Empty(t, ls[0].SupportedKinds)
+	require.Equal(t, "InvalidRouteKinds", cond(t, ls[0].Conditions, "ResolvedRefs").Reason)
+	require.Len(t, ls[1].SupportedKinds, 1)
+	require.Equal(t, "HTTPRoute", string(ls[1].SupportedKinds[0].Kind))
+	require.Equal(t, "InvalidRouteKinds", cond(t, ls[1].Conditions, "ResolvedRefs").Reason)
+	require.Equal(t, metav1.ConditionTrue, cond(t, b.Gateways["default/kinds"].Conditions, "Accepted").Status)
+	tcp := b.Gateways["default/tcp"]
+	require.Equal(t, metav1.ConditionFalse, cond(t, tcp.Conditions, "Accepted").Status)
+	require.Equal(t, "UnsupportedProtocol", cond(t, tcp.Listeners[0].Conditions, "Accepted").Reason)
+}
