@@ -20,9 +20,9 @@ import (
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
 
-// selfSigned returns a fresh self-signed certificate for host (its own
-// CA) and its key, PEM-encoded, valid for an hour.
-func selfSigned(host string) (certPEM, keyPEM []byte, err error) {
+// selfSigned returns a fresh self-signed certificate for host (and more
+// names; its own CA) and its key, PEM-encoded, valid for an hour.
+func selfSigned(host string, more ...string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate key: %w", err)
@@ -34,7 +34,7 @@ func selfSigned(host string) (certPEM, keyPEM []byte, err error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: host, Organization: []string{"svcsim ingress-tls scenario"}},
-		DNSNames:              []string{host},
+		DNSNames:              append([]string{host}, more...),
 		NotBefore:             time.Now().Add(-time.Minute),
 		NotAfter:              time.Now().Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
