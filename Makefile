@@ -139,7 +139,8 @@ FUZZ_TARGETS := \
 	./modes/nftables:FuzzParseDump:50000 \
 	./modes/ipvs/ipset:FuzzRestoreSave:100000 \
 	./addons/ingress/nginxconf:FuzzRender:3000 \
-	./addons/gateway:FuzzRender:3000
+	./addons/gateway:FuzzRender:3000 \
+	./modes/rulediff:FuzzNormalise:8000
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  IFS=: read -r pkg name n <<<"$$t"; echo "fuzz $$name ($$pkg), $$n inputs"; \
@@ -229,6 +230,11 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 # planes running; the bench (svcsim bench --kubernetes) measures alone.
 # Each datapath's output goes to $(RESULTS)/kube-proxy-<mode>.log, printed
 # once all ended.
+# GATEWAY_CONFORMANCE_MODE is the kube-proxy datapath whose kube-scenarios
+# run also runs the upstream Gateway API conformance suite (about a minute;
+# one datapath is enough: the suite tests the Gateway controller, not the proxy).
+GATEWAY_CONFORMANCE_MODE ?= kube-proxy/nftables
+
 kube-scenarios: export SVCSIM_K8S_BIN := $(KUBE_BIN)
 kube-scenarios: kube build
 	@kube="$$($(KUBE_MODES))"; \
@@ -238,7 +244,8 @@ kube-scenarios: kube build
 	begin=$$(date +%s); pids=""; \
 	for m in $$(echo "$$kube" | tr , ' '); do \
 	  log="$(RESULTS)/$$(echo $$m | tr / -).log"; \
-	  (cd scenarios && SVCSIM_MODES="$$m" exec ../bin/kube-scenarios.test -test.count=1 -test.timeout 60m) > "$$log" 2>&1 & \
+	  conf=$${SVCSIM_GATEWAY_CONFORMANCE:-0}; if [ "$$m" = $(GATEWAY_CONFORMANCE_MODE) ]; then conf=1; fi; \
+	  (cd scenarios && SVCSIM_MODES="$$m" SVCSIM_GATEWAY_CONFORMANCE=$$conf exec ../bin/kube-scenarios.test -test.count=1 -test.timeout 60m) > "$$log" 2>&1 & \
 	  pids="$$pids $$!:$$m"; \
 	done; \
 	status=0; \

@@ -31,9 +31,10 @@ import (
 	"github.com/svcsim/svcsim/topology"
 )
 
-// ConformanceEnv turns the upstream conformance run on: it takes minutes
-// (every core test, each waiting out its timeouts where it fails), so
-// make test leaves it out unless asked.
+// ConformanceEnv turns the upstream conformance run on: it takes about a
+// minute (more where tests fail and wait out their timeouts), so it runs
+// once per make test, on the kube-proxy datapath the Makefile's
+// GATEWAY_CONFORMANCE_MODE names, and elsewhere only when asked.
 const ConformanceEnv = "SVCSIM_GATEWAY_CONFORMANCE"
 
 // TestGatewayConformance runs the Gateway API's own conformance suite
@@ -55,7 +56,7 @@ func TestGatewayConformance(t *testing.T) {
 			return why
 		}
 		if os.Getenv(ConformanceEnv) != "1" {
-			return "the upstream conformance run takes minutes: set " + ConformanceEnv + "=1 (on the kubernetes plane: SVCSIM_MODES=kube-proxy/nftables)"
+			return "the upstream conformance run takes about a minute: make kube-scenarios runs it on kube-proxy/nftables; here set " + ConformanceEnv + "=1 (on the kubernetes plane: SVCSIM_MODES=kube-proxy/nftables)"
 		}
 		return ""
 	}
