@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -135,6 +136,23 @@ func (n *NS) Do(f func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Output runs argv inside n and returns its combined stdout and stderr:
+// the command is started in n (so it and its children stay there) and
+// waited for outside it.
+func (n *NS) Output(argv ...string) (string, error) {
+	if len(argv) == 0 {
+		return "", errors.New("netns: no command")
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := n.Do(cmd.Start); err != nil {
+		return "", fmt.Errorf("start %s in netns %s: %w", argv[0], n.name, err)
+	}
+	err := cmd.Wait()
+	return out.String(), err
 }
 
 // Close releases the handle; the namespace itself stays.

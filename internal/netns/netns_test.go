@@ -54,6 +54,33 @@ func TestSysctlPerNamespace(t *testing.T) {
 	}
 }
 
+// Output runs a command inside the namespace: a fresh one has only lo, and
+// a failing command's status and output both come back.
+func TestOutput(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: run with sudo go test ./internal/netns/")
+	}
+	ns, err := New("svsnstest-output")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Delete() })
+	out, err := ns.Output("ip", "-o", "link", "show")
+	if err != nil {
+		t.Fatalf("ip link: %v: %s", err, out)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(lines[0], " lo:") {
+		t.Errorf("links in a fresh namespace: %q, want lo alone", out)
+	}
+	out, err = ns.Output("ip", "link", "show", "svsnstest-none")
+	if err == nil || !strings.Contains(out, "svsnstest-none") {
+		t.Errorf("a missing link: %v, %q; want a failure naming it", err, out)
+	}
+	if _, err := ns.Output(); err == nil {
+		t.Error("no command: no error")
+	}
+}
+
 // The incident's mount table: svs1 mounted on a plain /run/netns (parent 27,
 // the root file system), then `ip netns add` bound /run/netns onto itself
 // (mount 60, copying svs1 as 61) and mounted its own namespace (62). A tmpfs

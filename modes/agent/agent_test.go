@@ -3,12 +3,10 @@ package agent_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/internal/reexec"
 	"github.com/svcsim/svcsim/modes"
@@ -21,19 +19,6 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
-}
-
-// inNS runs argv in ns and returns its combined output and error.
-func inNS(t *testing.T, ns *netns.NS, argv ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := ns.Do(cmd.Start); err != nil {
-		return "", err
-	}
-	err := cmd.Wait()
-	return out.String(), err
 }
 
 // TestStartCleansDisjointDatapaths (root): a node proxy that starts removes
@@ -67,24 +52,24 @@ func TestStartCleansDisjointDatapaths(t *testing.T) {
 	}
 
 	for _, argv := range [][]string{{"nft", "add", "table", "ip", "kube-proxy"}, {"nft", "add", "chain", "ip", "kube-proxy", "services"}} {
-		if out, err := inNS(t, ns, argv...); err != nil {
+		if out, err := ns.Output(argv...); err != nil {
 			t.Fatalf("%v: %v: %s", argv, err, out)
 		}
 	}
 	start("iptables/nft")
-	if out, err := inNS(t, ns, "nft", "list", "table", "ip", "kube-proxy"); err == nil {
+	if out, err := ns.Output("nft", "list", "table", "ip", "kube-proxy"); err == nil {
 		t.Errorf("nftables' table survived an iptables proxy's start:\n%s", out)
 	}
 
 	backends := []string{"iptables-nft", "iptables-legacy"}
 	for _, b := range backends {
-		if out, err := inNS(t, ns, b, "-t", "nat", "-N", "KUBE-SERVICES"); err != nil {
+		if out, err := ns.Output(b, "-t", "nat", "-N", "KUBE-SERVICES"); err != nil {
 			t.Fatalf("%s -N KUBE-SERVICES: %v: %s", b, err, out)
 		}
 	}
 	start("nftables")
 	for _, b := range backends {
-		out, err := inNS(t, ns, b+"-save", "-t", "nat")
+		out, err := ns.Output(b+"-save", "-t", "nat")
 		if err != nil {
 			t.Fatalf("%s-save: %v: %s", b, err, out)
 		}

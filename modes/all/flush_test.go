@@ -3,12 +3,10 @@ package all_test
 import (
 	"context"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/internal/privtest"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/modetest"
@@ -90,7 +88,7 @@ func TestFlushTakesCanary(t *testing.T) {
 			}
 			before := dump()
 			for _, argv := range d.Flush {
-				if out, err := run(ns, argv); err != nil {
+				if out, err := ns.Output(argv...); err != nil {
 					t.Fatalf("%v: %v: %s", argv, err, out)
 				}
 			}
@@ -112,16 +110,4 @@ func TestFlushTakesCanary(t *testing.T) {
 			}
 		})
 	}
-}
-
-// run runs argv in ns and returns its combined output.
-func run(ns *netns.NS, argv []string) (string, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := ns.Do(cmd.Start); err != nil {
-		return "", err
-	}
-	err := cmd.Wait()
-	return out.String(), err
 }
