@@ -27,6 +27,7 @@ import (
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
 	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/debounce"
 	"github.com/svcsim/svcsim/addons/ingress"
 	"github.com/svcsim/svcsim/addons/ingress/nginxconf"
 )
@@ -65,9 +66,8 @@ type Controller struct {
 	nginx  *ingress.Nginx
 	status *http.Client
 
-	kick   chan struct{}
+	loop   *debounce.Loop
 	cancel context.CancelFunc
-	done   chan struct{}
 
 	mu    sync.Mutex
 	gen   uint64
@@ -102,8 +102,8 @@ func Start(ctx context.Context, env addons.Env) (*Controller, error) {
 			return nil, fmt.Errorf("gateway controller: %w", err)
 		}
 	}
-	c := &Controller{env: env, dir: env.Dir, log: &linePrefix{w: log, prefix: "gateway " + env.Pod.Key() + ": "},
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Controller{env: env, dir: env.Dir, log: &linePrefix{w: log, prefix: "gateway " + env.Pod.Key() + ": "}}
+	c.loop = debounce.New(Settle, c.syncOnce)
 	c.kf = informers.NewSharedInformerFactory(env.Client, 0)
 	c.gf = gwinformers.NewSharedInformerFactory(env.Gateway, 0)
 	c.class = c.gf.Gateway().V1().GatewayClasses().Informer()
@@ -115,7 +115,7 @@ func Start(ctx context.Context, env addons.Env) (*Controller, error) {
 	c.secs = c.kf.Core().V1().Secrets().Informer()
 	c.nss = c.kf.Core().V1().Namespaces().Informer()
 	c.infs = []cache.SharedIndexInformer{c.class, c.gws, c.rts, c.grs, c.svcs, c.sls, c.secs, c.nss}
-	h := cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.wake() }, UpdateFunc: func(any, any) { c.wake() }, DeleteFunc: func(any) { c.wake() }}
+	h := c.loop.Handler()
 	for _, inf := range c.infs {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, err
@@ -156,44 +156,21 @@ func Start(ctx context.Context, env addons.Env) (*Controller, error) {
 		return fail(err)
 	}
 	c.conf = text
-	go c.loop(wctx)
-	c.wake()
+	go c.loop.Run(wctx)
+	c.loop.Wake()
 	return c, nil
 }
 
-func (c *Controller) wake() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Controller) loop(ctx context.Context) {
-	defer close(c.done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.kick:
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(Settle):
-		}
-		select {
-		case <-c.kick:
-		default:
-		}
-		if err := c.sync(ctx); err != nil {
-			c.mu.Lock()
-			c.stats.Failed++
-			c.stats.LastError = err.Error()
-			c.mu.Unlock()
-			fmt.Fprintf(c.log, "%v\n", err)
-			// Try again soon: a conflict or a refused write passes.
-			time.AfterFunc(time.Second, c.wake)
-		}
+// syncOnce is one sync of the loop; a failed one is counted, logged and
+// tried again a second later (a conflict or a refused write passes).
+func (c *Controller) syncOnce(ctx context.Context) {
+	if err := c.sync(ctx); err != nil {
+		c.mu.Lock()
+		c.stats.Failed++
+		c.stats.LastError = err.Error()
+		c.mu.Unlock()
+		fmt.Fprintf(c.log, "%v\n", err)
+		c.loop.WakeAfter(time.Second)
 	}
 }
 
@@ -506,7 +483,7 @@ func (c *Controller) Stats() Stats {
 // directory. The provisioned Services stay (the cluster's objects).
 func (c *Controller) Stop() error {
 	c.cancel()
-	<-c.done
+	<-c.loop.Done()
 	c.kf.Shutdown()
 	c.gf.Shutdown()
 	var errs []error

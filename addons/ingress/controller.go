@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcsim/svcsim/addons"
+	"github.com/svcsim/svcsim/addons/debounce"
 	"github.com/svcsim/svcsim/addons/ingress/nginxconf"
 )
 
@@ -92,9 +93,8 @@ type Controller struct {
 	status *http.Client
 	health *http.Server
 
-	kick   chan struct{}
+	loop   *debounce.Loop
 	cancel context.CancelFunc
-	done   chan struct{}
 
 	mu  sync.Mutex
 	gen uint64
@@ -142,18 +142,20 @@ func Start(ctx context.Context, env addons.Env, opts Options) (*Controller, erro
 		}
 	}
 	c := &Controller{env: env, opts: opts, dir: dir, log: prefixed(log, "ingress "+env.Pod.Namespace+"/"+env.Pod.Name+": "),
-		kick: make(chan struct{}, 1), done: make(chan struct{}), rejected: map[string]string{}}
+		rejected: map[string]string{}}
+	c.loop = debounce.New(Settle, func(ctx context.Context) {
+		if err := c.sync(); err != nil {
+			fmt.Fprintf(c.log, "%v\n", err)
+		}
+		c.updateStatus(ctx)
+	})
 	c.factory = informers.NewSharedInformerFactory(env.Client, 0)
 	c.ings = c.factory.Networking().V1().Ingresses().Informer()
 	c.classes = c.factory.Networking().V1().IngressClasses().Informer()
 	c.svcs = c.factory.Core().V1().Services().Informer()
 	c.slices = c.factory.Discovery().V1().EndpointSlices().Informer()
 	c.secrets = c.factory.Core().V1().Secrets().Informer()
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.wake() },
-		UpdateFunc: func(any, any) { c.wake() },
-		DeleteFunc: func(any) { c.wake() },
-	}
+	h := c.loop.Handler()
 	for _, inf := range []cache.SharedIndexInformer{c.ings, c.classes, c.svcs, c.slices, c.secrets} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, err
@@ -198,40 +200,8 @@ func Start(ctx context.Context, env addons.Env, opts Options) (*Controller, erro
 	if err := c.serveHealth(); err != nil {
 		return fail(err)
 	}
-	go c.loop(wctx)
+	go c.loop.Run(wctx)
 	return c, nil
-}
-
-func (c *Controller) wake() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Controller) loop(ctx context.Context) {
-	defer close(c.done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.kick:
-		}
-		// Let a burst of events settle into one configuration.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(Settle):
-		}
-		select {
-		case <-c.kick:
-		default:
-		}
-		if err := c.sync(); err != nil {
-			fmt.Fprintf(c.log, "%v\n", err)
-		}
-		c.updateStatus(ctx)
-	}
 }
 
 // build renders the configuration the cluster asks for now.
@@ -525,7 +495,7 @@ func (c *Controller) serveHealth() error {
 // configuration, certificates, temp files, logs).
 func (c *Controller) Stop() error {
 	c.cancel()
-	<-c.done
+	<-c.loop.Done()
 	c.factory.Shutdown()
 	var errs []error
 	if err := c.health.Close(); err != nil {
