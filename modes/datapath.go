@@ -132,6 +132,10 @@ type Traits struct {
 	// itself. Backends then see the node's address, not the client's, and a
 	// backend that refuses is retried on another one.
 	Relay bool
+	// LocalhostNodePorts: a NodePort answers on the node's 127.0.0.1 too
+	// (kube-proxy's iptables mode: route_localnet); otherwise it is
+	// refused there.
+	LocalhostNodePorts bool
 	// FullResync, when set, makes the proxier's next Sync rewrite the whole
 	// state (the datapath otherwise writes only what changed); it reports
 	// false for a Proxier it does not know. ForceFullSync is the one for

@@ -242,6 +242,17 @@ func TestNodePort(t *testing.T) {
 		node2 := h.P.Nodes()[1]
 		in, _, err = ext.GetInfo(h.Ctx, fmt.Sprintf("%s:%d", node2.IP, np))
 		h.Check(err == nil && strings.HasPrefix(in.IP(), "10.244."), "allocated nodePort serves", "GET %s:%d/info from external: %s %v", node2.IP, np, in.IP(), err)
+
+		// On the node's own loopback: kube-proxy's iptables mode answers
+		// (route_localnet), its nftables and IPVS modes do not.
+		out, err := nodeClient(h, "node1").Exec(h.Ctx, "curl", "-sS", "--max-time", "3", "http://127.0.0.1:30080/info")
+		var local harness.Info
+		answered := err == nil && json.Unmarshal([]byte(out), &local) == nil && backends[local.IP()] != ""
+		if h.Desc.Traits.LocalhostNodePorts {
+			h.Check(answered, "nodePort on 127.0.0.1 answers (route_localnet)", "curl 127.0.0.1:30080 on node1: %q %v", out, err)
+		} else {
+			h.Check(!answered, "nodePort on 127.0.0.1 is not served", "curl 127.0.0.1:30080 on node1: %q %v", out, err)
+		}
 	})
 }
 

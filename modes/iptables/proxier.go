@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/modes/iptrestore"
@@ -45,6 +46,15 @@ const (
 	kubePostrouting      = "KUBE-POSTROUTING"
 	kubeMarkMasq         = "KUBE-MARK-MASQ"
 	kubeMarkDrop         = "KUBE-MARK-DROP"
+	// kubeFirewall is the kubelet's chain that kube-proxy fills too: the
+	// rule that keeps localhost NodePorts from opening loopback to the
+	// network.
+	kubeFirewall = "KUBE-FIREWALL"
+
+	// routeLocalnet lets packets to and from 127.0.0.0/8 be routed, so a
+	// NodePort on 127.0.0.1 reaches a pod (kube-proxy's iptables mode sets it,
+	// --iptables-localhost-nodeports, on by default).
+	routeLocalnet = "net.ipv4.conf.all.route_localnet"
 
 	// masqMark is kube-proxy's default --iptables-masquerade-bit 14.
 	masqMark = "0x4000"
@@ -71,6 +81,10 @@ var jumpRules = []iptrestore.Jump{
 	{Table: "nat", From: "OUTPUT", To: kubeServices, Comment: "kubernetes service portals"},
 	{Table: "nat", From: "PREROUTING", To: kubeServices, Comment: "kubernetes service portals"},
 	{Table: "nat", From: "POSTROUTING", To: kubePostrouting, Comment: "kubernetes postrouting rules"},
+	// The kubelet's firewall, first in INPUT and OUTPUT, as kube-proxy
+	// ensures it for localhost NodePorts.
+	{Table: "filter", From: "INPUT", To: kubeFirewall},
+	{Table: "filter", From: "OUTPUT", To: kubeFirewall},
 }
 
 // Config configures a Proxier.
@@ -90,6 +104,11 @@ type Config struct {
 	// conntrack cleanup) when a Runner is given, so that tests on a fake
 	// never touch the conntrack table of the namespace they run in.
 	Conntrack conntrack.Interface
+	// SetSysctl writes a kernel parameter of the node's namespace
+	// (route_localnet, for NodePorts on 127.0.0.1). When nil it is
+	// netns.WriteSysctl if Runner is nil too, and nothing when a Runner is
+	// given, for the same reason as Conntrack.
+	SetSysctl func(name, value string) error
 }
 
 // SyncStats describes the last Sync, for benchmarks and reports.
@@ -123,6 +142,8 @@ type Proxier struct {
 	ct  conntrack.Cleaner
 
 	mu sync.Mutex
+	// localnet is true once route_localnet=1 was written.
+	localnet bool
 	// needFull forces the next sync to be full.
 	needFull bool
 	// prev holds the service ports of the last successful sync, by Key.
@@ -159,6 +180,9 @@ func New(cfg Config) (*Proxier, error) {
 		run = r
 		if ct == nil {
 			ct = conntrack.Netlink{}
+		}
+		if cfg.SetSysctl == nil {
+			cfg.SetSysctl = netns.WriteSysctl
 		}
 	}
 	if cfg.Backend != "" && cfg.Backend != iptrestore.Legacy && cfg.Backend != iptrestore.NFT {
@@ -210,6 +234,14 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	start := time.Now()
+	if !p.localnet && p.cfg.SetSysctl != nil {
+		// Once, as kube-proxy does at its start; a node's namespace is
+		// svcsim's own, so the value goes with it.
+		if err := p.cfg.SetSysctl(routeLocalnet, "1"); err != nil {
+			return fmt.Errorf("iptables sync on node %s: NodePorts on localhost: %w", p.cfg.Node, err)
+		}
+		p.localnet = true
+	}
 
 	total := 0
 	for i := range st.Services {
@@ -273,9 +305,13 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 	p.filterRules.Reset()
 	p.natChains.Reset()
 	p.natRules.Reset()
-	for _, c := range []string{kubeServices, kubeExternalServices, kubeForward} {
+	for _, c := range []string{kubeServices, kubeExternalServices, kubeForward, kubeFirewall} {
 		p.filterChains.WriteChain(c)
 	}
+	// route_localnet would let the network reach the node's loopback
+	// services; kube-proxy closes that hole with this rule (issue 90259).
+	p.filterRules.Write("-A", kubeFirewall, "-m", "comment", "--comment", `"block incoming localnet connections"`,
+		"-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
 	for _, c := range []string{kubeServices, kubeNodePorts, kubePostrouting, kubeMarkMasq} {
 		p.natChains.WriteChain(c)
 	}
@@ -333,10 +369,12 @@ func (p *Proxier) syncLocked(ctx context.Context, st *state.NodeState, full, lar
 	}
 	stats.StaleChains = len(stale)
 
-	// NodePorts on every local address; must stay the last rule.
+	// NodePorts on every local address, 127.0.0.1 included (route_localnet,
+	// as kube-proxy's --iptables-localhost-nodeports default); must stay the
+	// last rule.
 	p.natRules.Write("-A", kubeServices,
 		"-m", "comment", "--comment", `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`,
-		"-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8", "-j", kubeNodePorts)
+		"-m", "addrtype", "--dst-type", "LOCAL", "-j", kubeNodePorts)
 
 	p.filterRules.Write("-A", kubeForward, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
 	p.filterRules.Write("-A", kubeForward, "-m", "comment", "--comment", `"kubernetes forwarding rules"`,

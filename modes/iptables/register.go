@@ -48,10 +48,10 @@ func init() {
 }
 
 // traits: a random choice per connection (statistic --mode random), affinity
-// by the recent match (idle timeout), partial restores with a full resync on
-// request.
+// by the recent match (idle timeout), NodePorts on 127.0.0.1 too, partial
+// restores with a full resync on request.
 var traits = modes.Traits{
-	Choice: modes.Random, Affinity: modes.AffinityIdle,
+	Choice: modes.Random, Affinity: modes.AffinityIdle, LocalhostNodePorts: true,
 	FullResync: modes.ForceFullSync,
 }
 

@@ -56,6 +56,11 @@ func TestKernelTraffic(t *testing.T) {
 		if got, err := modetest.AskRemoteAddr(client, modetest.NodeClientSideIP+":30080"); err != nil || got != modetest.NodeServerSideIP {
 			t.Errorf("NodePort: server saw %q, %v; want the node's %s", got, err, modetest.NodeServerSideIP)
 		}
+		// NodePort on the node's own loopback (route_localnet, kube-proxy's
+		// --iptables-localhost-nodeports default): DNAT and masquerade.
+		if got, err := modetest.AskRemoteAddr(node, "127.0.0.1:30080"); err != nil || got != modetest.NodeServerSideIP {
+			t.Errorf("NodePort on 127.0.0.1 from the node: server saw %q, %v; want the node's %s", got, err, modetest.NodeServerSideIP)
+		}
 		// No endpoints: rejected at once.
 		if _, err := modetest.AskRemoteAddr(client, "10.96.0.50:80"); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("service without endpoints: %v, want connection refused", err)

@@ -41,9 +41,14 @@ type Jump struct {
 }
 
 // Args are the rule's words after "-A <From>", as iptables-save prints them
-// (unquoted).
+// (unquoted). A jump without a Comment has no comment match (kube-proxy's
+// jumps to the kubelet's KUBE-FIREWALL).
 func (j Jump) Args() []string {
-	return append(slices.Clone(j.Match), "-m", "comment", "--comment", j.Comment, "-j", j.To)
+	args := slices.Clone(j.Match)
+	if j.Comment != "" {
+		args = append(args, "-m", "comment", "--comment", j.Comment)
+	}
+	return append(args, "-j", j.To)
 }
 
 // WriteJumps writes to w the lines that leave exactly one copy of each of

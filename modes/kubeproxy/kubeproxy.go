@@ -73,6 +73,9 @@ func descriptor(name, proxyMode, backend string, order int) modes.Datapath {
 		Traits: modes.Traits{Choice: modes.Random, Affinity: modes.AffinityIdle},
 		Report: modes.Report{Order: order},
 	}
+	// Its iptables proxier answers NodePorts on 127.0.0.1
+	// (--iptables-localhost-nodeports, on by default); nftables does not.
+	desc.Traits.LocalhostNodePorts = proxyMode == "iptables"
 	switch backend {
 	case kube.IPTablesLegacy:
 		desc.Kernel, desc.Dump = modes.KernelIptables, []string{"iptables-legacy-save"}

@@ -83,9 +83,9 @@ const (
 
 // Reasons shared by several entries.
 const (
-	localhostNodePorts = "NodePorts on 127.0.0.1: kube-proxy's iptables mode answers them by default " +
-		"(route_localnet=1, guarded by KUBE-FIREWALL's localnet DROP and counted by nfacct); svcsim leaves loopback out " +
-		"of its NodePorts. Not settled yet (#13)."
+	localhostNodePorts = "NodePorts on 127.0.0.1, kube-proxy's iptables default (--iptables-localhost-nodeports): " +
+		"route_localnet=1, the KUBE-FIREWALL localnet DROP, INPUT and OUTPUT jumping to it, and the nodeports rule " +
+		"of KUBE-SERVICES without ! -d 127.0.0.0/8; svcsim's iptables datapath now does the same."
 	nftLayout = "nftables layout of v1.36 and later: kube-proxy DNATs straight from the service chain " +
 		"(numgen random mod N map), masquerades hairpin connections through the hairpin-connections set and " +
 		"hooks its filter chains at -110 before DNAT and at 0 after it; svcsim writes the earlier layout " +
@@ -101,9 +101,12 @@ const (
 // Service over two pods), first match wins.
 var Differences = []Known{
 	// iptables, either backend.
-	{Side: KubeProxy, Match: re(`KUBE-FIREWALL|-d 127\.0\.0\.0/8 -p tcp .*KUBE-NODEPORTS|KUBE-NODEPORTS -d 127\.0\.0\.0/8`), Mark: Open, Reason: localhostNodePorts},
-	{Side: KubeProxy, Match: re(`^nat: -A KUBE-SERVICES -m comment --comment "kubernetes service nodeports;`), Mark: Open, Reason: localhostNodePorts},
-	{Side: Svcsim, Match: re(`^nat: -A KUBE-SERVICES ! -d 127\.0\.0\.0/8 -m comment --comment "kubernetes service nodeports;`), Mark: Open, Reason: localhostNodePorts},
+	{Side: KubeProxy, Match: re(`KUBE-FIREWALL|^nat: -A KUBE-SERVICES -m comment --comment "kubernetes service nodeports;`), Mark: FixedByTest,
+		Reason: localhostNodePorts, Test: "modes/iptables TestKernelTraffic (a NodePort on 127.0.0.1), TestFlows; scenario nodeport on both planes"},
+	{Side: KubeProxy, Match: re(`^nat: -A KUBE-NODEPORTS -d 127\.0\.0\.0/8 `), Mark: Intentional,
+		Reason: "kube-proxy's rule for NodePorts on 127.0.0.1 alone exists to count them with nfacct " +
+			"(localhost_nps_accepted_pkts, a kube-proxy metric); the rule after it serves them all the same, " +
+			"and svcsim has no such metric, so it writes only that one"},
 	{Side: KubeProxy, Match: re(`KUBE-PROXY-FIREWALL`), Mark: Intentional,
 		Reason: "kube-proxy keeps an always-present load-balancer firewall chain; svcsim writes its " +
 			"loadBalancerSourceRanges drop into KUBE-EXTERNAL-SERVICES only while a Service has source ranges " +

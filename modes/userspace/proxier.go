@@ -65,8 +65,10 @@ func init() {
 		Dump:   []string{"iptables-save", "-t", "nat"},
 		Flush:  modes.IPTablesFlush("iptables"),
 		// Round-robin over endpoints, affinity by the client's last use,
-		// connections relayed by the proxy (which retries refused backends).
-		Traits: modes.Traits{Choice: modes.RoundRobin, Affinity: modes.AffinityIdle, Relay: true},
+		// connections relayed by the proxy (which retries refused backends);
+		// a NodePort's socket listens on every address, 127.0.0.1 too, as
+		// the userspace proxier of kube-proxy 1.25 and before did.
+		Traits: modes.Traits{Choice: modes.RoundRobin, Affinity: modes.AffinityIdle, Relay: true, LocalhostNodePorts: true},
 		Report: modes.Report{Order: 10},
 	})
 }
