@@ -550,10 +550,13 @@ func (b *txBuilder) setup(g globals, recreateBase bool) {
 			fixed = append(fixed, j.to)
 		}
 	}
-	fixed = append(fixed, markMasqChain, rejectChain)
+	fixed = append(fixed, markMasqChain)
 	for _, c := range fixed {
 		b.ensureChain(c)
 	}
+	// kube-proxy's comment on its reject helper, so the tables read alike.
+	tx.Add(&knftables.Chain{Name: rejectChain, Comment: knftables.PtrTo("helper for @no-endpoint-services / @no-endpoint-nodeports")})
+	tx.Flush(&knftables.Chain{Name: rejectChain})
 	for _, j := range jumps {
 		tx.Add(&knftables.Rule{Chain: j.from, Rule: knftables.Concat(j.match, "jump", j.to)})
 	}

@@ -123,6 +123,7 @@ var Differences = []Known{
 	{Dump: nftTable, Side: Svcsim, Match: re(`fib daddr type local ip daddr != 127\.0\.0\.0/8|ip daddr != 127\.0\.0\.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports`), Mark: Open, Reason: nftPrimary},
 	{Dump: nftTable, Side: KubeProxy, Match: re(`hairpin-connections|dnat ip to numgen|chain filter-|chain masquerading: meta mark & 0x00004000 != |chain external-.*comment "masquerade"`), Mark: Open, Reason: nftLayout},
 	{Dump: nftTable, Side: Svcsim, Match: re(`^chain endpoint-|mark-for-masquerade|numgen random mod \d+ vmap|^chain filter-|^chain masquerading: `), Mark: Open, Reason: nftLayout},
-	{Dump: nftTable, Side: KubeProxy, Match: re(`^chain reject-chain: comment `), Mark: Open,
-		Reason: "a comment on the reject helper chain that svcsim's table lacks (cosmetic). Not settled yet (#13)."},
+	{Dump: nftTable, Side: KubeProxy, Match: re(`^chain reject-chain: comment `), Mark: FixedByTest,
+		Reason: "kube-proxy's comment on the reject helper chain; svcsim's table carries it too",
+		Test:   "modes/nftables TestGolden (every golden table), scenario rule-diff"},
 }
