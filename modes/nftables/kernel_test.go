@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os/exec"
 	"sort"
 	"strings"
@@ -246,10 +247,13 @@ func TestKernelTraffic(t *testing.T) {
 		if p, err = NewKernel(Config{Node: "node1"}); err != nil {
 			return err
 		}
-		return p.Sync(ctx, makeState(
+		st := makeState(
 			makeService("default", "web", "10.96.0.50", 80, withNodePort(30080), withEndpoints(ep(modetest.ServerIP, 8080, "node1"))),
 			makeService("default", "empty", "10.96.0.51", 80),
-		))
+		)
+		// The rig's node answers NodePorts on its client-side address.
+		st.NodeIPs = []netip.Addr{netip.MustParseAddr(modetest.NodeClientSideIP)}
+		return p.Sync(ctx, st)
 	})
 	t.Cleanup(func() { _ = node.Do(func() error { return p.Cleanup(ctx) }) })
 
@@ -261,6 +265,9 @@ func TestKernelTraffic(t *testing.T) {
 	}{
 		{"pod to ClusterIP keeps the client address", client, "10.96.0.50:80", modetest.ClientIP},
 		{"NodePort is masqueraded", client, modetest.NodeClientSideIP + ":30080", modetest.NodeServerSideIP},
+		// A local address outside nodeport-ips (kube-proxy's
+		// --nodeport-addresses=primary) serves no NodePort.
+		{"NodePort on another local address is refused", server, modetest.NodeServerSideIP + ":30080", ""},
 		{"hairpin is masqueraded", server, "10.96.0.50:80", modetest.NodeServerSideIP},
 		{"service without endpoints is rejected", client, "10.96.0.51:80", ""},
 		{"ClusterIP port the service lacks is rejected", client, "10.96.0.50:81", ""},

@@ -37,8 +37,12 @@ const (
 	markMasqChain               = "mark-for-masquerade"
 	masqueradingChain           = "masquerading"
 
-	serviceIPsMap          = "service-ips"
-	serviceNodePortsMap    = "service-nodeports"
+	serviceIPsMap       = "service-ips"
+	serviceNodePortsMap = "service-nodeports"
+	// nodePortIPsSet holds the addresses NodePorts answer on: the node's
+	// own (state.NodeIPs), as kube-proxy's nftables mode with its default
+	// --nodeport-addresses=primary.
+	nodePortIPsSet         = "nodeport-ips"
 	noEndpointServicesMap  = "no-endpoint-services"
 	noEndpointNodePortsMap = "no-endpoint-nodeports"
 	clusterIPsSet          = "cluster-ips"
@@ -102,10 +106,19 @@ type globals struct {
 	serviceCIDR netip.Prefix
 	// node is the node's name: Local traffic policies pick its endpoints.
 	node string
+	// nodeIPs are the node's addresses that accept NodePorts, comma-joined
+	// (a string keeps globals comparable).
+	nodeIPs string
 }
 
 func globalsOf(st *state.NodeState) globals {
-	return globals{clusterCIDR: st.ClusterCIDR, serviceCIDR: st.ServiceCIDR, node: st.Node}
+	ips := make([]string, 0, len(st.NodeIPs))
+	for _, ip := range st.NodeIPs {
+		if ip.Is4() && !ip.IsLoopback() {
+			ips = append(ips, ip.String())
+		}
+	}
+	return globals{clusterCIDR: st.ClusterCIDR, serviceCIDR: st.ServiceCIDR, node: st.Node, nodeIPs: strings.Join(ips, ",")}
 }
 
 // chainPlan is one regular chain with the rules it must hold, in order.

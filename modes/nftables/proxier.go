@@ -533,6 +533,13 @@ func (b *txBuilder) setup(g globals, recreateBase bool) {
 	const port = "inet_proto . inet_service : verdict"
 	tx.Add(&knftables.Set{Name: clusterIPsSet, Type: "ipv4_addr", Comment: knftables.PtrTo("Active ClusterIPs")})
 	tx.Flush(&knftables.Set{Name: clusterIPsSet})
+	tx.Add(&knftables.Set{Name: nodePortIPsSet, Type: "ipv4_addr", Comment: knftables.PtrTo("IPs that accept NodePort traffic")})
+	tx.Flush(&knftables.Set{Name: nodePortIPsSet})
+	if g.nodeIPs != "" {
+		for _, ip := range strings.Split(g.nodeIPs, ",") {
+			tx.Add(&knftables.Element{Set: nodePortIPsSet, Key: []string{ip}})
+		}
+	}
 	for _, m := range []*knftables.Map{
 		{Name: serviceIPsMap, Type: dest, Comment: knftables.PtrTo("ClusterIP, ExternalIP and LoadBalancer IP traffic")},
 		{Name: serviceNodePortsMap, Type: port, Comment: knftables.PtrTo("NodePort traffic")},
@@ -568,11 +575,11 @@ func (b *txBuilder) setup(g globals, recreateBase bool) {
 	tx.Add(&knftables.Rule{Chain: masqueradingChain, Rule: "mark set mark xor " + masqMark})
 	tx.Add(&knftables.Rule{Chain: masqueradingChain, Rule: "masquerade fully-random"})
 
-	// Service dispatch: service addresses first, then NodePorts on any local
-	// address except loopback.
+	// Service dispatch: service addresses first, then NodePorts on the
+	// node's own addresses (kube-proxy's --nodeport-addresses=primary).
 	tx.Add(&knftables.Rule{Chain: servicesChain, Rule: "ip daddr . meta l4proto . th dport vmap @" + serviceIPsMap})
 	tx.Add(&knftables.Rule{Chain: servicesChain,
-		Rule: "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @" + serviceNodePortsMap})
+		Rule: "ip daddr @" + nodePortIPsSet + " meta l4proto . th dport vmap @" + serviceNodePortsMap})
 
 	// Load-balancer source ranges, checked before DNAT.
 	tx.Add(&knftables.Rule{Chain: firewallCheckChain,
@@ -583,7 +590,7 @@ func (b *txBuilder) setup(g globals, recreateBase bool) {
 	tx.Add(&knftables.Rule{Chain: serviceEndpointsCheckChain,
 		Rule: "ip daddr . meta l4proto . th dport vmap @" + noEndpointServicesMap})
 	tx.Add(&knftables.Rule{Chain: nodePortEndpointsCheckChain,
-		Rule: "ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @" + noEndpointNodePortsMap})
+		Rule: "ip daddr @" + nodePortIPsSet + " meta l4proto . th dport vmap @" + noEndpointNodePortsMap})
 
 	// Traffic to a ClusterIP that was not DNATed: a port the service does
 	// not have (reject), or an address no service has (drop).

@@ -91,9 +91,9 @@ const (
 		"hooks its filter chains at -110 before DNAT and at 0 after it; svcsim writes the earlier layout " +
 		"(a vmap to one chain per endpoint, mark-for-masquerade, filter chains at -110/-90). Same packets' fate " +
 		"(the flow and traffic tests), different rules. Not settled yet (#13)."
-	nftPrimary = "--nodeport-addresses=primary, nftables mode's default: kube-proxy accepts NodePorts only on " +
-		"the node's primary address (set nodeport-ips); svcsim on every local address but loopback. " +
-		"Not settled yet (#13)."
+	nftPrimary = "--nodeport-addresses=primary, nftables mode's default: NodePorts only on the node's own " +
+		"address (set nodeport-ips); svcsim's nftables datapath fills the same set from the node's addresses " +
+		"(it answered on every local address but loopback before)."
 )
 
 // Differences are the known differences between svcsim's rules and
@@ -119,8 +119,8 @@ var Differences = []Known{
 		Test:   "modes/iptables TestCanaryRepairsFlush, modes/all TestFlushTakesCanary, scenario flush-repair"},
 
 	// nftables.
-	{Dump: nftTable, Side: KubeProxy, Match: re(`nodeport-ips`), Mark: Open, Reason: nftPrimary},
-	{Dump: nftTable, Side: Svcsim, Match: re(`fib daddr type local ip daddr != 127\.0\.0\.0/8|ip daddr != 127\.0\.0\.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports`), Mark: Open, Reason: nftPrimary},
+	{Dump: nftTable, Side: KubeProxy, Match: re(`nodeport-ips`), Mark: FixedByTest, Reason: nftPrimary,
+		Test: "modes/nftables TestKernelTraffic (NodePort on another local address is refused), TestPacketFlow (cni0 address)"},
 	{Dump: nftTable, Side: KubeProxy, Match: re(`hairpin-connections|dnat ip to numgen|chain filter-|chain masquerading: meta mark & 0x00004000 != |chain external-.*comment "masquerade"`), Mark: Open, Reason: nftLayout},
 	{Dump: nftTable, Side: Svcsim, Match: re(`^chain endpoint-|mark-for-masquerade|numgen random mod \d+ vmap|^chain filter-|^chain masquerading: `), Mark: Open, Reason: nftLayout},
 	{Dump: nftTable, Side: KubeProxy, Match: re(`^chain reject-chain: comment `), Mark: FixedByTest,
