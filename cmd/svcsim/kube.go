@@ -26,16 +26,22 @@ const (
 )
 
 // kubeDatapath resolves --mode for the kubernetes plane: a kube-proxy
-// datapath's modes name ("kube-proxy/nftables"); an unchanged --mode
-// means kubeproxy.Default.
+// datapath's modes name ("kube-proxy/nftables") or svcsim's own datapath
+// there, by its name on that plane ("nftables@kubernetes") or its own
+// ("nftables"); an unchanged --mode means kubeproxy.Default.
 func (f *clusterFlags) kubeDatapath(changed bool) (modes.Datapath, error) {
 	name := f.mode
 	if !changed {
 		name = kubeproxy.Default
 	}
-	d, err := kubeproxy.Get(name)
+	if _, ok := cluster.Lookup(name); !ok {
+		if _, ok := cluster.OwnMode(name + cluster.OnPlane); ok {
+			name += cluster.OnPlane
+		}
+	}
+	d, err := cluster.Get(name)
 	if err != nil {
-		return modes.Datapath{}, fmt.Errorf("--control-plane kubernetes runs the genuine kube-proxy: %w", err)
+		return modes.Datapath{}, fmt.Errorf("--control-plane kubernetes: %w", err)
 	}
 	if why := d.Unsupported(); why != "" {
 		return modes.Datapath{}, fmt.Errorf("datapath %s cannot run here: %s", d.Name, why)
@@ -46,7 +52,7 @@ func (f *clusterFlags) kubeDatapath(changed bool) (modes.Datapath, error) {
 
 // serveKubernetes runs the kubernetes plane in the daemon until `down`.
 func serveKubernetes(cf clusterFlags, cmd *cobra.Command) error {
-	d, err := kubeproxy.Get(cf.mode)
+	d, err := cluster.Get(cf.mode)
 	if err != nil {
 		return err
 	}

@@ -47,8 +47,11 @@ var allow = []struct {
 	{"plane/embedded", []string{"plane", "sim", "topology", "=modes", "modes/agent", "addons", "internal"}},
 	{"plane/kube", []string{"plane", "sim", "topology", "addons", "internal"}},
 	// The kubernetes plane reads kube-proxy's descriptors (its flags,
-	// iptables backend, kernel and dump) from modes/kubeproxy.
-	{"plane/kube/cluster", []string{"plane", "sim", "topology", "addons", "internal", "=modes", "modes/kubeproxy"}},
+	// iptables backend, kernel and dump) from modes/kubeproxy, and runs
+	// svcsim's own node proxies (modes/agent, as the embedded plane does),
+	// fed from the API server by sim/feed: svcsim's datapaths on the same
+	// objects as kube-proxy's. It never imports a datapath package.
+	{"plane/kube/cluster", []string{"plane", "sim", "topology", "addons", "internal", "=modes", "modes/kubeproxy", "modes/agent"}},
 	{"plane/daemon", []string{"plane", "sim/printer", "internal"}},
 	{"plane/planetest", []string{"plane", "sim", "topology", "internal"}},
 	// The results schema reads nothing; the report reads results and

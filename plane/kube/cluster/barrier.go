@@ -33,8 +33,9 @@ const barrierName = "barrier"
 // every selector Service's EndpointSlices naming exactly its pods with the
 // conditions the EndpointSlice controller gives them: ready, serving,
 // terminating), then the barrier Service and EndpointSlice get a new port
-// name and every running kube-proxy's rules must show it (but a lost
-// node's: NodeDown cut it off the API server).
+// name and every running kube-proxy's rules must show it, or every svcsim
+// node proxy's programmed state (but a lost node's: NodeDown cut it off
+// the API server).
 func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 	if err := poll(ctx, 100*time.Millisecond, "the API objects to settle", func() (bool, string, error) {
 		msg, err := c.settled(ctx)
@@ -55,16 +56,22 @@ func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 	c.proxyMu.Lock()
 	dp := c.datapath
 	var nodes []string
+	procs := map[string]nodeProxy{}
 	for n, p := range c.proxies {
 		if p != nil && !c.lost[n] {
 			nodes = append(nodes, n)
+			procs[n] = p
 		}
 	}
 	c.proxyMu.Unlock()
 	sort.Strings(nodes)
 	programmed := barrierProgrammed(dp, port)
 	for _, n := range nodes {
-		err := poll(ctx, 20*time.Millisecond, "kube-proxy on "+n+" to program barrier "+port, func() (bool, string, error) {
+		err := poll(ctx, 20*time.Millisecond, "the proxy on "+n+" to program barrier "+port, func() (bool, string, error) {
+			// svcsim's node proxy: the last state its feed pushed.
+			if ok, known, err := procs[n].programmed(port); known {
+				return ok, "not yet", err
+			}
 			out, _, err := c.rawDump(ctx, n)
 			if err != nil {
 				return false, err.Error(), nil

@@ -63,8 +63,9 @@ const ControlPlaneName = "kubernetes"
 type Options struct {
 	// Nodes is the number of nodes (node1..nodeN, default 2).
 	Nodes int
-	// Datapath names kube-proxy's datapath as package modes has it
-	// registered ("kube-proxy/iptables-nft"; "": kubeproxy.Default).
+	// Datapath names the nodes' datapath: kube-proxy's as package modes
+	// has it registered ("kube-proxy/iptables-nft"; "": kubeproxy.Default)
+	// or svcsim's own node proxy's ("nftables@kubernetes", see Datapaths).
 	Datapath string
 	// Binary is the multi-call binary ("": kube.FindBinary).
 	Binary string
@@ -122,7 +123,7 @@ type Cluster struct {
 	// killed or stopped).
 	proxyMu  sync.Mutex
 	datapath modes.Datapath
-	proxies  map[string]*kube.Process
+	proxies  map[string]nodeProxy
 	// lost names the nodes NodeDown took off the network (under proxyMu):
 	// the barrier does not wait for their kube-proxy.
 	lost map[string]bool
@@ -161,7 +162,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if o.Datapath == "" {
 		o.Datapath = kubeproxy.Default
 	}
-	dp, err := kubeproxy.Get(o.Datapath)
+	dp, err := Get(o.Datapath)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +175,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if logw == nil {
 		logw = io.Discard
 	}
-	c := &Cluster{opts: o, run: o.Run, log: &lockedWriter{w: logw}, datapath: dp, proxies: map[string]*kube.Process{}, lost: map[string]bool{}, kubeletConns: map[string]*connSet{}, began: time.Now()}
+	c := &Cluster{opts: o, run: o.Run, log: &lockedWriter{w: logw}, datapath: dp, proxies: map[string]nodeProxy{}, lost: map[string]bool{}, kubeletConns: map[string]*connSet{}, began: time.Now()}
 	if g := o.NodeMonitorGracePeriod; g > 0 {
 		extra := map[string][]string{}
 		for k, v := range o.ExtraArgs {
@@ -410,6 +411,11 @@ func (c *Cluster) Info() plane.Info {
 	v[kube.Etcd] = c.versions["etcd"]
 	v[kube.CoreDNS] = c.versions["coredns"]
 	v["kubelet"] = "svcsim " + svcsimVersion()
+	if _, own := OwnMode(dp.Name); own {
+		// svcsim's node proxy runs instead of kube-proxy.
+		delete(v, kube.KubeProxy)
+		v["node-proxy"] = "svcsim " + svcsimVersion()
+	}
 	if c.versions["go"] != "" {
 		v["go"] = c.versions["go"]
 	}
@@ -474,27 +480,31 @@ func (c *Cluster) Nodes() []plane.Node {
 	return out
 }
 
-// Close implements plane.Plane: kube-proxy stopped and cleaned up on every
-// node, the kubelets (their pods) and the control plane stopped, the
+// Close implements plane.Plane: the node proxies stopped and cleaned up on
+// every node (kube-proxy and its --cleanup, or svcsim's node proxies), the kubelets (their pods) and the control plane stopped, the
 // topology and the run directory (when Start made it) removed.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
 		var errs []error
 		if c.cp != nil && c.topo != nil {
 			c.proxyMu.Lock()
-			for node, p := range c.proxies {
-				if p != nil {
-					if err := p.Stop(5 * time.Second); err != nil {
-						errs = append(errs, fmt.Errorf("stop kube-proxy on %s: %w", node, err))
-					}
-				}
-			}
-			c.proxies = map[string]*kube.Process{}
+			running := c.proxies
+			c.proxies = map[string]nodeProxy{}
 			dp := c.datapath
 			c.proxyMu.Unlock()
+			kind := c.kindOf(dp)
+			stopped := map[string]bool{}
+			for node, p := range running {
+				if p != nil {
+					if err := p.stop(); err != nil {
+						errs = append(errs, fmt.Errorf("stop the proxy on %s: %w", node, err))
+					}
+					stopped[node] = true
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			for _, n := range c.topo.Nodes() {
-				if err := c.cp.KubeProxyCleanup(ctx, n.NS, dp.Start.IPTablesBackend); err != nil {
+				if err := kind.cleanup(ctx, n.Name, stopped[n.Name]); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -113,7 +113,7 @@ func (c *Cluster) RemoveNode(ctx context.Context, node string) error {
 	delete(c.lost, node)
 	c.proxyMu.Unlock()
 	if p != nil {
-		errs = append(errs, sigkill(p, node))
+		errs = append(errs, p.kill())
 	}
 	if wasLost {
 		errs = append(errs, c.topo.SetNodeLink(node, true))
