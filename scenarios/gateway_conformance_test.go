@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,7 +98,11 @@ func TestGatewayConformance(t *testing.T) {
 				*d = 30 * time.Second
 			}
 		}
+		// Every test's own outcome, as its subtest ended (the suite's report
+		// counts them but names only the failed and skipped ones).
+		outcomes := &testOutcomes{m: map[string]string{}}
 		cSuite, err := suite.NewConformanceTestSuite(suite.ConformanceOptions{
+			Hook: outcomes.record,
 			ConfigurableOptions: suite.ConfigurableOptions{
 				GatewayClassName:     gateway.ClassName,
 				CleanupBaseResources: true,
@@ -121,7 +126,7 @@ func TestGatewayConformance(t *testing.T) {
 		// The suite's tests are parallel subtests: they finish after Run
 		// returns, so the report is made in a cleanup (which runs once
 		// they are done, before the harness writes the result).
-		h.T.Cleanup(func() { conformanceReport(h, cSuite, start) })
+		h.T.Cleanup(func() { conformanceReport(h, cSuite, outcomes, start) })
 		cSuite.Setup(h.T, tests.ConformanceTests)
 		if err := cSuite.Run(h.T, tests.ConformanceTests); err != nil {
 			h.Fatalf("run the conformance suite: %v", err)
@@ -129,9 +134,31 @@ func TestGatewayConformance(t *testing.T) {
 	})
 }
 
+// testOutcomes collects each conformance test's outcome from the suite's
+// Hook (the tests run in parallel).
+type testOutcomes struct {
+	mu sync.Mutex
+	m  map[string]string // ShortName -> passed, failed, skipped
+}
+
+func (o *testOutcomes) record(t *testing.T, test suite.ConformanceTest, _ *suite.ConformanceTestSuite) {
+	out := "passed"
+	switch {
+	case t.Failed():
+		out = "failed"
+	case t.Skipped():
+		out = "skipped"
+	}
+	o.mu.Lock()
+	o.m[test.ShortName] = out
+	o.mu.Unlock()
+}
+
 // conformanceReport writes the suite's report into the results directory
-// and records its counts and each non-passing test as figures.
-func conformanceReport(h *harness.H, cSuite *suite.ConformanceTestSuite, start time.Time) {
+// and records its counts and every test that ran as figures (1 passed,
+// 0 failed; a core test skipped -1; the tests skipped as needing a
+// feature svcsim does not claim are only counted).
+func conformanceReport(h *harness.H, cSuite *suite.ConformanceTestSuite, outcomes *testOutcomes, start time.Time) {
 	h.Figure("conformance run", time.Since(start).Seconds(), "s")
 	report, err := cSuite.Report()
 	h.Check(err == nil, "the upstream suite reported", "%v", err)
@@ -160,14 +187,24 @@ func conformanceReport(h *harness.H, cSuite *suite.ConformanceTestSuite, start t
 		h.Figure(p.Name+" core tests failed", float64(st.Failed), "")
 		h.Figure(p.Name+" core tests skipped", float64(st.Skipped), "")
 		failed, skipped := sets.New(st.FailedTests...), sets.New(st.SkippedTests...)
+		outcomes.mu.Lock()
+		passed, unsupported := 0, 0
 		for _, n := range names {
 			switch {
-			case failed.Has(n):
+			case failed.Has(n) || outcomes.m[n] == "failed":
 				h.Figure(n, 0, "failed")
 			case skipped.Has(n):
 				h.Figure(n, -1, "skipped")
+			case outcomes.m[n] == "passed":
+				h.Figure(n, 1, "passed")
+				passed++
+			default:
+				unsupported++
 			}
 		}
+		outcomes.mu.Unlock()
+		h.Check(uint32(passed) == st.Passed, "every passed test named", "%d tests passed by their subtests, the report counts %d", passed, st.Passed)
+		h.Figure("tests not run (a feature svcsim does not claim)", float64(unsupported), "")
 		h.T.Logf("%s: %s (passed %d, failed %d, skipped %d; failed %v)", p.Name, p.Summary, st.Passed, st.Failed, st.Skipped, st.FailedTests)
 	}
 }
