@@ -21,9 +21,22 @@ VM_MODES   ?=
 # run here, as their descriptors' probes say (ipvs without IP_VS); it is
 # evaluated only by the recipes that use it.
 LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel --plane embedded
-# KUBE_MODES lists the genuine kube-proxy's datapaths (the kubernetes plane,
-# plane/kube/cluster) that run on this host, as their descriptors say.
+# KUBE_MODES lists the kubernetes plane's datapaths (plane/kube/cluster)
+# that run on this host, as their descriptors say: the genuine kube-proxy's
+# ("kube-proxy/nftables") and svcsim's own fed from its API server
+# ("nftables@kubernetes").
 KUBE_MODES  = $(BIN) datapaths --lane host --plane kubernetes
+# KUBE_SET is what kube-scenarios runs: "all" (make demo, and the default)
+# every datapath KUBE_MODES lists over every scenario; "test" (make test,
+# whose 45-minute budget has no room for four more full legs) kube-proxy's
+# over every scenario and svcsim's KUBE_TEST_OWN over KUBE_TEST_SUBSET only
+# (ClusterIP, NodePort, affinity on both, an endpoint change and both
+# traffic policies; README.md gives its cost).
+KUBE_SET        ?= all
+KUBE_TEST_OWN   := nftables@kubernetes
+KUBE_TEST_SUBSET := TestClusterIPDistribution|TestNodePort|TestSessionAffinity|TestSessionAffinityNodePort|TestEndpointChanges|TestExternalTrafficPolicy|TestInternalTrafficPolicy
+# KUBE_PARALLEL is how many kubernetes planes kube-scenarios runs side by side.
+KUBE_PARALLEL   ?= 4
 
 .PHONY: all build kube kube-scenarios kube-pin deps deps-nginx test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
@@ -181,8 +194,9 @@ scenarios: build
 # user, then everything as root. Datapaths the host kernel lacks (IPVS) run in
 # the kernel lane.
 # The scenarios run alone on the embedded plane with svcsim's datapaths,
-# then again on the kubernetes plane with the kube-proxy datapaths
-# (kube-scenarios; KUBE=0 leaves them out, saying so) while the kernel lane
+# then again on the kubernetes plane with the kube-proxy datapaths and
+# svcsim's nftables over a subset (kube-scenarios KUBE_SET=test; KUBE=0
+# leaves them out, saying so) while the kernel lane
 # runs its datapaths under qemu: both legs mostly wait (pods starting,
 # kube-proxy programming, emulated guests), and side by side they take
 # little longer than the longer one. Their figures are measured with the
@@ -206,7 +220,7 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	kpid=""; kout=bin/kube-scenarios.out; \
 	if [ "$(KUBE)" = 0 ]; then echo "KUBE=0: the kubernetes plane's scenarios are left out"; \
 	else echo "kubernetes plane scenarios, beside the kernel lane (output: $$kout)"; \
-	  $(MAKE) --no-print-directory kube-scenarios > $$kout 2>&1 & kpid=$$!; fi; \
+	  $(MAKE) --no-print-directory kube-scenarios KUBE_SET=test > $$kout 2>&1 & kpid=$$!; fi; \
 	lane="$$($(LANE_MODES))" || status=1; \
 	if [ -n "$$lane" ]; then \
 	  echo "kernel lane for $$lane (the host kernel cannot run it)"; \
@@ -219,17 +233,19 @@ test: deps size-check fmt-check tidy-check vet actionlint kube build clean-resul
 	$(BIN) leaks --baseline bin/leaks-baseline.txt || status=1; \
 	exit $$status
 
-# kube-scenarios runs every scenario on the kubernetes plane (the genuine
-# control plane and kube-proxy) with each kube-proxy datapath this host
-# runs, as their descriptors say (none fails), and says how long it took
-# (root; bin/k8s). Each datapath gets a plane of its own, one control plane
-# for all its scenarios, and the datapaths run side by side: the scenarios
-# mostly wait for the plane (pods starting, Services programmed), so three
-# planes in parallel take little longer than one, and no scenario switches
-# kube-proxy's mode. Their figures are therefore measured with the other
-# planes running; the bench (svcsim bench --kubernetes) measures alone.
-# Each datapath's output goes to $(RESULTS)/kube-proxy-<mode>.log, printed
-# once all ended.
+# kube-scenarios runs the scenarios on the kubernetes plane (the genuine
+# control plane) with each of its datapaths this host runs, as their
+# descriptors say (none fails): kube-proxy's and svcsim's own node proxy fed
+# from the API server, as KUBE_SET picks (above), and says how long it
+# took (root; bin/k8s). Each datapath gets a plane of its own, one control
+# plane for all its scenarios, and up to KUBE_PARALLEL datapaths run side
+# by side: the scenarios mostly wait for the plane (pods starting,
+# Services programmed), so planes in parallel take little longer than one,
+# and no scenario switches a shared plane's datapath. Their figures are
+# therefore measured with the other planes running; the bench (svcsim
+# bench --kubernetes) measures alone. Each datapath's output goes to
+# $(RESULTS)/<datapath>.log ("kube-proxy-nftables.log",
+# "nftables@kubernetes.log"), printed once all ended.
 # GATEWAY_CONFORMANCE_MODE is the kube-proxy datapath whose kube-scenarios
 # run also runs the upstream Gateway API conformance suite (about a minute;
 # one datapath is enough: the suite tests the Gateway controller, not the proxy).
@@ -238,21 +254,26 @@ GATEWAY_CONFORMANCE_MODE ?= kube-proxy/nftables
 kube-scenarios: export SVCSIM_K8S_BIN := $(KUBE_BIN)
 kube-scenarios: kube build
 	@kube="$$($(KUBE_MODES))"; \
-	if [ -z "$$kube" ]; then echo "no kube-proxy datapath runs here ($(BIN) datapaths --plane kubernetes says why)"; exit 1; fi; \
+	if [ -z "$$kube" ]; then echo "no datapath runs on the kubernetes plane here ($(BIN) datapaths --plane kubernetes says why)"; exit 1; fi; \
+	case "$(KUBE_SET)" in all|test) ;; *) echo "KUBE_SET=$(KUBE_SET): want all or test"; exit 1;; esac; \
 	mkdir -p bin $(RESULTS) && $(GO) test -c -o bin/kube-scenarios.test ./scenarios || exit 1; \
-	echo "kubernetes plane scenarios, side by side: $$kube"; \
-	begin=$$(date +%s); pids=""; \
+	echo "kubernetes plane scenarios ($(KUBE_SET)), up to $(KUBE_PARALLEL) side by side: $$kube"; \
+	begin=$$(date +%s); declare -A names; status=0; running=0; \
+	finish() { local pid; wait -n -p pid; local rc=$$?; local m="$${names[$$pid]}"; local log="$(RESULTS)/$$(echo $$m | tr / -).log"; \
+	  if [ $$rc = 0 ]; then echo "== $$m: ok ($$(( $$(date +%s) - begin )) s)"; else status=1; echo "== $$m: FAIL ($$log)"; cat "$$log"; fi; \
+	  running=$$((running - 1)); }; \
 	for m in $$(echo "$$kube" | tr , ' '); do \
+	  run=""; \
+	  case "$$m" in kube-proxy/*) ;; *) if [ "$(KUBE_SET)" = test ]; then \
+	    if [ "$$m" != "$(KUBE_TEST_OWN)" ]; then continue; fi; run='^($(KUBE_TEST_SUBSET))$$'; fi;; esac; \
+	  while [ $$running -ge $(KUBE_PARALLEL) ]; do finish; done; \
 	  log="$(RESULTS)/$$(echo $$m | tr / -).log"; \
+	  echo "== $$m: $${run:-every scenario}"; \
 	  conf=$${SVCSIM_GATEWAY_CONFORMANCE:-0}; if [ "$$m" = $(GATEWAY_CONFORMANCE_MODE) ]; then conf=1; fi; \
-	  (cd scenarios && SVCSIM_MODES="$$m" SVCSIM_GATEWAY_CONFORMANCE=$$conf exec ../bin/kube-scenarios.test -test.count=1 -test.timeout 60m) > "$$log" 2>&1 & \
-	  pids="$$pids $$!:$$m"; \
+	  (cd scenarios && SVCSIM_MODES="$$m" SVCSIM_GATEWAY_CONFORMANCE=$$conf exec ../bin/kube-scenarios.test -test.count=1 -test.timeout 60m $${run:+-test.run "$$run"}) > "$$log" 2>&1 & \
+	  names[$$!]="$$m"; running=$$((running + 1)); \
 	done; \
-	status=0; \
-	for p in $$pids; do \
-	  m="$${p#*:}"; log="$(RESULTS)/$$(echo $$m | tr / -).log"; \
-	  if wait "$${p%%:*}"; then echo "== $$m: ok"; else status=1; echo "== $$m: FAIL ($$log)"; cat "$$log"; fi; \
-	done; \
+	while [ $$running -gt 0 ]; do finish; done; \
 	echo "kubernetes plane scenarios: $$(( $$(date +%s) - begin )) s"; exit $$status
 
 vm-build:
@@ -275,7 +296,8 @@ vm-test: vm-build
 
 # demo is the README's main command: bring up the seed's cluster and show it
 # working, run every scenario on every datapath (IPVS in the kernel lane when
-# the host lacks it; kube-proxy's on the kubernetes plane unless KUBE=0) and
+# the host lacks it; kube-proxy's and svcsim's own on the kubernetes plane, every
+# scenario each, unless KUBE=0) and
 # the quick benchmark, then write the HTML report. The
 # report is written even when a scenario fails; the exit status says so.
 demo: export SVCSIM_K8S_BIN := $(KUBE_BIN)

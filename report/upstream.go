@@ -66,7 +66,10 @@ func upstream(set *results.Set, tests []e2emap.Test) upstreamView {
 }
 
 func upstreamCell(t e2emap.Test, mode string, by map[[2]string]results.Result) cell {
-	if why, ok := t.Except[mode]; ok {
+	// svcsim's datapath on another control plane ("userspace@kubernetes")
+	// is excepted as the datapath itself.
+	base, _, _ := strings.Cut(mode, "@")
+	if why, ok := t.Except[base]; ok {
 		return cell{Status: "none", Label: "n/a", Tooltip: "does not apply to " + mode + ": " + why}
 	}
 	if len(t.Scenarios) == 0 {

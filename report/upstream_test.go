@@ -41,3 +41,12 @@ func TestUpstreamCells(t *testing.T) {
 	require.Equal(t, []string{"—", "—"}, labels(rows[3]))
 	require.Contains(t, rows[3].Cells[0].Tooltip, "not run")
 }
+
+// TestUpstreamExceptOnAnotherPlane: a test that does not apply to a
+// datapath does not apply to it on another control plane either
+// ("m2@kubernetes" is m2 fed from the kubernetes plane's API server).
+func TestUpstreamExceptOnAnotherPlane(t *testing.T) {
+	set := &results.Set{Results: []results.Result{{Scenario: "a", Mode: "m2@kubernetes", ControlPlane: "kubernetes", Status: results.Pass}}}
+	v := upstream(set, []e2emap.Test{{File: "f", Title: "partly", Coverage: e2emap.Partly, Scenarios: []string{"a"}, Except: map[string]string{"m2": "why"}}})
+	require.Equal(t, "n/a", v.Files[0].Rows[0].Cells[0].Label)
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/plane"
+	"github.com/svcsim/svcsim/plane/kube/cluster"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 	corev1 "k8s.io/api/core/v1"
@@ -190,12 +191,23 @@ func endpointReady(h *harness.H, ip string) string {
 	return "absent"
 }
 
-// nextDatapath is the datapath after d in the table (wrapping round) that
-// runs on this machine on d's plane (svcsim's in-process datapaths after
-// one of them, kube-proxy's after a kube-proxy one): what TestDatapathSwitch
-// switches to.
+// nextDatapath is the datapath after d in its plane's table (wrapping
+// round) that runs on this machine: what TestDatapathSwitch switches to.
 func nextDatapath(d modes.Datapath) (modes.Datapath, bool) {
-	table := modes.Table()
+	// The plane's own table: svcsim's in-process datapaths on the
+	// embedded plane; kube-proxy's and svcsim's on the kubernetes plane,
+	// so that there a switch may go from kube-proxy to svcsim's node proxy
+	// and back.
+	var table []modes.Datapath
+	if harness.OnKube(d) {
+		table = cluster.Datapaths()
+	} else {
+		for _, e := range modes.Table() {
+			if e.Start.Factory != nil {
+				table = append(table, e)
+			}
+		}
+	}
 	at := -1
 	for i, e := range table {
 		if e.Name == d.Name {
@@ -204,8 +216,7 @@ func nextDatapath(d modes.Datapath) (modes.Datapath, bool) {
 	}
 	for k := 1; k < len(table); k++ {
 		e := table[(at+k+len(table))%len(table)]
-		samePlane := (e.Start.Factory != nil) == (d.Start.Factory != nil)
-		if e.Name != d.Name && samePlane && e.Unsupported() == "" {
+		if e.Name != d.Name && e.Unsupported() == "" {
 			return e, true
 		}
 	}

@@ -360,7 +360,7 @@ func TestProxyCleanup(t *testing.T) {
 			}
 			var bad []string
 			for _, line := range strings.Split(out, "\n") {
-				if h.Kubernetes() && strings.Contains(line, "KUBE-FIREWALL") {
+				if h.KubeProxy() && strings.Contains(line, "KUBE-FIREWALL") {
 					// The genuine kube-proxy's iptables proxier adds the
 					// KUBE-FIREWALL localnet rule (pkg/proxy/iptables, with
 					// route_localnet) and CleanupLeftovers keeps it: the

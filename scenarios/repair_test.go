@@ -30,8 +30,8 @@ const repairBound = 15 * agent.CanaryPeriod
 // node1's rules equal, as a multiset of lines, those before the flush.
 // Figures: how long each path failed, how many probes failed.
 //
-// On the kubernetes plane the genuine kube-proxy repairs on its own
-// periods, longer than the bound (its iptables canary is checked every
+// svcsim's node proxy repairs on either plane; the genuine kube-proxy
+// repairs on its own periods, longer than the bound (its iptables canary is checked every
 // --iptables-sync-period, 30 s; its nftables mode keeps no canary and
 // notices a lost table at its next failing sync or its hourly full sync).
 func TestFlushRepair(t *testing.T) {
@@ -39,7 +39,7 @@ func TestFlushRepair(t *testing.T) {
 	// It breaks a node's datapath: on a shared cluster a failed repair
 	// would leave the next scenarios a broken node.
 	opts := harness.Options{OwnsCluster: true, Manifests: []string{getipApp(2, "  type: NodePort\n")},
-		NotOnKube: "the genuine kube-proxy repairs a flush on its own periods, beyond this bound (iptables: its canary every --iptables-sync-period, 30 s; nftables: no canary, its hourly full sync)"}
+		KubeProxyException: "the genuine kube-proxy repairs a flush on its own periods, beyond this bound (iptables: its canary every --iptables-sync-period, 30 s; nftables: no canary, its hourly full sync)"}
 	harness.Run(t, sc, opts, func(h *harness.H) {
 		if len(h.Desc.Flush) == 0 {
 			h.Fatalf("datapath %s names no Flush commands", h.Mode)

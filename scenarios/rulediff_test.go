@@ -94,7 +94,7 @@ func TestRuleDiff(t *testing.T) {
 		}
 		key := rulediff.Key(h.Desc.Dump)
 		side, other := rulediff.Svcsim, rulediff.KubeProxy
-		if h.Kubernetes() {
+		if h.KubeProxy() {
 			side, other = other, side
 		}
 		names := ruleDiffNames(h)
@@ -135,7 +135,7 @@ func TestRuleDiff(t *testing.T) {
 			h.Fatalf("%v", err)
 		}
 		svcsim, kube := live, theirs
-		if h.Kubernetes() {
+		if h.KubeProxy() {
 			svcsim, kube = theirs, live
 		}
 		onlyS, onlyK := rulediff.Diff(svcsim, kube)

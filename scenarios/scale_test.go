@@ -10,6 +10,7 @@ import (
 
 	"github.com/svcsim/svcsim/bench"
 	"github.com/svcsim/svcsim/internal/hostinfo"
+	"github.com/svcsim/svcsim/plane/kube/cluster"
 	"github.com/svcsim/svcsim/report/results"
 	"github.com/svcsim/svcsim/scenarios/harness"
 )
@@ -44,7 +45,7 @@ func TestRuleUpdateScaling(t *testing.T) {
 	env := hostinfo.Collect(hostinfo.Lane())
 	var measure []string
 	for _, dp := range dps {
-		if dp.Skip == "" && dp.Desc.Start.Factory != nil {
+		if dp.Skip == "" && !harness.OnKube(dp.Desc) {
 			measure = append(measure, dp.Mode)
 		}
 	}
@@ -87,6 +88,14 @@ func TestRuleUpdateScaling(t *testing.T) {
 			// genuine kube-proxy times its own syncs
 			// (kubeproxy_sync_proxy_rules_duration_seconds, pkg/proxy/metrics).
 			h.KubeException("the benchmark drives svcsim's in-process proxiers; kube-proxy reports its sync durations itself (pkg/proxy/metrics: kubeproxy_sync_proxy_rules_duration_seconds)")
+			if harness.OnKube(dp.Desc) {
+				// svcsim's datapath on the kubernetes plane: the benchmark
+				// runs its proxier in-process on namespaces of its own, with
+				// no control plane, so its figures are the embedded run's.
+				res.ControlPlane = cluster.ControlPlaneName
+				res.Reason = "the benchmark drives svcsim's proxier in-process without a control plane (package bench): the same measurement as on the embedded plane"
+				t.Skip(res.Reason)
+			}
 			if runErr != nil {
 				h.Fatalf("benchmark run: %v", runErr)
 			}

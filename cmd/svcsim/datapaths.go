@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/plane/kube/cluster"
 )
 
 // newDatapaths lists the registered datapaths and where each can run from
@@ -20,18 +21,27 @@ func newDatapaths() *cobra.Command {
 		Short: "List the datapaths and where each runs here (host, kernel lane, or why not)",
 		Example: `  svcsim datapaths
   svcsim datapaths --lane kernel   # names only the qemu kernel lane can run, comma-separated
-  svcsim datapaths --lane host --plane kubernetes   # the genuine kube-proxy's, runnable here`,
+  svcsim datapaths --lane host --plane kubernetes   # kube-proxy's and svcsim's on the genuine control plane, runnable here`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
-			var onPlane func(modes.Datapath) bool
+			// The embedded plane runs svcsim's in-process datapaths; the
+			// kubernetes plane kube-proxy's and svcsim's own again, fed
+			// from its API server ("nftables@kubernetes").
+			var embedded []modes.Datapath
+			for _, d := range modes.Table() {
+				if d.Start.Program == "" {
+					embedded = append(embedded, d)
+				}
+			}
+			var table []modes.Datapath
 			switch plane {
 			case "":
-				onPlane = func(modes.Datapath) bool { return true }
+				table = append(embedded, cluster.Datapaths()...)
 			case controlPlaneEmbedded:
-				onPlane = func(d modes.Datapath) bool { return d.Start.Program == "" }
+				table = embedded
 			case controlPlaneKubernetes:
-				onPlane = func(d modes.Datapath) bool { return d.Start.Program != "" }
+				table = cluster.Datapaths()
 			default:
 				return fmt.Errorf("--plane %q: want %s or %s", plane, controlPlaneEmbedded, controlPlaneKubernetes)
 			}
@@ -46,8 +56,8 @@ func newDatapaths() *cobra.Command {
 					return fmt.Errorf("--lane %q: want host or kernel", lane)
 				}
 				var names []string
-				for _, d := range modes.Table() {
-					if l, _ := d.Where(); l == want && onPlane(d) {
+				for _, d := range table {
+					if l, _ := d.Where(); l == want {
 						names = append(names, d.Name)
 					}
 				}
@@ -58,10 +68,7 @@ func newDatapaths() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "DATAPATH\tRUNS\tMISSING")
-			for _, d := range modes.Table() {
-				if !onPlane(d) {
-					continue
-				}
+			for _, d := range table {
 				l, err := d.Where()
 				missing := ""
 				if err != nil {
@@ -73,6 +80,6 @@ func newDatapaths() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&lane, "lane", "", "print only the names of the datapaths that run in this lane, comma-separated")
-	cmd.Flags().StringVar(&plane, "plane", "", "only the datapaths of this control plane: embedded (svcsim's proxies) or kubernetes (the genuine kube-proxy's)")
+	cmd.Flags().StringVar(&plane, "plane", "", "only the datapaths of this control plane: embedded (svcsim's proxies) or kubernetes (the genuine kube-proxy's, and svcsim's proxies fed from the API server: nftables@kubernetes)")
 	return cmd
 }

@@ -62,7 +62,7 @@ func CheckModes() error {
 	var unknown []string
 	for n := range strings.SplitSeq(os.Getenv("SVCSIM_MODES"), ",") {
 		if n = strings.TrimSpace(n); n != "" {
-			if _, ok := modes.Lookup(n); !ok {
+			if _, ok := lookup(n); !ok {
 				unknown = append(unknown, strconv.Quote(n))
 			}
 		}
@@ -70,21 +70,37 @@ func CheckModes() error {
 	if len(unknown) == 0 {
 		return nil
 	}
+	var names []string
+	for _, d := range cluster.Datapaths() {
+		if _, own := cluster.OwnMode(d.Name); own {
+			names = append(names, d.Name)
+		}
+	}
 	return fmt.Errorf("SVCSIM_MODES names no datapath %s: the datapaths are %s",
-		strings.Join(unknown, ", "), strings.Join(modes.Names(), ", "))
+		strings.Join(unknown, ", "), strings.Join(append(modes.Names(), names...), ", "))
+}
+
+// lookup is the descriptor of a datapath name: one registered with package
+// modes, or svcsim's own on the kubernetes plane ("nftables@kubernetes").
+func lookup(name string) (modes.Datapath, bool) {
+	if d, ok := modes.Lookup(name); ok {
+		return d, true
+	}
+	return cluster.Lookup(name)
 }
 
 // Datapaths is the mode table: every registered datapath (aliases such as
 // "iptables" left out: it is one of the two backends), in the report's
 // order, or the names in the SVCSIM_MODES environment variable
-// (comma-separated) when set (CheckModes refuses unknown names). Skip comes
+// (comma-separated) when set (CheckModes refuses unknown names), among them
+// svcsim's datapaths on the kubernetes plane ("nftables@kubernetes"). Skip comes
 // from the descriptor's probes of what it needs.
 func Datapaths() []Datapath {
 	var out []Datapath
 	if env := os.Getenv("SVCSIM_MODES"); env != "" {
 		for _, n := range strings.Split(env, ",") {
 			if n = strings.TrimSpace(n); n != "" {
-				d, ok := modes.Lookup(n)
+				d, ok := lookup(n)
 				if !ok {
 					out = append(out, Datapath{Mode: n})
 					continue
@@ -169,6 +185,12 @@ type Options struct {
 	// those are H.KubeException): there the scenario skips, with this
 	// reason, before any cluster starts.
 	NotOnKube string
+	// KubeProxyException, when set, says why the scenario's assertions
+	// hold for svcsim's node proxy but not for the genuine kube-proxy
+	// (naming the upstream code): on kube-proxy's datapaths it skips, with
+	// this reason, before any cluster starts; svcsim's datapaths run it on
+	// either plane.
+	KubeProxyException string
 }
 
 // Case is one scenario with its options and body, for RunShared.
@@ -265,6 +287,10 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 		res.Reason = "not yet on the kubernetes plane: " + opts.NotOnKube
 		t.Skip(res.Reason)
 	}
+	if opts.KubeProxyException != "" && genuineKubeProxy(dp.Desc) {
+		res.Reason = "svcsim-specific with the genuine kube-proxy: " + opts.KubeProxyException
+		t.Skip(res.Reason)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	h.Ctx = ctx
@@ -333,7 +359,7 @@ func runOn(t *testing.T, sc Scenario, dp Datapath, opts Options, body func(h *H)
 // the datapath's, so that scenarios and datapaths can share a cluster (or,
 // on a plane that keeps one control plane for every datapath, the API).
 func Namespace(sc Scenario, dp Datapath) string {
-	n := strings.ToLower(sc.Name + "-" + strings.NewReplacer("/", "-", "_", "-", ".", "-").Replace(dp.Mode))
+	n := strings.ToLower(sc.Name + "-" + strings.NewReplacer("/", "-", "_", "-", ".", "-", "@", "-").Replace(dp.Mode))
 	if len(n) > 63 {
 		n = strings.TrimRight(n[:63], "-")
 	}

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/svcsim/svcsim/modes"
-	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane"
 	"github.com/svcsim/svcsim/plane/kube/cluster"
 )
@@ -22,16 +21,31 @@ import (
 // SVCSIM_MODES may also name them one by one ("kube-proxy/nftables").
 const KubeEnv = "SVCSIM_KUBE"
 
-// external reports whether d runs as a program on the kubernetes plane.
-func external(d modes.Datapath) bool { return d.Start.Program != "" }
+// external reports whether d runs on the kubernetes plane: the genuine
+// kube-proxy's datapaths (a program) and svcsim's own there
+// ("nftables@kubernetes", svcsim's node proxy fed from the API server).
+func external(d modes.Datapath) bool { return OnKube(d) }
+
+// OnKube reports whether d runs on the kubernetes plane
+// (plane/kube/cluster): kube-proxy's datapaths and svcsim's own named with
+// cluster.OnPlane.
+func OnKube(d modes.Datapath) bool {
+	_, own := cluster.OwnMode(d.Name)
+	return d.Start.Program != "" || own
+}
+
+// genuineKubeProxy reports whether d is the genuine kube-proxy's.
+func genuineKubeProxy(d modes.Datapath) bool { return d.Start.Program != "" }
 
 // withKube reports whether the default table includes external datapaths.
 func withKube() bool { return os.Getenv(KubeEnv) == "1" }
 
 // kubeShared is the kubernetes plane every scenario of the test binary
 // that does not own its cluster runs on: one control plane for the whole
-// run, each scenario in its own namespaces. Changing datapath restarts
-// kube-proxy on every node with the next mode after `kube-proxy --cleanup`.
+// run, each scenario in its own namespaces. Changing datapath stops the
+// proxy on every node, cleans up (`kube-proxy --cleanup`; svcsim's node
+// proxies remove their rules as they stop) and starts the next one
+// (cluster.Cluster.SetDatapath).
 // Scenarios take it in turns: acquire holds it until release.
 type kubeShared struct {
 	turn sync.Mutex // held by the scenario running on it
@@ -44,7 +58,7 @@ type kubeShared struct {
 var kubePool = &kubeShared{}
 
 func kubeDatapath(d modes.Datapath) (modes.Datapath, error) {
-	return kubeproxy.Get(d.Name)
+	return cluster.Get(d.Name)
 }
 
 // acquire takes the shared kubernetes plane for t, whose namespace is ns,
@@ -166,15 +180,19 @@ func startKube(ctx context.Context, t *testing.T, d modes.Datapath, nodes int, n
 }
 
 // Kubernetes reports whether the scenario runs on the kubernetes plane
-// (the genuine kube-proxy and API server).
+// (the genuine API server, with kube-proxy's datapath or svcsim's own).
 func (h *H) Kubernetes() bool { return external(h.Desc) }
 
-// KubeException marks a scenario that asserts something svcsim-specific:
-// on the kubernetes plane it is skipped with why, which names the upstream
-// code that explains the difference.
+// KubeProxy reports whether the genuine kube-proxy programs the nodes (not
+// svcsim's node proxy).
+func (h *H) KubeProxy() bool { return genuineKubeProxy(h.Desc) }
+
+// KubeException marks a scenario that asserts something of svcsim's node
+// proxy: with the genuine kube-proxy it is skipped with why, which names
+// the upstream code that explains the difference.
 func (h *H) KubeException(why string) {
 	h.T.Helper()
-	if external(h.Desc) {
+	if genuineKubeProxy(h.Desc) {
 		if h.Result.ControlPlane == "" {
 			h.Result.ControlPlane = cluster.ControlPlaneName
 		}

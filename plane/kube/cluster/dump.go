@@ -191,3 +191,17 @@ func alignTo(s string) string {
 	}
 	return strings.Repeat("\t", col/8) + strings.Repeat(" ", col%8)
 }
+
+// withoutBarrierLines is a line-per-rule dump (svcsim's userspace proxy:
+// its KUBE-PORTALS rules, commented with the Service port, and its
+// listeners, "svcsim-system/barrier:b7/TCP ...") without the lines naming
+// the barrier.
+func withoutBarrierLines(dump string) string {
+	var b strings.Builder
+	for l := range strings.Lines(dump) {
+		if !strings.Contains(l, barrierID+":") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}

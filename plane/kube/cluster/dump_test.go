@@ -127,3 +127,19 @@ func TestSplitElements(t *testing.T) {
 		t.Errorf("splitElements = %q, want %q", got, want)
 	}
 }
+
+// TestWithoutBarrierLines: svcsim's userspace dump loses the barrier's
+// portal rules and listener, nothing else.
+func TestWithoutBarrierLines(t *testing.T) {
+	in := `-A KUBE-PORTALS-CONTAINER -d 10.101.24.56/32 -p tcp -m comment --comment "svcsim-system/barrier:b5" -m tcp --dport 9 -j REDIRECT --to-ports 40001
+-A KUBE-PORTALS-CONTAINER -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp --dport 53 -j REDIRECT --to-ports 40002
+svcsim-system/barrier:b5/TCP                          10.101.24.56:9    40001      198.18.0.2:9
+kube-system/kube-dns:dns/UDP                          10.96.0.10:53     40002      10.244.1.2:53
+`
+	want := `-A KUBE-PORTALS-CONTAINER -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp --dport 53 -j REDIRECT --to-ports 40002
+kube-system/kube-dns:dns/UDP                          10.96.0.10:53     40002      10.244.1.2:53
+`
+	if got := withoutBarrierLines(in); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -272,7 +272,8 @@ func runIn(ctx context.Context, ns *netns.NS, env []string, argv ...string) (str
 // Dump implements plane.Plane: what the node's proxy programmed, less
 // the plane's barrier Service (dump.go): for the iptables datapaths the
 // KUBE-* chains, their rules and the jumps to them from the backend's
-// iptables-save, for nftables `nft list table ip kube-proxy`.
+// iptables-save, for nftables `nft list table ip kube-proxy`, for svcsim's
+// userspace proxy its portal rules and listeners.
 func (c *Cluster) Dump(ctx context.Context, node string) (string, error) {
 	out, dp, err := c.rawDump(ctx, node)
 	if err != nil {
@@ -286,6 +287,8 @@ func (c *Cluster) Dump(ctx context.Context, node string) (string, error) {
 		ip := c.barrierIP
 		c.barrierIPMu.Unlock()
 		return nftablesView(out, ip), nil
+	case modes.KernelUserspace:
+		return withoutBarrierLines(out), nil
 	}
 	return out, nil
 }
