@@ -54,6 +54,9 @@ const (
 	MetricEndpointChange = "endpoint-change"
 	MetricFloorRestore   = "floor-restore"
 	MetricFloorNft       = "floor-nft"
+	// MetricFloorNftChange is nftables' one-change floor: the mode's own
+	// add and remove transactions replayed with nft -f at the same N.
+	MetricFloorNftChange = "floor-nft-change"
 	MetricFloorIPVS      = "floor-ipvs"
 	MetricFirstPacket    = "first-packet"
 	MetricConvergence    = "convergence"
@@ -96,7 +99,8 @@ type Config struct {
 	RPSReps int
 	// IPVSFloorReps is the number of raw netlink samples per N.
 	IPVSFloorReps int
-	// NoFloor skips the raw-tool floors (for tests that do not use them).
+	// NoFloor skips the full-sync and IPVS floors (for tests that do not use
+	// them); nftables' one-change floor, a few nft runs, always runs.
 	NoFloor bool
 	// ResultsDir receives the Bench files ("" writes nothing).
 	ResultsDir string
@@ -338,7 +342,7 @@ func (r *runner) datapath(ctx context.Context, dp string) {
 	}
 	r.logf("bench: %s done in %s", dp, time.Since(start).Round(time.Millisecond))
 	floor, floorFor := FloorMetric(dp)
-	for _, m := range []string{MetricFullSync, MetricEndpointChange, MetricFullResync, floor, MetricFirstPacket,
+	for _, m := range []string{MetricFullSync, MetricEndpointChange, MetricFullResync, floor, MetricFloorNftChange, MetricFirstPacket,
 		MetricFloorDirect, MetricConvergence, MetricRPSKeepAlive, MetricRPSNewConn, MetricPlaneProgrammed} {
 		pts := s[m]
 		if m == "" || len(pts) == 0 {
@@ -351,6 +355,8 @@ func (r *runner) datapath(ctx context.Context, dp string) {
 			b.Unit = "req/s"
 		case floor:
 			b.FloorFor = floorFor
+		case MetricFloorNftChange:
+			b.FloorFor = []string{MetricEndpointChange}
 		case MetricFloorDirect:
 			b.FloorFor = []string{MetricFirstPacket}
 		}
@@ -377,6 +383,8 @@ func (r *runner) note(dp, m string) string {
 		return "raw " + restore + " --noflush of the exact text the mode restored in its full sync, into a fresh namespace (the mode's full sync also runs iptables-save and builds the text)" + load
 	case MetricFloorNft:
 		return "raw nft -f of the mode's table (nft list table ip kube-proxy after the full sync), into a fresh namespace" + load
+	case MetricFloorNftChange:
+		return "raw nft -f - of the mode's own last one-change transactions (the endpoint add, then its remove), replayed in the same namespace with the N services present: the change through the nft binary alone (its cache load and the kernel's validation of the whole table included); Extra of endpoint-change: ratio_to_change_floor" + load
 	case MetricFloorIPVS:
 		return "one raw moby/ipvs AddDestination (one netlink request) with the N services present; Extra: AddService" + load
 	case MetricFirstPacket:

@@ -134,6 +134,8 @@ func TestPointAndTable(t *testing.T) {
 		{Datapath: "iptables/legacy", Metric: MetricFullSync, Points: []results.Point{{N: 100, Median: 10, Extra: map[string]float64{"ratio_to_floor": 1.25}}}},
 		{Datapath: "iptables/legacy", Metric: MetricEndpointChange, Points: []results.Point{{N: 100, Median: 5, Extra: map[string]float64{"full_resync_over_change": 2}}}},
 		{Datapath: "iptables/legacy", Metric: MetricFloorRestore, Points: []results.Point{{N: 100, Median: 8}}},
+		{Datapath: "nftables", Metric: MetricEndpointChange, Points: []results.Point{{N: 100, Median: 16, Extra: map[string]float64{"ratio_to_change_floor": 1.07}}}},
+		{Datapath: "nftables", Metric: MetricFloorNftChange, Points: []results.Point{{N: 100, Median: 15}}},
 	}
 	var buf bytes.Buffer
 	require.NoError(t, s.WriteTable(&buf))
@@ -141,6 +143,7 @@ func TestPointAndTable(t *testing.T) {
 	require.Contains(t, out, "iptables/legacy")
 	require.Contains(t, out, "1.25x")
 	require.Contains(t, out, "2.00x")
+	require.Regexp(t, `nftables +100 +- +16\.0 +15\.0 +1\.07x`, out, "nftables' one-change floor and the ratio to it")
 	require.Contains(t, out, "skipped ipvs: kernel lacks IP_VS")
 	require.Contains(t, out, "nftables: boom")
 	got, ok := s.Point("iptables/legacy", MetricFloorRestore, 100)

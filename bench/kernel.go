@@ -19,9 +19,11 @@ import (
 	"time"
 
 	libipvs "github.com/moby/ipvs"
+	"sigs.k8s.io/knftables"
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/conntrack"
 	"github.com/svcsim/svcsim/modes/iptables"
 	"github.com/svcsim/svcsim/modes/iptrestore"
 	ipvsmode "github.com/svcsim/svcsim/modes/ipvs"
@@ -109,11 +111,36 @@ func (r *recorder) lastInput() []byte {
 	return bytes.Clone(r.last)
 }
 
+// nftRecorder is a knftables.Interface that keeps the text of the
+// transactions it runs (the one-change floor replays them with nft -f).
+type nftRecorder struct {
+	knftables.Interface
+	mu  sync.Mutex
+	txs []string
+}
+
+func (r *nftRecorder) Run(ctx context.Context, tx *knftables.Transaction) error {
+	r.mu.Lock()
+	r.txs = append(r.txs, tx.String())
+	r.mu.Unlock()
+	return r.Interface.Run(ctx, tx)
+}
+
+// take returns the transactions run since the last take.
+func (r *nftRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.txs
+	r.txs = nil
+	return out
+}
+
 // instance is one mode bound to the namespace it was created in.
 type instance struct {
 	dp  string
 	p   modes.Proxier
-	rec *recorder // iptables modes only
+	rec *recorder    // iptables modes only
+	nft *nftRecorder // nftables only
 }
 
 // newInstance builds dp's proxier; call it inside the namespace's Do.
@@ -129,6 +156,15 @@ func newInstance(dp string) (*instance, error) {
 			return nil, err
 		}
 		return &instance{dp: dp, p: p, rec: rec}, nil
+	}
+	if dp == nftables.ModeName {
+		real, err := knftables.New(knftables.IPv4Family, nftables.TableName)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		rec := &nftRecorder{Interface: real}
+		return &instance{dp: dp, nft: rec,
+			p: nftables.New(rec, nftables.Config{Node: "node1", Conntrack: conntrack.Netlink{}})}, nil
 	}
 	p, err := modes.New(dp, modes.Options{Node: "node1"})
 	if err != nil {
@@ -357,6 +393,26 @@ func floorNft(ctx context.Context, ns *netns.NS, ruleset string, tmpDir string) 
 		return err
 	})
 	return d, err
+}
+
+// floorNftChange replays txs (the mode's own one-change transactions, an
+// add and the remove that undoes it, in order) with `nft -f -` in the
+// calling thread's namespace, rounds times, and returns each run's wall
+// time: the same change through the nft binary alone, at the same size
+// (nft's cache load and the kernel's validation of the whole table
+// included, svcsim's planning not).
+func floorNftChange(ctx context.Context, txs []string, rounds int) ([]float64, error) {
+	var out []float64
+	for range rounds {
+		for _, tx := range txs {
+			d, err := timeCmd(ctx, []byte(tx), "nft", "-f", "-")
+			if err != nil {
+				return out, err
+			}
+			out = append(out, ms(d))
+		}
+	}
+	return out, nil
 }
 
 // floorIPVSSamples times raw moby/ipvs netlink calls in ns, with whatever

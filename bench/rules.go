@@ -23,7 +23,7 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 	}
 	tgt := Target(st)
 	withExtra := WithTargetEndpoints(st, append(slices.Clone(tgt.Endpoints), extraEndpoint(n, r.cfg.Endpoints))...)
-	var full, adds, removes, resyncs, slab, vmalloc, floor, floorSvc []float64
+	var full, adds, removes, resyncs, slab, vmalloc, floor, floorSvc, floorChange []float64
 	var fullExtra, changeExtra, counts map[string]float64
 	for rep := range r.cfg.Reps {
 		ns, err := r.newNS("bench")
@@ -65,6 +65,9 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 				}
 				dump = out
 			}
+			if in.nft != nil {
+				in.nft.take()
+			}
 			for range r.cfg.Changes {
 				t0 := time.Now()
 				if err := in.p.Sync(ctx, withExtra); err != nil {
@@ -77,6 +80,19 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 					return fmt.Errorf("endpoint remove: %w", err)
 				}
 				removes = append(removes, ms(time.Since(t0)))
+			}
+			if in.nft != nil {
+				// The last add and remove, replayed by the raw tool with
+				// the N services present (the table ends as it was).
+				txs := in.nft.take()
+				if len(txs) < 2 {
+					return fmt.Errorf("one-change floor: %d transactions recorded, want an add and a remove", len(txs))
+				}
+				samples, err := floorNftChange(ctx, txs[len(txs)-2:], r.cfg.Changes)
+				if err != nil {
+					return fmt.Errorf("one-change floor: %w", err)
+				}
+				floorChange = append(floorChange, samples...)
 			}
 			if in.requestFull() {
 				t0 := time.Now()
@@ -141,6 +157,13 @@ func (r *runner) rules(ctx context.Context, dp string, n int, s series) error {
 			}
 		}
 		s.add(fm, flp)
+	}
+	if len(floorChange) > 0 {
+		fcp := point(n, floorChange, false, nil)
+		if fcp.Median > 0 {
+			cp.Extra["ratio_to_change_floor"] = cp.Median / fcp.Median
+		}
+		s.add(MetricFloorNftChange, fcp)
 	}
 	s.add(MetricFullSync, fp)
 	s.add(MetricEndpointChange, cp)

@@ -15,7 +15,7 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "lane %s, kernel %s, %s x%d, load average at start %s\n",
 		s.Env.Lane, s.Env.Kernel, s.Env.CPU, s.Env.CPUs, s.Load)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "datapath\tN\tfull sync ms\tchange ms\tresync ms\tresync/change\tfloor ms\tvs floor\tfirst-pkt p50 ms\tp99 ms\tdirect p50 ms\tconverge ms\trps keepalive\trps new-conn\t")
+	fmt.Fprintln(tw, "datapath\tN\tfull sync ms\tchange ms\tchange floor ms\tchange/floor\tresync ms\tresync/change\tfloor ms\tvs floor\tfirst-pkt p50 ms\tp99 ms\tdirect p50 ms\tconverge ms\trps keepalive\trps new-conn\t")
 	dps := map[string]bool{}
 	var order []string
 	for _, b := range s.Benches {
@@ -58,8 +58,18 @@ func (s *Summary) WriteTable(w io.Writer) error {
 			if floor != "" {
 				floorCell = cell(floor, med)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", dp, n,
-				cell(MetricFullSync, med), cell(MetricEndpointChange, med), cell(MetricFullResync, med),
+			// The one-change floor: nftables' own change replayed by nft -f,
+			// IPVS's one raw netlink call.
+			chFloor, chRatio := "-", "-"
+			if p, ok := s.Point(dp, MetricFloorNftChange, n); ok {
+				chFloor = num(p.Median)
+				chRatio = cell(MetricEndpointChange, func(pt pointView) string { return ratioCell(pt.extra["ratio_to_change_floor"]) })
+			} else if floor == MetricFloorIPVS {
+				chFloor = cell(floor, med)
+				chRatio = cell(MetricEndpointChange, func(pt pointView) string { return ratioCell(pt.extra["ratio_to_floor"]) })
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", dp, n,
+				cell(MetricFullSync, med), cell(MetricEndpointChange, med), chFloor, chRatio, cell(MetricFullResync, med),
 				cell(MetricEndpointChange, func(pt pointView) string { return ratioCell(pt.extra["full_resync_over_change"]) }),
 				floorCell, ratio,
 				cell(MetricFirstPacket, med), cell(MetricFirstPacket, func(pt pointView) string { return num(pt.p99) }),

@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,99 +64,254 @@ type desired struct {
 	sets  map[string]map[string]bool
 }
 
-// buildDesired translates st: one virtual server per ClusterIP:port, per
-// external IP:port and per node IP:NodePort, all with the same scheduler,
-// persistence and real servers.
-func buildDesired(st *state.NodeState, defaultScheduler string) *desired {
+// setEntry is one entry of one of our ipsets.
+type setEntry struct{ set, entry string }
+
+// contrib is what one service port asks of the kernel: its virtual servers
+// (no key twice), the addresses it binds to kube-ipvs0 and its ipset entries
+// (KUBE-IPVS-IPS follows from the addresses). The proxier keeps one per
+// service port, so that a sync recomputes only the changed ones.
+type contrib struct {
+	key     string // sp.Key(): claimants of one virtual server are ordered by it
+	sp      state.ServicePort
+	seen    uint64 // the proxier's sync that last found sp in its state
+	vss     []*desiredVS
+	vips    []netip.Addr
+	entries []setEntry
+}
+
+// contribOf translates one service port: one virtual server per
+// ClusterIP:port, per external IP:port, per load-balancer IP:port and per
+// node IP:NodePort, all with the same scheduler, persistence and real
+// servers.
+func contribOf(sp *state.ServicePort, node string, nodeIPs []netip.Addr, defaultScheduler string) *contrib {
+	// A copy the caller cannot change under us: the next sync compares
+	// with it.
+	c := &contrib{key: sp.Key(), sp: *sp}
+	c.sp.Endpoints = slices.Clone(sp.Endpoints)
+	c.sp.NotReadyEndpoints = slices.Clone(sp.NotReadyEndpoints)
+	c.sp.ExternalIPs = slices.Clone(sp.ExternalIPs)
+	c.sp.LoadBalancerIPs = slices.Clone(sp.LoadBalancerIPs)
+	c.sp.LoadBalancerSourceRanges = slices.Clone(sp.LoadBalancerSourceRanges)
+	proto := ipvsutil.Protocol(sp.Protocol)
+	sched := sp.Scheduler
+	if sched == "" {
+		sched = defaultScheduler
+	}
+	var flags ipvsutil.Flags
+	var timeout uint32
+	if sp.SessionAffinity {
+		flags, timeout = ipvsutil.FlagPersistent, uint32(sp.Timeout())
+	}
+	seenEntry := map[setEntry]bool{}
+	entry := func(set, e string) {
+		se := setEntry{set, e}
+		if !seenEntry[se] {
+			seenEntry[se] = true
+			c.entries = append(c.entries, se)
+		}
+	}
+	vip := func(ip netip.Addr) {
+		if !slices.Contains(c.vips, ip) {
+			c.vips = append(c.vips, ip)
+		}
+	}
+	// Each virtual server gets the endpoints of its traffic's policy: the
+	// ClusterIP internal ones, every external address (external IPs, node
+	// IP:NodePort, load-balancer IPs) external ones.
+	internal := realServers(sp.InternalEndpoints(node))
+	externalEps := realServers(sp.ExternalEndpoints(node))
+	for _, e := range append(append([]state.Endpoint(nil), sp.ClusterEndpoints()...), sp.LocalEndpoints(node)...) {
+		if e.Node == node && node != "" {
+			entry(setLoopBack, ipset.IPPortIP(e.IP, string(sp.Protocol), int(e.Port), e.IP))
+		}
+	}
+	add := func(addr netip.Addr, port int32, eps rsList) {
+		vs := ipvsutil.VirtualServer{Address: addr, Protocol: proto, Port: uint16(port),
+			Scheduler: sched, Flags: flags, Timeout: timeout}
+		for _, have := range c.vss {
+			if have.vs.Key() == vs.Key() {
+				return
+			}
+		}
+		c.vss = append(c.vss, &desiredVS{vs: vs, eps: eps.eps, fp: eps.fp})
+	}
+	local := sp.ExternalLocal()
+	add(sp.ClusterIP, sp.Port, internal)
+	vip(sp.ClusterIP)
+	entry(setClusterIP, ipset.IPPort(sp.ClusterIP, string(sp.Protocol), int(sp.Port)))
+	for _, ip := range sp.ExternalIPs {
+		if !ip.Is4() {
+			continue
+		}
+		add(ip, sp.Port, externalEps)
+		vip(ip)
+		entry(setExternalIP, ipset.IPPort(ip, string(sp.Protocol), int(sp.Port)))
+		if local {
+			entry(setExternalIPLocal, ipset.IPPort(ip, string(sp.Protocol), int(sp.Port)))
+		}
+	}
+	for _, ip := range sp.LoadBalancerIPs {
+		if !ip.Is4() {
+			continue
+		}
+		add(ip, sp.Port, externalEps)
+		vip(ip)
+		e := ipset.IPPort(ip, string(sp.Protocol), int(sp.Port))
+		entry(setLoadBalancer, e)
+		if local {
+			entry(setLoadBalancerLocal, e)
+		}
+		if len(sp.LoadBalancerSourceRanges) > 0 {
+			entry(setLoadBalancerFW, e)
+			for _, r := range sp.LoadBalancerSourceRanges {
+				entry(setLoadBalancerCIDR, ipset.IPPortNet(ip, string(sp.Protocol), int(sp.Port), r))
+			}
+		}
+	}
+	if sp.NodePort > 0 {
+		for _, ip := range nodeIPs {
+			if ip.Is4() {
+				add(ip, sp.NodePort, externalEps)
+			}
+		}
+		set, localSet := setNodePortTCP, setNodePortLocalTCP
+		if sp.Protocol == state.UDP {
+			set, localSet = setNodePortUDP, setNodePortLocalUDP
+		}
+		entry(set, strconv.Itoa(int(sp.NodePort)))
+		if local {
+			entry(localSet, strconv.Itoa(int(sp.NodePort)))
+		}
+	}
+	return c
+}
+
+// touched collects what a change of contributions may have changed.
+type touched struct {
+	vss     map[ipvsutil.Key]bool
+	vips    map[netip.Addr]bool
+	entries map[setEntry]bool
+}
+
+func newTouched() *touched {
+	return &touched{vss: map[ipvsutil.Key]bool{}, vips: map[netip.Addr]bool{}, entries: map[setEntry]bool{}}
+}
+
+// index is the contributions of every service port of the last state,
+// with who claims each virtual server, address and ipset entry. Two
+// service ports may claim one virtual server (an invalid cluster, or an
+// external IP equal to another's ClusterIP): the first by key wins, as in a
+// state's order.
+type index struct {
+	svcs    map[state.PortKey]*contrib
+	vsOwner map[ipvsutil.Key][]*contrib // sorted by key
+	vipRef  map[netip.Addr]int
+	setRef  map[setEntry]int
+}
+
+func newIndex() *index {
+	return &index{svcs: map[state.PortKey]*contrib{}, vsOwner: map[ipvsutil.Key][]*contrib{},
+		vipRef: map[netip.Addr]int{}, setRef: map[setEntry]int{}}
+}
+
+func byKey(a *contrib, key string) int { return strings.Compare(a.key, key) }
+
+// claim records c as its service port's contribution, marking what it
+// touches (t may be nil).
+func (x *index) claim(c *contrib, t *touched) {
+	x.svcs[c.sp.PortKey()] = c
+	for _, v := range c.vss {
+		k := v.vs.Key()
+		owners := x.vsOwner[k]
+		i, _ := slices.BinarySearchFunc(owners, c.key, byKey)
+		x.vsOwner[k] = slices.Insert(owners, i, c)
+		if t != nil {
+			t.vss[k] = true
+		}
+	}
+	for _, ip := range c.vips {
+		x.vipRef[ip]++
+		if t != nil {
+			t.vips[ip] = true
+		}
+	}
+	for _, e := range c.entries {
+		x.setRef[e]++
+		if t != nil {
+			t.entries[e] = true
+		}
+	}
+}
+
+// release forgets the contribution of the service port pk, marking what it
+// touched.
+func (x *index) release(pk state.PortKey, t *touched) {
+	c := x.svcs[pk]
+	if c == nil {
+		return
+	}
+	delete(x.svcs, pk)
+	for _, v := range c.vss {
+		k := v.vs.Key()
+		owners := x.vsOwner[k]
+		if i, ok := slices.BinarySearchFunc(owners, c.key, byKey); ok {
+			owners = slices.Delete(owners, i, i+1)
+		}
+		if len(owners) == 0 {
+			delete(x.vsOwner, k)
+		} else {
+			x.vsOwner[k] = owners
+		}
+		t.vss[k] = true
+	}
+	for _, ip := range c.vips {
+		if x.vipRef[ip]--; x.vipRef[ip] <= 0 {
+			delete(x.vipRef, ip)
+		}
+		t.vips[ip] = true
+	}
+	for _, e := range c.entries {
+		if x.setRef[e]--; x.setRef[e] <= 0 {
+			delete(x.setRef, e)
+		}
+		t.entries[e] = true
+	}
+}
+
+// want is the virtual server k as its winning claimant asks for it, or nil.
+func (x *index) want(k ipvsutil.Key) *desiredVS {
+	owners := x.vsOwner[k]
+	if len(owners) == 0 {
+		return nil
+	}
+	for _, v := range owners[0].vss {
+		if v.vs.Key() == k {
+			return v
+		}
+	}
+	return nil
+}
+
+// desired aggregates every contribution.
+func (x *index) desired() *desired {
 	d := &desired{
-		vss:  map[ipvsutil.Key]*desiredVS{},
-		vips: map[netip.Addr]bool{},
+		vss:  make(map[ipvsutil.Key]*desiredVS, len(x.vsOwner)),
+		vips: make(map[netip.Addr]bool, len(x.vipRef)),
 		sets: map[string]map[string]bool{},
 	}
 	for _, s := range ourSets {
 		d.sets[s.Name] = map[string]bool{}
 	}
-	for i := range st.Services {
-		sp := &st.Services[i]
-		proto := ipvsutil.Protocol(sp.Protocol)
-		sched := sp.Scheduler
-		if sched == "" {
-			sched = defaultScheduler
-		}
-		var flags ipvsutil.Flags
-		var timeout uint32
-		if sp.SessionAffinity {
-			flags, timeout = ipvsutil.FlagPersistent, uint32(sp.Timeout())
-		}
-		// Each virtual server gets the endpoints of its traffic's policy:
-		// the ClusterIP internal ones, every external address (external
-		// IPs, node IP:NodePort, load-balancer IPs) external ones.
-		internal := realServers(sp.InternalEndpoints(st.Node))
-		externalEps := realServers(sp.ExternalEndpoints(st.Node))
-		for _, e := range append(append([]state.Endpoint(nil), sp.ClusterEndpoints()...), sp.LocalEndpoints(st.Node)...) {
-			if e.Node == st.Node && st.Node != "" {
-				d.sets[setLoopBack][ipset.IPPortIP(e.IP, string(sp.Protocol), int(e.Port), e.IP)] = true
-			}
-		}
-		add := func(addr netip.Addr, port int32, eps rsList) {
-			vs := ipvsutil.VirtualServer{Address: addr, Protocol: proto, Port: uint16(port),
-				Scheduler: sched, Flags: flags, Timeout: timeout}
-			if _, dup := d.vss[vs.Key()]; dup {
-				return // two Services claim one address:port; the first (by key) wins
-			}
-			d.vss[vs.Key()] = &desiredVS{vs: vs, eps: eps.eps, fp: eps.fp}
-		}
-		local := sp.ExternalLocal()
-		add(sp.ClusterIP, sp.Port, internal)
-		d.vips[sp.ClusterIP] = true
-		d.sets[setClusterIP][ipset.IPPort(sp.ClusterIP, string(sp.Protocol), int(sp.Port))] = true
-		for _, ip := range sp.ExternalIPs {
-			if !ip.Is4() {
-				continue
-			}
-			add(ip, sp.Port, externalEps)
-			d.vips[ip] = true
-			d.sets[setExternalIP][ipset.IPPort(ip, string(sp.Protocol), int(sp.Port))] = true
-			if local {
-				d.sets[setExternalIPLocal][ipset.IPPort(ip, string(sp.Protocol), int(sp.Port))] = true
-			}
-		}
-		for _, ip := range sp.LoadBalancerIPs {
-			if !ip.Is4() {
-				continue
-			}
-			add(ip, sp.Port, externalEps)
-			d.vips[ip] = true
-			entry := ipset.IPPort(ip, string(sp.Protocol), int(sp.Port))
-			d.sets[setLoadBalancer][entry] = true
-			if local {
-				d.sets[setLoadBalancerLocal][entry] = true
-			}
-			if len(sp.LoadBalancerSourceRanges) > 0 {
-				d.sets[setLoadBalancerFW][entry] = true
-				for _, r := range sp.LoadBalancerSourceRanges {
-					d.sets[setLoadBalancerCIDR][ipset.IPPortNet(ip, string(sp.Protocol), int(sp.Port), r)] = true
-				}
-			}
-		}
-		if sp.NodePort > 0 {
-			for _, ip := range st.NodeIPs {
-				if ip.Is4() {
-					add(ip, sp.NodePort, externalEps)
-				}
-			}
-			set, localSet := setNodePortTCP, setNodePortLocalTCP
-			if sp.Protocol == state.UDP {
-				set, localSet = setNodePortUDP, setNodePortLocalUDP
-			}
-			d.sets[set][strconv.Itoa(int(sp.NodePort))] = true
-			if local {
-				d.sets[localSet][strconv.Itoa(int(sp.NodePort))] = true
-			}
-		}
+	for k := range x.vsOwner {
+		d.vss[k] = x.want(k)
 	}
-	for ip := range d.vips {
+	for ip := range x.vipRef {
+		d.vips[ip] = true
 		d.sets[setIPVSIPs][ip.String()] = true
+	}
+	for e := range x.setRef {
+		d.sets[e.set][e.entry] = true
 	}
 	d.order = make([]ipvsutil.Key, 0, len(d.vss))
 	for k := range d.vss {
@@ -163,6 +319,21 @@ func buildDesired(st *state.NodeState, defaultScheduler string) *desired {
 	}
 	sort.Slice(d.order, func(i, j int) bool { return keyLess(d.order[i], d.order[j]) })
 	return d
+}
+
+// indexOf indexes every service port of st.
+func indexOf(st *state.NodeState, defaultScheduler string) *index {
+	x := newIndex()
+	for i := range st.Services {
+		sp := &st.Services[i]
+		x.claim(contribOf(sp, st.Node, st.NodeIPs, defaultScheduler), nil)
+	}
+	return x
+}
+
+// buildDesired translates st as a whole.
+func buildDesired(st *state.NodeState, defaultScheduler string) *desired {
+	return indexOf(st, defaultScheduler).desired()
 }
 
 // rsList is the real servers of a virtual server, sorted, with their

@@ -99,9 +99,33 @@ func TestKernelIPVS(t *testing.T) {
 		ipvsadm, err = run("ipvsadm", "-Ln")
 		return err
 	}))
-	assert.Equal(t, 1, second.IPVSOps(), "second sync: one dump, no writes (%v)", second.Ops)
+	assert.Equal(t, 0, second.IPVSOps(), "second sync: nothing dumped, nothing written (%v)", second.Ops)
 	assert.Equal(t, 3, change.Ops[ipvsutil.OpDeleteDest], "%v", change.Ops)
 	assert.NotContains(t, ipvsadm, "10.244.1.5:8080")
+
+	// Drift: a virtual server deleted behind the proxier's back stays gone
+	// through an incremental sync and comes back with a full check.
+	var drifted, repaired string
+	require.NoError(t, ns.Do(func() error {
+		if _, err := run("ipvsadm", "-D", "-u", "10.96.0.10:53"); err != nil {
+			return err
+		}
+		if err := p.Sync(ctx, st2); err != nil {
+			return err
+		}
+		var err error
+		if drifted, err = run("ipvsadm", "-Ln"); err != nil {
+			return err
+		}
+		p.(*Proxier).ForceFullSync()
+		if err := p.Sync(ctx, st2); err != nil {
+			return err
+		}
+		repaired, err = run("ipvsadm", "-Ln")
+		return err
+	}))
+	assert.NotContains(t, drifted, "UDP  10.96.0.10:53", "an incremental sync does not read the kernel back")
+	assert.Contains(t, repaired, "UDP  10.96.0.10:53 rr\n  -> 10.244.1.9:5353", "the full check repaired it")
 
 	var dump, after, links string
 	require.NoError(t, ns.Do(func() error {

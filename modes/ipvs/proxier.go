@@ -6,13 +6,20 @@
 // 1), and the masquerading IPVS cannot do itself is done by a few fixed
 // iptables rules matching ipsets.
 //
-// Sync is incremental: it reads the kernel's virtual servers back (one
-// netlink dump), reads the real servers only of virtual servers that are new
-// or whose endpoints changed since the last sync, and writes only what
-// differs, so one endpoint change costs the same few netlink requests however
-// many Services exist. The ipsets are diffed against what the last sync wrote
-// and the iptables text is rewritten only when it changes. After a failed
-// sync (or a fresh start) the next one reads every real server back.
+// Sync is incremental and keeps what it programmed: it compares each
+// service port with the one of the last sync and writes only the virtual
+// servers, real servers, kube-ipvs0 addresses and ipset entries of those
+// that changed, reading back from the kernel only the real servers of the
+// virtual servers it changes (their connection counters). One endpoint
+// change therefore costs the same few netlink requests however many
+// Services exist, and nothing is dumped. A full check reads everything back
+// (every virtual server, real server and address) and repairs what drifted:
+// on the first sync, after an error, after ForceFullSync, when the node's
+// addresses or CIDRs change, and on the first sync at least FullCheckPeriod
+// after the last full one. kube-proxy's IPVS proxier instead lists every
+// virtual server and real server on every sync; keeping the programmed
+// state between syncs is an intentional difference (drift is repaired at
+// the next full check, not at the next sync).
 //
 // Removed real servers terminate gracefully, like kube-proxy: a TCP real
 // server with connections is set to weight 0 (no new connections, existing
@@ -61,9 +68,9 @@ func init() {
 		Dump:   []string{"ipvsadm", "-Ln"},
 		// The virtual servers first, then the glue rules with the canary.
 		Flush: append([][]string{{"ipvsadm", "-C"}}, modes.IPTablesFlush("iptables")...),
-		// rr rotates exactly; ClientIP affinity is IPVS persistence. Every
-		// sync compares the whole kernel state, so there is no full-resync
-		// knob.
+		// rr rotates exactly; ClientIP affinity is IPVS persistence. A
+		// forced full sync is a read-back check of the whole kernel state
+		// (ForceFullSync), not what the benchmark's full resync compares.
 		Traits: modes.Traits{Choice: modes.RoundRobin, Affinity: modes.AffinityTemplate},
 		Report: modes.Report{Order: 30, Claim: modes.ClaimIncremental},
 	})
@@ -114,19 +121,39 @@ type Config struct {
 	ReapInterval time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// FullCheckPeriod: a sync at least this long after the last full one
+	// reads the whole kernel state back and repairs drift (0:
+	// DefaultFullCheckPeriod; negative: only when forced or after an
+	// error).
+	FullCheckPeriod time.Duration
 }
+
+// DefaultFullCheckPeriod is shorter than the node proxy's periodic resync
+// (agent.ResyncPeriod, 30 s, kube-proxy's --ipvs-sync-period), so that every
+// periodic resync is a full check: drift is repaired within about 30 s.
+const DefaultFullCheckPeriod = 25 * time.Second
 
 // Proxier is the IPVS mode bound to one node's kernel.
 type Proxier struct {
 	cfg Config
 
 	mu sync.Mutex // serialises Sync, Cleanup, Dump and the reaper
-	// applied maps each virtual server we programmed to the fingerprint
-	// of the endpoints it was given.
-	applied map[ipvsutil.Key]string
-	// full makes the next sync read everything back and rewrite sets and
-	// rules (fresh proxier, after an error, after Cleanup).
+	// programmed is every virtual server we programmed, as we programmed
+	// it (attributes, real servers' fingerprint).
+	programmed map[ipvsutil.Key]*desiredVS
+	// bound is the addresses we know on kube-ipvs0.
+	bound map[netip.Addr]bool
+	// idx is the last synced state's contributions; globals the node-wide
+	// inputs it was computed with.
+	idx     *index
+	order   []*contrib // idx's contributions in the last state's order
+	globals string
+	// full makes the next sync a full check: read everything back and
+	// rewrite sets and rules (fresh proxier, after an error, after Cleanup,
+	// ForceFullSync).
 	full        bool
+	lastFull    time.Time
+	seq         uint64 // syncs, to mark the service ports a state still has
 	terminating map[ipvsutil.Key]*terminatingVS
 	nodeIPs     map[netip.Addr]bool        // every node IP synced: NodePort VS addresses are ours
 	setsApplied map[string]map[string]bool // ipset entries written; nil = unknown
@@ -160,9 +187,13 @@ func New(cfg Config) (*Proxier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.FullCheckPeriod == 0 {
+		cfg.FullCheckPeriod = DefaultFullCheckPeriod
+	}
 	return &Proxier{
 		cfg:         cfg,
-		applied:     map[ipvsutil.Key]string{},
+		programmed:  map[ipvsutil.Key]*desiredVS{},
+		bound:       map[netip.Addr]bool{},
 		full:        true,
 		terminating: map[ipvsutil.Key]*terminatingVS{},
 		nodeIPs:     map[netip.Addr]bool{},
@@ -221,18 +252,43 @@ func (p *Proxier) LastSync() SyncStats {
 
 // Sync implements modes.Proxier.
 func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
-	if err := st.Validate(); err != nil {
-		return fmt.Errorf("ipvs sync on %s: %w", p.cfg.Node, err)
+	if st == nil {
+		return fmt.Errorf("ipvs sync on %s: nil state", p.cfg.Node)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	start := time.Now()
 	ops := map[string]int{}
-	err := p.sync(ctx, st, counting{p.cfg.IPVS, ops}, ops)
+	g := globalsOf(st)
+	full := p.full || p.idx == nil || g != p.globals ||
+		p.cfg.FullCheckPeriod > 0 && p.cfg.Now().Sub(p.lastFull) >= p.cfg.FullCheckPeriod
+	// An invalid state is refused before anything is written. An
+	// incremental sync validates only the service ports that changed.
+	var diff *stateDiff
+	var verr error
+	if full {
+		verr = st.Validate()
+	} else {
+		diff, verr = p.diff(st)
+	}
+	if verr != nil {
+		return fmt.Errorf("ipvs sync on %s: %w", p.cfg.Node, verr)
+	}
+	var err error
+	if full {
+		err = p.sync(ctx, st, counting{p.cfg.IPVS, ops}, ops)
+	} else {
+		err = p.syncChanges(ctx, st, diff, counting{p.cfg.IPVS, ops}, ops)
+	}
 	if err != nil {
 		// Trust nothing remembered: read and rewrite everything next time.
-		p.full, p.setsApplied, p.rulesText = true, nil, nil
+		p.full, p.setsApplied, p.rulesText, p.idx, p.order = true, nil, nil, nil, nil
 		err = fmt.Errorf("ipvs sync on %s: %w", p.cfg.Node, err)
+	} else {
+		p.globals = g
+		if full {
+			p.lastFull = p.cfg.Now()
+		}
 	}
 	if err == nil {
 		var n int
@@ -243,15 +299,18 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 			ops[OpConntrackDelete] = n
 		}
 	}
-	p.last = SyncStats{Duration: time.Since(start), Ops: ops}
+	p.last = SyncStats{Duration: time.Since(start), Ops: ops, Full: full}
 	if err == nil && p.cfg.ReapInterval > 0 && p.reapStop == nil {
 		p.startReaper()
 	}
 	return err
 }
 
+// sync is the full check: it reads every address, virtual server and real
+// server back and makes the kernel match st.
 func (p *Proxier) sync(ctx context.Context, st *state.NodeState, iv ipvsutil.Interface, ops map[string]int) error {
-	d := buildDesired(st, p.cfg.Scheduler)
+	idx := indexOf(st, p.cfg.Scheduler)
+	d := idx.desired()
 	if p.cfg.Sysctl != nil && !p.sysctlsDone {
 		for _, s := range sysctls {
 			if err := p.cfg.Sysctl.Set(s[0], s[1]); err != nil {
@@ -309,12 +368,12 @@ func (p *Proxier) sync(ctx context.Context, st *state.NodeState, iv ipvsutil.Int
 		if err := iv.DeleteService(vs); err != nil && !ipvsutil.IsNotFound(err) {
 			return err
 		}
-		delete(p.applied, vs.Key())
+		delete(p.programmed, vs.Key())
 		delete(p.terminating, vs.Key())
 	}
-	for k := range p.applied {
+	for k := range p.programmed {
 		if _, want := d.vss[k]; !want {
-			delete(p.applied, k)
+			delete(p.programmed, k)
 		}
 	}
 	for k := range p.terminating {
@@ -326,16 +385,9 @@ func (p *Proxier) sync(ctx context.Context, st *state.NodeState, iv ipvsutil.Int
 		want := d.vss[k]
 		cur, exists := current[k]
 		if !exists {
-			vs := want.vs
-			if err := iv.AddService(&vs); err != nil {
+			if err := p.addVS(iv, want); err != nil {
 				return err
 			}
-			for _, ep := range want.eps {
-				if err := iv.AddDestination(&vs, realServer(ep, 1)); err != nil {
-					return err
-				}
-			}
-			p.applied[k] = want.fp
 			continue
 		}
 		if cur.Scheduler != want.vs.Scheduler || cur.Flags != want.vs.Flags || cur.Timeout != want.vs.Timeout {
@@ -344,13 +396,10 @@ func (p *Proxier) sync(ctx context.Context, st *state.NodeState, iv ipvsutil.Int
 				return err
 			}
 		}
-		fp, known := p.applied[k]
-		if p.full || !known || fp != want.fp || p.terminating[k] != nil {
-			if err := p.syncRealServers(iv, want); err != nil {
-				return err
-			}
+		if err := p.syncRealServers(iv, want); err != nil {
+			return err
 		}
-		p.applied[k] = want.fp
+		p.programmed[k] = want
 	}
 
 	// 3. Addresses no longer used (after their virtual servers are gone).
@@ -367,10 +416,258 @@ func (p *Proxier) sync(ctx context.Context, st *state.NodeState, iv ipvsutil.Int
 	if err := p.syncSets(ctx, d, ops); err != nil {
 		return err
 	}
-	if err := p.syncRules(ctx, st.ClusterCIDR, ops); err != nil {
+	if err := p.syncRules(ctx, st.ClusterCIDR, ops, true); err != nil {
 		return err
 	}
+	p.bound = d.vips
+	p.idx = idx
+	p.order = orderOf(st, idx)
 	p.full = false
+	return nil
+}
+
+// orderOf lists the contributions of x in st's order.
+func orderOf(st *state.NodeState, x *index) []*contrib {
+	out := make([]*contrib, len(st.Services))
+	for i := range st.Services {
+		out[i] = x.svcs[st.Services[i].PortKey()]
+	}
+	return out
+}
+
+// addVS creates a virtual server with its real servers.
+func (p *Proxier) addVS(iv ipvsutil.Interface, want *desiredVS) error {
+	vs := want.vs
+	if err := iv.AddService(&vs); err != nil {
+		return err
+	}
+	for _, ep := range want.eps {
+		if err := iv.AddDestination(&vs, realServer(ep, 1)); err != nil {
+			return err
+		}
+	}
+	p.programmed[vs.Key()] = want
+	return nil
+}
+
+// globalsOf is the node-wide input of the contributions and the rules: a
+// change of it makes the next sync a full one.
+func globalsOf(st *state.NodeState) string {
+	var b strings.Builder
+	b.WriteString(st.Node)
+	for _, ip := range st.NodeIPs {
+		b.WriteString(" " + ip.String())
+	}
+	b.WriteString(" " + st.ClusterCIDR.String())
+	return b.String()
+}
+
+// stateDiff is what a state changes against the last synced one.
+type stateDiff struct {
+	changed []int // indexes into the state's Services: new or changed ports
+	removed []state.PortKey
+	// inPlace: the state lists the same ports in the same order as the
+	// last one, so the changed ones take their predecessors' places.
+	inPlace bool
+}
+
+// samePort reports whether c is the contribution of the port sp names.
+func samePort(c *contrib, sp *state.ServicePort) bool {
+	return c.sp.Name == sp.Name && c.sp.Namespace == sp.Namespace && c.sp.PortName == sp.PortName &&
+		c.sp.Protocol == sp.Protocol
+}
+
+// diff compares st with the last synced state port by port (by position
+// first: states are sorted, so unchanged ports line up without a lookup),
+// and validates the new and changed ports and the duplicates, as
+// NodeState.Validate would; nothing is modified.
+func (p *Proxier) diff(st *state.NodeState) (*stateDiff, error) {
+	if err := st.ValidateVersion(); err != nil {
+		return nil, err
+	}
+	p.seq++
+	d := &stateDiff{inPlace: len(st.Services) == len(p.order)}
+	matched := 0
+	var fresh map[state.PortKey]bool // new ports, for duplicates among them
+	for i := range st.Services {
+		sp := &st.Services[i]
+		// Equal compares the port's identity too: an unchanged port in
+		// its place costs one comparison.
+		var old *contrib
+		unchanged := false
+		if i < len(p.order) && p.order[i].sp.Equal(sp) {
+			old, unchanged = p.order[i], true
+		} else if i < len(p.order) && samePort(p.order[i], sp) {
+			old = p.order[i]
+		} else {
+			d.inPlace = false
+			old = p.idx.svcs[sp.PortKey()]
+		}
+		if old != nil {
+			if old.seen == p.seq {
+				return nil, fmt.Errorf("service port %s listed twice", sp.Key())
+			}
+			old.seen = p.seq
+			matched++
+			if unchanged || old.sp.Equal(sp) {
+				continue
+			}
+		} else {
+			if fresh == nil {
+				fresh = map[state.PortKey]bool{}
+			}
+			if fresh[sp.PortKey()] {
+				return nil, fmt.Errorf("service port %s listed twice", sp.Key())
+			}
+			fresh[sp.PortKey()] = true
+		}
+		if err := sp.Validate(st.Version); err != nil {
+			return nil, err
+		}
+		d.changed = append(d.changed, i)
+	}
+	if matched < len(p.idx.svcs) {
+		for pk, c := range p.idx.svcs {
+			if c.seen != p.seq {
+				d.removed = append(d.removed, pk)
+			}
+		}
+	}
+	return d, nil
+}
+
+// syncChanges is the incremental sync: only the service ports that differ
+// from the last synced state are translated again, and only what their
+// contributions change is written, from what the proxier programmed (the
+// kernel is read back only for the real servers of changed virtual servers).
+func (p *Proxier) syncChanges(ctx context.Context, st *state.NodeState, d *stateDiff, iv ipvsutil.Interface, ops map[string]int) error {
+	for _, ip := range st.NodeIPs {
+		p.nodeIPs[ip] = true
+	}
+	t := newTouched()
+	for _, pk := range d.removed {
+		p.idx.release(pk, t)
+	}
+	for _, i := range d.changed {
+		sp := &st.Services[i]
+		p.idx.release(sp.PortKey(), t)
+		c := contribOf(sp, st.Node, st.NodeIPs, p.cfg.Scheduler)
+		c.seen = p.seq
+		p.idx.claim(c, t)
+		if d.inPlace {
+			p.order[i] = c
+		}
+	}
+	if !d.inPlace {
+		p.order = orderOf(st, p.idx)
+	}
+
+	// 1. New addresses on kube-ipvs0.
+	vips := sortedAddrs(t.vips)
+	for _, ip := range vips {
+		if p.idx.vipRef[ip] > 0 && !p.bound[ip] {
+			ops[OpAddrAdd]++
+			if err := p.cfg.Links.AddAddr(DummyDevice, ip); err != nil {
+				return err
+			}
+			p.bound[ip] = true
+			t.entries[setEntry{setIPVSIPs, ip.String()}] = true
+		}
+	}
+	// 2. Virtual and real servers.
+	keys := make([]ipvsutil.Key, 0, len(t.vss))
+	for k := range t.vss {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keyLess(keys[i], keys[j]) })
+	for _, k := range keys {
+		want, have := p.idx.want(k), p.programmed[k]
+		switch {
+		case want == nil && have == nil:
+		case want == nil:
+			vs := have.vs
+			if err := iv.DeleteService(&vs); err != nil && !ipvsutil.IsNotFound(err) {
+				return err
+			}
+			delete(p.programmed, k)
+			delete(p.terminating, k)
+		case have == nil:
+			if err := p.addVS(iv, want); err != nil {
+				return err
+			}
+		default:
+			if have.vs != want.vs {
+				vs := want.vs
+				if err := iv.UpdateService(&vs); err != nil {
+					return err
+				}
+			}
+			if have.fp != want.fp || p.terminating[k] != nil {
+				if err := p.syncRealServers(iv, want); err != nil {
+					return err
+				}
+			}
+			p.programmed[k] = want
+		}
+	}
+	// 3. Addresses no longer used.
+	for _, ip := range vips {
+		if p.idx.vipRef[ip] == 0 && p.bound[ip] {
+			ops[OpAddrDel]++
+			if err := p.cfg.Links.DelAddr(DummyDevice, ip); err != nil {
+				return err
+			}
+			delete(p.bound, ip)
+			t.entries[setEntry{setIPVSIPs, ip.String()}] = true
+		}
+	}
+	// 4. ipset entries (the rules depend on the globals only).
+	return p.syncEntries(ctx, t, ops)
+}
+
+// syncEntries writes the changes of the touched ipset entries in one
+// `ipset restore`.
+func (p *Proxier) syncEntries(ctx context.Context, t *touched, ops map[string]int) error {
+	es := make([]setEntry, 0, len(t.entries))
+	for e := range t.entries {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool {
+		return es[i].set < es[j].set || es[i].set == es[j].set && es[i].entry < es[j].entry
+	})
+	var b strings.Builder
+	var adds, dels []setEntry
+	for _, e := range es {
+		want := p.idx.setRef[e] > 0
+		if e.set == setIPVSIPs {
+			ip, err := netip.ParseAddr(e.entry)
+			want = err == nil && p.bound[ip]
+		}
+		have := p.setsApplied[e.set][e.entry]
+		switch {
+		case want && !have:
+			b.WriteString("add " + e.set + " " + e.entry + "\n")
+			ops[OpIPSetAdd]++
+			adds = append(adds, e)
+		case !want && have:
+			b.WriteString("del " + e.set + " " + e.entry + "\n")
+			ops[OpIPSetDel]++
+			dels = append(dels, e)
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	ops[OpIPSetRestore]++
+	if err := p.cfg.IPSet.Restore(ctx, []byte(b.String())); err != nil {
+		return err
+	}
+	for _, e := range adds {
+		p.setsApplied[e.set][e.entry] = true
+	}
+	for _, e := range dels {
+		delete(p.setsApplied[e.set], e.entry)
+	}
 	return nil
 }
 
@@ -425,50 +722,46 @@ func (p *Proxier) syncRealServers(iv ipvsutil.Interface, want *desiredVS) error 
 	return nil
 }
 
-// syncSets creates the sets on a full sync and writes the entry changes
-// since the last sync in one `ipset restore`.
+// syncSets writes the ipsets of a full check in one `ipset restore`: when
+// nothing is known (a first sync, after an error or ForceFullSync) it
+// creates and flushes every set and adds every entry; otherwise it creates
+// the sets that may be missing and adds every wanted entry again (present
+// ones are no error), and deletes the entries written before that are no
+// longer wanted, without emptying a set in between.
 func (p *Proxier) syncSets(ctx context.Context, d *desired, ops map[string]int) error {
 	var b strings.Builder
 	for _, s := range ourSets {
 		want := d.sets[s.Name]
+		b.WriteString(s.CreateLine() + "\n")
 		if p.setsApplied == nil {
-			b.WriteString(s.CreateLine() + "\n")
 			b.WriteString("flush " + s.Name + "\n")
-			for _, e := range sortedKeys(want) {
-				b.WriteString("add " + s.Name + " " + e + "\n")
-				ops[OpIPSetAdd]++
-			}
-			continue
-		}
-		have := p.setsApplied[s.Name]
-		for _, e := range sortedKeys(have) {
-			if !want[e] {
-				b.WriteString("del " + s.Name + " " + e + "\n")
-				ops[OpIPSetDel]++
+		} else {
+			for _, e := range sortedKeys(p.setsApplied[s.Name]) {
+				if !want[e] {
+					b.WriteString("del " + s.Name + " " + e + "\n")
+					ops[OpIPSetDel]++
+				}
 			}
 		}
 		for _, e := range sortedKeys(want) {
-			if !have[e] {
-				b.WriteString("add " + s.Name + " " + e + "\n")
-				ops[OpIPSetAdd]++
-			}
+			b.WriteString("add " + s.Name + " " + e + "\n")
+			ops[OpIPSetAdd]++
 		}
 	}
-	if b.Len() > 0 {
-		ops[OpIPSetRestore]++
-		if err := p.cfg.IPSet.Restore(ctx, []byte(b.String())); err != nil {
-			return err
-		}
+	ops[OpIPSetRestore]++
+	if err := p.cfg.IPSet.Restore(ctx, []byte(b.String())); err != nil {
+		return err
 	}
 	p.setsApplied = d.sets
 	return nil
 }
 
-// syncRules writes the iptables rules when their text changed (or nothing is
-// known), adding the jumps from built-in chains that are missing.
-func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops map[string]int) error {
+// syncRules writes the iptables rules when their text changed, nothing is
+// known or repair is set (a full check), adding the jumps from built-in
+// chains that are missing.
+func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops map[string]int, repair bool) error {
 	text := buildRules(clusterCIDR, nil)
-	if p.rulesText != nil && string(text) == string(p.rulesText) {
+	if !repair && p.rulesText != nil && string(text) == string(p.rulesText) {
 		return nil
 	}
 	if p.rulesText == nil {
@@ -491,13 +784,13 @@ func (p *Proxier) syncRules(ctx context.Context, clusterCIDR netip.Prefix, ops m
 	return nil
 }
 
-// ForceFullSync implements modes.FullSyncer: the next Sync reads every
-// real server back and rewrites the ipsets and iptables rules as a first
-// sync does (the virtual servers are read back on every sync anyway).
+// ForceFullSync implements modes.FullSyncer: the next Sync is a full check:
+// it reads every address, virtual server and real server back and rewrites
+// the ipsets and iptables rules as a first sync does.
 func (p *Proxier) ForceFullSync() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.full, p.setsApplied, p.rulesText = true, nil, nil
+	p.full, p.setsApplied, p.rulesText, p.idx, p.order = true, nil, nil, nil, nil
 }
 
 // Intact implements modes.Canary: the iptables canary chain
@@ -527,7 +820,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	for ip := range p.nodeIPs {
 		owned[ip] = true
 	}
-	for k := range p.applied {
+	for k := range p.programmed {
 		owned[k.Address] = true
 	}
 	bound, err := p.cfg.Links.Addrs(DummyDevice)
@@ -590,9 +883,10 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	if err := p.cfg.Links.DeleteDevice(DummyDevice); err != nil {
 		errs = append(errs, err)
 	}
-	p.applied = map[ipvsutil.Key]string{}
+	p.programmed = map[ipvsutil.Key]*desiredVS{}
+	p.bound = map[netip.Addr]bool{}
 	p.terminating = map[ipvsutil.Key]*terminatingVS{}
-	p.full, p.setsApplied, p.rulesText = true, nil, nil
+	p.full, p.setsApplied, p.rulesText, p.idx, p.order = true, nil, nil, nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ipvs cleanup on %s: %w", p.cfg.Node, err)
 	}

@@ -24,6 +24,8 @@ const (
 // SyncStats describe one Sync.
 type SyncStats struct {
 	Duration time.Duration
+	// Full is true for a full check (everything read back).
+	Full bool
 	// Ops counts kernel operations by kind (ipvsutil.Op* for IPVS netlink
 	// requests, Op* of this package for the rest).
 	Ops map[string]int

@@ -18,6 +18,8 @@ import (
 // reads like a real node's.
 const (
 	tableName = "kube-proxy"
+	// TableName is the table the mode programs, in family ip.
+	TableName = tableName
 
 	filterInputChain          = "filter-input"
 	filterForwardChain        = "filter-forward"
@@ -154,6 +156,8 @@ type elemID struct{ container, key string }
 
 // elemState is what distinguishes two elements with the same id.
 type elemState struct{ value, comment string }
+
+func (e *elemPlan) state() elemState { return elemState{value: e.value, comment: e.comment} }
 
 func (e *elemPlan) object(withValue bool) *knftables.Element {
 	el := &knftables.Element{Set: e.set, Map: e.mapName, Key: e.key}

@@ -101,8 +101,11 @@ type Proxier struct {
 	global  globals
 	applied map[string]*servicePlan // by ServicePort.Key
 	elems   map[elemID]elemState
-	last    SyncStats
-	ct      conntrack.Cleaner
+	// owners lists, for each element, the service ports whose plans list
+	// it, by key: the first one's value is the element's.
+	owners map[elemID][]elemOwner
+	last   SyncStats
+	ct     conntrack.Cleaner
 }
 
 var (
@@ -222,19 +225,85 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 
 	// Elements wanted in the fixed maps and sets; the first service port
 	// listing a key wins (keys are unique in a valid cluster, except the
-	// ClusterIP shared by the ports of one service).
-	want := make(map[elemID]elemState, len(p.elems)+8)
-	var wantOrder []*elemPlan
-	for _, plan := range order {
-		for i := range plan.elems {
-			e := &plan.elems[i]
-			id := e.id()
-			if _, dup := want[id]; dup {
+	// ClusterIP shared by the ports of one service). A full sync computes
+	// them all; a partial one only those of the changed and removed service
+	// ports, from who claims each element (owners).
+	var addElems []*elemPlan
+	var dropElems []elemID   // elements to delete from the kernel
+	var replaced []*elemPlan // elements whose value changes: deleted, then added
+	var setElems []*elemPlan // partial: p.elems updates once the transaction ran
+	if full {
+		p.owners = make(map[elemID][]elemOwner, len(p.elems)+8)
+		for _, plan := range order {
+			p.claimElems(plan)
+		}
+		for _, plan := range order {
+			for i := range plan.elems {
+				e := &plan.elems[i]
+				if w := p.owners[e.id()]; w[0].e == e {
+					addElems = append(addElems, e) // setup flushed the maps
+				}
+			}
+		}
+	} else {
+		touched := map[elemID]bool{}
+		var ids []elemID // touched, in plan order: the transaction's order
+		mark := func(plan *servicePlan) {
+			for i := range plan.elems {
+				if id := plan.elems[i].id(); !touched[id] {
+					touched[id] = true
+					ids = append(ids, id)
+				}
+			}
+		}
+		for key, old := range p.applied {
+			if desired[key] != old {
+				p.releaseElems(old)
+			}
+		}
+		for _, plan := range changed {
+			p.claimElems(plan)
+			mark(plan)
+		}
+		var others []elemID
+		for key, old := range p.applied {
+			if desired[key] != old {
+				for i := range old.elems {
+					if id := old.elems[i].id(); !touched[id] {
+						touched[id] = true
+						others = append(others, id)
+					}
+				}
+			}
+		}
+		sort.Slice(others, func(i, j int) bool {
+			return others[i].container < others[j].container ||
+				others[i].container == others[j].container && others[i].key < others[j].key
+		})
+		ids = append(ids, others...)
+		for _, id := range ids {
+			old, had := p.elems[id]
+			w := p.owners[id]
+			switch {
+			case len(w) == 0 && had:
+				dropElems = append(dropElems, id)
+			case len(w) == 0:
+			case !had:
+				addElems = append(addElems, w[0].e)
+			case old != w[0].e.state():
+				replaced = append(replaced, w[0].e)
+				addElems = append(addElems, w[0].e)
+			default:
 				continue
 			}
-			want[id] = elemState{value: e.value, comment: e.comment}
-			wantOrder = append(wantOrder, e)
+			if len(w) > 0 {
+				setElems = append(setElems, w[0].e)
+			}
 		}
+		sort.Slice(dropElems, func(i, j int) bool {
+			return dropElems[i].container < dropElems[j].container ||
+				dropElems[i].container == dropElems[j].container && dropElems[i].key < dropElems[j].key
+		})
 	}
 
 	// The transaction, ordered so that every reference is valid at each step.
@@ -252,33 +321,11 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		b.tx.Flush(&knftables.Chain{Name: c})
 	}
 	// 3. Drop elements no longer wanted, or whose verdict changes.
-	var addElems []*elemPlan
-	if full {
-		addElems = wantOrder // setup flushed the maps
-	} else {
-		var gone []elemID
-		for id := range p.elems {
-			if _, ok := want[id]; !ok {
-				gone = append(gone, id)
-			}
-		}
-		sort.Slice(gone, func(i, j int) bool {
-			return gone[i].container < gone[j].container ||
-				gone[i].container == gone[j].container && gone[i].key < gone[j].key
-		})
-		for _, id := range gone {
-			b.tx.Delete(id.object())
-		}
-		for _, e := range wantOrder {
-			old, ok := p.elems[e.id()]
-			if ok && old == (elemState{value: e.value, comment: e.comment}) {
-				continue
-			}
-			if ok {
-				b.tx.Delete(e.object(false))
-			}
-			addElems = append(addElems, e)
-		}
+	for _, id := range dropElems {
+		b.tx.Delete(id.object())
+	}
+	for _, e := range replaced {
+		b.tx.Delete(e.object(false))
 	}
 	// 4. Delete affinity sets no longer used (their chains are empty now).
 	for _, s := range staleSets {
@@ -321,7 +368,19 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		}
 	}
 	p.applied = desired
-	p.elems = want
+	if full {
+		p.elems = make(map[elemID]elemState, len(addElems))
+		for _, e := range addElems {
+			p.elems[e.id()] = e.state()
+		}
+	} else {
+		for _, id := range dropElems {
+			delete(p.elems, id)
+		}
+		for _, e := range setElems {
+			p.elems[e.id()] = e.state()
+		}
+	}
 	p.global = g
 	p.needFull = false
 	if full {
@@ -334,6 +393,46 @@ func (p *Proxier) Sync(ctx context.Context, st *state.NodeState) error {
 		return fmt.Errorf("nftables sync on node %s: table written, but: %w", p.cfg.Node, err)
 	}
 	return nil
+}
+
+// elemOwner is one service port's claim on an element.
+type elemOwner struct {
+	key string // the service port's Key
+	e   *elemPlan
+}
+
+// claimElems records plan's claims on its elements (the first listing of an
+// element in a plan counts).
+func (p *Proxier) claimElems(plan *servicePlan) {
+	key := plan.sp.Key()
+	for i := range plan.elems {
+		e := &plan.elems[i]
+		id := e.id()
+		owners := p.owners[id]
+		j, found := slices.BinarySearchFunc(owners, key, func(o elemOwner, k string) int { return strings.Compare(o.key, k) })
+		if found {
+			continue
+		}
+		p.owners[id] = slices.Insert(owners, j, elemOwner{key: key, e: e})
+	}
+}
+
+// releaseElems withdraws plan's claims.
+func (p *Proxier) releaseElems(plan *servicePlan) {
+	key := plan.sp.Key()
+	for i := range plan.elems {
+		id := plan.elems[i].id()
+		owners := p.owners[id]
+		j, found := slices.BinarySearchFunc(owners, key, func(o elemOwner, k string) int { return strings.Compare(o.key, k) })
+		if !found || owners[j].e != &plan.elems[i] {
+			continue
+		}
+		if owners = slices.Delete(owners, j, j+1); len(owners) == 0 {
+			delete(p.owners, id)
+		} else {
+			p.owners[id] = owners
+		}
+	}
 }
 
 func syncKind(full bool) string {
@@ -433,6 +532,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.baseRecreated = false
 	p.applied = nil
 	p.elems = nil
+	p.owners = nil
 	p.ct.Reset()
 	return nil
 }

@@ -150,6 +150,19 @@ func (s *ServicePort) ID() string {
 // Key is ID plus protocol, unique within a NodeState ("ns/name:port/TCP").
 func (s *ServicePort) Key() string { return s.ID() + "/" + string(s.Protocol) }
 
+// PortKey is Key as a comparable value: a map key that costs no string
+// building (a datapath compares every service port on every sync).
+type PortKey struct {
+	Namespace, Name, PortName string
+	Protocol                  Protocol
+}
+
+// PortKey returns s's PortKey; two service ports have the same PortKey
+// exactly when they have the same Key.
+func (s *ServicePort) PortKey() PortKey {
+	return PortKey{Namespace: s.Namespace, Name: s.Name, PortName: s.PortName, Protocol: s.Protocol}
+}
+
 // Timeout returns the affinity timeout in seconds, defaulted.
 func (s *ServicePort) Timeout() int32 {
 	if s.AffinityTimeout <= 0 {
@@ -184,43 +197,61 @@ func sortEndpoints(eps []Endpoint) {
 
 // Validate checks the invariants modes rely on.
 func (n *NodeState) Validate() error {
+	if err := n.ValidateVersion(); err != nil {
+		return err
+	}
+	seen := make(map[PortKey]bool, len(n.Services))
+	for i := range n.Services {
+		s := &n.Services[i]
+		if seen[s.PortKey()] {
+			return fmt.Errorf("service port %s listed twice", s.Key())
+		}
+		seen[s.PortKey()] = true
+		if err := s.Validate(n.Version); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateVersion checks the part of Validate that is not per service port.
+func (n *NodeState) ValidateVersion() error {
 	if n.Version > Version {
 		return fmt.Errorf("node state version %d is newer than this proxy understands (%d)", n.Version, Version)
 	}
-	seen := make(map[string]bool, len(n.Services))
-	for i := range n.Services {
-		s := &n.Services[i]
-		if seen[s.Key()] {
-			return fmt.Errorf("service port %s listed twice", s.Key())
+	return nil
+}
+
+// Validate checks one service port of a state of the given version (every
+// check of NodeState.Validate but the duplicates): a datapath that compares
+// each port with the one it synced last checks only the changed ones.
+func (s *ServicePort) Validate(version int) error {
+	// Names reach rule comments, chain-name hashes and dumps: the feed
+	// accepts only what the API server accepts, so a hostile feed cannot
+	// smuggle a quote or a newline into an iptables-restore script.
+	if !isDNSLabel(s.Namespace) || !isDNSLabel(s.Name) || (s.PortName != "" && !isDNSLabel(s.PortName)) {
+		return fmt.Errorf("service port %q: namespace, name and port name must be DNS labels (lower-case letters, digits and '-', at most 63)", s.Key())
+	}
+	if !s.ClusterIP.Is4() {
+		return fmt.Errorf("service port %s: clusterIP %v is not IPv4", s.Key(), s.ClusterIP)
+	}
+	if s.Protocol != TCP && s.Protocol != UDP {
+		return fmt.Errorf("service port %s: unsupported protocol %q", s.Key(), s.Protocol)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("service port %s: port %d out of range", s.Key(), s.Port)
+	}
+	for _, e := range s.Endpoints {
+		if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 {
+			return fmt.Errorf("service port %s: bad endpoint %v:%d", s.Key(), e.IP, e.Port)
 		}
-		seen[s.Key()] = true
-		// Names reach rule comments, chain-name hashes and dumps: the feed
-		// accepts only what the API server accepts, so a hostile feed cannot
-		// smuggle a quote or a newline into an iptables-restore script.
-		if !isDNSLabel(s.Namespace) || !isDNSLabel(s.Name) || (s.PortName != "" && !isDNSLabel(s.PortName)) {
-			return fmt.Errorf("service port %q: namespace, name and port name must be DNS labels (lower-case letters, digits and '-', at most 63)", s.Key())
+		if version >= 2 && !e.Ready {
+			return fmt.Errorf("service port %s: endpoint %v listed as ready is not", s.Key(), e)
 		}
-		if !s.ClusterIP.Is4() {
-			return fmt.Errorf("service port %s: clusterIP %v is not IPv4", s.Key(), s.ClusterIP)
-		}
-		if s.Protocol != TCP && s.Protocol != UDP {
-			return fmt.Errorf("service port %s: unsupported protocol %q", s.Key(), s.Protocol)
-		}
-		if s.Port < 1 || s.Port > 65535 {
-			return fmt.Errorf("service port %s: port %d out of range", s.Key(), s.Port)
-		}
-		for _, e := range s.Endpoints {
-			if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 {
-				return fmt.Errorf("service port %s: bad endpoint %v:%d", s.Key(), e.IP, e.Port)
-			}
-			if n.Version >= 2 && !e.Ready {
-				return fmt.Errorf("service port %s: endpoint %v listed as ready is not", s.Key(), e)
-			}
-		}
-		for _, e := range s.NotReadyEndpoints {
-			if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 || e.Ready {
-				return fmt.Errorf("service port %s: bad not-ready endpoint %v:%d", s.Key(), e.IP, e.Port)
-			}
+	}
+	for _, e := range s.NotReadyEndpoints {
+		if !e.IP.Is4() || e.Port < 1 || e.Port > 65535 || e.Ready {
+			return fmt.Errorf("service port %s: bad not-ready endpoint %v:%d", s.Key(), e.IP, e.Port)
 		}
 	}
 	return nil
