@@ -110,7 +110,8 @@ type Config struct {
 	Log io.Writer
 }
 
-// Full is the default sweep.
+// Full is the default sweep of svcsim's datapaths; the genuine kube-proxy's
+// (KubeProxyDatapaths) are measured when named.
 func Full() Config {
 	return Config{
 		Datapaths: Datapaths(), Services: []int{100, 1000, 5000, 10000}, Endpoints: 2,
@@ -322,20 +323,26 @@ func point(n int, samples []float64, pct bool, extra map[string]float64) results
 func (r *runner) datapath(ctx context.Context, dp string) {
 	s := series{}
 	start := time.Now()
-	for _, n := range r.cfg.Services {
-		if ctx.Err() != nil {
-			return
+	if isKubeProxy(dp) {
+		if err := r.kubeProxy(ctx, dp, s); err != nil {
+			r.fail(dp, "kube-proxy's syncs", err)
 		}
-		if err := r.rules(ctx, dp, n, s); err != nil {
-			r.fail(dp, fmt.Sprintf("rule updates at N=%d", n), err)
+	} else {
+		for _, n := range r.cfg.Services {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := r.rules(ctx, dp, n, s); err != nil {
+				r.fail(dp, fmt.Sprintf("rule updates at N=%d", n), err)
+			}
 		}
 	}
-	if r.cfg.Traffic && ctx.Err() == nil {
+	if r.cfg.Traffic && ctx.Err() == nil && !isKubeProxy(dp) {
 		if err := r.traffic(ctx, dp, s); err != nil {
 			r.fail(dp, "traffic", err)
 		}
 	}
-	if r.cfg.Plane && ctx.Err() == nil {
+	if r.cfg.Plane && ctx.Err() == nil && !isKubeProxy(dp) {
 		if err := r.plane(ctx, dp, s); err != nil {
 			r.fail(dp, "changes through the plane", err)
 		}
@@ -367,6 +374,9 @@ func (r *runner) datapath(ctx context.Context, dp string) {
 // note describes how a metric was measured, with the run's load average.
 func (r *runner) note(dp, m string) string {
 	load := "; host load average at start " + r.sum.Load
+	if isKubeProxy(dp) {
+		return kubeProxyNote(m, load)
+	}
 	e := r.cfg.Endpoints
 	switch m {
 	case MetricFullSync:

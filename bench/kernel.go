@@ -59,9 +59,9 @@ func Unsupported(dp string) string {
 	if !ok || len(d.AliasOf) > 0 {
 		return fmt.Sprintf("unknown datapath %q (known: %s)", dp, strings.Join(Datapaths(), ", "))
 	}
-	if d.Start.Factory == nil {
-		return fmt.Sprintf("datapath %s is the program %s on the kubernetes plane; the benchmark drives in-process datapaths (%s)",
-			dp, d.Start.Program, strings.Join(Datapaths(), ", "))
+	if d.Start.Factory == nil && !isKubeProxy(dp) {
+		return fmt.Sprintf("datapath %s is the program %s on the kubernetes plane; the benchmark drives in-process datapaths (%s) and kube-proxy's (%s)",
+			dp, d.Start.Program, strings.Join(Datapaths(), ", "), strings.Join(KubeProxyDatapaths(), ", "))
 	}
 	return d.Unsupported()
 }

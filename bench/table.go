@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -80,6 +81,9 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := s.writeKubeProxyRatios(w, order); err != nil {
+		return err
+	}
 	skipped := make([]string, 0, len(s.Skipped))
 	for dp := range s.Skipped {
 		skipped = append(skipped, dp)
@@ -120,4 +124,53 @@ func num(v float64) string {
 	default:
 		return fmt.Sprintf("%.3f", v)
 	}
+}
+
+// writeKubeProxyRatios prints, for each kube-proxy datapath measured beside
+// its svcsim twin, the same-run ratios svcsim/kube-proxy of the full sync
+// and the one change, and kube-proxy's figures over its twin's floors (the
+// raw tool on svcsim's rules of the same N: kube-proxy's own rules differ a
+// little, see modes/rulediff).
+func (s *Summary) writeKubeProxyRatios(w io.Writer, order []string) error {
+	var rows [][]string
+	for _, kp := range order {
+		twin := Twin(kp)
+		if !isKubeProxy(kp) || twin == "" {
+			continue
+		}
+		floor, _ := FloorMetric(twin)
+		for _, b := range s.Benches {
+			if b.Datapath != kp || b.Metric != MetricFullSync {
+				continue
+			}
+			for _, kfp := range b.Points {
+				n := kfp.N
+				kcp, _ := s.Point(kp, MetricEndpointChange, n)
+				sfp, okF := s.Point(twin, MetricFullSync, n)
+				scp, okC := s.Point(twin, MetricEndpointChange, n)
+				ratio := func(a, b float64, ok bool) string {
+					if !ok || a <= 0 || b <= 0 {
+						return "-"
+					}
+					return num(a/b) + "x"
+				}
+				fl, okFl := s.Point(twin, floor, n)
+				chFloor, okCh := s.Point(twin, MetricFloorNftChange, n)
+				rows = append(rows, []string{twin + " / " + kp, strconv.Itoa(n),
+					num(sfp.Median), num(kfp.Median), ratio(sfp.Median, kfp.Median, okF),
+					num(scp.Median), num(kcp.Median), ratio(scp.Median, kcp.Median, okC),
+					ratio(kfp.Median, fl.Median, okFl && floor != MetricFloorIPVS), ratio(kcp.Median, chFloor.Median, okCh)})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nsame run, svcsim against the genuine kube-proxy (kube-proxy's figures from its own sync histograms; both without a minimum sync period):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "svcsim / kube-proxy\tN\tfull ms\tkube-proxy full ms\tsvcsim/kube-proxy\tchange ms\tkube-proxy change ms\tsvcsim/kube-proxy\tkube-proxy full/floor\tkube-proxy change/floor\t")
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	return tw.Flush()
 }

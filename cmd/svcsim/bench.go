@@ -66,6 +66,15 @@ meaningful:
   plane-programmed a Deployment scaled by one through a two-node cluster's control
                    plane with N Services, until every node's proxy programmed it
 
+Named in --datapaths, the genuine kube-proxy's datapaths (kube-proxy/nftables,
+kube-proxy/iptables-legacy, kube-proxy/iptables-nft; bin/k8s needed) are measured
+in the same run on a one-node kubernetes plane with the same Services and changes
+(--iptables-min-sync-period=0s: svcsim's proxiers have no minimum period either):
+full-sync and endpoint-change from kube-proxy's own histograms
+(kubeproxy_sync_full_/partial_proxy_rules_duration_seconds, the _sum delta over
+the _count delta of each sync), then a table of same-run ratios svcsim/kube-proxy
+and kube-proxy's figures over the raw tool's floor.
+
 With --kubernetes it measures the kubernetes plane instead (the genuine control
 plane, kube-proxy/nftables, svcsim as kubelet; bin/k8s needed):
 

@@ -81,6 +81,16 @@ func ParseKubeProxySync(metrics []byte) (map[string]KubeProxySync, error) {
 // KubeProxySyncIn fetches the sync timestamps of the kube-proxy running in
 // ns (its metrics on KubeProxyMetricsAddr, inside ns).
 func KubeProxySyncIn(ctx context.Context, ns *netns.NS) (map[string]KubeProxySync, error) {
+	b, err := KubeProxyMetricsIn(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	return ParseKubeProxySync(b)
+}
+
+// KubeProxyMetricsIn fetches the Prometheus text metrics of the kube-proxy
+// running in ns (KubeProxyMetricsAddr, inside ns).
+func KubeProxyMetricsIn(ctx context.Context, ns *netns.NS) ([]byte, error) {
 	client := plainClient(ns)
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+KubeProxyMetricsAddr+"/metrics", nil)
@@ -99,5 +109,5 @@ func KubeProxySyncIn(ctx context.Context, ns *netns.NS) (map[string]KubeProxySyn
 	if err != nil {
 		return nil, fmt.Errorf("kube-proxy metrics in %s: %w", ns.Name(), err)
 	}
-	return ParseKubeProxySync(b)
+	return b, nil
 }

@@ -88,6 +88,9 @@ type Options struct {
 	// with the kubelets' Lease renewed every fifth of it: for scenarios
 	// that pull a node's cable (NodeDown) and should not wait a minute.
 	NodeMonitorGracePeriod time.Duration
+	// KubeProxyArgs are appended to kube-proxy's flags on every node (the
+	// benchmark: --iptables-min-sync-period=0s).
+	KubeProxyArgs []string
 }
 
 // Cluster is a running kubernetes plane. It implements plane.Plane.

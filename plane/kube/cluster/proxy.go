@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -94,7 +95,8 @@ func (k kubeProxyKind) start(ctx context.Context, node string) (nodeProxy, error
 	if n == nil {
 		return nil, fmt.Errorf("no node %q", node)
 	}
-	p, err := k.c.cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: node, NS: n.NS, Args: k.d.Start.Args, IPTables: k.d.Start.IPTablesBackend})
+	args := append(slices.Clone(k.d.Start.Args), k.c.opts.KubeProxyArgs...)
+	p, err := k.c.cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: node, NS: n.NS, Args: args, IPTables: k.d.Start.IPTablesBackend})
 	if err != nil {
 		return nil, err
 	}
