@@ -26,6 +26,9 @@ LANE_MODES  = $(GO) run ./cmd/svcsim datapaths --lane kernel --plane embedded
 # ("kube-proxy/nftables") and svcsim's own fed from its API server
 # ("nftables@kubernetes").
 KUBE_MODES  = $(BIN) datapaths --lane host --plane kubernetes
+# KUBE_MODES_MATCH narrows them (an extended regular expression): `make
+# test-kube-proxy` runs only bin/k8s's own (^kube-proxy/).
+KUBE_MODES_MATCH ?= .
 # KUBE_SET is what kube-scenarios runs: "all" (make demo, and the default)
 # every datapath KUBE_MODES lists over every scenario; "test" (make test,
 # whose 45-minute budget has no room for four more full legs) kube-proxy's
@@ -38,7 +41,7 @@ KUBE_TEST_SUBSET := TestClusterIPDistribution|TestNodePort|TestSessionAffinity|T
 # KUBE_PARALLEL is how many kubernetes planes kube-scenarios runs side by side.
 KUBE_PARALLEL   ?= 4
 
-.PHONY: all build kube kube-scenarios kube-pin deps deps-nginx test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
+.PHONY: all build kube kube-scenarios kube-pin test-kube-proxy kube-proxy-diff test-kube-loop kube-userspace FORCE deps deps-nginx test fuzz actionlint unit unit-unprivileged scenarios demo report clean down vet size-check fmt-check tidy-check vm-build vm-test vm-selftest clean-results
 
 all: build
 
@@ -51,14 +54,31 @@ build:
 # stack traces stay): 30 % smaller, a lighter link. K8S_VERSION is the k8s.io/kubernetes
 # line of upstream/go.mod; `make kube-pin K8S_VERSION=v1.X.Y` moves it and
 # its 31 staging modules (v0.X.Y) together.
-KUBE_BIN     := $(CURDIR)/bin/k8s
+# KUBERNETES_SRC, when set, is a local kubernetes source tree: `make kube`
+# then builds bin/k8s-local from it (upstream/local-build.sh: a temporary
+# copy of upstream/go.mod with replace directives onto the tree and its
+# staging modules, `go build -modfile`; always rebuilt, the build cache
+# keeps it to the changed packages and the link), and every target that runs
+# the kubernetes plane (kube-scenarios, test-kube-proxy, test, demo) runs
+# that build. bin/k8s, the pinned release, stays what kube-proxy-diff
+# compares against.
+KUBERNETES_SRC ?=
+KUBE_PINNED  := $(CURDIR)/bin/k8s
+KUBE_LOCAL   := $(CURDIR)/bin/k8s-local
+KUBE_BIN     := $(if $(KUBERNETES_SRC),$(KUBE_LOCAL),$(KUBE_PINNED))
 K8S_VERSION  := $(shell awk '$$1=="k8s.io/kubernetes" && $$2 ~ /^v/ {print $$2; exit}' upstream/go.mod)
 K8S_MINOR    := $(word 2,$(subst ., ,$(K8S_VERSION)))
 KUBE_SOURCES := upstream/go.mod upstream/go.sum $(wildcard upstream/cmd/k8s/*.go)
 
 kube: $(KUBE_BIN)
 
-$(KUBE_BIN): $(KUBE_SOURCES)
+$(KUBE_LOCAL): FORCE
+	@mkdir -p $(dir $@)
+	upstream/local-build.sh "$(KUBERNETES_SRC)" $@
+
+FORCE:
+
+$(KUBE_PINNED): $(KUBE_SOURCES)
 	@mkdir -p $(dir $@)
 	cd upstream && date=$$($(GO) list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes) && \
 	ld=""; for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do \
@@ -66,6 +86,26 @@ $(KUBE_BIN): $(KUBE_SOURCES)
 	  ld="$$ld -X $$pkg.gitTreeState=clean -X $$pkg.buildDate=$$date"; \
 	done; \
 	$(GO) build -trimpath -ldflags "-s -w$$ld" -o $@.tmp ./cmd/k8s && mv $@.tmp $@
+
+# kube-proxy-1.25 is kube-proxy of the last minor release with the userspace
+# proxier, from its own module (upstream/kubeproxy125, see README.md), for
+# the datapath kube-proxy-1.25/userspace; stamped with its version as
+# bin/k8s is. Not part of `make kube`: `make kube-userspace` builds it.
+KUBEPROXY125_BIN     := $(CURDIR)/bin/kube-proxy-1.25
+KUBEPROXY125_VERSION := $(shell awk '$$1=="k8s.io/kubernetes" && $$2 ~ /^v/ {print $$2; exit}' upstream/kubeproxy125/go.mod)
+KUBEPROXY125_SOURCES := upstream/kubeproxy125/go.mod upstream/kubeproxy125/go.sum $(wildcard upstream/kubeproxy125/cmd/kube-proxy-1.25/*.go)
+
+kube-userspace: $(KUBEPROXY125_BIN)
+
+$(KUBEPROXY125_BIN): $(KUBEPROXY125_SOURCES)
+	@mkdir -p $(dir $@)
+	cd upstream/kubeproxy125 && v=$(KUBEPROXY125_VERSION) && minor=$$(echo $$v | cut -d. -f2) && \
+	date=$$($(GO) list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes) && \
+	ld=""; for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do \
+	  ld="$$ld -X $$pkg.gitVersion=$$v -X $$pkg.gitMajor=1 -X $$pkg.gitMinor=$$minor"; \
+	  ld="$$ld -X $$pkg.gitTreeState=clean -X $$pkg.buildDate=$$date"; \
+	done; \
+	$(GO) build -trimpath -ldflags "-s -w$$ld" -o $@.tmp ./cmd/kube-proxy-1.25 && mv $@.tmp $@
 
 kube-pin:
 	@case "$(K8S_VERSION)" in v1.*.*) ;; *) echo "K8S_VERSION=v1.X.Y wanted"; exit 1;; esac
@@ -91,6 +131,7 @@ deps:
 	$(MAKE) --no-print-directory deps-nginx
 	$(GO) mod download
 	cd upstream && $(GO) mod download
+	cd upstream/kubeproxy125 && $(GO) mod download
 
 # deps-nginx installs Debian's nginx (the ingress add-on runs it, only ever
 # inside a pod's or node's namespace, as `nginx -p <run dir> -c <conf> -e
@@ -121,11 +162,12 @@ vet:
 	$(GO) vet ./...
 
 # tidy-check fails when `go mod tidy` would change go.mod or go.sum, of this
-# module or of upstream/ (CI builds with -mod=readonly, so an untidy file
+# module, of upstream/ or of upstream/kubeproxy125 (CI builds with -mod=readonly, so an untidy file
 # would otherwise only show up as a confusing build error, or not at all).
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy (diff above): run go mod tidy"; exit 1; }
 	@cd upstream && $(GO) mod tidy -diff || { echo "upstream/go.mod/go.sum are not tidy (diff above): run go mod tidy in upstream/"; exit 1; }
+	@cd upstream/kubeproxy125 && $(GO) mod tidy -diff || { echo "upstream/kubeproxy125/go.mod/go.sum are not tidy (diff above): run go mod tidy there"; exit 1; }
 
 # size-check fails on any tracked file over 1 MiB: a binary swept into a
 # commit bloats every clone for good, and GitHub refuses files over 100 MB.
@@ -253,7 +295,7 @@ GATEWAY_CONFORMANCE_MODE ?= kube-proxy/nftables
 
 kube-scenarios: export SVCSIM_K8S_BIN := $(KUBE_BIN)
 kube-scenarios: kube build
-	@kube="$$($(KUBE_MODES))"; \
+	@kube="$$($(KUBE_MODES) | tr , '\n' | grep -E '$(KUBE_MODES_MATCH)' | paste -sd, -)"; \
 	if [ -z "$$kube" ]; then echo "no datapath runs on the kubernetes plane here ($(BIN) datapaths --plane kubernetes says why)"; exit 1; fi; \
 	case "$(KUBE_SET)" in all|test) ;; *) echo "KUBE_SET=$(KUBE_SET): want all or test"; exit 1;; esac; \
 	mkdir -p bin $(RESULTS) && $(GO) test -c -o bin/kube-scenarios.test ./scenarios || exit 1; \
@@ -275,6 +317,31 @@ kube-scenarios: kube build
 	done; \
 	while [ $$running -gt 0 ]; do finish; done; \
 	echo "kubernetes plane scenarios: $$(( $$(date +%s) - begin )) s"; exit $$status
+
+# test-kube-proxy runs every scenario on the kube-proxy datapaths with the
+# build of a local kubernetes tree (root): `sudo make test-kube-proxy
+# KUBERNETES_SRC=/path/to/kubernetes` (kube-scenarios with bin/k8s-local).
+test-kube-proxy:
+	@if [ -z "$(KUBERNETES_SRC)" ]; then echo "test-kube-proxy: KUBERNETES_SRC=/path/to/kubernetes wanted"; exit 1; fi
+	$(MAKE) --no-print-directory kube-scenarios KUBE_MODES_MATCH='^kube-proxy/'
+
+# kube-proxy-diff shows what the kube-proxy of KUBERNETES_SRC programs
+# differently from the pinned release's for the seed's objects, on every
+# kube-proxy datapath of bin/k8s (root; builds both binaries when needed).
+kube-proxy-diff: build
+	@if [ -z "$(KUBERNETES_SRC)" ]; then echo "kube-proxy-diff: KUBERNETES_SRC=/path/to/kubernetes wanted"; exit 1; fi
+	$(MAKE) --no-print-directory kube KUBERNETES_SRC=
+	$(MAKE) --no-print-directory kube
+	$(BIN) kube-proxy-diff --base $(KUBE_PINNED) --with $(KUBE_LOCAL) -f sim/testdata/seed
+
+# test-kube-loop is the developer loop's own test (root, opt-in: a second
+# build of the multi-call binary, minutes and ~3 GB): the pinned module
+# copied from the module cache into a temporary tree, a rule comment of
+# kube-proxy's iptables proxier changed there, built with
+# upstream/local-build.sh, and the change seen by kube-proxy-diff.
+test-kube-loop: export SVCSIM_K8S_BIN := $(KUBE_PINNED)
+test-kube-loop: $(KUBE_PINNED)
+	SVCSIM_KUBE_LOOP=1 $(GO) test -count=1 -timeout 40m -run '^TestKubeProxyPatchLoop$$' -v ./cmd/svcsim
 
 vm-build:
 	@mkdir -p bin

@@ -55,16 +55,35 @@ type Start struct {
 	// Program and Args start an external proxy (the genuine kube-proxy is
 	// one). Cleanup, when set, is the command that removes what it left
 	// behind ("kube-proxy --cleanup"). External datapaths run on the
-	// kubernetes plane (plane/kube/cluster), which starts them itself.
+	// kubernetes plane (plane/kube/cluster), which starts them itself; it
+	// replaces NodeIPArg in Args with the node's address.
 	Program string
 	Args    []string
 	Cleanup []string
+	// Binary names the executable file an external Program runs from, in
+	// bin/ beside the plane's multi-call binary ("": that binary, bin/k8s):
+	// another release's build (kube-proxy-1.25).
+	Binary string
+	// UserNamespace: the program runs in a user namespace that owns the
+	// node's network namespace (nodes are then made with
+	// topology.NodeSpec.UserNS): for a program that must believe it is
+	// inside a user namespace, kube-proxy-1.25's userspace proxier where
+	// RLIMIT_NOFILE cannot be raised to the 64000 it asks for.
+	UserNamespace bool
+	// ReadsEndpoints: the program reads v1 Endpoints rather than
+	// EndpointSlices (kube-proxy's userspace proxier), so the plane's
+	// barrier waits for the Endpoints controller too.
+	ReadsEndpoints bool
 	// IPTablesBackend is the iptables backend an external program must find
 	// as `iptables` (and `iptables-save`, `iptables-restore`) on its PATH:
 	// "legacy" or "nft", as modes.Options.IPTablesBackend; "" when it writes
 	// no iptables rules. kube-proxy runs whatever those names resolve to.
 	IPTablesBackend string
 }
+
+// NodeIPArg, inside an external program's Start.Args, stands for the
+// node's address ("--bind-address=$(NODE_IP)").
+const NodeIPArg = "$(NODE_IP)"
 
 // Programmed is how svcsim learns that a datapath has programmed a state.
 type Programmed int

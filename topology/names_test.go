@@ -88,7 +88,7 @@ func TestSpec(t *testing.T) {
 	}
 	// The seed's plan: nodes on 172.188.2.0/24.
 	seed := Spec{Run: run, Underlay: netip.MustParsePrefix("172.188.2.0/24"), ExternalIP: netip.MustParseAddr("172.188.2.100"),
-		Nodes: []NodeSpec{{"node1", netip.MustParseAddr("172.188.2.71"), netip.MustParsePrefix("10.244.1.0/24")}}}
+		Nodes: []NodeSpec{{Name: "node1", IP: netip.MustParseAddr("172.188.2.71"), PodCIDR: netip.MustParsePrefix("10.244.1.0/24")}}}
 	if err := seed.Validate(); err != nil {
 		t.Fatalf("seed plan: %v", err)
 	}

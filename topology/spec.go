@@ -15,6 +15,12 @@ type NodeSpec struct {
 	Name    string
 	IP      netip.Addr
 	PodCIDR netip.Prefix
+	// UserNS makes the node's network namespace one owned by a user
+	// namespace of its own (netns.NewInUserNS), for a proxy that must run
+	// inside a user namespace and still administer the node's network
+	// (kube-proxy-1.25/userspace where RLIMIT_NOFILE cannot be raised).
+	// Everything else configures it from outside, as any node.
+	UserNS bool
 }
 
 // Spec describes a topology to build.

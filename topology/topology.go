@@ -229,11 +229,17 @@ func (t *Topology) buildUnderlay(ctx context.Context) error {
 
 // newNS creates "<run>-<role>" with settings and registers its removal.
 func (t *Topology) newNS(ctx context.Context, role string, settings []sysctl) (*netns.NS, error) {
+	return t.newNSOf(ctx, role, settings, netns.New)
+}
+
+// newNSOf is newNS with the namespace made by create (netns.New, or
+// netns.NewInUserNS).
+func (t *Topology) newNSOf(ctx context.Context, role string, settings []sysctl, create func(string) (*netns.NS, error)) (*netns.NS, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	name := NSName(t.run.ID, role)
-	ns, err := netns.New(name)
+	ns, err := create(name)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +274,11 @@ func (t *Topology) plug(ns *netns.NS, ul *netlink.Handle, br0 netlink.Link, ulNa
 }
 
 func (t *Topology) buildNode(ctx context.Context, spec NodeSpec, ul *netlink.Handle, br0 netlink.Link) (*Node, error) {
-	ns, err := t.newNS(ctx, spec.Name, append(slices.Clone(baseSysctls), nodeSysctls...))
+	create := netns.New
+	if spec.UserNS {
+		create = netns.NewInUserNS
+	}
+	ns, err := t.newNSOf(ctx, spec.Name, append(slices.Clone(baseSysctls), nodeSysctls...), create)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ Exit status:
 		return os.Setenv(daemon.NameEnv, name)
 	}
 	root.AddCommand(newUp(), newDaemon(), newApply(), newGet(), newDescribe(), newPatch(), newScale(), newDelete(),
-		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newLeaks(), newReport(), newResults(), newBench(), newDatapaths())
+		newLabel(), newExec(), newKubectl(), newShell(), newDump(), newDown(), newLeaks(), newReport(), newResults(), newBench(), newDatapaths(), newKubeProxyDiff())
 	return root
 }
 

@@ -94,13 +94,14 @@ func descriptor(name, proxyMode, backend string, order int) modes.Datapath {
 // svcsim datapath.
 const ReportOrder = 100
 
-// Datapaths are the kube-proxy datapaths' descriptors, in report order.
+// Datapaths are the kube-proxy datapaths' descriptors: bin/k8s's in report
+// order, then kube-proxy v1.25's userspace proxier (Userspace).
 func Datapaths() []modes.Datapath {
-	out := make([]modes.Datapath, len(flavours))
+	out := make([]modes.Datapath, len(flavours), len(flavours)+1)
 	for i, f := range flavours {
 		out[i] = descriptor(f.name, f.proxyMode, f.backend, ReportOrder+i)
 	}
-	return out
+	return append(out, userspaceDescriptor())
 }
 
 // Get returns the kube-proxy datapath registered under name

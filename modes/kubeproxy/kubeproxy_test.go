@@ -20,6 +20,9 @@ func TestRegistered(t *testing.T) {
 	var got []string
 	maxSvcsim := -1
 	for _, d := range modes.Table() {
+		if d.Name == kubeproxy.Userspace {
+			continue // TestUserspaceRegistered
+		}
 		if _, err := kubeproxy.Get(d.Name); err != nil {
 			if d.Report.Order > maxSvcsim {
 				maxSvcsim = d.Report.Order
@@ -63,11 +66,39 @@ func TestRegistered(t *testing.T) {
 // that are (the kubernetes plane's SetDatapath and svcsim up say it).
 func TestGet(t *testing.T) {
 	for _, name := range []string{"nftables", "kube-proxy/ipvs", "iptables/nft"} {
-		if _, err := kubeproxy.Get(name); err == nil || !strings.Contains(err.Error(), "kube-proxy/iptables-legacy, kube-proxy/iptables-nft, kube-proxy/nftables") {
+		if _, err := kubeproxy.Get(name); err == nil || !strings.Contains(err.Error(), "kube-proxy/iptables-legacy, kube-proxy/iptables-nft, kube-proxy/nftables, kube-proxy-1.25/userspace") {
 			t.Errorf("Get(%q) = %v, want an error naming the kube-proxy datapaths", name, err)
 		}
 	}
 	if d, err := kubeproxy.Get(kubeproxy.Default); err != nil || d.Name != "kube-proxy/nftables" {
 		t.Errorf("Get(Default) = %v, %v", d.Name, err)
+	}
+}
+
+// TestUserspaceRegistered: kube-proxy v1.25's userspace proxier runs from
+// bin/kube-proxy-1.25 with --proxy-mode=userspace, reports beside svcsim's
+// userspace datapath with its traits (round robin, a relay), and asks for
+// a user namespace (and the KubeletInUserNamespace gate) exactly when
+// RLIMIT_NOFILE cannot be raised to 64000 here.
+func TestUserspaceRegistered(t *testing.T) {
+	d, err := kubeproxy.Get(kubeproxy.Userspace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, err := modes.Get("userspace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Report.Order != us.Report.Order+1 {
+		t.Errorf("report order %d, want %d (beside svcsim's userspace)", d.Report.Order, us.Report.Order+1)
+	}
+	if d.Start.Program != "kube-proxy" || d.Start.Binary != kubeproxy.UserspaceBinary || d.Kernel != modes.KernelUserspace ||
+		d.Traits.Choice != us.Traits.Choice || d.Traits.Affinity != us.Traits.Affinity || d.Traits.Relay != us.Traits.Relay {
+		t.Errorf("descriptor %+v", d)
+	}
+	raisable, why := kubeproxy.NoFileRaisable()
+	gate := slices.Contains(d.Start.Args, "--feature-gates=KubeletInUserNamespace=true")
+	if d.Start.UserNamespace == raisable || gate == raisable || !slices.Contains(d.Start.Args, "--proxy-mode=userspace") {
+		t.Errorf("%s: user namespace %v, gate %v, args %v", why, d.Start.UserNamespace, gate, d.Start.Args)
 	}
 }

@@ -79,3 +79,18 @@ func Versions(ctx context.Context, binary string) (map[string]string, error) {
 	}
 	return v, nil
 }
+
+// FindCompanion locates the executable name ("kube-proxy-1.25") in the
+// directory of the multi-call binary (FindBinary): `make` builds both into
+// bin/.
+func FindCompanion(name string) (string, error) {
+	bin, _, err := FindBinary()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(bin), name)
+	if err := executable(p); err != nil {
+		return "", fmt.Errorf("%s beside %s: %w", name, bin, err)
+	}
+	return p, nil
+}

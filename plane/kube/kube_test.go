@@ -332,6 +332,9 @@ func TestControlPlane(t *testing.T) {
 		}
 		vip := mustAddr(t, out)
 		for _, d := range kubeproxy.Datapaths() {
+			if d.Start.Binary != "" {
+				continue // another build (kube-proxy-1.25): the kubernetes plane's scenarios run it
+			}
 			name, dp := d.Name, struct{ backend string }{d.Start.IPTablesBackend}
 			begin := time.Now()
 			kp, err := cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: "node1", NS: node.NS, Args: d.Start.Args, IPTables: dp.backend})
@@ -395,7 +398,7 @@ func TestControlPlane(t *testing.T) {
 			if rules := proxyRules(t, node.NS, dp.backend); !strings.Contains(rules, "kube-proxy") && !strings.Contains(rules, "KUBE-SERVICES") {
 				t.Fatalf("%s: its rules are gone after it stopped:\n%s", name, rules)
 			}
-			if err := cp.KubeProxyCleanup(ctx, node.NS, dp.backend); err != nil {
+			if err := cp.KubeProxyCleanup(ctx, kube.KubeProxyConfig{NS: node.NS, IPTables: dp.backend}); err != nil {
 				t.Fatal(err)
 			}
 			if rules := proxyRules(t, node.NS, dp.backend); strings.Contains(rules, "kube-proxy") || strings.Contains(rules, "KUBE-SERVICES") {

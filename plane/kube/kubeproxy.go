@@ -35,6 +35,21 @@ type KubeProxyConfig struct {
 	// IPTables is the iptables backend put first on its PATH (IPTablesLegacy,
 	// IPTablesNFT; "": whatever `iptables` on PATH is).
 	IPTables string
+	// Binary is the executable kube-proxy runs from, dispatching on its
+	// first argument as bin/k8s does ("": the control plane's multi-call
+	// binary): a build of a local kubernetes tree, or another release's.
+	Binary string
+	// UserNS: kube-proxy runs in the user namespace that owns NS (a node
+	// made with topology.NodeSpec.UserNS), root there.
+	UserNS bool
+}
+
+// proxyBinary is the executable k runs from.
+func (c *ControlPlane) proxyBinary(k KubeProxyConfig) string {
+	if k.Binary != "" {
+		return k.Binary
+	}
+	return c.binary
 }
 
 func (k KubeProxyConfig) validate() error {
@@ -138,8 +153,8 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 		return nil, err
 	}
 	p, err := startProcess(k.NS, c.cfg.Run, processSpec{
-		Binary: c.binary, Name: KubeProxy, Args: kubeProxyArgs(kc, k),
-		Env: env, Log: c.l.log(KubeProxy + "-" + k.Node), PrivateRun: c.PrivateRunSource(),
+		Binary: c.proxyBinary(k), Name: KubeProxy, Args: kubeProxyArgs(kc, k),
+		Env: env, Log: c.l.log(KubeProxy + "-" + k.Node), PrivateRun: c.PrivateRunSource(), UserNS: k.UserNS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kube-proxy on %s: %w", k.Node, err)
@@ -150,16 +165,19 @@ func (c *ControlPlane) StartKubeProxy(ctx context.Context, k KubeProxyConfig) (*
 	return p, nil
 }
 
-// KubeProxyCleanup runs `kube-proxy --cleanup` in ns, which removes the
-// rules of every mode (iptables with the given backend, nftables, ipvs).
-func (c *ControlPlane) KubeProxyCleanup(ctx context.Context, ns *netns.NS, backend string) error {
-	env, err := c.kubeProxyEnv(backend)
+// KubeProxyCleanup runs `kube-proxy --cleanup` in k.NS, from k.Binary and
+// with k.IPTables as its iptables backend, which removes the rules of every
+// mode that kube-proxy knows (iptables, nftables, ipvs; userspace for a
+// release that has it). k.Node and k.Args are not used.
+func (c *ControlPlane) KubeProxyCleanup(ctx context.Context, k KubeProxyConfig) error {
+	ns := k.NS
+	env, err := c.kubeProxyEnv(k.IPTables)
 	if err != nil {
 		return err
 	}
 	p, err := startProcess(ns, c.cfg.Run, processSpec{
-		Binary: c.binary, Name: KubeProxy, Args: []string{"--cleanup"},
-		Env: env, Log: c.l.log(KubeProxy + "-cleanup-" + ns.Name()), PrivateRun: c.PrivateRunSource(),
+		Binary: c.proxyBinary(k), Name: KubeProxy, Args: []string{"--cleanup"},
+		Env: env, Log: c.l.log(KubeProxy + "-cleanup-" + ns.Name()), PrivateRun: c.PrivateRunSource(), UserNS: k.UserNS,
 	})
 	if err != nil {
 		return fmt.Errorf("kube-proxy --cleanup in %s: %w", ns.Name(), err)

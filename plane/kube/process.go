@@ -49,6 +49,9 @@ type processSpec struct {
 	// PrivateRun, when set, names the tmpfs the process gets as its own
 	// /run, in a mount namespace of its own (see privateRun).
 	PrivateRun string
+	// UserNS: the process also enters the user namespace that owns ns (a
+	// node made with netns.NewInUserNS), see inUserNS.
+	UserNS bool
 }
 
 // privateRun turns cmd, about to start spec, into one that gets a private
@@ -79,6 +82,45 @@ func privateRun(cmd *exec.Cmd, spec processSpec, runDir string) error {
 	cmd.Args = append([]string{"sh", "-c", script, spec.PrivateRun, runDir, spec.Binary, spec.Name}, spec.Args...)
 	cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNS
 	return nil
+}
+
+// inUserNS turns cmd, about to start in ns, into one that first enters the
+// user namespace owning ns and ns itself (`nsenter --user --net`; as root
+// of that user namespace it holds every capability over ns), and, when it
+// gets a private /run, a mount namespace made there (`unshare --mount`: one
+// made before entering would belong to the initial user namespace, where
+// the process may mount nothing). The user namespace's file goes to the
+// child as descriptor 3 (privateRun's script reuses that number for the run
+// directory once nsenter is done with it). The returned file is closed by
+// the caller once the process has started.
+func inUserNS(cmd *exec.Cmd, ns *netns.NS) (*os.File, error) {
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, fmt.Errorf("user namespace of %s: %w", ns.Name(), err)
+	}
+	userns, err := ns.UserNS()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"nsenter", "--user=/proc/self/fd/3", "--net=" + ns.Path(), "--"}
+	// argv[0] is the component's name, which a multi-call binary started
+	// by path takes as its first argument instead; privateRun's shell
+	// already passes it so.
+	rest := cmd.Args
+	if cmd.SysProcAttr.Unshareflags&syscall.CLONE_NEWNS != 0 {
+		rest = cmd.Args[1:]
+		unshare, err := exec.LookPath("unshare")
+		if err != nil {
+			userns.Close()
+			return nil, fmt.Errorf("user namespace of %s: %w", ns.Name(), err)
+		}
+		cmd.SysProcAttr.Unshareflags &^= syscall.CLONE_NEWNS
+		args = append(args, unshare, "--mount", "--propagation", "private", "--")
+	}
+	cmd.Args = append(append(args, cmd.Path), rest...)
+	cmd.Path = nsenter
+	cmd.ExtraFiles = []*os.File{userns}
+	return userns, nil
 }
 
 // baseEnv is what components get: no proxy variables (every connection stays
@@ -118,6 +160,14 @@ func startProcess(ns *netns.NS, run *rundir.Run, spec processSpec) (*Process, er
 			lf.Close()
 			return nil, err
 		}
+	}
+	if spec.UserNS {
+		userns, err := inUserNS(cmd, ns)
+		if err != nil {
+			lf.Close()
+			return nil, err
+		}
+		defer userns.Close()
 	}
 	if spec.Stdout != nil {
 		cmd.Stdout = spec.Stdout

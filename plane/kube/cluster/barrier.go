@@ -91,6 +91,15 @@ func (c *Cluster) WaitProgrammed(ctx context.Context) error {
 // to its endpoints (or jumps to their chains).
 func barrierProgrammed(dp modes.Datapath, port string) func(dump string) bool {
 	id := BarrierNamespace + "/" + barrierName
+	if dp.Kernel == modes.KernelUserspace {
+		// The userspace proxier's portal rules carry the service port's
+		// name as their comment; its endpoints live in the process, not
+		// in the kernel (settled waits for the Endpoints objects).
+		marker := id + ":" + port
+		return func(dump string) bool {
+			return strings.Contains(dump, marker+`"`) || strings.Contains(dump, marker+" ")
+		}
+	}
 	if dp.Kernel != modes.KernelNftables {
 		marker := id + ":" + port + " -> "
 		return func(dump string) bool { return strings.Contains(dump, marker) }
@@ -209,6 +218,9 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	c.proxyMu.Lock()
+	readsEndpoints := c.datapath.Start.ReadsEndpoints
+	c.proxyMu.Unlock()
 	slicesList, err := c.admin.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return "", err
@@ -253,6 +265,46 @@ func (c *Cluster) settled(ctx context.Context) (string, error) {
 		if !maps.Equal(want, got) {
 			return fmt.Sprintf("EndpointSlices of %s/%s: %s, want %s", s.Namespace, s.Name, show(got), show(want)), nil
 		}
+		if readsEndpoints {
+			if msg, err := c.endpointsSettled(ctx, s, want); msg != "" || err != nil {
+				return msg, err
+			}
+		}
+	}
+	return "", nil
+}
+
+// endpointsSettled compares s's v1 Endpoints, which the endpoints
+// controller writes, with the pods' conditions want: a terminating pod is
+// left out (unless publishNotReadyAddresses), the others are ready
+// addresses or not-ready ones. A proxy reading Endpoints (the userspace
+// proxier) shows its endpoints in no rule, so this is all the barrier
+// knows of them.
+func (c *Cluster) endpointsSettled(ctx context.Context, s *corev1.Service, want map[string]conditions) (string, error) {
+	wantEP := map[string]conditions{}
+	for ip, cond := range want {
+		if cond.terminating && !s.Spec.PublishNotReadyAddresses {
+			continue
+		}
+		wantEP[ip] = conditions{ready: cond.ready}
+	}
+	got := map[string]conditions{}
+	ep, err := c.quietClient().CoreV1().Endpoints(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return "", err
+	}
+	if err == nil {
+		for _, ss := range ep.Subsets {
+			for _, a := range ss.Addresses {
+				got[a.IP] = conditions{ready: true}
+			}
+			for _, a := range ss.NotReadyAddresses {
+				got[a.IP] = conditions{}
+			}
+		}
+	}
+	if !maps.Equal(wantEP, got) {
+		return fmt.Sprintf("Endpoints of %s/%s: %s, want %s", s.Namespace, s.Name, show(got), show(wantEP)), nil
 	}
 	return "", nil
 }

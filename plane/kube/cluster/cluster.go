@@ -69,6 +69,10 @@ type Options struct {
 	Datapath string
 	// Binary is the multi-call binary ("": kube.FindBinary).
 	Binary string
+	// KubeProxyBinary, when set, is the executable kube-proxy runs from
+	// instead of Binary (a multi-call build of a local kubernetes tree,
+	// `KUBERNETES_SRC=... make kube`): the control plane stays Binary's.
+	KubeProxyBinary string
 	// Run is the run directory (nil: a new one, removed by Close).
 	Run *rundir.Run
 	// Log receives progress lines and the kubelets' logs (nil: discard).
@@ -108,6 +112,11 @@ type Cluster struct {
 	versions map[string]string
 	began    time.Time
 
+	// quiet, made once, is the admin's clientset without the API server's
+	// warnings (v1 Endpoints is deprecated: every read would say so).
+	quietOnce sync.Once
+	quiet     kubernetes.Interface
+
 	// md, made once by DeleteNamespace, deletes objects of any kind.
 	mdOnce sync.Once
 	md     metadata.Interface
@@ -127,6 +136,14 @@ type Cluster struct {
 	proxyMu  sync.Mutex
 	datapath modes.Datapath
 	proxies  map[string]nodeProxy
+	// proxyVersion is what the running kube-proxy's binary reports.
+	proxyVersion string
+	// binMu guards k8sProxyBin, the binary bin/k8s's datapaths run
+	// kube-proxy from ("": the control plane's): Options.KubeProxyBinary,
+	// or the last SetKubeProxyBinary's. (kindOf reads it, also under
+	// proxyMu.)
+	binMu       sync.Mutex
+	k8sProxyBin string
 	// lost names the nodes NodeDown took off the network (under proxyMu):
 	// the barrier does not wait for their kube-proxy.
 	lost map[string]bool
@@ -202,10 +219,23 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if c.versions, err = kube.Versions(ctx, o.Binary); err != nil {
 		return nil, err
 	}
+	c.opts = o
+	c.k8sProxyBin = o.KubeProxyBinary
+	c.proxyVersion = c.versions["kubernetes"]
+	bin, err := c.datapathBinary(dp)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.setProxyBinary(ctx, bin); err != nil {
+		return nil, err
+	}
 	if bi, err := buildinfo.ReadFile(o.Binary); err == nil {
 		c.versions["go"] = bi.GoVersion // the toolchain that built the components
 	}
 	spec := topology.DefaultSpec(c.run, o.Nodes)
+	for i := range spec.Nodes {
+		spec.Nodes[i].UserNS = dp.Start.UserNamespace
+	}
 	spec.ControlPlaneIP = topology.DefaultControlPlaneIP
 	spec.LoadBalancerIP, spec.LoadBalancerPool = topology.DefaultLoadBalancerIP, topology.DefaultLoadBalancerPool
 	c.logf("run %s: building %d nodes, the control-plane and the cloud load balancer's namespaces", c.run.ID, o.Nodes)
@@ -293,6 +323,24 @@ func restIn(kubeconfig string, ns *netns.NS, conns *connSet) (*rest.Config, erro
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	return cfg, nil
+}
+
+// quietClient is the admin's clientset that drops the API server's
+// warnings (the barrier reads deprecated v1 Endpoints for a proxy that
+// does); c.admin when it cannot be made.
+func (c *Cluster) quietClient() kubernetes.Interface {
+	c.quietOnce.Do(func() {
+		c.quiet = c.admin
+		cfg, err := restIn(c.cp.AdminKubeconfig(), c.topo.ControlPlane(), nil)
+		if err != nil {
+			return
+		}
+		cfg.WarningHandler = rest.NoWarnings{}
+		if cs, err := kubernetes.NewForConfig(cfg); err == nil {
+			c.quiet = cs
+		}
+	})
+	return c.quiet
 }
 
 // cloudAPI is the cloud load balancer's API (on its namespace's
@@ -408,9 +456,12 @@ func (c *Cluster) Info() plane.Info {
 	dp := c.datapath
 	c.proxyMu.Unlock()
 	v := map[string]string{}
-	for _, comp := range []string{kube.Etcd, kube.APIServer, kube.ControllerManager, kube.Scheduler, kube.KubeProxy, kube.Kubectl} {
+	for _, comp := range []string{kube.Etcd, kube.APIServer, kube.ControllerManager, kube.Scheduler, kube.Kubectl} {
 		v[comp] = c.versions["kubernetes"]
 	}
+	c.proxyMu.Lock()
+	v[kube.KubeProxy] = c.proxyVersion
+	c.proxyMu.Unlock()
 	v[kube.Etcd] = c.versions["etcd"]
 	v[kube.CoreDNS] = c.versions["coredns"]
 	v["kubelet"] = "svcsim " + svcsimVersion()
@@ -424,6 +475,9 @@ func (c *Cluster) Info() plane.Info {
 	}
 	if tool := dp.Dump[0]; toolVersion(tool) != "" {
 		v[tool] = toolVersion(tool)
+	}
+	for k, note := range c.datapathNotes(dp) {
+		v[k] = note
 	}
 	return plane.Info{ControlPlane: ControlPlaneName, Datapath: dp.Name, Versions: v, RunID: c.run.ID}
 }

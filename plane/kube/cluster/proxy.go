@@ -5,15 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
-	"slices"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/svcsim/svcsim/internal/netns"
 	"github.com/svcsim/svcsim/modes"
+	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane/kube"
+	"github.com/svcsim/svcsim/topology"
 )
 
 // nodeProxy is one node's running proxy: the genuine kube-proxy
@@ -81,13 +84,24 @@ func (c *Cluster) kindOf(d modes.Datapath) proxyKind {
 	if mode, ok := OwnMode(d.Name); ok {
 		return &ownKind{c: c, mode: mode, startAgent: c.startAgent, runFeed: c.runFeed}
 	}
-	return kubeProxyKind{c: c, d: d}
+	return c.kubeProxyKindOf(d)
 }
 
-// kubeProxyKind is the genuine kube-proxy of datapath d.
+// kubeProxyKind is the genuine kube-proxy of datapath d, run from bin
+// ("": the control plane's binary; binErr says why d's own build is
+// missing).
 type kubeProxyKind struct {
-	c *Cluster
-	d modes.Datapath
+	c      *Cluster
+	d      modes.Datapath
+	bin    string
+	binErr error
+}
+
+// kubeProxyKindOf is d's kube-proxy as the plane runs it now: from
+// datapathBinary's executable.
+func (c *Cluster) kubeProxyKindOf(d modes.Datapath) kubeProxyKind {
+	bin, err := c.datapathBinary(d)
+	return kubeProxyKind{c: c, d: d, bin: bin, binErr: err}
 }
 
 func (k kubeProxyKind) start(ctx context.Context, node string) (nodeProxy, error) {
@@ -95,22 +109,144 @@ func (k kubeProxyKind) start(ctx context.Context, node string) (nodeProxy, error
 	if n == nil {
 		return nil, fmt.Errorf("no node %q", node)
 	}
-	args := append(slices.Clone(k.d.Start.Args), k.c.opts.KubeProxyArgs...)
-	p, err := k.c.cp.StartKubeProxy(ctx, kube.KubeProxyConfig{Node: node, NS: n.NS, Args: args, IPTables: k.d.Start.IPTablesBackend})
+	if k.binErr != nil {
+		return nil, k.binErr
+	}
+	cfg := proxyConfig(n, k.d, k.bin)
+	cfg.Args = append(cfg.Args, k.c.opts.KubeProxyArgs...)
+	p, err := k.c.cp.StartKubeProxy(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &kubeProxy{p: p, node: node, c: k.c}, nil
 }
 
-// cleanup runs `kube-proxy --cleanup` on node: kube-proxy leaves its rules
-// when it exits, stopped or killed.
+// cleanup runs `kube-proxy --cleanup` on node, of the build that ran:
+// kube-proxy leaves its rules when it exits, stopped or killed.
 func (k kubeProxyKind) cleanup(ctx context.Context, node string, _ bool) error {
 	n := k.c.topo.Node(node)
 	if n == nil {
 		return fmt.Errorf("no node %q", node)
 	}
-	return k.c.cp.KubeProxyCleanup(ctx, n.NS, k.d.Start.IPTablesBackend)
+	if k.binErr != nil {
+		return k.binErr
+	}
+	return k.c.cp.KubeProxyCleanup(ctx, proxyConfig(n, k.d, k.bin))
+}
+
+// proxyConfig is node n's kube-proxy on datapath dp, run from binary bin
+// ("": the control plane's), with modes.NodeIPArg in its flags replaced by
+// the node's address.
+func proxyConfig(n *topology.Node, dp modes.Datapath, bin string) kube.KubeProxyConfig {
+	args := make([]string, len(dp.Start.Args))
+	for i, a := range dp.Start.Args {
+		args[i] = strings.ReplaceAll(a, modes.NodeIPArg, n.IP.String())
+	}
+	return kube.KubeProxyConfig{Node: n.Name, NS: n.NS, Args: args, IPTables: dp.Start.IPTablesBackend, Binary: bin, UserNS: dp.Start.UserNamespace}
+}
+
+// datapathBinary is the executable dp's kube-proxy runs from: for
+// bin/k8s's datapaths the plane's KubeProxyBinary, or the last
+// SetKubeProxyBinary's, when one was given; else the descriptor's own build
+// (Start.Binary, beside the multi-call binary), or "" for the control
+// plane's.
+func (c *Cluster) datapathBinary(dp modes.Datapath) (string, error) {
+	if dp.Start.Binary == "" {
+		c.binMu.Lock()
+		defer c.binMu.Unlock()
+		return c.k8sProxyBin, nil
+	}
+	p := filepath.Join(filepath.Dir(c.opts.Binary), dp.Start.Binary)
+	if st, err := os.Stat(p); err != nil || st.IsDir() {
+		return "", fmt.Errorf("datapath %s runs %s, not found beside %s: %v", dp.Name, dp.Start.Binary, c.opts.Binary, err)
+	}
+	return p, nil
+}
+
+// setProxyBinary records the version bin reports as kube-proxy's ("": the
+// control plane's).
+func (c *Cluster) setProxyBinary(ctx context.Context, bin string) error {
+	v := c.versions["kubernetes"]
+	if bin != "" {
+		vs, err := kube.Versions(ctx, bin)
+		if err != nil {
+			return fmt.Errorf("kube-proxy binary: %w", err)
+		}
+		v = vs["kubernetes"]
+	}
+	c.proxyMu.Lock()
+	c.proxyVersion = v
+	c.proxyMu.Unlock()
+	return nil
+}
+
+// KubeProxyVersion is the version the running kube-proxy's binary reports.
+func (c *Cluster) KubeProxyVersion() string {
+	c.proxyMu.Lock()
+	defer c.proxyMu.Unlock()
+	return c.proxyVersion
+}
+
+// SetKubeProxyBinary restarts kube-proxy on every node from bin ("": the
+// control plane's binary) on the same datapath, one of bin/k8s's: each
+// running one is stopped and `kube-proxy --cleanup` of the build that ran
+// removes its rules first. It returns once every node has programmed.
+// Comparing the rules of two builds for one cluster state (svcsim
+// kube-proxy-diff) is what it is for.
+func (c *Cluster) SetKubeProxyBinary(ctx context.Context, bin string) error {
+	if bin == "" {
+		bin = c.cp.Binary()
+	}
+	c.proxyMu.Lock()
+	dp := c.datapath
+	c.proxyMu.Unlock()
+	if _, own := OwnMode(dp.Name); own || dp.Start.Binary != "" {
+		return fmt.Errorf("datapath %s does not run bin/k8s's kube-proxy; switch to one that does first", dp.Name)
+	}
+	old := c.kubeProxyKindOf(dp)
+	c.binMu.Lock()
+	c.k8sProxyBin = bin
+	c.binMu.Unlock()
+	c.proxyMu.Lock()
+	running := c.proxies
+	c.proxies = map[string]nodeProxy{}
+	c.proxyMu.Unlock()
+	if err := c.setProxyBinary(ctx, bin); err != nil {
+		return err
+	}
+	var nodes []string
+	for _, n := range c.topo.Nodes() {
+		nodes = append(nodes, n.Name)
+	}
+	started, err := switchProxies(ctx, nodes, running, old, c.kubeProxyKindOf(dp))
+	c.proxyMu.Lock()
+	for n, p := range started {
+		c.proxies[n] = p
+	}
+	c.proxyMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.WaitProgrammed(ctx)
+}
+
+// datapathNotes are what a result must say about how dp's kube-proxy ran,
+// beside the components' versions: for kube-proxy v1.25's userspace
+// proxier, that it is outside the supported version skew and, when it ran
+// in a user namespace, how and why.
+func (c *Cluster) datapathNotes(dp modes.Datapath) map[string]string {
+	if dp.Name != kubeproxy.Userspace {
+		return nil
+	}
+	notes := map[string]string{"skew": kubeproxy.SkewNote}
+	raisable, why := kubeproxy.NoFileRaisable()
+	if dp.Start.UserNamespace {
+		notes["kube-proxy run"] = "in a user namespace (uid_map 0 0 1) that owns the node's network namespace, configured from the initial one; " +
+			"--feature-gates=KubeletInUserNamespace=true, so the refused setrlimit(RLIMIT_NOFILE, 64000) is logged and ignored (" + why + ")"
+	} else if raisable {
+		notes["kube-proxy run"] = "as root in the node's network namespace, as on a node (" + why + ")"
+	}
+	return notes
 }
 
 // kubeProxy is a running kube-proxy.
@@ -232,11 +368,26 @@ func (c *Cluster) SetDatapath(ctx context.Context, name string) error {
 	if why := dp.Unsupported(); why != "" {
 		return fmt.Errorf("datapath %s cannot run here: %s", dp.Name, why)
 	}
+	// Root of the initial user namespace administers a node of a child
+	// one as any other, so every datapath runs on such nodes; one that
+	// runs in the node's user namespace needs nodes made so.
+	if dp.Start.UserNamespace && !c.topo.Spec().Nodes[0].UserNS {
+		return fmt.Errorf("datapath %s runs in a user namespace owning the node's network namespace; these nodes were made without: start a plane with it instead", dp.Name)
+	}
+	bin, err := c.datapathBinary(dp)
+	if err != nil {
+		return err
+	}
 	c.proxyMu.Lock()
 	if c.datapath.Name == dp.Name {
 		c.proxyMu.Unlock()
 		return c.WaitProgrammed(ctx)
 	}
+	c.proxyMu.Unlock()
+	if err := c.setProxyBinary(ctx, bin); err != nil {
+		return err
+	}
+	c.proxyMu.Lock()
 	old := c.datapath
 	running := c.proxies
 	c.proxies = map[string]nodeProxy{}
@@ -275,21 +426,23 @@ func runIn(ctx context.Context, ns *netns.NS, env []string, argv ...string) (str
 // the plane's barrier Service (dump.go): for the iptables datapaths the
 // KUBE-* chains, their rules and the jumps to them from the backend's
 // iptables-save, for nftables `nft list table ip kube-proxy`, for svcsim's
-// userspace proxy its portal rules and listeners.
+// userspace proxy its portal rules and listeners, for kube-proxy v1.25's
+// userspace proxier its KUBE-* chains as for iptables.
 func (c *Cluster) Dump(ctx context.Context, node string) (string, error) {
 	out, dp, err := c.rawDump(ctx, node)
 	if err != nil {
 		return "", err
 	}
-	switch dp.Kernel {
-	case modes.KernelIptables:
+	switch {
+	case dp.Kernel == modes.KernelIptables,
+		dp.Kernel == modes.KernelUserspace && dp.Start.Program != "": // kube-proxy v1.25's iptables-save
 		return iptablesView(out), nil
-	case modes.KernelNftables:
+	case dp.Kernel == modes.KernelNftables:
 		c.barrierIPMu.Lock()
 		ip := c.barrierIP
 		c.barrierIPMu.Unlock()
 		return nftablesView(out, ip), nil
-	case modes.KernelUserspace:
+	case dp.Kernel == modes.KernelUserspace:
 		return withoutBarrierLines(out), nil
 	}
 	return out, nil
