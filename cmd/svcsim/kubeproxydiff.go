@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"sort"
 	"strings"
 	"syscall"
@@ -68,18 +69,22 @@ func kubeProxyDiff(ctx context.Context, o proxyDiffOptions) ([]proxyDiff, error)
 	if err := c.WaitProgrammed(ctx); err != nil {
 		return nil, err
 	}
-	dumps := func() (map[string][]string, string, error) {
+	once := func() (map[string][]string, error) {
 		out := map[string][]string{}
 		for _, n := range c.Nodes() {
 			d, err := c.Dump(ctx, n.Name)
 			if err != nil {
-				return nil, "", err
+				return nil, err
 			}
 			lines := strings.Split(strings.TrimSpace(d), "\n")
 			sort.Strings(lines)
 			out[n.Name] = lines
 		}
-		return out, c.KubeProxyVersion(), nil
+		return out, nil
+	}
+	dumps := func() (map[string][]string, string, error) {
+		out, err := settledDumps(ctx, once, stableReads, stableEvery, stableWithin)
+		return out, c.KubeProxyVersion(), err
 	}
 	var res []proxyDiff
 	current := o.Base
@@ -112,6 +117,44 @@ func kubeProxyDiff(ctx context.Context, o proxyDiffOptions) ([]proxyDiff, error)
 		}
 	}
 	return res, nil
+}
+
+// The barrier covers kube-proxy's Services and EndpointSlices watches, not
+// every input of its rules (kube-proxy/nftables' "Drop traffic to
+// unallocated ClusterIPs" rule follows its ServiceCIDR watch and was seen
+// missing right after the barrier): a dump counts once stableReads reads
+// stableEvery apart agree, for at most stableWithin (then the last one).
+const (
+	stableReads  = 3
+	stableEvery  = time.Second
+	stableWithin = 20 * time.Second
+)
+
+// settledDumps calls dump until n consecutive results, every apart, are
+// equal, or within has passed (then the last result), and returns it.
+func settledDumps(ctx context.Context, dump func() (map[string][]string, error), n int, every, within time.Duration) (map[string][]string, error) {
+	deadline := time.Now().Add(within)
+	last, err := dump()
+	if err != nil {
+		return nil, err
+	}
+	for same := 1; same < n && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(every):
+		}
+		next, err := dump()
+		if err != nil {
+			return nil, err
+		}
+		if reflect.DeepEqual(next, last) {
+			same++
+		} else {
+			same, last = 1, next
+		}
+	}
+	return last, nil
 }
 
 // printProxyDiffs writes each comparison: a header, then "-" for the lines

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,4 +208,29 @@ func copyPinnedTree(t *testing.T, upstream, tree string) string {
 	}
 	t.Logf("copied k8s.io/kubernetes@%s and %d staging modules from %s in %v", version, n, cache, time.Since(begin).Round(time.Millisecond))
 	return version
+}
+
+// TestSettledDumps: a dump counts once it reads the same n times in a row;
+// one that keeps changing is taken as last read when the time is up.
+func TestSettledDumps(t *testing.T) {
+	seq := []string{"a", "b", "b", "c", "c", "c", "d"}
+	i := 0
+	dump := func() (map[string][]string, error) {
+		v := seq[min(i, len(seq)-1)]
+		i++
+		return map[string][]string{"node1": {v}}, nil
+	}
+	got, err := settledDumps(context.Background(), dump, 3, time.Millisecond, time.Minute)
+	if err != nil || got["node1"][0] != "c" || i != 6 {
+		t.Errorf("settled on %v after %d reads (%v), want c after 6", got, i, err)
+	}
+	n := 0
+	changing := func() (map[string][]string, error) {
+		n++
+		return map[string][]string{"node1": {fmt.Sprint(n)}}, nil
+	}
+	got, err = settledDumps(context.Background(), changing, 3, time.Millisecond, 20*time.Millisecond)
+	if err != nil || got["node1"][0] != fmt.Sprint(n) {
+		t.Errorf("a changing dump gave %v (%v), want the last read %d", got, err, n)
+	}
 }
