@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/svcsim/svcsim/internal/netns"
+	"github.com/svcsim/svcsim/modes"
 	"github.com/svcsim/svcsim/modes/kubeproxy"
 	"github.com/svcsim/svcsim/plane/kube"
 	"github.com/svcsim/svcsim/plane/kube/cluster"
@@ -51,20 +53,21 @@ func KubeProxyDatapaths() []string {
 func isKubeProxy(dp string) bool { return strings.HasPrefix(dp, kubeproxy.Prefix) }
 
 // Twin is the svcsim datapath with the same kernel and tool as kube-proxy
-// datapath dp ("kube-proxy/iptables-nft": "iptables/nft"), or "".
+// datapath dp ("kube-proxy/iptables-nft": "iptables/nft"), or "": the one
+// whose descriptor programs the same kernel state and dumps it with the
+// same command.
 func Twin(dp string) string {
 	if !isKubeProxy(dp) {
 		return ""
 	}
-	switch strings.TrimPrefix(dp, kubeproxy.Prefix) {
-	case "nftables":
-		return "nftables"
-	case "iptables-legacy":
-		return "iptables/legacy"
-	case "iptables-nft":
-		return "iptables/nft"
-	case "ipvs":
-		return "ipvs"
+	kp, err := kubeproxy.Get(dp)
+	if err != nil {
+		return ""
+	}
+	for _, d := range modes.Table() {
+		if d.Start.Factory != nil && len(d.AliasOf) == 0 && d.Kernel == kp.Kernel && slices.Equal(d.Dump, kp.Dump) {
+			return d.Name
+		}
 	}
 	return ""
 }
