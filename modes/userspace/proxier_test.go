@@ -329,6 +329,26 @@ func TestUDPSessionIdleTimeout(t *testing.T) {
 	require.NotEqual(t, n1, n2, "a new session takes the next backend")
 }
 
+// A UDP session to an endpoint that is removed ends with the sync: the
+// same client socket's next datagram reaches a remaining endpoint.
+func TestUDPSessionToRemovedEndpointEnds(t *testing.T) {
+	p, _ := newLoopbackProxier(t, func(c *userspace.Config) { c.UDPIdleTimeout = time.Minute })
+	b1, b2 := startUDPBackend(t, "u1"), startUDPBackend(t, "u2")
+	require.NoError(t, p.Sync(ctx, makeState(makeService("dns", state.UDP, dnsIP, 53, withEndpoints(b1.AddrPort(), b2.AddrPort())))))
+	c, err := net.Dial("udp4", proxyAddr(t, p, dnsKey))
+	require.NoError(t, err)
+	defer c.Close()
+	first, _ := udpAsk(t, c, "a")
+	keep := b2
+	if first == "u2" {
+		keep = b1
+	}
+	require.NoError(t, p.Sync(ctx, makeState(makeService("dns", state.UDP, dnsIP, 53, withEndpoints(keep.AddrPort())))))
+	second, echoed := udpAsk(t, c, "b")
+	require.Equal(t, "b", echoed)
+	require.NotEqual(t, first, second, "the session to the removed endpoint %s still carries datagrams", first)
+}
+
 func TestSyncIsIncremental(t *testing.T) {
 	cts := &conntracktest.Fake{}
 	p, nat := newLoopbackProxier(t, func(c *userspace.Config) { c.Conntrack = cts })

@@ -81,7 +81,22 @@ func (s *service) update(sp *state.ServicePort, endpoints []state.Endpoint, fe f
 	s.mu.Lock()
 	s.spec = *sp
 	s.fe = fe
+	// A UDP session to an endpoint that is gone ends now, so the client's
+	// next datagram picks a live one (kube-proxy deletes such UDP conntrack
+	// entries); TCP connections to it keep going, as through the kernel.
+	var stale []*udpSession
+	for _, sess := range s.sessions {
+		if ra, ok := sess.conn.RemoteAddr().(*net.UDPAddr); ok {
+			ap := ra.AddrPort()
+			if !slices.Contains(eps, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())) {
+				stale = append(stale, sess)
+			}
+		}
+	}
 	s.mu.Unlock()
+	for _, sess := range stale {
+		s.endSession(sess)
+	}
 }
 
 // track registers a socket to be closed by stop; it returns false (and the
