@@ -214,20 +214,7 @@ func (c *Cluster) SetKubeProxyBinary(ctx context.Context, bin string) error {
 	if err := c.setProxyBinary(ctx, bin); err != nil {
 		return err
 	}
-	var nodes []string
-	for _, n := range c.topo.Nodes() {
-		nodes = append(nodes, n.Name)
-	}
-	started, err := switchProxies(ctx, nodes, running, old, c.kubeProxyKindOf(dp))
-	c.proxyMu.Lock()
-	for n, p := range started {
-		c.proxies[n] = p
-	}
-	c.proxyMu.Unlock()
-	if err != nil {
-		return err
-	}
-	return c.WaitProgrammed(ctx)
+	return c.switchAll(ctx, running, old, c.kubeProxyKindOf(dp))
 }
 
 // datapathNotes are what a result must say about how dp's kube-proxy ran,
@@ -393,12 +380,19 @@ func (c *Cluster) SetDatapath(ctx context.Context, name string) error {
 	c.proxies = map[string]nodeProxy{}
 	c.datapath = dp
 	c.proxyMu.Unlock()
+	c.logf("switching %s -> %s on %d nodes", old.Name, dp.Name, len(c.topo.Nodes()))
+	return c.switchAll(ctx, running, c.kindOf(old), c.kindOf(dp))
+}
+
+// switchAll replaces the running proxies of every node (taken out of
+// c.proxies by the caller) by next's, records what started and waits for
+// the barrier.
+func (c *Cluster) switchAll(ctx context.Context, running map[string]nodeProxy, old, next proxyKind) error {
 	var nodes []string
 	for _, n := range c.topo.Nodes() {
 		nodes = append(nodes, n.Name)
 	}
-	c.logf("switching %s -> %s on %d nodes", old.Name, dp.Name, len(nodes))
-	started, err := switchProxies(ctx, nodes, running, c.kindOf(old), c.kindOf(dp))
+	started, err := switchProxies(ctx, nodes, running, old, next)
 	c.proxyMu.Lock()
 	for n, p := range started {
 		c.proxies[n] = p
