@@ -49,6 +49,34 @@ func (n *NS) Handle() vnetns.NsHandle { return n.fd }
 // Dir is made a shared mount point first, as iproute2 does (see
 // MountMarker), so that a later `ip netns add` on the host covers nothing.
 func New(name string) (*NS, error) {
+	return create(name, func() (vnetns.NsHandle, error) {
+		var fd vnetns.NsHandle
+		errc := make(chan error, 1)
+		go func() {
+			// This goroutine's thread enters the new namespace and is never
+			// returned to the pool: it is retired when the goroutine exits.
+			runtime.LockOSThread()
+			h, err := vnetns.NewNamed(name)
+			if err != nil {
+				if !errors.Is(err, os.ErrExist) {
+					// NewNamed creates the mount point before mounting; do
+					// not leave it behind when the mount failed.
+					_ = os.Remove(filepath.Join(Dir, name))
+				}
+				errc <- fmt.Errorf("create netns %s: %w", name, err)
+				return
+			}
+			fd = h
+			errc <- nil
+		}()
+		return fd, <-errc
+	})
+}
+
+// create makes Dir a shared mount point, calls mount (which creates the
+// named namespace and opens it) under Dir's lock, and brings up the new
+// namespace's loopback: IPVS and local listeners need it.
+func create(name string, mount func() (vnetns.NsHandle, error)) (*NS, error) {
 	unlock, err := lockDir()
 	if err != nil {
 		return nil, err
@@ -61,32 +89,13 @@ func New(name string) (*NS, error) {
 	if err := ensureMountPoint(); err != nil {
 		return nil, fmt.Errorf("create netns %s: %w", name, err)
 	}
-	var fd vnetns.NsHandle
-	errc := make(chan error, 1)
-	go func() {
-		// This goroutine's thread enters the new namespace and is never
-		// returned to the pool: it is retired when the goroutine exits.
-		runtime.LockOSThread()
-		h, err := vnetns.NewNamed(name)
-		if err != nil {
-			if !errors.Is(err, os.ErrExist) {
-				// NewNamed creates the mount point before mounting; do
-				// not leave it behind when the mount failed.
-				_ = os.Remove(filepath.Join(Dir, name))
-			}
-			errc <- fmt.Errorf("create netns %s: %w", name, err)
-			return
-		}
-		fd = h
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	fd, err := mount()
+	if err != nil {
 		return nil, errors.Join(err, releaseMountPoint())
 	}
 	unlock()
 	unlock = nil
 	ns := &NS{name: name, fd: fd}
-	// Bring up loopback: IPVS and local listeners need it.
 	if err := ns.Do(func() error { return setLoUp() }); err != nil {
 		_ = ns.Delete()
 		return nil, err

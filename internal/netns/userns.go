@@ -1,7 +1,6 @@
 package netns
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,34 +27,17 @@ import (
 // makes both; its network namespace is bind-mounted as New mounts one, then
 // the helper exits.
 func NewInUserNS(name string) (*NS, error) {
-	unlock, err := lockDir()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if unlock != nil {
-			unlock()
+	return create(name, func() (vnetns.NsHandle, error) {
+		if err := mountInUserNS(name); err != nil {
+			return 0, fmt.Errorf("create netns %s in a user namespace: %w", name, err)
 		}
-	}()
-	if err := ensureMountPoint(); err != nil {
-		return nil, fmt.Errorf("create netns %s: %w", name, err)
-	}
-	if err := mountInUserNS(name); err != nil {
-		return nil, errors.Join(fmt.Errorf("create netns %s in a user namespace: %w", name, err), releaseMountPoint())
-	}
-	fd, err := vnetns.GetFromPath(filepath.Join(Dir, name))
-	if err != nil {
-		_ = DeleteNamed(name)
-		return nil, fmt.Errorf("open netns %s: %w", name, err)
-	}
-	unlock()
-	unlock = nil
-	ns := &NS{name: name, fd: fd}
-	if err := ns.Do(func() error { return setLoUp() }); err != nil {
-		_ = ns.Delete()
-		return nil, err
-	}
-	return ns, nil
+		fd, err := vnetns.GetFromPath(filepath.Join(Dir, name))
+		if err != nil {
+			_ = DeleteNamed(name)
+			return 0, fmt.Errorf("open netns %s: %w", name, err)
+		}
+		return fd, nil
+	})
 }
 
 // mountInUserNS starts the helper in a new user and network namespace and
