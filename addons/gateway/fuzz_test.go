@@ -24,6 +24,7 @@ func FuzzRender(f *testing.F) {
 		{"a.example", "/a", "X", "v\nserver {", "b.example;"},
 		{"a.example", "/a$b", "X", "${svcsim_dollar}", ""},
 		{"a.example", "/%2e", "Host", "{}", ""},
+		{"a.example", "/%2e/", "Host", "{\x9d", ""},
 	} {
 		f.Add(s[0], s[1], s[2], s[3], s[4])
 	}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/svcsim/svcsim/addons/ingress/nginxconf"
 )
@@ -146,11 +147,15 @@ var (
 	gwPathRE     = regexp.MustCompile(`^/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$`)
 )
 
-// ValidateValue checks a header or query value: at most 4096 bytes, no
-// control characters (nginx never passes them in a header).
+// ValidateValue checks a header or query value: at most 4096 bytes of
+// UTF-8 (what an API string can hold), no control characters (nginx never
+// passes them in a header).
 func ValidateValue(v string) error {
 	if v == "" || len(v) > 4096 {
 		return fmt.Errorf("value of %d bytes: 1 to 4096", len(v))
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("value %q is not UTF-8", v)
 	}
 	for _, r := range v {
 		if r < ' ' || r == 0x7f {

@@ -236,16 +236,17 @@ func LocationKeys(l Location) []string {
 
 // Quote returns s as a double-quoted nginx string: nginx's lexer takes a
 // backslash as escaping the next character, so backslashes and quotes are
-// escaped and nothing in s can end the string.
+// escaped and nothing in s can end the string. It works byte by byte, so
+// bytes that are not UTF-8 pass through as they are (nginx reads bytes).
 func Quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
 		case '\\', '"':
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(s[i])
 	}
 	b.WriteByte('"')
 	return b.String()

@@ -64,7 +64,7 @@ func TestHostileInputRefused(t *testing.T) {
 		_, _, err := Render(c)
 		require.ErrorContains(t, err, tc.want)
 	}
-	for _, s := range []string{`a"b`, `a\`, `\"`, "x;}\n{", "", `\\\"`} {
+	for _, s := range []string{`a"b`, `a\`, `\"`, "x;}\n{", "", `\\\"`, "{\x9d\xff"} {
 		toks, err := lex("x " + Quote(s) + ";")
 		require.NoError(t, err)
 		require.Len(t, toks, 3, "%q", s)
