@@ -315,13 +315,22 @@ func TestUDPSessionsReplyToTheRightClient(t *testing.T) {
 	require.Len(t, b2.Peers(), 2)
 }
 
-func TestUDPSessionIdleTimeout(t *testing.T) {
-	p, _ := newLoopbackProxier(t, func(c *userspace.Config) { c.UDPIdleTimeout = 100 * time.Millisecond })
+// udpDNSClient starts a proxier with the given UDP idle timeout, a UDP
+// Service "dns" on backends u1 and u2, and a client socket to its proxy
+// port (closed at the test's end).
+func udpDNSClient(t *testing.T, idle time.Duration) (*userspace.Proxier, net.Conn, *udpBackend, *udpBackend) {
+	t.Helper()
+	p, _ := newLoopbackProxier(t, func(c *userspace.Config) { c.UDPIdleTimeout = idle })
 	b1, b2 := startUDPBackend(t, "u1"), startUDPBackend(t, "u2")
 	require.NoError(t, p.Sync(ctx, makeState(makeService("dns", state.UDP, dnsIP, 53, withEndpoints(b1.AddrPort(), b2.AddrPort())))))
 	c, err := net.Dial("udp4", proxyAddr(t, p, dnsKey))
 	require.NoError(t, err)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return p, c, b1, b2
+}
+
+func TestUDPSessionIdleTimeout(t *testing.T) {
+	p, c, _, _ := udpDNSClient(t, 100*time.Millisecond)
 	n1, _ := udpAsk(t, c, "a")
 	require.Equal(t, 1, p.ServicePorts()[0].UDPSessions)
 	eventually(t, "session to expire", func() bool { return p.ServicePorts()[0].UDPSessions == 0 })
@@ -332,12 +341,7 @@ func TestUDPSessionIdleTimeout(t *testing.T) {
 // A UDP session to an endpoint that is removed ends with the sync: the
 // same client socket's next datagram reaches a remaining endpoint.
 func TestUDPSessionToRemovedEndpointEnds(t *testing.T) {
-	p, _ := newLoopbackProxier(t, func(c *userspace.Config) { c.UDPIdleTimeout = time.Minute })
-	b1, b2 := startUDPBackend(t, "u1"), startUDPBackend(t, "u2")
-	require.NoError(t, p.Sync(ctx, makeState(makeService("dns", state.UDP, dnsIP, 53, withEndpoints(b1.AddrPort(), b2.AddrPort())))))
-	c, err := net.Dial("udp4", proxyAddr(t, p, dnsKey))
-	require.NoError(t, err)
-	defer c.Close()
+	p, c, b1, b2 := udpDNSClient(t, time.Minute)
 	first, _ := udpAsk(t, c, "a")
 	keep := b2
 	if first == "u2" {
