@@ -170,9 +170,14 @@ func mountsOf(ms []mountEntry, dir string, visible int) dirMounts {
 	return d
 }
 
-// readDirMounts reads the mount table and places Dir in it.
+// readDirMounts reads the mount table and places Dir in it. A missing Dir
+// (a fresh machine: nothing has made a named namespace yet) is in no mount
+// table: nothing is mounted at it or under it.
 func readDirMounts() (dirMounts, error) {
 	visible, err := mountIDOf(Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return dirMounts{}, nil
+	}
 	if err != nil {
 		return dirMounts{}, err
 	}
